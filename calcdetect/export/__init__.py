@@ -1,0 +1,1 @@
+"""Writers for calcdetect's outputs (JSON, text, NIfTI masks, overlays)."""

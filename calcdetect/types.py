@@ -1,0 +1,240 @@
+"""Core data types that flow between the pipeline stages.
+
+Frozen dataclasses, numpy only (no torch import here), so that every stage can be
+used and tested on its own. See ``DESIGN.md`` for the data flow.
+
+Geometry conventions (shared by every stage)
+--------------------------------------------
+* ``Volume.array`` is float32 in Hounsfield units, indexed ``[k, j, i]`` =
+  ``[slice, row, column]``.
+* Canonical orientation after loading (flips and axis swaps only, never
+  resampling): ``i`` increases to the patient's Left, ``j`` to Posterior, ``k`` to
+  Superior, i.e. DICOM LPS.
+* ``spacing`` is given **in array-axis order** ``(sk, sj, si)`` in mm.
+* ``affine`` maps homogeneous array indices ``(k, j, i, 1)`` to patient
+  coordinates ``(x, y, z, 1)`` in LPS mm. For a pure axial scan it is a diagonal
+  permutation; residual obliquity stays in the affine.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "AcquisitionInfo",
+    "Volume",
+    "Radiograph",
+    "AnatomyMap",
+    "Lesion",
+    "Finding",
+    "Kind",
+    "Morphology",
+    "Side",
+    "Report",
+]
+
+Side = Literal["left", "right"]
+
+
+@dataclass(frozen=True)
+class AcquisitionInfo:
+    """Acquisition facts that change how calcium is measured or reported.
+
+    Identifiers are stored only as salted SHA-256 hashes (see ``calcdetect.ids``);
+    no patient name, ID, birth date or accession number is ever kept.
+    """
+
+    modality: str
+    kvp: float | None = None
+    convolution_kernel: str | None = None
+    slice_thickness_mm: float | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    manufacturer: str | None = None
+    manufacturer_model: str | None = None
+    contrast_agent: str | None = None
+    contrast_route: str | None = None
+    series_description: str | None = None
+    study_uid_hash: str | None = None
+    series_uid_hash: str | None = None
+    frame_of_reference_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A CT volume in HU on its canonical LPS grid (see module docstring)."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    affine: np.ndarray
+    info: AcquisitionInfo
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume.array must be 3-D [k, j, i], got shape {self.array.shape}")
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"Volume.affine must be 4x4, got {self.affine.shape}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def origin(self) -> tuple[float, float, float]:
+        """LPS mm of voxel ``[0, 0, 0]``."""
+        return tuple(float(v) for v in self.affine[:3, 3])  # type: ignore[return-value]
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing))
+
+    def index_to_lps(self, kji: np.ndarray) -> np.ndarray:
+        """Map ``(..., 3)`` array indices ``(k, j, i)`` to LPS mm."""
+        kji = np.asarray(kji, dtype=np.float64)
+        return kji @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def lps_to_index(self, xyz: np.ndarray) -> np.ndarray:
+        """Map ``(..., 3)`` LPS mm to fractional array indices ``(k, j, i)``."""
+        inv = np.linalg.inv(self.affine)
+        xyz = np.asarray(xyz, dtype=np.float64)
+        return xyz @ inv[:3, :3].T + inv[:3, 3]
+
+
+@dataclass(frozen=True)
+class Radiograph:
+    """A projection radiograph, photometric interpretation applied: bright = dense.
+
+    ``pixel_spacing`` is ``(row, column)`` mm at the detector or, when a
+    magnification factor is known, corrected to the patient plane;
+    ``spacing_source`` says which (``"ImagerPixelSpacing"``, ``"PixelSpacing"``,
+    ``"EstimatedRadiographicMagnificationFactor"``, ``"user"`` or ``None``).
+    """
+
+    array: np.ndarray
+    pixel_spacing: tuple[float, float] | None
+    info: AcquisitionInfo
+    view: Literal["lateral", "AP", "PA", "unknown"] = "unknown"
+    spacing_source: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 2:
+            raise ValueError(f"Radiograph.array must be 2-D [row, column], got {self.array.shape}")
+
+
+@dataclass(frozen=True)
+class AnatomyMap:
+    """Anatomy labels on a grid, plus the vertebral level of every slice.
+
+    ``labels`` is an integer label volume ``[k, j, i]`` whose values are
+    ``Structure`` label ids from ``calcdetect.anatomy.regions`` (0 = background).
+    ``affine`` maps its indices to LPS mm exactly like ``Volume.affine`` (it may be a
+    coarser grid than the CT). ``slice_levels[k]`` is the vertebral level at slice
+    ``k`` of *this* grid (e.g. ``"L3"`` or ``"L3-L4"`` for a disc) or ``None``.
+    ``source`` records where each structure came from (``"rules"``, ``"cnn"``,
+    ``"totalsegmentator"``); ``notes`` carry caveats for the report (e.g.
+    transitional anatomy).
+    """
+
+    labels: np.ndarray
+    affine: np.ndarray
+    slice_levels: tuple[str | None, ...]
+    source: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.labels.ndim != 3:
+            raise ValueError(f"AnatomyMap.labels must be 3-D, got {self.labels.shape}")
+        if len(self.slice_levels) != self.labels.shape[0]:
+            raise ValueError(
+                f"AnatomyMap.slice_levels has {len(self.slice_levels)} entries for "
+                f"{self.labels.shape[0]} slices"
+            )
+
+
+class Kind(str, enum.Enum):
+    """What a calcification (or look-alike) is."""
+
+    ATHEROSCLEROTIC = "atherosclerotic"
+    STONE = "stone"
+    URETERAL_STONE = "ureteral_stone"
+    NEPHROCALCINOSIS = "nephrocalcinosis"
+    LIGAMENT = "ligament"
+    PHLEBOLITH = "phlebolith"
+    COSTAL_CARTILAGE = "costal_cartilage"
+    LYMPH_NODE = "lymph_node"
+    BOWEL = "bowel"
+    METAL = "metal"
+    BONE = "bone"
+    CONTRAST = "contrast"
+    UNKNOWN = "unknown"
+
+
+class Morphology(str, enum.Enum):
+    PUNCTATE = "punctate"
+    LINEAR = "linear"
+    CURVILINEAR = "curvilinear"
+    PLAQUE = "plaque"
+    RING = "ring"
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One connected component of calcium-dense voxels, with its measurements.
+
+    ``bbox`` is ``(k0, j0, i0, k1, j1, i1)`` (half-open) on the Volume grid and
+    ``mask`` the boolean component inside that box. Agatston follows the
+    conventional per-slice definition (see ``calcdetect.candidates``).
+    """
+
+    label: int
+    bbox: tuple[int, int, int, int, int, int]
+    mask: np.ndarray
+    voxel_count: int
+    volume_mm3: float
+    agatston: float
+    mass_mg: float
+    peak_hu: float
+    mean_hu: float
+    centroid_lps_mm: tuple[float, float, float]
+    centroid_kji: tuple[float, float, float]
+    max_diameter_mm: float
+    # Shape descriptors: principal-axis lengths (mm, descending), elongation
+    # (1 - l2/l1), flatness (1 - l3/l2), and the fraction of the bounding sphere
+    # that the component fills; used for morphology and look-alike rules.
+    axes_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    elongation: float = 0.0
+    flatness: float = 0.0
+    central_lucency: bool = False
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A Lesion placed and named: where it is and what it is."""
+
+    id: str
+    lesion: Lesion
+    region: str  # a Region value from calcdetect.anatomy.regions
+    side: Side | None
+    level: str | None
+    kind: Kind
+    morphology: Morphology
+    confidence: float
+    segment: str | None = None  # e.g. "infrarenal", "common", "lower pole", "medullary"
+    structure: str | None = None  # the anatomy Structure name it was attributed to
+
+
+@dataclass(frozen=True)
+class Report:
+    """A draft radiology report: always marked as a computer-generated draft."""
+
+    header: str
+    findings: str
+    impression: str
+
+    def text(self) -> str:
+        return f"{self.header}\n\nFINDINGS:\n{self.findings}\n\nIMPRESSION:\n{self.impression}\n"
