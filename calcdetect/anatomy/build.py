@@ -1,0 +1,281 @@
+"""Build the AnatomyMap of a CT volume: rules, optionally overridden by external masks.
+
+The recipe:
+
+1. spine (column, bodies, canal, discs, ligamentum flavum zone, levels) -- spine.py;
+2. aorta and iliac arteries, tracked along the spine -- vessels.py;
+3. kidneys with collecting system and medulla -- kidneys.py;
+4. structures given by TotalSegmentator masks (``external_dir``) replace the
+   rule estimate of the same structures -- external.py;
+5. everything painted into one label volume with the registry's label ids, in an
+   order that lets the structures that carry a report region win over context:
+   body < kidney < spine < vessels.
+
+The rules run on CPU (numpy / scipy / scikit-image); ``device`` is accepted for
+the pipeline's uniform signature and for the CNN path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from calcdetect.anatomy.external import levels_from_vertebrae, load_totalsegmentator, split_iliac
+from calcdetect.anatomy.kidneys import Kidney, find_kidneys, subdivide_kidney
+from calcdetect.anatomy.regions import (
+    STRUCTURES,
+    VERTEBRA_LEVELS,
+    Region,
+    level_index,
+    structure,
+)
+from calcdetect.anatomy.spine import Spine, body_mask_2d, find_spine
+from calcdetect.anatomy.vessels import Vessels, find_vessels
+from calcdetect.device import Device
+from calcdetect.types import AnatomyMap, Volume
+
+__all__ = ["build_anatomy", "regions_in_fov", "compose_labels"]
+
+_ILIACS = tuple(f"{seg}_iliac_artery_{side}" for seg in ("common", "external", "internal")
+                for side in ("left", "right"))
+
+
+def _label(name: str) -> int:
+    return structure(name).label
+
+
+def _has_structure(name: str) -> bool:
+    try:
+        structure(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _body_front(spine: Spine, nk: int) -> np.ndarray:
+    """Row of the vertebral body's anterior edge per slice (interpolated)."""
+    front = np.full(nk, np.nan)
+    for k in range(nk):
+        rows = np.flatnonzero(spine.bodies[k].any(axis=1))
+        if rows.size:
+            front[k] = rows[0]
+    good = np.isfinite(front)
+    if not good.any():
+        return spine.body_centre[:, 0] - 15.0
+    return np.interp(np.arange(nk), np.flatnonzero(good), front[good])
+
+
+def compose_labels(shape: tuple[int, int, int], masks: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Paint ``(structure name, bool mask)`` pairs in order; later ones win."""
+    labels = np.zeros(shape, dtype=np.uint8)
+    for name, m in masks:
+        if m is not None and m.any():
+            labels[m] = _label(name)
+    return labels
+
+
+def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | None = None,
+                  external_dir: Path | None = None) -> AnatomyMap:
+    """Anatomy of a CT volume on its own grid.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU, canonical ``[k, j, i]``.
+    device : Device
+        Accepted for the pipeline's uniform signature; the rules run on CPU.
+    bone_mask : ndarray of bool, optional
+        Bone mask from the candidate stage (``Candidates.bone_mask``); default
+        ``HU >= 200``.
+    external_dir : Path, optional
+        TotalSegmentator output folder; its structures replace the rule ones.
+
+    Returns
+    -------
+    AnatomyMap
+        Labels use the registry's Structure ids; ``slice_levels`` are ``None``
+        where no level could be assigned (the notes say why).
+    """
+    hu = volume.array
+    spacing = tuple(float(v) for v in volume.spacing)
+    nk = hu.shape[0]
+    if bone_mask is not None and bone_mask.shape != hu.shape:
+        raise ValueError(f"bone_mask shape {bone_mask.shape} does not match the volume {hu.shape}")
+    notes: list[str] = []
+    source: dict[str, str] = {}
+
+    spine = find_spine(hu, spacing, bone=bone_mask)
+    notes.extend(spine.notes)
+    bone = bone_mask if bone_mask is not None else hu >= 200.0
+    if spine.found:
+        source["spine"] = "rules"
+        body_centre = spine.body_centre
+        front = _body_front(spine, nk)
+    else:
+        body_centre = np.full((nk, 2), np.nan)
+        for k in range(nk):
+            bm = body_mask_2d(hu[k])
+            if bm.any():
+                body_centre[k] = ndi.center_of_mass(bm)
+        front = body_centre[:, 0]
+    vessels: Vessels | None = None
+    kidneys: dict[str, Kidney] = {}
+    if np.isfinite(body_centre).all():
+        vessels = find_vessels(hu, spacing, body_centre, front, bone,
+                               spine_mask=spine.column | spine.bodies)
+        notes.extend(vessels.notes)
+        vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
+        contrast = _contrast_suspected(volume, hu, vessels)
+        kidneys = find_kidneys(hu, spacing, body_centre, spine.column | spine.bodies, contrast=contrast)
+        if vessels.aorta.any():
+            source["aorta"] = "rules"
+        if any(m.any() for m in vessels.iliac.values()):
+            source["iliac"] = "rules"
+        if kidneys:
+            source["kidneys"] = "rules"
+
+    slice_levels = spine.slice_levels
+    vertebrae: list[tuple[str, np.ndarray]] = [
+        (f"vertebrae_{lv}" if lv != "S1" else "sacrum", m) for lv, m in spine.vertebra_levels.items()
+    ]
+    unlabelled_column = spine.column & ~np.any([m for _, m in vertebrae], axis=0) if vertebrae else spine.column
+    canal, lf, discs = spine.canal, spine.lf_zone, spine.discs
+    aorta = vessels.aorta if vessels is not None else np.zeros(hu.shape, bool)
+    iliac = dict(vessels.iliac) if vessels is not None else {}
+    kid_masks = _kidney_masks(kidneys)
+
+    if external_dir is not None:
+        ext = load_totalsegmentator(Path(external_dir), volume)
+        if "aorta" in ext:
+            aorta = _grow(ext["aorta"], spacing, 3.0)
+            source["aorta"] = "totalsegmentator"
+        bif = int(np.flatnonzero(aorta.any(axis=(1, 2))).min()) if aorta.any() else None
+        for side in ("left", "right"):
+            if f"iliac_artery_{side}" in ext:
+                c, e, i = split_iliac(_grow(ext[f"iliac_artery_{side}"], spacing, 2.5), spacing, bif)
+                iliac[f"common_iliac_artery_{side}"] = c
+                iliac[f"external_iliac_artery_{side}"] = e
+                iliac[f"internal_iliac_artery_{side}"] = i
+                source["iliac"] = "totalsegmentator"
+            if f"kidney_{side}" in ext:
+                kidneys[side] = subdivide_kidney(ext[f"kidney_{side}"], spacing, side, hu=hu)
+                source["kidneys"] = "totalsegmentator"
+        kid_masks = _kidney_masks(kidneys)
+        vert = {n: m for n, m in ext.items() if n.startswith("vertebrae_") or n == "sacrum"}
+        if vert:
+            vertebrae = [("sacrum" if n in ("sacrum", "vertebrae_S1") else n, m) for n, m in vert.items()]
+            slice_levels = levels_from_vertebrae(vert, nk)
+            unlabelled_column = np.zeros(hu.shape, bool)
+            notes = [n for n in notes if "level" not in n and "transitional" not in n]
+            source["spine"] = "totalsegmentator"
+        if "spinal_cord" in ext:
+            any_vert = np.any([m for _, m in vertebrae], axis=0) if vertebrae else bone
+            canal = _grow(ext["spinal_cord"], spacing, 3.0) & ~any_vert
+            lf = _lf_from_canal(canal, spacing)
+            source["spinal_canal"] = "totalsegmentator"
+
+    layers: list[tuple[str, np.ndarray]] = [("body", _body(hu))]
+    layers += kid_masks
+    if _has_structure("vertebrae_unlabelled"):
+        layers.append(("vertebrae_unlabelled", unlabelled_column))
+    layers += vertebrae
+    layers += [("intervertebral_disc", discs), ("spinal_canal", canal), ("ligamentum_flavum_zone", lf)]
+    layers += [(n, iliac[n]) for n in _ILIACS if n in iliac]
+    layers.append(("aorta", aorta))
+    labels = compose_labels(hu.shape, layers)
+    return AnatomyMap(labels=labels, affine=volume.affine.copy(), slice_levels=tuple(slice_levels),
+                      source=source, notes=tuple(dict.fromkeys(notes)))
+
+
+def _kidney_masks(kidneys: dict[str, Kidney]) -> list[tuple[str, np.ndarray]]:
+    out = []
+    for side, kid in kidneys.items():
+        out += [(f"kidney_{side}", kid.cortex), (f"kidney_medulla_{side}", kid.medulla),
+                (f"collecting_system_{side}", kid.collecting_system)]
+    return out
+
+
+def _grow(mask: np.ndarray, spacing: tuple[float, ...], mm: float) -> np.ndarray:
+    """Dilate in-plane by ``mm`` (vessel wall around a lumen mask)."""
+    sj, si = spacing[1], spacing[2]
+    rj, ri = max(int(round(mm / sj)), 1), max(int(round(mm / si)), 1)
+    y, x = np.mgrid[-rj : rj + 1, -ri : ri + 1]
+    st = ((y * sj) ** 2 + (x * si) ** 2 <= mm * mm)[None]
+    return ndi.binary_dilation(mask, structure=st)
+
+
+def _lf_from_canal(canal: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    ring = _grow(canal, spacing, 5.0) & ~canal
+    out = np.zeros_like(canal)
+    for k in np.flatnonzero(canal.any(axis=(1, 2))):
+        jc = ndi.center_of_mass(canal[k])[0]
+        out[k] = ring[k]
+        out[k, : int(np.ceil(jc))] = False
+    return out
+
+
+def _body(hu: np.ndarray) -> np.ndarray:
+    out = np.zeros(hu.shape, dtype=bool)
+    for k in range(hu.shape[0]):
+        out[k] = body_mask_2d(hu[k])
+    return out
+
+
+def _contrast_suspected(volume: Volume, hu: np.ndarray, vessels: Vessels) -> bool:
+    """Contrast if the header says so or the aortic lumen is brighter than blood."""
+    if volume.info.contrast_agent:
+        return True
+    tube = vessels.aorta_tube
+    ks = np.flatnonzero(tube.present)
+    if ks.size == 0:
+        return False
+    vals = [hu[k, int(round(tube.centre[k, 0])), int(round(tube.centre[k, 1]))] for k in ks]
+    return float(np.median(vals)) > 120.0
+
+
+def _check_bifurcation(vessels: Vessels, levels: tuple[str | None, ...], notes: list[str]) -> Vessels:
+    """Drop iliacs tracked below an aorta that ends above L2 (not a bifurcation)."""
+    bif = vessels.bifurcation_k
+    if bif is None:
+        return vessels
+    lv = levels[bif] if bif < len(levels) else None
+    if lv is not None and level_index(lv) < VERTEBRA_LEVELS.index("L2"):
+        notes.append("aorta lost above L2; iliac arteries not tracked")
+        empty = {n: np.zeros_like(m) for n, m in vessels.iliac.items()}
+        return Vessels(vessels.aorta, empty, vessels.aorta_tube, None, vessels.notes)
+    return vessels
+
+
+# Level ranges (cranial, caudal) that place a region in the field of view even
+# when its structure was not found (a level-covered region reads "no calcification"
+# only if its structure exists; these ranges are the fallback for the FOV sentence).
+_FOV_LEVELS: dict[Region, tuple[str, str]] = {
+    Region.AORTA: ("T12", "L4"),
+    Region.ILIAC: ("L5", "S1"),
+    Region.RENAL: ("T12", "L2"),
+}
+
+
+def regions_in_fov(anatomy: AnatomyMap) -> dict[Region, bool]:
+    """Which report regions the scan covers.
+
+    A region is in the field of view when a structure of it is labelled, or when
+    the levels show that its usual vertebral range is covered (the aorta T12-L4,
+    iliac arteries L5-S1, kidneys T12-L2). Other is always in view.
+    """
+    present = {int(v) for v in np.unique(anatomy.labels)}
+    out: dict[Region, bool] = {r: False for r in Region}
+    out[Region.OTHER] = True
+    for s in STRUCTURES:
+        if s.region is not None and s.label in present:
+            out[s.region] = True
+    seen = {lv for lv in anatomy.slice_levels if lv}
+    idx = {level_index(lv) for lv in seen}
+    for region, (hi, lo) in _FOV_LEVELS.items():
+        a, b = VERTEBRA_LEVELS.index(hi), VERTEBRA_LEVELS.index(lo)
+        if any(a <= i <= b for i in idx):
+            out[region] = True
+    return out
+

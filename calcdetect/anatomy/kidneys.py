@@ -1,0 +1,204 @@
+"""Rule-based kidneys on CT: parenchyma, collecting system (renal sinus), medulla.
+
+Kidneys are bean-shaped soft-tissue organs lying in perirenal fat on each side of
+the spine, posteriorly, from about T12 to L3. Per side:
+
+1. soft tissue (``soft_hu``; the upper bound rises for contrast-enhanced scans)
+   inside a posterior-lateral window beside the column;
+2. a 3-D erosion cuts the thin bridges to the liver, spleen and muscles, the
+   largest plausible component is kept (centroid 25-130 mm from the midline,
+   cranio-caudal extent under 180 mm) and grown back inside the soft-tissue mask;
+3. holes are filled per slice.
+
+The **collecting system** is the renal sinus: the part of the kidney's per-slice
+convex hull that is not parenchyma (fat, urine, a stone) -- so a stone in the
+pelvis or a calyx falls in it. **Medulla** vs cortex is by depth from the
+kidney's outer surface: parenchyma deeper than ``cortex_mm`` (default 6 mm) is
+medulla. Ureters are not traced (see the module's limitations in the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cc3d
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.morphology import convex_hull_image
+
+__all__ = ["KidneySettings", "Kidney", "find_kidneys", "subdivide_kidney"]
+
+
+@dataclass(frozen=True)
+class KidneySettings:
+    soft_hu: tuple[float, float] = (10.0, 80.0)
+    soft_hu_contrast: tuple[float, float] = (10.0, 300.0)
+    erosion_mm: float = 4.0
+    cortex_mm: float = 6.0
+    min_volume_ml: float = 20.0
+    max_volume_ml: float = 450.0
+    lateral_mm: tuple[float, float] = (25.0, 130.0)
+
+
+@dataclass(frozen=True)
+class Kidney:
+    """One kidney; masks bool ``[k, j, i]``; ``parenchyma`` = cortex | medulla."""
+
+    side: str
+    parenchyma: np.ndarray
+    cortex: np.ndarray
+    medulla: np.ndarray
+    collecting_system: np.ndarray
+
+
+def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side: str,
+                     cortex_mm: float = 6.0, hu: np.ndarray | None = None) -> Kidney:
+    """Split a kidney mask into cortex, medulla and collecting system (sinus).
+
+    Works on a rule mask or an external (TotalSegmentator) mask alike. The sinus
+    is the part of the per-slice convex hull that is not parenchyma; with ``hu``
+    given, only its low-density part (fat / urine, < 20 HU) and dense voxels
+    within 2 mm of that count (a stone lies in fat or urine), while dense voxels
+    enclosed by parenchyma stay parenchyma (nephrocalcinosis).
+    """
+    if not mask.any():
+        e = np.zeros_like(mask)
+        return Kidney(side, e, e, e, e)
+    # Work in the mask's bounding box plus a margin; paste back at the end.
+    box = tuple(slice(max(sl.start - 2, 0), sl.stop + 2) for sl in ndi.find_objects(mask.astype(np.uint8))[0])
+    full_shape = mask.shape
+    mask = mask[box]
+    hu = hu[box] if hu is not None else None
+    sk, sj, si = spacing
+    sinus = np.zeros_like(mask)
+    solid = np.zeros_like(mask)
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        m = mask[k]
+        # The sinus opens medially at the hilum; the hull closes it.
+        hull = convex_hull_image(m) if m.sum() >= 5 else m
+        sinus[k] = hull & ~m
+        solid[k] = hull
+    parenchyma = mask.copy()
+    if hu is not None and sinus.any():
+        low = sinus & (hu < 20.0)
+        near_low = np.zeros_like(sinus)
+        st = np.ones((1, 2 * max(int(round(2.0 / sj)), 1) + 1, 2 * max(int(round(2.0 / si)), 1) + 1), bool)
+        near_low = ndi.binary_dilation(low, structure=st)
+        keep = low | (sinus & (hu >= 20.0) & near_low)
+        parenchyma |= sinus & ~keep
+        sinus = keep
+    # A thin sliver along a concave edge is not a sinus.
+    if sinus.any():
+        sinus &= ndi.binary_opening(sinus, structure=np.ones((1, 2, 2), bool)) | (hu is not None and (hu >= 130.0))
+    parenchyma &= ~sinus
+    depth = ndi.distance_transform_edt(np.pad(solid, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    medulla = parenchyma & (depth > cortex_mm)
+    cortex = parenchyma & ~medulla
+
+    def paste(m: np.ndarray) -> np.ndarray:
+        out = np.zeros(full_shape, dtype=bool)
+        out[box] = m
+        return out
+
+    return Kidney(side, paste(parenchyma), paste(cortex), paste(medulla), paste(sinus))
+
+
+def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
+                 spine_mask: np.ndarray, *, contrast: bool = False,
+                 settings: KidneySettings | None = None) -> dict[str, Kidney]:
+    """Segment both kidneys by rules (see module docstring).
+
+    Parameters
+    ----------
+    hu : ndarray
+        CT in HU ``[k, j, i]`` (k superior, j posterior, i left).
+    spacing : tuple of float
+        ``(sk, sj, si)`` mm.
+    body_centre : ndarray
+        ``(nk, 2)`` vertebral body centre per slice.
+    spine_mask : ndarray of bool
+        The vertebral column; excluded (with a margin) from the search.
+    contrast : bool
+        Widen the HU range for enhanced parenchyma.
+
+    Returns
+    -------
+    dict
+        ``"left"`` / ``"right"`` -> :class:`Kidney`, only for sides found.
+    """
+    s = settings or KidneySettings()
+    sk, sj, si = spacing
+    nk, nj, ni = hu.shape
+    lo, hi = s.soft_hu_contrast if contrast else s.soft_hu
+    jj, ii = np.mgrid[0:nj, 0:ni]
+    out: dict[str, Kidney] = {}
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        window = np.zeros(hu.shape, dtype=bool)
+        for k in range(nk):
+            jc, ic = body_centre[k]
+            if not np.isfinite(jc):
+                continue
+            lat = (ii - ic) * si * sign
+            ap = (jj - jc) * sj
+            window[k] = (lat > s.lateral_mm[0] - 10.0) & (lat < s.lateral_mm[1]) & (ap > -50.0) & (ap < 60.0)
+        if not window.any():
+            continue
+        # Work in the window's bounding box (3-D filters on the full CT are slow).
+        box = ndi.find_objects(window.astype(np.uint8))[0]
+        sub_hu = ndi.gaussian_filter(hu[box].astype(np.float32), sigma=(0.0, 1.0 / sj, 1.0 / si))
+        win = window[box]
+        soft = (sub_hu >= lo) & (sub_hu <= hi) & win & ~ndi.binary_dilation(
+            spine_mask[box], structure=np.ones((1, 7, 7), bool))
+        if not soft.any():
+            continue
+        edge = win & ~ndi.binary_erosion(win, structure=np.ones((1, 3, 3), bool), border_value=0)
+        r = s.erosion_mm
+        rk = max(int(round(r / sk)), 0)
+        rj, ri = max(int(round(r / sj)), 1), max(int(round(r / si)), 1)
+        zz, yy, xx = np.mgrid[-rk : rk + 1, -rj : rj + 1, -ri : ri + 1]
+        ball = ((zz * sk) ** 2 + (yy * sj) ** 2 + (xx * si) ** 2) <= r * r
+        core = ndi.binary_erosion(soft, structure=ball)
+        lab = cc3d.connected_components(core, connectivity=6)
+        stats = cc3d.statistics(lab)
+        best, best_score = 0, 0.0
+        for cid in range(1, len(stats["voxel_counts"])):
+            n = int(stats["voxel_counts"][cid])
+            vol_ml = n * sk * sj * si / 1000.0
+            if vol_ml < s.min_volume_ml * 0.3 or vol_ml > s.max_volume_ml:
+                continue
+            bb = stats["bounding_boxes"][cid]
+            zext = (bb[0].stop - bb[0].start) * sk
+            if zext > 180.0 or (bb[1].stop - bb[1].start) * sj > 90.0 or (bb[2].stop - bb[2].start) * si > 90.0:
+                continue
+            comp = lab[bb] == cid
+            # The liver / spleen / muscles are cut by the search window; a kidney
+            # floats in perirenal fat inside it.
+            grown = ndi.binary_dilation(comp, structure=ball[:, :, :] if rk == 0 else ball)
+            touch = float((grown & edge[bb]).sum()) / max(float(grown.sum()), 1.0)
+            if touch > 0.03:
+                continue
+            ck, cj, ci = stats["centroids"][cid]
+            kc = int(np.clip(round(ck) + box[0].start, 0, nk - 1))
+            lat = (ci + box[2].start - body_centre[kc, 1]) * si * sign
+            if not (s.lateral_mm[0] <= lat <= s.lateral_mm[1]):
+                continue
+            # Compactness: a kidney fills its bounding box far better than a
+            # sheet of muscle or bowel loops.
+            vbox = (bb[0].stop - bb[0].start) * (bb[1].stop - bb[1].start) * (bb[2].stop - bb[2].start)
+            score = n * (n / max(vbox, 1)) ** 0.5
+            if score > best_score:
+                best, best_score = cid, score
+        if best == 0:
+            continue
+        sub = ndi.binary_dilation(lab == best, structure=ball) & soft
+        lab2 = cc3d.connected_components(sub, connectivity=6)
+        if lab2.max() > 1:
+            counts = np.bincount(lab2.ravel())
+            counts[0] = 0
+            sub = lab2 == int(np.argmax(counts))
+        kid = np.zeros(hu.shape, dtype=bool)
+        kid[box] = sub
+        if kid.sum() * sk * sj * si / 1000.0 < s.min_volume_ml:
+            continue
+        out[side] = subdivide_kidney(kid, spacing, side, s.cortex_mm, hu)
+    return out

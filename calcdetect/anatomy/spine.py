@@ -1,0 +1,585 @@
+"""Rule-based spine anatomy on CT: column, bodies, canal, discs, levels, LF zone.
+
+Works on the canonical ``[k, j, i]`` grid (k superior, j posterior, i left) in HU.
+Everything is derived per axial slice from a bone mask and then made consistent
+along z, because the vertebral column is the one bony structure that is present on
+every slice near the midline of the posterior half of the body.
+
+Levels are counted from anatomical anchors, never guessed:
+
+* the **sacrum**: the lowest vertebral segment whose bone (after a small closing,
+  which bridges the sacro-iliac joints) is much wider than a vertebral body;
+* the **lowest rib-bearing vertebra** (T12): 3-D bone components that leave the
+  column laterally are ribs; the segment where the lowest one attaches is T12,
+  valid only when a rib-free segment is visible below it.
+
+When only one anchor is visible the levels are counted from it; when both are
+visible and the number of lumbar segments between them is not five, levels are
+counted from the sacrum and a note says that transitional anatomy is suspected;
+when neither is visible, ``levels`` is ``None`` and a note says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cc3d
+import numpy as np
+from scipy import ndimage as ndi
+
+from calcdetect.anatomy.regions import VERTEBRA_LEVELS
+
+__all__ = [
+    "SpineSettings",
+    "Spine",
+    "Segment",
+    "find_spine",
+    "body_mask_2d",
+    "disk",
+    "dilate2d",
+    "NO_ANCHOR_NOTE",
+    "TRANSITIONAL_NOTE",
+]
+
+NO_ANCHOR_NOTE = (
+    "vertebral levels not assigned: neither the sacrum nor the lowest rib-bearing "
+    "vertebra is in the field of view"
+)
+TRANSITIONAL_NOTE = "transitional lumbosacral anatomy suspected: levels counted from the sacrum"
+
+
+@dataclass(frozen=True)
+class SpineSettings:
+    """Thresholds (HU) and sizes (mm) of the spine rules; defaults suit adult CT."""
+
+    bone_hu: float = 200.0
+    canal_max_hu: float = 60.0
+    column_half_width_mm: float = 50.0
+    column_anterior_mm: float = 45.0
+    column_posterior_mm: float = 60.0
+    seed_radius_mm: float = 25.0
+    disc_ratio: float = 0.4  # body area / typical body area below which a slice is disc
+    min_segment_mm: float = 8.0
+    sacrum_width_mm: float = 95.0
+    rib_lateral_mm: float = 60.0
+    lf_thickness_mm: float = 5.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One vertebral segment along z: slices ``k0..k1`` (inclusive), cranial last."""
+
+    k0: int
+    k1: int
+    level: str | None = None
+    sacrum: bool = False
+    ribs: bool = False
+    partial: bool = False  # touches the top or bottom of the scan
+
+
+@dataclass(frozen=True)
+class Spine:
+    """The spine found in a volume; masks are bool ``[k, j, i]``."""
+
+    column: np.ndarray  # bone of the vertebral column (bodies + posterior elements)
+    bodies: np.ndarray
+    canal: np.ndarray
+    discs: np.ndarray
+    lf_zone: np.ndarray
+    body_centre: np.ndarray  # (nk, 2) (j, i) index per slice, interpolated
+    canal_centre: np.ndarray  # (nk, 2) (j, i) index per slice, NaN where unknown
+    segments: tuple[Segment, ...]
+    slice_levels: tuple[str | None, ...]
+    notes: tuple[str, ...] = ()
+    found: bool = True
+    vertebra_levels: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def disk(radius_px: float) -> np.ndarray:
+    """Boolean 2-D disk structuring element of the given radius in pixels."""
+    r = max(int(np.ceil(radius_px)), 1)
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
+    return (x * x + y * y) <= radius_px * radius_px + 1e-9
+
+
+def dilate2d(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Binary dilation by a disk, computed only in the mask's bounding box + radius
+    (full-slice morphology with large disks dominates the run time otherwise)."""
+    if not mask.any():
+        return mask.copy()
+    r = int(np.ceil(radius_px)) + 1
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    j0, j1 = max(rows[0] - r, 0), min(rows[-1] + r + 1, mask.shape[0])
+    i0, i1 = max(cols[0] - r, 0), min(cols[-1] + r + 1, mask.shape[1])
+    out = np.zeros_like(mask)
+    out[j0:j1, i0:i1] = ndi.binary_dilation(mask[j0:j1, i0:i1], structure=disk(radius_px))
+    return out
+
+
+def bbox2d(mask: np.ndarray, margin_px: int) -> tuple[slice, slice]:
+    """Bounding box of a non-empty 2-D mask grown by ``margin_px`` (clipped)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (slice(max(rows[0] - margin_px, 0), min(rows[-1] + margin_px + 1, mask.shape[0])),
+            slice(max(cols[0] - margin_px, 0), min(cols[-1] + margin_px + 1, mask.shape[1])))
+
+
+def body_mask_2d(slice_hu: np.ndarray, threshold_hu: float = -400.0) -> np.ndarray:
+    """The patient's body on one slice: largest component above air, holes filled."""
+    m = slice_hu > threshold_hu
+    lab, n = ndi.label(m)
+    if n == 0:
+        return m
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return ndi.binary_fill_holes(lab == int(np.argmax(sizes)))
+
+
+def _interp_nan(values: np.ndarray) -> np.ndarray:
+    """Linearly interpolate NaNs along axis 0 (constant beyond the ends)."""
+    out = values.astype(np.float64).copy()
+    idx = np.arange(out.shape[0])
+    for c in range(out.shape[1]):
+        good = np.isfinite(out[:, c])
+        if good.any():
+            out[:, c] = np.interp(idx, idx[good], out[good, c])
+    return out
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive ``(start, stop)`` index runs where ``flags`` is true."""
+    padded = np.concatenate([[False], flags.astype(bool), [False]])
+    d = np.diff(padded.astype(np.int8))
+    starts = np.flatnonzero(d == 1)
+    stops = np.flatnonzero(d == -1) - 1
+    return list(zip(starts.tolist(), stops.tolist()))
+
+
+def _seed(bone: np.ndarray, body_centres: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float] | None:
+    """(j, i) of the most persistent bone near the midline of the posterior body half.
+
+    Ribs and the sternum move or lie anteriorly; the column is bone on nearly every
+    slice at the same place, so the z-average of the bone mask peaks there.
+    """
+    _, sj, si = spacing
+    persist = bone.mean(axis=0, dtype=np.float32)
+    nj, ni = persist.shape
+    jc, ic = np.nanmedian(body_centres, axis=0)
+    jj, ii = np.mgrid[0:nj, 0:ni]
+    window = (np.abs(ii - ic) * si < 40.0) & ((jj - jc) * sj > -30.0)
+    smooth = ndi.gaussian_filter(persist, sigma=(5.0 / sj, 5.0 / si))
+    smooth[~window] = 0
+    if smooth.max() <= 0.05:
+        return None
+    j, i = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+    return float(j), float(i)
+
+
+def _column_slice(bone2d: np.ndarray, centre: tuple[float, float], s: SpineSettings,
+                  sj: float, si: float) -> np.ndarray:
+    """The column's bone on one slice: components crossing a midline strip.
+
+    The strip (+-12 mm of the centre line, from 25 mm anterior to 60 mm posterior of
+    ``centre``) crosses the body, the arch and the spinous process but not the ribs,
+    the sternum or the aorta in front of the body.
+    """
+    closed = ndi.binary_closing(bone2d, structure=disk(1.0)) | bone2d
+    lab, n = ndi.label(closed)
+    if n == 0:
+        return np.zeros_like(bone2d)
+    nj, ni = bone2d.shape
+    jc, ic = centre
+    j0, j1 = int(max(jc - 25.0 / sj, 0)), int(min(jc + s.column_posterior_mm / sj + 1, nj))
+    i0, i1 = int(max(ic - 12.0 / si, 0)), int(min(ic + 12.0 / si + 1, ni))
+    ids = np.unique(lab[j0:j1, i0:i1])
+    ids = ids[ids > 0]
+    col = np.isin(lab, ids) & bone2d
+    # Clip to a box around the column so ribs or the pelvis joined at a joint do
+    # not drag half the skeleton in.
+    box = np.zeros_like(col)
+    box[int(max(jc - s.column_anterior_mm / sj, 0)) : int(min(jc + s.column_posterior_mm / sj + 1, nj)),
+        int(max(ic - s.column_half_width_mm / si, 0)) : int(min(ic + s.column_half_width_mm / si + 1, ni))] = True
+    return col & box
+
+
+def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
+               bone: np.ndarray | None = None, settings: SpineSettings | None = None) -> Spine:
+    """Find the vertebral column, canal, discs, levels and ligamentum flavum zone.
+
+    Parameters
+    ----------
+    hu : ndarray
+        CT in HU, ``[k, j, i]`` canonical (k superior, j posterior, i left).
+    spacing : tuple of float
+        ``(sk, sj, si)`` in mm.
+    bone : ndarray of bool, optional
+        A bone mask to use instead of ``hu >= settings.bone_hu``.
+    settings : SpineSettings, optional
+
+    Returns
+    -------
+    Spine
+        ``found`` is False (and all masks empty) when no column is visible.
+    """
+    s = settings or SpineSettings()
+    sk, sj, si = (float(v) for v in spacing)
+    nk, nj, ni = hu.shape
+    if bone is None:
+        bone = hu >= s.bone_hu
+    bone = bone.astype(bool, copy=False)
+
+    body_centres = np.full((nk, 2), np.nan)
+    for k in range(nk):
+        bm = body_mask_2d(hu[k])
+        if bm.sum() > 100:
+            body_centres[k] = ndi.center_of_mass(bm)
+    empty = np.zeros(hu.shape, dtype=bool)
+    seed = _seed(bone, body_centres, (sk, sj, si)) if np.isfinite(body_centres).any() else None
+    if seed is None:
+        return Spine(empty, empty, empty, empty, empty, np.full((nk, 2), np.nan), np.full((nk, 2), np.nan),
+                     (), (None,) * nk, ("no vertebral column found",), found=False)
+
+    # Pass 1: select the column around the fixed seed, pass 2 around a smoothed
+    # per-slice track (follows lordosis / kyphosis).
+    column = np.zeros(hu.shape, dtype=bool)
+    track = np.full((nk, 2), np.nan)
+    for k in range(nk):
+        col = _column_slice(bone[k], seed, s, sj, si)
+        if col.sum() * sj * si > 100.0:
+            track[k] = ndi.center_of_mass(col)
+    if not np.isfinite(track).any():
+        return Spine(empty, empty, empty, empty, empty, np.full((nk, 2), np.nan), np.full((nk, 2), np.nan),
+                     (), (None,) * nk, ("no vertebral column found",), found=False)
+    track = _interp_nan(track)
+    win = max(int(round(30.0 / sk)) | 1, 1)
+    track = ndi.median_filter(track, size=(win, 1), mode="nearest")
+    for k in range(nk):
+        column[k] = _column_slice(bone[k], (track[k, 0], track[k, 1]), s, sj, si)
+
+    canal, canal_centre = _find_canal(hu, column, track, s, (sk, sj, si))
+    # A 3 mm closing bridges gaps in the cortex of osteoporotic or fatty bodies
+    # so that filling holes gives the full cross-section.
+    filled = np.zeros_like(column)
+    for k in range(nk):
+        if column[k].any():
+            b = bbox2d(column[k], int(np.ceil(3.0 / si)) + 2)
+            c = column[k][b]
+            closed = ndi.binary_closing(c, structure=disk(3.0 / si)) | c
+            filled[k][b] = ndi.binary_fill_holes(closed) & ~canal[k][b]
+    # Bodies: the filled column anterior to the canal's front edge.
+    bodies = np.zeros_like(column)
+    canal_r = _canal_radius(canal, canal_centre, sj, si)
+    jj = np.arange(nj)[:, None]
+    for k in range(nk):
+        if np.isfinite(canal_centre[k, 0]):
+            bodies[k] = filled[k] & (jj < canal_centre[k, 0] - canal_r / sj)
+    areas = bodies.sum(axis=(1, 2)) * sj * si
+    body_centre = np.full((nk, 2), np.nan)
+    typical = float(np.percentile(areas[areas > 0], 75)) if (areas > 0).any() else 0.0
+    for k in range(nk):
+        if typical > 0 and areas[k] >= s.disc_ratio * typical:
+            body_centre[k] = ndi.center_of_mass(bodies[k])
+    if not np.isfinite(body_centre).any():
+        body_centre[:] = track
+    body_centre = _interp_nan(body_centre)
+
+    ratio = areas / typical if typical > 0 else np.zeros(nk)
+    segments = _segments(ratio, s, sk)
+    segments = _mark_sacrum(segments, bone, body_centre, s, (sk, sj, si))
+    segments = _mark_ribs(segments, bone, column, body_centre, s, (sk, sj, si))
+    segments, notes = _assign_levels(segments)
+    slice_levels = _slice_levels(segments, nk)
+    discs = _disc_mask(hu, bodies, segments, nk)
+    lf = _lf_zone(canal, canal_centre, s, sj, si)
+    by_level: dict[str, np.ndarray] = {}
+    for seg in segments:
+        if seg.level is None:
+            continue
+        m = np.zeros_like(column)
+        m[seg.k0 : seg.k1 + 1] = filled[seg.k0 : seg.k1 + 1]
+        by_level[seg.level] = m
+    _assign_disc_slices(by_level, filled, segments)
+    return Spine(filled, bodies, canal, discs, lf, body_centre, canal_centre, tuple(segments),
+                 slice_levels, tuple(notes), True, by_level)
+
+
+def _find_canal(hu: np.ndarray, column: np.ndarray, track: np.ndarray, s: SpineSettings,
+                spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Spinal canal: the low-density hole ringed by bone, interpolated along z.
+
+    On slices through the pedicles and laminae the canal is a closed hole in the
+    column; elsewhere (disc levels) its centre is interpolated from neighbours and
+    the lumen is the low-density region within the typical canal radius there.
+    """
+    sk, sj, si = spacing
+    nk = hu.shape[0]
+    canal = np.zeros(hu.shape, dtype=bool)
+    centre = np.full((nk, 2), np.nan)
+    radii = []
+    cands: list[list[tuple[np.ndarray, tuple[float, float], float]]] = [[] for _ in range(nk)]
+    for k in range(nk):
+        col = column[k]
+        if not col.any():
+            continue
+        b = bbox2d(col, 3)
+        holes = np.zeros_like(col)
+        c = col[b]
+        holes[b] = ndi.binary_fill_holes(ndi.binary_closing(c, structure=disk(1.0)) | c) & ~c
+        holes &= hu[k] < s.canal_max_hu
+        lab, n = ndi.label(holes)
+        for lbl in range(1, n + 1):
+            m = lab == lbl
+            area = float(m.sum()) * sj * si
+            if area < 40.0:  # mm2; smaller holes are vascular foramina
+                continue
+            cands[k].append((m, ndi.center_of_mass(m), area))
+    # The canal is the most posterior large hole (fatty marrow can leave holes in
+    # the body, always anterior of it) and its centre moves smoothly along z.
+    post = np.full(nk, np.nan)
+    for k in range(nk):
+        if cands[k]:
+            post[k] = max(c[1][0] for c in cands[k])
+    if np.isfinite(post).any():
+        ref = np.nanmedian(post)
+    for k in range(nk):
+        if not cands[k]:
+            continue
+        m, c, area = max(cands[k], key=lambda t: t[1][0])
+        if abs(c[0] - ref) * sj > 12.0:
+            continue
+        canal[k] = m
+        centre[k] = c
+        radii.append(np.sqrt(area / np.pi))
+    if not np.isfinite(centre).any():
+        return canal, centre
+    r = float(np.median(radii))
+    filled_centre = _interp_nan(centre)
+    nj, ni = hu.shape[1:]
+    for k in range(nk):
+        if canal[k].any() or not column[k].any():
+            continue
+        jc, ic = filled_centre[k]
+        j0, j1 = int(max(jc - r / sj - 1, 0)), int(min(jc + r / sj + 2, nj))
+        i0, i1 = int(max(ic - r / si - 1, 0)), int(min(ic + r / si + 2, ni))
+        jj, ii = np.mgrid[j0:j1, i0:i1]
+        d = ((jj - jc) * sj) ** 2 + ((ii - ic) * si) ** 2 <= r * r
+        canal[k, j0:j1, i0:i1] = d & ~column[k, j0:j1, i0:i1] & (hu[k, j0:j1, i0:i1] < s.canal_max_hu + 40)
+        centre[k] = (jc, ic)
+    return canal, centre
+
+
+def _canal_radius(canal: np.ndarray, centre: np.ndarray, sj: float, si: float) -> float:
+    areas = canal.sum(axis=(1, 2))
+    if not (areas > 0).any():
+        return 8.0
+    return float(np.sqrt(np.median(areas[areas > 0]) * sj * si / np.pi))
+
+
+def _segments(ratio: np.ndarray, s: SpineSettings, sk: float) -> list[Segment]:
+    """Vertebral segments = runs of slices with a full body cross-section."""
+    nk = ratio.shape[0]
+    is_body = ratio >= s.disc_ratio
+    segs = []
+    for a, b in _runs(is_body):
+        if (b - a + 1) * sk < s.min_segment_mm and 0 < a and b < nk - 1:
+            continue
+        segs.append(Segment(a, b, partial=(a == 0 or b == nk - 1)))
+    return segs
+
+
+def _component_width_mm(bone2d: np.ndarray, centre: tuple[float, float], sj: float, si: float) -> float:
+    """Lateral extent of the bone joined (3 mm closing) to the body at ``centre``.
+
+    Restricted to rows within 40 mm of the body so that anterior structures do not
+    count; the sacral alae plus the iliac bones make this far wider than a body.
+    """
+    jc, ic = centre
+    nj = bone2d.shape[0]
+    j0, j1 = int(max(jc - 40.0 / sj, 0)), int(min(jc + 40.0 / sj, nj))
+    band = bone2d[j0:j1]
+    closed = ndi.binary_closing(band, structure=disk(3.0 / si), iterations=1) | band
+    lab, _ = ndi.label(closed)
+    lj, li = int(round(jc)) - j0, int(round(ic))
+    if not (0 <= lj < band.shape[0]) or not (0 <= li < band.shape[1]):
+        return 0.0
+    # The body centre may be trabecular (below threshold): take the nearest label.
+    win = lab[max(lj - 10, 0) : lj + 11, max(li - 10, 0) : li + 11]
+    ids = win[win > 0]
+    if ids.size == 0:
+        return 0.0
+    comp = lab == np.bincount(ids).argmax()
+    cols = np.flatnonzero(comp.any(axis=0))
+    return float((cols[-1] - cols[0] + 1) * si)
+
+
+def _mark_sacrum(segs: list[Segment], bone: np.ndarray, centre: np.ndarray, s: SpineSettings,
+                 spacing: tuple[float, float, float]) -> list[Segment]:
+    """Flag the sacrum: the uppermost of the wide segments at the bottom of the column.
+
+    Fused sacral segments below it are merged into one sacrum segment.
+    """
+    if not segs:
+        return segs
+    _, sj, si = spacing
+    wide = []
+    for seg in segs:
+        w = [_component_width_mm(bone[k], tuple(centre[k]), sj, si) for k in range(seg.k0, seg.k1 + 1)]
+        wide.append(float(np.median(w)) >= s.sacrum_width_mm)
+    # segments are ordered caudal (k small) first
+    n_bottom = 0
+    for w in wide:
+        if not w:
+            break
+        n_bottom += 1
+    if n_bottom == 0:
+        return segs
+    top = segs[n_bottom - 1]
+    sac = Segment(segs[0].k0, top.k1, sacrum=True, partial=segs[0].partial or top.partial)
+    return [sac] + segs[n_bottom:]
+
+
+def _mark_ribs(segs: list[Segment], bone: np.ndarray, column: np.ndarray, centre: np.ndarray,
+               s: SpineSettings, spacing: tuple[float, float, float]) -> list[Segment]:
+    """Flag segments where a rib attaches (3-D bone leaving the column laterally)."""
+    if not segs:
+        return segs
+    sk, sj, si = spacing
+    grown = np.zeros_like(column)
+    for k in range(column.shape[0]):
+        if column[k].any():
+            grown[k] = dilate2d(column[k], 3.0 / si)
+    rest = bone & ~grown
+    if not rest.any():
+        return segs
+    lab = cc3d.connected_components(rest, connectivity=26)
+    stats = cc3d.statistics(lab)
+    near = np.zeros_like(column)
+    for k in range(column.shape[0]):
+        if column[k].any():
+            near[k] = dilate2d(column[k], 10.0 / si) & ~grown[k]
+    touching = np.unique(lab[near & (lab > 0)])
+    attach_k: list[float] = []
+    sac_top = max((g.k1 for g in segs if g.sacrum), default=-1)
+    for cid in touching:
+        if cid == 0:
+            continue
+        sl = stats["bounding_boxes"][cid]
+        kz = (sl[0].stop - sl[0].start) * sk
+        count = stats["voxel_counts"][cid] * sk * sj * si
+        if kz > 120.0 or count > 80_000.0 or count < 100.0:
+            continue
+        sub = lab[sl] == cid
+        kk, jj, ii = np.nonzero(sub)
+        kk = kk + sl[0].start
+        ii = ii + sl[2].start
+        lateral = np.max(np.abs(ii - centre[kk, 1])) * si
+        if lateral < s.rib_lateral_mm:
+            continue
+        touch = near[sl] & sub
+        k_att = float(np.nonzero(touch)[0].mean() + sl[0].start)
+        if k_att <= sac_top:
+            continue
+        attach_k.append(k_att)
+    if not attach_k:
+        return segs
+    out = []
+    for seg in segs:
+        ribs = any(seg.k0 - 0.5 <= k <= seg.k1 + 0.5 for k in attach_k)
+        out.append(Segment(seg.k0, seg.k1, seg.level, seg.sacrum, ribs, seg.partial))
+    # Attachments in a disc gap belong to the vertebra below (rib heads sit on the
+    # upper part of their vertebra).
+    for k in attach_k:
+        if not any(g.k0 - 0.5 <= k <= g.k1 + 0.5 for g in out):
+            below = [n for n, g in enumerate(out) if g.k1 < k]
+            if below:
+                n = max(below, key=lambda n: out[n].k1)
+                g = out[n]
+                out[n] = Segment(g.k0, g.k1, g.level, g.sacrum, True, g.partial)
+    return out
+
+
+def _assign_levels(segs: list[Segment]) -> tuple[list[Segment], list[str]]:
+    """Name segments from the sacrum and/or T12 anchor (see module docstring)."""
+    notes: list[str] = []
+    if not segs:
+        return segs, ["no vertebral bodies found along the column"]
+    # segs are ordered caudal -> cranial (increasing k)
+    sac_idx = next((n for n, g in enumerate(segs) if g.sacrum), None)
+    rib_idx = [n for n, g in enumerate(segs) if g.ribs and not g.sacrum]
+    t12_idx = None
+    if rib_idx:
+        lowest = min(rib_idx)
+        # Valid only with a rib-free, non-sacral segment visible below it.
+        if any(not segs[n].ribs and not segs[n].sacrum for n in range(lowest)):
+            t12_idx = lowest
+    s1 = VERTEBRA_LEVELS.index("S1")
+    t12 = VERTEBRA_LEVELS.index("T12")
+    if sac_idx is not None:
+        anchor_idx, anchor_pos = sac_idx, s1
+        if t12_idx is not None:
+            lumbar = t12_idx - sac_idx - 1
+            if lumbar != 5:
+                notes.append(TRANSITIONAL_NOTE + f" ({lumbar} lumbar-type vertebrae between the "
+                             "lowest rib-bearing vertebra and the sacrum)")
+    elif t12_idx is not None:
+        anchor_idx, anchor_pos = t12_idx, t12
+        notes.append("vertebral levels counted from the lowest rib-bearing vertebra (T12); "
+                     "the sacrum is not in the field of view")
+    else:
+        return segs, [NO_ANCHOR_NOTE]
+    out = []
+    for n, g in enumerate(segs):
+        pos = anchor_pos - (n - anchor_idx)
+        level = VERTEBRA_LEVELS[pos] if 0 <= pos < len(VERTEBRA_LEVELS) else None
+        out.append(Segment(g.k0, g.k1, level, g.sacrum, g.ribs, g.partial))
+    return out, notes
+
+
+def _slice_levels(segs: list[Segment], nk: int) -> tuple[str | None, ...]:
+    levels: list[str | None] = [None] * nk
+    named = [g for g in segs if g.level is not None]
+    for g in named:
+        for k in range(g.k0, g.k1 + 1):
+            levels[k] = g.level
+    for lower, upper in zip(named, named[1:]):
+        for k in range(lower.k1 + 1, upper.k0):
+            levels[k] = f"{upper.level}-{lower.level}"
+    return tuple(levels)
+
+
+def _disc_mask(hu: np.ndarray, bodies: np.ndarray, segs: list[Segment], nk: int) -> np.ndarray:
+    """Discs: the adjacent bodies' footprint on the gap slices, non-bone voxels."""
+    discs = np.zeros_like(bodies)
+    for lower, upper in zip(segs, segs[1:]):
+        if upper.k0 - lower.k1 < 2:
+            continue
+        foot = bodies[lower.k1] | bodies[upper.k0]
+        for k in range(lower.k1 + 1, upper.k0):
+            discs[k] = foot & (hu[k] > -50) & (hu[k] < 250) & ~bodies[k]
+    return discs
+
+
+def _assign_disc_slices(by_level: dict[str, np.ndarray], filled: np.ndarray, segs: list[Segment]) -> None:
+    """Column bone on disc slices belongs to the vertebra above (posterior elements
+    slope caudally)."""
+    named = [g for g in segs if g.level is not None]
+    for lower, upper in zip(named, named[1:]):
+        if upper.level in by_level:
+            by_level[upper.level][lower.k1 + 1 : upper.k0] = filled[lower.k1 + 1 : upper.k0]
+
+
+def _lf_zone(canal: np.ndarray, centre: np.ndarray, s: SpineSettings, sj: float, si: float) -> np.ndarray:
+    """Ligamentum flavum zone: a band posterior-lateral of the canal lumen.
+
+    The ligament lines the canal's posterior wall between adjacent laminae, so the
+    zone is the canal dilated by ``lf_thickness_mm`` minus the canal, keeping the
+    posterior half (behind the canal centre) on every slice.
+    """
+    lf = np.zeros_like(canal)
+    nj = canal.shape[1]
+    jj = np.arange(nj)[:, None]
+    for k in range(canal.shape[0]):
+        if not canal[k].any() or not np.isfinite(centre[k, 0]):
+            continue
+        ring = dilate2d(canal[k], s.lf_thickness_mm / si) & ~canal[k]
+        lf[k] = ring & (jj > centre[k, 0])
+    return lf

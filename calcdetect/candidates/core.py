@@ -1,0 +1,280 @@
+"""Calcium candidates: threshold, per-slice minimum area, 3-D components, exclusions.
+
+Recipe
+------
+1. Threshold: ``settings.threshold_hu`` or the kVp-adapted value
+   (:func:`calcium_threshold_hu`); with a contrast-filled blood pool (median HU
+   inside ``blood_pool_mask`` above ``contrast_blood_hu``) it is raised to
+   ``max(threshold, median + max(3 x robust SD, 100 HU))`` and a warning says so.
+   The raise applies to the whole volume (one threshold): calcifications fainter
+   than that are missed on contrast studies.
+2. Metal (``HU >= metal_hu``) and a 3 mm margin round it (blooming, the worst
+   streaks) are excluded, with a warning giving the slice range.
+3. Bone (:func:`calcdetect.bone.segment_bone`, or an external mask) grown by a
+   1 mm cortical margin is excluded. A calcification touching bone keeps the part
+   outside the margin, so it survives as a (slightly smaller) candidate.
+4. Agatston minimum area: in every axial slice, 8-connected regions smaller than
+   ``min_area_mm2`` (1 mm2) are dropped before the 3-D labelling.
+5. 26-connected components with connected-components-3d, then
+   :func:`measure_components`.
+
+Device: on ``cuda`` the thresholding, morphology and per-component sums run in
+torch on the GPU; connected components always run on the CPU with cc3d (no GPU
+path), after copying the boolean mask back (1 byte per voxel). Both paths give
+identical labels (tests run the torch path on CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cc3d
+import numpy as np
+
+from calcdetect.candidates._voxel import dilate, label_per_slice
+from calcdetect.candidates.measure import _measure
+from calcdetect.candidates.threshold import calcium_threshold_hu, mass_calibration_mg_per_hu_ml
+from calcdetect.device import Device
+from calcdetect.types import Lesion, Volume
+
+__all__ = ["CandidateSettings", "Candidates", "find_candidates"]
+
+METAL_MARGIN_MM = 3.0
+BONE_MARGIN_MM = 1.0
+CONTRAST_MIN_RAISE_HU = 100.0
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """Settings of :func:`find_candidates`.
+
+    Attributes
+    ----------
+    threshold_hu : float or None
+        Calcium threshold; ``None`` derives it from the kVp (130 HU at 120 kVp).
+    min_area_mm2 : float
+        Agatston minimum area of a 2-D region in one axial slice.
+    connectivity : {6, 18, 26}
+        3-D connectivity of components.
+    mass_calibration_mg_per_hu_ml : float or None
+        Calcium mass calibration ``c`` (mg HA per HU per mL); ``None`` uses the
+        documented kVp default (0.8 at 120 kVp).
+    exclude_bone : bool
+        Segment the skeleton and exclude it.
+    metal_hu : float
+        Voxels at or above this are metal.
+    contrast_blood_hu : float
+        Blood-pool median above which the study is treated as contrast-enhanced.
+    """
+
+    threshold_hu: float | None = None
+    min_area_mm2: float = 1.0
+    connectivity: int = 26
+    mass_calibration_mg_per_hu_ml: float | None = None
+    exclude_bone: bool = True
+    metal_hu: float = 3000.0
+    contrast_blood_hu: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.connectivity not in (6, 18, 26):
+            raise ValueError(f"connectivity must be 6, 18 or 26, got {self.connectivity}")
+        if self.min_area_mm2 < 0:
+            raise ValueError(f"min_area_mm2 must be >= 0, got {self.min_area_mm2}")
+        if self.mass_calibration_mg_per_hu_ml is not None and self.mass_calibration_mg_per_hu_ml <= 0:
+            raise ValueError("mass_calibration_mg_per_hu_ml must be > 0 mg per (HU x mL), "
+                             f"got {self.mass_calibration_mg_per_hu_ml}")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Output of :func:`find_candidates`.
+
+    ``labels`` (int32 ``[k, j, i]`` on the Volume grid) holds ``Lesion.label`` ids;
+    ``bone_adjacent`` the ids of lesions that touch the bone margin (useful to
+    tell a plaque on bone from a bony tip stripped by the bone opening).
+    """
+
+    lesions: tuple[Lesion, ...]
+    labels: np.ndarray
+    bone_mask: np.ndarray
+    metal_mask: np.ndarray
+    threshold_hu: float
+    blood_pool_hu: float | None
+    warnings: tuple[str, ...]
+    bone_adjacent: frozenset[int] = field(default_factory=frozenset)
+
+
+def find_candidates(
+    volume: Volume,
+    device: Device,
+    settings: CandidateSettings = CandidateSettings(),
+    *,
+    blood_pool_mask: np.ndarray | None = None,
+    bone_mask: np.ndarray | None = None,
+    _torch_device: Any = None,
+) -> Candidates:
+    """Find and measure calcium-dense components of a CT volume.
+
+    Parameters
+    ----------
+    volume : Volume
+    device : Device
+        ``cpu``: numpy / scipy / cc3d. ``cuda``: torch for the voxel work.
+    settings : CandidateSettings
+    blood_pool_mask : numpy.ndarray, optional
+        Boolean aortic-lumen mask; its median HU detects contrast.
+    bone_mask : numpy.ndarray, optional
+        An external skeleton mask, used instead of :func:`segment_bone`.
+    _torch_device : torch.device, optional
+        Force the torch path on this device (CPU parity tests).
+
+    Returns
+    -------
+    Candidates
+
+    Examples
+    --------
+    >>> from calcdetect.types import AcquisitionInfo
+    >>> arr = np.zeros((8, 16, 16), np.float32); arr[3:5, 6:9, 6:9] = 500
+    >>> vol = Volume(arr, (1.0, 1.0, 1.0), np.eye(4), AcquisitionInfo("CT", kvp=120))
+    >>> c = find_candidates(vol, Device("cpu"))
+    >>> [l.voxel_count for l in c.lesions]
+    [18]
+    """
+    from calcdetect.bone import segment_bone  # late: bone imports this package
+
+    arr = volume.array
+    spacing = tuple(float(s) for s in volume.spacing)
+    warnings: list[str] = []
+    tdev = _torch_device if _torch_device is not None else (
+        _torch_dev(device) if device.is_cuda else None)
+    for name, m in (("blood_pool_mask", blood_pool_mask), ("bone_mask", bone_mask)):
+        if m is not None and m.shape != volume.shape:
+            raise ValueError(f"{name} shape {m.shape} differs from the volume's {volume.shape}; "
+                             "masks must be on the Volume grid")
+
+    if settings.threshold_hu is not None:
+        thr = float(settings.threshold_hu)
+    else:
+        thr = calcium_threshold_hu(volume.info.kvp)
+        if volume.info.kvp is None:
+            warnings.append("kVp unknown: the 120 kVp calcium threshold of 130 HU was assumed.")
+
+    blood_hu = None
+    if blood_pool_mask is not None and blood_pool_mask.any():
+        vals = arr[blood_pool_mask.astype(bool)].astype(np.float64)
+        blood_hu = float(np.median(vals))
+        if blood_hu > settings.contrast_blood_hu:
+            sd = 1.4826 * float(np.median(np.abs(vals - blood_hu)))  # robust SD (MAD)
+            raised = max(thr, blood_hu + max(3.0 * sd, CONTRAST_MIN_RAISE_HU))
+            warnings.append(
+                f"Contrast-enhanced blood pool (median {blood_hu:.0f} HU): calcium threshold "
+                f"raised from {thr:.0f} to {raised:.0f} HU; fainter calcifications may be missed "
+                "and the Agatston score is not comparable with non-contrast scans."
+            )
+            thr = raised
+    elif volume.info.contrast_agent:
+        warnings.append("The DICOM header reports contrast but no blood-pool mask was given; "
+                        "the calcium threshold was not adapted.")
+
+    if tdev is not None:
+        import torch
+
+        arr_t = torch.as_tensor(np.ascontiguousarray(arr), device=tdev)
+        calc = (arr_t >= thr).cpu().numpy()
+        metal = (arr_t >= settings.metal_hu).cpu().numpy()
+    else:
+        calc = arr >= thr
+        metal = arr >= settings.metal_hu
+
+    metal_excl = np.zeros_like(metal)
+    if metal.any():
+        metal_excl = _dilate_on(metal, spacing, METAL_MARGIN_MM, tdev)
+        ks = np.flatnonzero(metal.any(axis=(1, 2)))
+        warnings.append(
+            f"Metal (>= {settings.metal_hu:.0f} HU) in slices {ks[0]}-{ks[-1]} (k index): "
+            f"excluded with a {METAL_MARGIN_MM:.0f} mm margin; streak artefact may still "
+            "hide or mimic calcification nearby."
+        )
+
+    if bone_mask is not None:
+        bone = bone_mask.astype(bool)
+    elif settings.exclude_bone:
+        bone = segment_bone(arr, spacing, device, exclude_mask=blood_pool_mask,
+                            _torch_device=tdev)
+    else:
+        bone = np.zeros(volume.shape, dtype=bool)
+    bone_excl = _dilate_on(bone, spacing, BONE_MARGIN_MM, tdev) if bone.any() else bone
+
+    calc &= ~metal_excl
+    calc &= ~bone_excl
+    idx, reg = _drop_small_slice_regions(calc, spacing, settings.min_area_mm2)
+
+    labels, n = cc3d.connected_components(calc, connectivity=settings.connectivity,
+                                          return_N=True, out_dtype=np.uint32)
+    labels = labels.view(np.int32)  # ids < 2**31: reinterpret, no copy
+    cal = settings.mass_calibration_mg_per_hu_ml
+    if cal is None:
+        cal = mass_calibration_mg_per_hu_ml(volume.info.kvp)
+    # The per-slice regions of the minimum-area rule are the Agatston regions.
+    lesions = _measure(volume, labels, idx, None, reg, thr, cal, tdev) if n else []
+
+    adjacent: frozenset[int] = frozenset()
+    if n and bone.any():
+        adjacent = _labels_touching(labels, idx, bone_excl)
+    return Candidates(
+        lesions=tuple(lesions),
+        labels=labels,
+        bone_mask=bone,
+        metal_mask=metal_excl,
+        threshold_hu=thr,
+        blood_pool_hu=blood_hu,
+        warnings=tuple(warnings),
+        bone_adjacent=adjacent,
+    )
+
+
+def _torch_dev(device: Device) -> Any:
+    import torch
+
+    return torch.device(device.torch)
+
+
+def _dilate_on(mask: np.ndarray, spacing: tuple[float, float, float], r: float, tdev: Any) -> np.ndarray:
+    if tdev is None:
+        return dilate(mask, spacing, r)
+    import torch
+
+    return dilate(torch.as_tensor(mask, device=tdev), spacing, r).cpu().numpy()
+
+
+def _drop_small_slice_regions(mask: np.ndarray, spacing: tuple[float, float, float],
+                              min_area_mm2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Agatston minimum area, in place: drop 2-D regions below ``min_area_mm2``.
+
+    Returns the flat indices of the voxels kept and their 2-D region ids.
+    """
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return idx, np.zeros(0, np.int64)
+    box_lab, n = label_per_slice(mask, connectivity=8)
+    ids = box_lab.reshape(-1)[idx]
+    area = np.bincount(ids, minlength=n + 1) * (spacing[1] * spacing[2])
+    # Tolerance: a 1 mm2 voxel must pass a 1 mm2 minimum despite rounding.
+    small = (area < min_area_mm2 - 1e-9)[ids]
+    mask.reshape(-1)[idx[small]] = False
+    return idx[~small], ids[~small].astype(np.int64)
+
+
+def _labels_touching(labels: np.ndarray, idx: np.ndarray, zone: np.ndarray) -> frozenset[int]:
+    """Labels with a voxel face-adjacent to (or inside) ``zone``; sparse, no dilation."""
+    coords = np.unravel_index(idx, labels.shape)
+    hit = zone.reshape(-1)[idx].copy()
+    for axis in range(3):
+        for d in (-1, 1):
+            moved = coords[axis] + d
+            ok = (moved >= 0) & (moved < labels.shape[axis])
+            c = tuple(np.where(ok, moved, 0) if a == axis else x for a, x in enumerate(coords))
+            hit |= ok & zone[c]
+    return frozenset(int(v) for v in np.unique(labels.reshape(-1)[idx[hit]]))

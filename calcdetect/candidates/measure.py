@@ -1,0 +1,307 @@
+"""Per-component measurements: volume, Agatston, mass, HU, centroid, size, shape.
+
+All per-component statistics are computed in a few vectorised passes over the
+labelled voxels (``np.bincount`` / ``torch.bincount`` / ``scatter_reduce``), never
+per label over the volume. Only the small per-lesion geometry (bounding-box crop,
+longest diameter, ring test) loops over components, on their crops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist, squareform
+
+from calcdetect.candidates._voxel import fill_holes_per_slice, label_per_slice
+from calcdetect.candidates.threshold import (
+    AGATSTON_REFERENCE_SLICE_MM,
+    agatston_weight,
+    calcium_threshold_hu,
+    mass_calibration_mg_per_hu_ml,
+)
+from calcdetect.device import Device
+from calcdetect.types import Lesion, Volume
+
+__all__ = ["measure_components", "longest_diameter_mm", "has_central_lucency"]
+
+# A ring (central lucency) needs enclosed sub-threshold voxels making up at
+# least this fraction of the filled lesion, so one noisy voxel inside a large
+# plaque does not make it a phlebolith.
+LUCENCY_MIN_FRACTION = 0.05
+
+
+def measure_components(
+    volume: Volume,
+    labels: np.ndarray,
+    device: Device,
+    *,
+    threshold_hu: float | None = None,
+    calibration: float | None = None,
+    _torch_device: Any = None,
+) -> list[Lesion]:
+    """Measure every labelled component of ``labels`` on ``volume``.
+
+    Reusable for candidate components, truth masks and CNN masks: ``labels``
+    may have gaps in its ids and voxels below the threshold.
+
+    Parameters
+    ----------
+    volume : Volume
+    labels : numpy.ndarray
+        Integer ``[k, j, i]`` on the Volume grid, 0 = background.
+    device : Device
+        ``cuda`` runs the per-component sums with torch on the GPU.
+    threshold_hu : float, optional
+        Agatston area threshold; default from ``volume.info.kvp``.
+    calibration : float, optional
+        Mass calibration ``c`` in mg HA per (HU x mL); default
+        :func:`~calcdetect.candidates.threshold.mass_calibration_mg_per_hu_ml`.
+    _torch_device : torch.device, optional
+        Force the torch statistics on this device (CPU parity tests).
+
+    Returns
+    -------
+    list of Lesion
+        One per non-empty label, ascending label id.
+
+    Notes
+    -----
+    * ``volume_mm3`` = voxel count x voxel volume.
+    * Agatston: for every 2-D connected region (8-connected, voxels >= threshold)
+      of a component in an axial slice, ``area_mm2 x weight(region peak HU)``,
+      multiplied by ``slice_spacing / 3 mm``. Agatston is defined on 3 mm slices;
+      the factor keeps contiguous thinner slices from inflating the score.
+    * ``mass_mg = c x mean_HU x volume_mL``.
+    * ``max_diameter_mm``: longest chord between voxel centres (convex hull of
+      the surface voxels) plus one voxel's extent along that chord, so a rod of
+      ``n`` voxels measures ``n`` voxel lengths; a single voxel gives its larger
+      in-plane size.
+    * ``axes_mm``: ``sqrt(12 * eigenvalue)`` of the voxel-coordinate covariance
+      (each voxel counted as a uniform box), i.e. the edge lengths of the box with
+      the same second moments; ``elongation = 1 - l2/l1``, ``flatness = 1 - l3/l2``.
+    * ``central_lucency``: enclosed (per axial slice or in 3-D) sub-threshold
+      voxels make up >= 5 % of the filled lesion (phlebolith ring).
+    """
+    if labels.shape != volume.shape:
+        raise ValueError(f"labels shape {labels.shape} differs from the volume's {volume.shape}")
+    thr = calcium_threshold_hu(volume.info.kvp) if threshold_hu is None else float(threshold_hu)
+    cal = mass_calibration_mg_per_hu_ml(volume.info.kvp) if calibration is None else float(calibration)
+    if cal < 0:
+        raise ValueError(f"calibration must be >= 0 mg per (HU x mL), got {cal}")
+    idx = np.flatnonzero(labels)
+    if idx.size == 0:
+        return []
+    kji = np.stack(np.unravel_index(idx, labels.shape), axis=1)
+    lo, hi = kji.min(axis=0), kji.max(axis=0) + 1
+    # 2-D regions (for Agatston) on the labels' bounding box only.
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sub = np.where(volume.array[box] >= thr, labels[box], 0)
+    reg_sub, _ = label_per_slice(sub, connectivity=8)
+    reg = reg_sub[tuple((kji - lo).T)].astype(np.int64)
+    tdev = _torch_device if _torch_device is not None else (
+        _torch_dev(device) if device.is_cuda else None)
+    return _measure(volume, labels, idx, kji, reg, thr, cal, tdev)
+
+
+def _measure(
+    volume: Volume,
+    labels: np.ndarray,
+    idx: np.ndarray,
+    kji: np.ndarray | None,
+    reg: np.ndarray,
+    thr: float,
+    cal: float,
+    tdev: Any,
+) -> list[Lesion]:
+    """Measure from the labelled voxels' flat indices and their 2-D region ids.
+
+    ``find_candidates`` calls this directly with the per-slice regions it already
+    computed for the minimum-area rule (they are exactly the Agatston regions).
+    """
+    sk, sj, si = (float(s) for s in volume.spacing)
+    if kji is None:
+        kji = np.stack(np.unravel_index(idx, labels.shape), axis=1)
+    lab = labels.reshape(-1)[idx].astype(np.int64)
+    hu = volume.array.reshape(-1)[idx].astype(np.float64)
+    stats = _component_stats(lab, reg.astype(np.int64), hu, kji, (sk, sj, si), tdev)
+    n_vox = stats["count"]
+    present = np.flatnonzero(n_vox)
+    present = present[present > 0]
+    vox_mm3 = sk * sj * si
+    lesions: list[Lesion] = []
+    for lid in present:
+        count = int(n_vox[lid])
+        b0 = stats["kji_min"][lid].astype(int)
+        b1 = stats["kji_max"][lid].astype(int) + 1
+        crop = tuple(slice(int(a), int(b)) for a, b in zip(b0, b1))
+        mask = labels[crop] == lid
+        centroid_kji = stats["kji_sum"][lid] / count
+        mean_hu = float(stats["hu_sum"][lid] / count)
+        vol = count * vox_mm3
+        lesions.append(
+            Lesion(
+                label=int(lid),
+                bbox=(int(b0[0]), int(b0[1]), int(b0[2]), int(b1[0]), int(b1[1]), int(b1[2])),
+                mask=mask,
+                voxel_count=count,
+                volume_mm3=float(vol),
+                agatston=float(stats["agatston"][lid]),
+                mass_mg=float(cal * mean_hu * vol / 1000.0),
+                peak_hu=float(stats["hu_max"][lid]),
+                mean_hu=mean_hu,
+                centroid_lps_mm=tuple(float(v) for v in volume.index_to_lps(centroid_kji)),
+                centroid_kji=tuple(float(v) for v in centroid_kji),
+                max_diameter_mm=longest_diameter_mm(mask, volume.spacing),
+                axes_mm=tuple(float(v) for v in stats["axes"][lid]),
+                elongation=float(stats["elongation"][lid]),
+                flatness=float(stats["flatness"][lid]),
+                central_lucency=has_central_lucency(mask, volume.array[crop], thr),
+            )
+        )
+    return lesions
+
+
+def _torch_dev(device: Device) -> Any:
+    import torch
+
+    return torch.device(device.torch)
+
+
+def _component_stats(
+    lab: np.ndarray,
+    reg: np.ndarray,
+    hu: np.ndarray,
+    kji: np.ndarray,
+    spacing: tuple[float, float, float],
+    tdev: Any,
+) -> dict[str, np.ndarray]:
+    """Vectorised per-label sums; numpy, or torch on ``tdev`` when given."""
+    n = int(lab.max()) + 1
+    n_reg = int(reg.max()) + 1
+    sp = np.asarray(spacing, dtype=np.float64)
+    pos = kji.astype(np.float64) * sp  # mm
+    if tdev is None:
+        count = np.bincount(lab, minlength=n).astype(np.float64)
+        hu_sum = np.bincount(lab, weights=hu, minlength=n)
+        hu_max = np.full(n, -np.inf)
+        np.maximum.at(hu_max, lab, hu)
+        kji_min = np.full((n, 3), np.iinfo(np.int64).max)
+        kji_max = np.full((n, 3), -1)
+        for a in range(3):
+            np.minimum.at(kji_min[:, a], lab, kji[:, a])
+            np.maximum.at(kji_max[:, a], lab, kji[:, a])
+        kji_sum = np.stack([np.bincount(lab, weights=kji[:, a].astype(np.float64), minlength=n)
+                            for a in range(3)], axis=1)
+        m1 = np.stack([np.bincount(lab, weights=pos[:, a], minlength=n) for a in range(3)], 1)
+        m2 = np.empty((n, 3, 3))
+        for a in range(3):
+            for b in range(a, 3):
+                m2[:, a, b] = m2[:, b, a] = np.bincount(lab, weights=pos[:, a] * pos[:, b],
+                                                        minlength=n)
+        in_reg = reg > 0
+        reg_count = np.bincount(reg[in_reg], minlength=n_reg).astype(np.float64)
+        reg_peak = np.full(n_reg, -np.inf)
+        np.maximum.at(reg_peak, reg[in_reg], hu[in_reg])
+        reg_owner = np.zeros(n_reg, dtype=np.int64)
+        np.maximum.at(reg_owner, reg[in_reg], lab[in_reg])
+    else:
+        import torch
+
+        t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=tdev)  # noqa: E731
+        lab_t, hu_t, kji_t, pos_t = t(lab), t(hu), t(kji), t(pos)
+
+        def seg(x: Any, values: Any, size: int, how: str, init: float) -> Any:
+            out = torch.full((size,), init, dtype=values.dtype, device=tdev)
+            return out.scatter_reduce_(0, x, values, reduce=how, include_self=False)
+
+        count = torch.bincount(lab_t, minlength=n).double().cpu().numpy()
+        hu_sum = torch.bincount(lab_t, weights=hu_t, minlength=n).cpu().numpy()
+        hu_max = seg(lab_t, hu_t, n, "amax", -np.inf).cpu().numpy()
+        kji_min = torch.stack([seg(lab_t, kji_t[:, a], n, "amin", np.iinfo(np.int64).max)
+                               for a in range(3)], 1).cpu().numpy()
+        kji_max = torch.stack([seg(lab_t, kji_t[:, a], n, "amax", -1) for a in range(3)],
+                              1).cpu().numpy()
+        kji_sum = torch.stack([torch.bincount(lab_t, weights=kji_t[:, a].double(), minlength=n)
+                               for a in range(3)], 1).cpu().numpy()
+        m1 = torch.stack([torch.bincount(lab_t, weights=pos_t[:, a], minlength=n)
+                          for a in range(3)], 1).cpu().numpy()
+        m2 = np.empty((n, 3, 3))
+        for a in range(3):
+            for b in range(a, 3):
+                m2[:, a, b] = m2[:, b, a] = torch.bincount(
+                    lab_t, weights=pos_t[:, a] * pos_t[:, b], minlength=n).cpu().numpy()
+        reg_t = t(reg)
+        in_reg = reg_t > 0
+        r = reg_t[in_reg]
+        reg_count = torch.bincount(r, minlength=n_reg).double().cpu().numpy()
+        reg_peak = seg(r, hu_t[in_reg], n_reg, "amax", -np.inf).cpu().numpy()
+        reg_owner = seg(r, lab_t[in_reg], n_reg, "amax", 0).cpu().numpy()
+
+    # Agatston per 2-D region, summed into its component (region 0 = none).
+    weight = agatston_weight(reg_peak)
+    score = reg_count * spacing[1] * spacing[2] * weight * (spacing[0] / AGATSTON_REFERENCE_SLICE_MM)
+    score[0] = 0.0
+    agatston = np.bincount(reg_owner, weights=score, minlength=n)[:n]
+
+    # Shape: covariance of voxel positions, each voxel a uniform box (+ s^2/12).
+    safe = np.maximum(count, 1.0)[:, None]
+    mean = m1 / safe
+    cov = m2 / safe[:, :, None] - mean[:, :, None] * mean[:, None, :]
+    cov += np.diag(sp**2 / 12.0)[None]
+    eig = np.clip(np.linalg.eigvalsh(cov)[:, ::-1], 0.0, None)
+    axes = np.sqrt(12.0 * eig)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        elong = np.where(axes[:, 0] > 0, 1.0 - axes[:, 1] / axes[:, 0], 0.0)
+        flat = np.where(axes[:, 1] > 0, 1.0 - axes[:, 2] / axes[:, 1], 0.0)
+    return {
+        "count": count.astype(np.int64), "hu_sum": hu_sum, "hu_max": hu_max,
+        "kji_min": kji_min, "kji_max": kji_max, "kji_sum": kji_sum,
+        "agatston": agatston, "axes": axes, "elongation": elong, "flatness": flat,
+    }
+
+
+def longest_diameter_mm(mask: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """Longest extent of a component in mm (see :func:`measure_components` notes).
+
+    >>> rod = np.ones((1, 1, 10), bool)
+    >>> longest_diameter_mm(rod, (3.0, 0.5, 0.5))
+    5.0
+    """
+    sp = np.asarray(spacing, dtype=np.float64)
+    # Extreme points of a voxel set lie on its surface: drop interior voxels.
+    surface = mask & ~ndi.binary_erosion(mask, border_value=0)
+    pts = np.argwhere(surface).astype(np.float64) * sp
+    if len(pts) <= 1:
+        return float(max(sp[1], sp[2]))
+    dims = np.flatnonzero(np.ptp(pts, axis=0) > 0)
+    cand = pts
+    if len(dims) >= 2 and len(pts) > 64:
+        try:
+            cand = pts[ConvexHull(pts[:, dims]).vertices]
+        except QhullError:  # degenerate (e.g. collinear within the chosen dims)
+            cand = pts
+    d = squareform(pdist(cand))
+    a, b = np.unravel_index(int(np.argmax(d)), d.shape)
+    delta = cand[b] - cand[a]
+    length = float(np.linalg.norm(delta))
+    if length == 0.0:
+        return float(max(sp[1], sp[2]))
+    u = np.abs(delta) / length
+    return length + float(u @ sp)
+
+
+def has_central_lucency(mask: np.ndarray, hu: np.ndarray, threshold_hu: float) -> bool:
+    """Whether a component encloses lower-density voxels (a ring / shell).
+
+    Holes are filled per axial slice and in 3-D; the enclosed voxels below the
+    threshold must make up at least ``LUCENCY_MIN_FRACTION`` of the filled lesion.
+    """
+    padded = np.pad(mask, 1)
+    filled = fill_holes_per_slice(padded) | ndi.binary_fill_holes(padded)
+    holes = (filled & ~padded)[1:-1, 1:-1, 1:-1]
+    lucent = int(np.count_nonzero(holes & (hu < threshold_hu)))
+    total = int(np.count_nonzero(mask)) + int(np.count_nonzero(holes))
+    return lucent > 0 and lucent >= LUCENCY_MIN_FRACTION * total

@@ -1,0 +1,336 @@
+"""Classify lesions: lesion x anatomy -> Finding (region, side, level, kind, ...).
+
+Placement, in order:
+
+1. **overlap**: the lesion's voxels are looked up in the anatomy labels (through
+   the LPS affines when the anatomy grid differs from the CT grid); the
+   region-bearing structure holding most of its voxels wins;
+2. **distance**: otherwise the nearest region-bearing structure within
+   ``max_distance_mm`` (default 4 mm: calcified plaque can sit just outside an
+   estimated wall);
+3. otherwise **other**, with a look-alike kind where a rule recognises one.
+
+Look-alikes are tested before vascular / renal placement, so that they are never
+called atherosclerotic or renal: a lesion mostly in bone is ``bone``; a small
+round calcification with a central lucency in the pelvis, not centred in an
+artery, is a ``phlebolith``; an anterior lateral calcification at rib levels is
+``costal cartilage``.
+
+Aortic segments: ``thoracic`` above the T12 body's centre (the aortic hiatus);
+``suprarenal`` / ``infrarenal`` split at the renal arteries, taken as the level of
+the renal hila (centroid of the collecting systems) when the kidneys are
+labelled, else the L1-L2 disc; ``None`` when neither is known.
+
+Confidence is the fraction of the lesion inside the structure (or a distance
+decay outside it), scaled down for lesions of a few voxels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from calcdetect.anatomy.regions import (
+    STRUCTURES,
+    Region,
+    Structure,
+    format_level_span,
+    structure,
+    structure_by_label,
+)
+from calcdetect.types import AnatomyMap, Finding, Kind, Lesion, Morphology, Volume
+
+__all__ = ["ClassifySettings", "classify", "classify_lesion", "morphology_of"]
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    max_distance_mm: float = 4.0
+    punctate_mm: float = 3.0
+    elongated: float = 0.6
+    curvature: float = 0.15  # max off-axis deviation / length above which linear bends
+    metal_hu: float = 3000.0
+    phlebolith_max_mm: float = 8.0
+
+
+_REGION_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.region is not None), dtype=np.int64)
+_BONE_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.is_bone), dtype=np.int64)
+
+
+def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
+             settings: ClassifySettings | None = None) -> list[Finding]:
+    """Place and name every lesion.
+
+    Parameters
+    ----------
+    lesions : sequence of Lesion
+        Candidates on ``volume``'s grid.
+    anatomy : AnatomyMap
+        Labels on the volume grid or on its own grid (mapped through LPS).
+    volume : Volume
+
+    Returns
+    -------
+    list of Finding
+        In the order of ``lesions``; ids ``"F001"``, ``"F002"``, ...
+    """
+    s = settings or ClassifySettings()
+    ctx = _Context.of(anatomy, volume)
+    return [classify_lesion(les, ctx, n, s) for n, les in enumerate(lesions, start=1)]
+
+
+@dataclass(frozen=True)
+class _Context:
+    anatomy: AnatomyMap
+    volume: Volume
+    to_anat: np.ndarray | None  # 4x4 volume index -> anatomy index; None if identical grids
+    spacing: tuple[float, float, float]  # anatomy grid spacing (mm)
+    renal_k: float | None  # anatomy slice of the renal arteries
+    t12_k: float | None  # anatomy slice of the T12 body centre
+    pelvis_k: float | None  # anatomy slices below this are pelvis (aortic bifurcation)
+
+    @staticmethod
+    def of(anatomy: AnatomyMap, volume: Volume) -> _Context:
+        same = anatomy.labels.shape == volume.shape and np.allclose(anatomy.affine, volume.affine, atol=1e-4)
+        to_anat = None if same else np.linalg.inv(anatomy.affine) @ volume.affine
+        sp = tuple(float(v) for v in np.linalg.norm(anatomy.affine[:3, :3], axis=0))
+        labels = anatomy.labels
+        renal_k = None
+        cs = np.isin(labels, [structure("collecting_system_left").label, structure("collecting_system_right").label])
+        if cs.any():
+            renal_k = float(np.nonzero(cs)[0].mean())
+        else:
+            renal_k = _level_k(anatomy.slice_levels, "L1-L2")
+        t12_k = _level_k(anatomy.slice_levels, "T12")
+        aorta = labels == structure("aorta").label
+        iliac = np.isin(labels, [s.label for s in STRUCTURES if s.region is Region.ILIAC])
+        pelvis_k = None
+        if aorta.any() and iliac.any():
+            pelvis_k = float(np.nonzero(aorta.any(axis=(1, 2)))[0].min())
+        else:
+            pelvis_k = _level_k(anatomy.slice_levels, "L5")
+        return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k)  # type: ignore[arg-type]
+
+
+def _level_k(levels: tuple[str | None, ...], level: str) -> float | None:
+    """Mean slice index labelled ``level`` (``None`` when absent)."""
+    ks = [k for k, lv in enumerate(levels) if lv == level]
+    return float(np.mean(ks)) if ks else None
+
+
+def _lesion_voxels(les: Lesion) -> np.ndarray:
+    k0, j0, i0 = les.bbox[:3]
+    return np.argwhere(les.mask) + np.array([k0, j0, i0])
+
+
+def _to_anatomy(ctx: _Context, kji: np.ndarray) -> np.ndarray:
+    if ctx.to_anat is None:
+        return kji
+    m = ctx.to_anat
+    return np.rint(kji @ m[:3, :3].T + m[:3, 3]).astype(np.int64)
+
+
+def _labels_at(ctx: _Context, idx: np.ndarray) -> np.ndarray:
+    shape = np.array(ctx.anatomy.labels.shape)
+    inside = np.all((idx >= 0) & (idx < shape), axis=1)
+    out = np.zeros(len(idx), dtype=np.int64)
+    out[inside] = ctx.anatomy.labels[tuple(idx[inside].T)]
+    return out
+
+
+def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> tuple[int, float] | None:
+    """Nearest region-bearing label within ``max_mm`` of the lesion voxels."""
+    sp = np.array(ctx.spacing)
+    margin = np.ceil(max_mm / sp).astype(int) + 1
+    shape = np.array(ctx.anatomy.labels.shape)
+    lo = np.maximum(idx.min(axis=0) - margin, 0)
+    hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
+    if np.any(hi <= lo):
+        return None
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sub = ctx.anatomy.labels[box]
+    region = np.isin(sub, _REGION_LABELS)
+    if not region.any():
+        return None
+    les = np.zeros(sub.shape, dtype=bool)
+    local = idx - lo
+    ok = np.all((local >= 0) & (local < np.array(sub.shape)), axis=1)
+    les[tuple(local[ok].T)] = True
+    dist, (ik, ij, ii) = ndi.distance_transform_edt(~region, sampling=sp, return_indices=True)
+    d = np.where(les, dist, np.inf)
+    at = np.unravel_index(int(np.argmin(d)), d.shape)
+    if not np.isfinite(d[at]) or d[at] > max_mm:
+        return None
+    return int(sub[ik[at], ij[at], ii[at]]), float(d[at])
+
+
+def morphology_of(les: Lesion, spacing: tuple[float, float, float], s: ClassifySettings | None = None) -> Morphology:
+    """Ring (central lucency), punctate (< 3 mm), linear / curvilinear
+    (elongation > 0.6; curvilinear when the voxels bend away from their main
+    axis by more than 15 % of its length), else plaque."""
+    s = s or ClassifySettings()
+    if les.central_lucency:
+        return Morphology.RING
+    if les.max_diameter_mm < s.punctate_mm:
+        return Morphology.PUNCTATE
+    if les.elongation > s.elongated:
+        pts = np.argwhere(les.mask) * np.asarray(spacing, dtype=float)
+        if len(pts) >= 3:
+            c = pts - pts.mean(axis=0)
+            _, _, vt = np.linalg.svd(c, full_matrices=False)
+            along = c @ vt[0]
+            off = np.linalg.norm(c - np.outer(along, vt[0]), axis=1)
+            length = float(along.max() - along.min())
+            if length > 0 and off.max() > s.curvature * length + 0.5 * max(spacing):
+                return Morphology.CURVILINEAR
+        return Morphology.LINEAR
+    return Morphology.PLAQUE
+
+
+def _size_factor(les: Lesion) -> float:
+    """Few-voxel lesions are noise-prone: confidence x 0.5 at 1 voxel -> 1 at >= 10."""
+    return float(min(1.0, 0.5 + 0.05 * (les.voxel_count - 1) / 0.9))
+
+
+def _level(ctx: _Context, idx: np.ndarray) -> str | None:
+    ks = np.unique(np.clip(idx[:, 0], 0, len(ctx.anatomy.slice_levels) - 1))
+    levels = [ctx.anatomy.slice_levels[k] for k in ks]
+    return format_level_span([lv for lv in levels if lv])
+
+
+def _aorta_segment(ctx: _Context, k: float) -> str | None:
+    # k increases superiorly on the canonical grid; anatomy grids share that.
+    if ctx.t12_k is not None and k > ctx.t12_k:
+        return "thoracic"
+    if ctx.renal_k is None:
+        return None
+    return "suprarenal" if k > ctx.renal_k else "infrarenal"
+
+
+def _midline_side(ctx: _Context, les: Lesion, idx: np.ndarray) -> str | None:
+    """Left/right of the canal centre on the lesion's slices (LPS x: + is left)."""
+    canal = structure("spinal_canal").label
+    ks = np.unique(idx[:, 0])
+    lab = ctx.anatomy.labels
+    ks = ks[(ks >= 0) & (ks < lab.shape[0])]
+    pts = [np.argwhere(lab[k] == canal) for k in ks]
+    pts = [np.column_stack([np.full(len(p), k), p]) for k, p in zip(ks, pts) if len(p)]
+    if not pts:
+        return None
+    centre_idx = np.concatenate(pts).mean(axis=0)
+    centre_x = (ctx.anatomy.affine[:3, :3] @ centre_idx + ctx.anatomy.affine[:3, 3])[0]
+    x = les.centroid_lps_mm[0]
+    if abs(x - centre_x) < 0.5:
+        return None
+    return "left" if x > centre_x else "right"
+
+
+def _finding(n: int, les: Lesion, region: Region, kind: Kind, morph: Morphology, conf: float,
+             side: str | None = None, level: str | None = None, segment: str | None = None,
+             struct: str | None = None) -> Finding:
+    return Finding(id=f"F{n:03d}", lesion=les, region=region.value, side=side, level=level,  # type: ignore[arg-type]
+                   kind=kind, morphology=morph, confidence=round(float(np.clip(conf, 0.0, 1.0)), 3),
+                   segment=segment, structure=struct)
+
+
+def _other_kind(ctx: _Context, les: Lesion, idx: np.ndarray, counts: dict[int, int],
+                s: ClassifySettings) -> tuple[Kind, float]:
+    """Look-alike rules for lesions outside (or not belonging to) the regions."""
+    n = max(les.voxel_count, 1)
+    k_mean = float(idx[:, 0].mean())
+    if les.peak_hu >= s.metal_hu:
+        return Kind.METAL, 0.8
+    bone = sum(c for lab, c in counts.items() if lab in set(_BONE_LABELS.tolist()))
+    if bone / n > 0.5:
+        return Kind.BONE, 0.6 + 0.3 * bone / n
+    cc = structure("costal_cartilage").label
+    if counts.get(cc, 0) / n > 0.5:
+        return Kind.COSTAL_CARTILAGE, 0.8
+    bowel = structure("bowel").label
+    if counts.get(bowel, 0) / n > 0.5:
+        return Kind.BOWEL, 0.6
+    in_pelvis = ctx.pelvis_k is not None and k_mean < ctx.pelvis_k
+    round_ = les.elongation < 0.4
+    if les.central_lucency and round_ and les.max_diameter_mm <= s.phlebolith_max_mm and in_pelvis:
+        return Kind.PHLEBOLITH, 0.7
+    if _costal_position(ctx, les, idx):
+        return Kind.COSTAL_CARTILAGE, 0.5
+    return Kind.UNKNOWN, 0.3
+
+
+def _costal_position(ctx: _Context, les: Lesion, idx: np.ndarray) -> bool:
+    """Anterior third of the body, > 30 mm from the midline, above the renal level."""
+    lab = ctx.anatomy.labels
+    k = int(np.clip(round(float(idx[:, 0].mean())), 0, lab.shape[0] - 1))
+    body = lab[k] > 0
+    if not body.any():
+        return False
+    rows = np.flatnonzero(body.any(axis=1))
+    cols = np.flatnonzero(body.any(axis=0))
+    j, i = idx[:, 1].mean(), idx[:, 2].mean()
+    anterior = j < rows[0] + (rows[-1] - rows[0]) / 3.0
+    lateral = abs(i - (cols[0] + cols[-1]) / 2.0) * ctx.spacing[2] > 30.0
+    high = ctx.renal_k is None or k > ctx.renal_k
+    return bool(anterior and lateral and high)
+
+
+def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> Finding:
+    """One lesion -> Finding (see the module docstring for the rules)."""
+    vox = _lesion_voxels(les)
+    idx = _to_anatomy(ctx, vox)
+    labs = _labels_at(ctx, idx)
+    counts = {int(v): int(c) for v, c in zip(*np.unique(labs, return_counts=True))}
+    morph = morphology_of(les, ctx.volume.spacing, s)
+    level = _level(ctx, idx)
+    total = max(len(labs), 1)
+    size = _size_factor(les)
+
+    region_counts = {lab: c for lab, c in counts.items() if lab in set(_REGION_LABELS.tolist())}
+    bone_frac = sum(c for lab, c in counts.items() if lab in set(_BONE_LABELS.tolist())) / total
+    best: Structure | None = None
+    conf = 0.0
+    if region_counts:
+        lab = max(region_counts, key=lambda x: region_counts[x])
+        best = structure_by_label(lab)
+        conf = region_counts[lab] / total
+    else:
+        near = _nearest_region_structure(ctx, idx, s.max_distance_mm)
+        if near is not None:
+            best = structure_by_label(near[0])
+            conf = 0.6 * (1.0 - near[1] / (s.max_distance_mm + 1.0))
+
+    # Look-alikes first: bone, metal, phleboliths are never vascular or renal.
+    other_kind, other_conf = _other_kind(ctx, les, idx, counts, s)
+    lf = structure("ligamentum_flavum_zone").label
+    if best is None or other_kind in (Kind.METAL,) or (bone_frac > 0.5 and (best.label != lf)):
+        return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
+    if best.region in (Region.AORTA, Region.ILIAC) and other_kind is Kind.PHLEBOLITH and conf < 0.5:
+        return _finding(n, les, Region.OTHER, Kind.PHLEBOLITH, morph, other_conf * size, level=level)
+
+    conf *= size
+    assert best.region is not None
+    if best.region is Region.AORTA:
+        seg = _aorta_segment(ctx, float(idx[:, 0].mean()))
+        return _finding(n, les, Region.AORTA, Kind.ATHEROSCLEROTIC, morph, conf, None, level, seg, best.name)
+    if best.region is Region.ILIAC:
+        return _finding(n, les, Region.ILIAC, Kind.ATHEROSCLEROTIC, morph, conf, best.side, level,
+                        best.segment, best.name)
+    if best.region is Region.LIGAMENTUM_FLAVUM:
+        side = _midline_side(ctx, les, idx)
+        return _finding(n, les, Region.LIGAMENTUM_FLAVUM, Kind.LIGAMENT, morph, conf, side, level, None, best.name)
+    if best.region is Region.RENAL:
+        seg = best.segment
+        if seg == "collecting_system":
+            kind, seg_out = Kind.STONE, "collecting system"
+        elif seg == "ureter":
+            kind, seg_out = Kind.URETERAL_STONE, "ureter"
+        elif seg == "medulla":
+            kind, seg_out = Kind.NEPHROCALCINOSIS, "medullary"
+        else:
+            kind, seg_out = Kind.NEPHROCALCINOSIS, "cortical"
+        return _finding(n, les, Region.RENAL, kind, morph, conf, best.side, level, seg_out, best.name)
+    return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
+

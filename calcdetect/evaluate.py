@@ -1,0 +1,784 @@
+"""Compare a ``calcdetect run`` output with phantom ground truth.
+
+``evaluate(pred_dir, truth_dir)`` pairs every truth study (``DIR/truth/truth.json``)
+with a predicted series (``findings.json``), matches lesions one-to-one and
+aggregates detection, placement, measurement and AAC-24 agreement metrics over all
+studies.
+
+Pairing studies
+---------------
+A truth study is paired with the predicted series whose
+``findings.json["input"]["series_uid_hash"]`` equals the truth's
+``series_uid_hash``. When there is exactly one truth study and one predicted series
+they are paired regardless. A truth study without a prediction counts all of its
+lesions as missed (and says so in ``warnings``); a prediction without truth is
+ignored (also with a warning).
+
+Matching lesions
+----------------
+Truth lesions (targets *and* distractors) and predicted findings are matched
+one-to-one with the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``):
+
+* **Mask overlap** when both ``truth/lesions.nii.gz`` and the prediction's
+  ``lesions.nii.gz`` exist on the same grid: a pair is admissible when the two
+  masks share at least one voxel; the assignment maximises the shared voxel count.
+  A predicted finding's label value is its ``mask_label`` or, failing that, the
+  numeric part of its ``id`` (``"F007"`` -> 7).
+* **Centroid distance** otherwise: a pair is admissible when the centroids are
+  within ``max(5 mm, 0.5 x truth max diameter)``; the assignment minimises the
+  distance normalised by that tolerance. The truth diameter is the lesion's
+  ``max_diameter_mm`` (or ``diameter_mm``) or, failing that, the diameter of
+  the sphere of its volume.
+
+Metrics
+-------
+* **Targets** are truth lesions with ``region != "other"``; **distractors** those
+  with ``region == "other"`` (phleboliths, costal cartilage, lymph nodes, bowel,
+  metal, contrast). A target counts as detected when any prediction is matched to
+  it (its region label is scored separately by region accuracy).
+* **False positives** are predicted findings with a reportable region (not
+  ``"other"``) that match nothing or match a distractor.
+* **Distractors mislabelled**: distractors matched to a prediction whose region is
+  not ``"other"``; the rate is over all distractors.
+* Region / side / level accuracy are over matched targets. Sides compare as given
+  (``None`` for midline structures must be predicted as ``None``). Levels are
+  exact (string equality) or "within one level": the level spans (``"L2-L4"``
+  spans L2..L4, a disc ``"L3-L4"`` spans L3..L4) are at most one level apart.
+  Targets without a truth level are left out of the level accuracy.
+* Measurement errors (volume, Agatston, mass) are signed and absolute percentage
+  errors ``100 x (pred - truth) / truth`` over matched targets (all matched lesions
+  for QRM studies, whose inserts are the point) whose truth value is present and
+  positive.
+* AAC-24 (radiograph studies): ICC(2,1) of Shrout & Fleiss (1979), two-way random
+  effects, absolute agreement, single rater, between truth and predicted totals;
+  mean absolute error; exact agreement of the severity group (``AAC24_GROUPS``).
+  Lesion-level matching is not done for radiograph studies: their truth lesions
+  live on the detector plane and their predictions carry no CT centroids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from calcdetect.anatomy.regions import VERTEBRA_LEVELS, Region
+from calcdetect.errors import InputError
+from calcdetect.export.atomic import atomic_write_json
+
+__all__ = [
+    "TRUTH_SCHEMA",
+    "SIZE_BINS_MM3",
+    "AAC24_GROUPS",
+    "MIN_MATCH_DISTANCE_MM",
+    "EvaluationReport",
+    "evaluate",
+    "icc_2_1",
+    "aac24_group",
+    "level_distance",
+]
+
+TRUTH_SCHEMA = "calcdetect-truth/1"
+TRUTH_KINDS = ("ct", "radiograph", "qrm")
+
+# Size bins for sensitivity, on the truth volume in mm3: (label, low, high), half-open.
+SIZE_BINS_MM3: tuple[tuple[str, float, float], ...] = (
+    ("<10 mm3", 0.0, 10.0),
+    ("10-100 mm3", 10.0, 100.0),
+    (">=100 mm3", 100.0, math.inf),
+)
+
+# AAC-24 severity groups: (label, low, high), half-open; the one place they live.
+AAC24_GROUPS: tuple[tuple[str, float, float], ...] = (
+    ("low", -math.inf, 2.0),
+    ("moderate", 2.0, 6.0),
+    ("high", 6.0, math.inf),
+)
+
+# Centroid matching tolerance: max(MIN_MATCH_DISTANCE_MM, MATCH_DIAMETER_FRACTION x diameter).
+MIN_MATCH_DISTANCE_MM = 5.0
+MATCH_DIAMETER_FRACTION = 0.5
+
+_REGIONS = tuple(r.value for r in Region)
+_OTHER = Region.OTHER.value
+_MEASURES = (("volume", "volume_mm3"), ("agatston", "agatston"), ("mass", "mass_mg"))
+_FINDING_REQUIRED = ("id", "region", "centroid_lps_mm")
+_FINDINGS_TOP_REQUIRED = ("schema", "input", "findings")
+_PROJECTION_MODALITIES = ("DX", "CR", "DR", "RG", "PX")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class _TruthStudy:
+    path: Path  # the study folder
+    kind: str
+    series_uid_hash: str | None
+    lesions: tuple[dict[str, Any], ...]
+    aac24: dict[str, Any] | None
+    mask_path: Path | None
+
+
+@dataclass(frozen=True)
+class _PredSeries:
+    path: Path  # the series folder
+    series_uid_hash: str | None
+    findings: tuple[dict[str, Any], ...]
+    aac24: dict[str, Any] | None
+    mask_path: Path | None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not readable JSON ({exc}); regenerate the file") from None
+
+
+def _check_centroid(value: Any, where: str) -> None:
+    ok = isinstance(value, (list, tuple)) and len(value) == 3
+    if not ok or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+        raise InputError(f"{where}: 'centroid_lps_mm' must be three finite numbers, got {value!r}")
+
+
+def _check_region(value: Any, where: str) -> None:
+    if value not in _REGIONS:
+        raise InputError(f"{where}: region {value!r} is not one of {', '.join(_REGIONS)}")
+
+
+def _check_aac24(value: Any, where: str) -> None:
+    if value is None:
+        return
+    total = value.get("total") if isinstance(value, dict) else None
+    if not isinstance(total, (int, float)) or not 0 <= total <= 24:
+        raise InputError(f"{where}: 'aac24' must be an object with a 'total' between 0 and 24, got {value!r}")
+
+
+def _load_truth(study_dir: Path) -> _TruthStudy:
+    path = study_dir / "truth" / "truth.json"
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    if doc.get("schema") != TRUTH_SCHEMA:
+        raise InputError(f"{path}: schema is {doc.get('schema')!r}, expected {TRUTH_SCHEMA!r}")
+    kind = doc.get("kind")
+    if kind not in TRUTH_KINDS:
+        raise InputError(f"{path}: kind {kind!r} is not one of {', '.join(TRUTH_KINDS)}")
+    lesions = doc.get("lesions")
+    if not isinstance(lesions, list):
+        raise InputError(f"{path}: 'lesions' must be a list")
+    for n, les in enumerate(lesions):
+        where = f"{path}: lesions[{n}]"
+        if not isinstance(les, dict):
+            raise InputError(f"{where}: expected an object")
+        for key in ("id", "region"):
+            if key not in les:
+                raise InputError(f"{where}: missing key {key!r}")
+        _check_region(les["region"], where)
+        if kind != "radiograph":
+            if "centroid_lps_mm" not in les:
+                raise InputError(f"{where}: missing key 'centroid_lps_mm'")
+            _check_centroid(les["centroid_lps_mm"], where)
+    _check_aac24(doc.get("aac24"), str(path))
+    mask = study_dir / "truth" / "lesions.nii.gz"
+    return _TruthStudy(
+        path=study_dir,
+        kind=kind,
+        series_uid_hash=doc.get("series_uid_hash"),
+        lesions=tuple(lesions),
+        aac24=doc.get("aac24"),
+        mask_path=mask if mask.is_file() else None,
+    )
+
+
+def _load_prediction(series_dir: Path) -> _PredSeries:
+    path = series_dir / "findings.json"
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    for key in _FINDINGS_TOP_REQUIRED:
+        if key not in doc:
+            raise InputError(f"{path}: missing top-level key {key!r} (is this a calcdetect findings.json?)")
+    if not isinstance(doc["input"], dict):
+        raise InputError(f"{path}: 'input' must be an object")
+    if not isinstance(doc["findings"], list):
+        raise InputError(f"{path}: 'findings' must be a list")
+    # Radiograph findings live on the image plane: their CT centroid may be null.
+    projection = str(doc["input"].get("modality") or "CT").upper() in _PROJECTION_MODALITIES
+    for n, fnd in enumerate(doc["findings"]):
+        where = f"{path}: findings[{n}]"
+        if not isinstance(fnd, dict):
+            raise InputError(f"{where}: expected an object")
+        for key in _FINDING_REQUIRED:
+            if key not in fnd:
+                raise InputError(f"{where}: missing key {key!r}")
+        _check_region(fnd["region"], where)
+        if not (projection and fnd["centroid_lps_mm"] is None):
+            _check_centroid(fnd["centroid_lps_mm"], where)
+    _check_aac24(doc.get("aac24"), str(path))
+    mask = series_dir / "lesions.nii.gz"
+    return _PredSeries(
+        path=series_dir,
+        series_uid_hash=doc["input"].get("series_uid_hash"),
+        findings=tuple(doc["findings"]),
+        aac24=doc.get("aac24"),
+        mask_path=mask if mask.is_file() else None,
+    )
+
+
+def _find_truth_studies(truth_dir: Path) -> list[Path]:
+    if not truth_dir.is_dir():
+        raise InputError(f"{truth_dir}: truth folder not found")
+    if (truth_dir / "truth" / "truth.json").is_file():
+        return [truth_dir]
+    if truth_dir.name == "truth" and (truth_dir / "truth.json").is_file():
+        return [truth_dir.parent]
+    studies = sorted(p for p in truth_dir.iterdir() if (p / "truth" / "truth.json").is_file())
+    if not studies:
+        raise InputError(
+            f"{truth_dir}: no truth/truth.json found here or in its subfolders; point TRUTH_DIR "
+            "at a phantom study folder or at a folder of them"
+        )
+    return studies
+
+
+def _find_pred_series(pred_dir: Path) -> list[Path]:
+    if not pred_dir.is_dir():
+        raise InputError(f"{pred_dir}: prediction folder not found")
+    if (pred_dir / "findings.json").is_file():
+        return [pred_dir]
+    # A run output is run.json + one folder per series; allow one extra level of nesting.
+    found = sorted(p.parent for p in pred_dir.glob("*/findings.json"))
+    found += sorted(p.parent for p in pred_dir.glob("*/*/findings.json"))
+    if not found:
+        raise InputError(
+            f"{pred_dir}: no findings.json found here or in its series subfolders; point PRED_DIR "
+            "at a 'calcdetect run' output folder or at one series folder"
+        )
+    return found
+
+
+def _pair(
+    truths: list[_TruthStudy], preds: list[_PredSeries], warnings: list[str]
+) -> list[tuple[_TruthStudy, _PredSeries | None]]:
+    if len(truths) == 1 and len(preds) == 1:
+        t, p = truths[0], preds[0]
+        if t.series_uid_hash and p.series_uid_hash and t.series_uid_hash != p.series_uid_hash:
+            warnings.append(f"{t.path} and {p.path}: series_uid_hash differs; paired anyway (one study each)")
+        return [(t, p)]
+    by_hash: dict[str, _PredSeries] = {}
+    for p in preds:
+        if p.series_uid_hash:
+            by_hash[p.series_uid_hash] = p
+    used: set[Path] = set()
+    pairs: list[tuple[_TruthStudy, _PredSeries | None]] = []
+    for t in truths:
+        p = by_hash.get(t.series_uid_hash) if t.series_uid_hash else None
+        if p is None:
+            warnings.append(
+                f"{t.path}: no predicted series with this series_uid_hash; all its lesions count as missed"
+            )
+        else:
+            used.add(p.path)
+        pairs.append((t, p))
+    for p in preds:
+        if p.path not in used:
+            warnings.append(f"{p.path}: prediction has no matching truth study; ignored")
+    return pairs
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _truth_diameter_mm(les: Mapping[str, Any]) -> float:
+    for key in ("max_diameter_mm", "diameter_mm"):
+        d = les.get(key)
+        if isinstance(d, (int, float)) and d > 0:
+            return float(d)
+    v = les.get("volume_mm3")
+    if isinstance(v, (int, float)) and v > 0:
+        return float((6.0 * v / math.pi) ** (1.0 / 3.0))
+    return 0.0
+
+
+def _match_by_centroid(
+    truth: Sequence[Mapping[str, Any]], pred: Sequence[Mapping[str, Any]]
+) -> list[tuple[int, int]]:
+    """Hungarian matching on centroid distance normalised by the per-truth tolerance."""
+    if not truth or not pred:
+        return []
+    t_xyz = np.array([t["centroid_lps_mm"] for t in truth], dtype=np.float64)
+    p_xyz = np.array([p["centroid_lps_mm"] for p in pred], dtype=np.float64)
+    tol = np.array(
+        [max(MIN_MATCH_DISTANCE_MM, MATCH_DIAMETER_FRACTION * _truth_diameter_mm(t)) for t in truth]
+    )
+    dist = np.linalg.norm(t_xyz[:, None, :] - p_xyz[None, :, :], axis=-1)
+    cost = dist / tol[:, None]
+    admissible = cost <= 1.0
+    # Inadmissible pairs get a cost no admissible assignment can beat, then are dropped.
+    big = 1e6
+    rows, cols = linear_sum_assignment(np.where(admissible, cost, big))
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if admissible[r, c]]
+
+
+def _pred_mask_label(fnd: Mapping[str, Any]) -> int | None:
+    if isinstance(fnd.get("mask_label"), int):
+        return int(fnd["mask_label"])
+    m = re.search(r"(\d+)\s*$", str(fnd.get("id", "")))
+    return int(m.group(1)) if m else None
+
+
+def _load_label_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib  # only needed when masks exist
+
+    try:
+        img = nib.load(str(path))
+        return np.asarray(img.dataobj).astype(np.int64), np.asarray(img.affine)
+    except Exception as exc:  # nibabel raises several unrelated types
+        raise InputError(f"{path}: cannot read the label volume ({exc})") from None
+
+
+def _match_by_mask(
+    truth: Sequence[Mapping[str, Any]],
+    pred: Sequence[Mapping[str, Any]],
+    truth_mask: Path,
+    pred_mask: Path,
+    warnings: list[str],
+) -> list[tuple[int, int]] | None:
+    """Hungarian matching maximising shared voxels; ``None`` when the grids differ."""
+    t_lab, t_aff = _load_label_volume(truth_mask)
+    p_lab, p_aff = _load_label_volume(pred_mask)
+    if t_lab.shape != p_lab.shape or not np.allclose(t_aff, p_aff, atol=1e-3):
+        warnings.append(
+            f"{pred_mask}: grid differs from {truth_mask}; matched by centroid distance instead"
+        )
+        return None
+    if not truth or not pred:
+        return []
+    both = (t_lab > 0) & (p_lab > 0)
+    t_vals, p_vals = t_lab[both], p_lab[both]
+    pairs, counts = np.unique(np.stack([t_vals, p_vals]), axis=1, return_counts=True)
+    overlap_by_label = {(int(a), int(b)): int(c) for (a, b), c in zip(pairs.T, counts)}
+    t_ids = [int(t["id"]) if str(t["id"]).lstrip("-").isdigit() else None for t in truth]
+    p_ids = [_pred_mask_label(p) for p in pred]
+    overlap = np.zeros((len(truth), len(pred)))
+    for r, tid in enumerate(t_ids):
+        for c, pid in enumerate(p_ids):
+            if tid is not None and pid is not None:
+                overlap[r, c] = overlap_by_label.get((tid, pid), 0)
+    rows, cols = linear_sum_assignment(-overlap)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if overlap[r, c] > 0]
+
+
+# --------------------------------------------------------------------------- metrics helpers
+
+
+def _level_span(level: str) -> tuple[int, int] | None:
+    try:
+        idx = [VERTEBRA_LEVELS.index(p.strip()) for p in str(level).split("-")]
+    except ValueError:
+        return None
+    return min(idx), max(idx)
+
+
+def level_distance(a: str | None, b: str | None) -> int | None:
+    """Levels between two level spans (0 when they overlap); ``None`` if either is unknown.
+
+    >>> level_distance("L3", "L2-L3"), level_distance("L1", "L3"), level_distance("L1", None)
+    (0, 2, None)
+    """
+    if a is None or b is None:
+        return None
+    sa, sb = _level_span(a), _level_span(b)
+    if sa is None or sb is None:
+        return None
+    return max(0, sb[0] - sa[1], sa[0] - sb[1])
+
+
+def _size_bin(volume_mm3: Any) -> str:
+    if not isinstance(volume_mm3, (int, float)):
+        return "unknown size"
+    for label, lo, hi in SIZE_BINS_MM3:
+        if lo <= volume_mm3 < hi:
+            return label
+    return "unknown size"
+
+
+def aac24_group(total: float) -> str:
+    """AAC-24 severity group of a total score (see ``AAC24_GROUPS``)."""
+    for label, lo, hi in AAC24_GROUPS:
+        if lo <= total < hi:
+            return label
+    raise ValueError(f"AAC-24 total {total!r} is outside every group")
+
+
+def icc_2_1(ratings: np.ndarray) -> float | None:
+    """ICC(2,1) of Shrout & Fleiss (1979): two-way random, absolute agreement, single rater.
+
+    Parameters
+    ----------
+    ratings : ndarray, shape (n_targets, k_raters)
+
+    Returns
+    -------
+    float or None
+        ``(BMS - EMS) / (BMS + (k-1) EMS + k (JMS - EMS) / n)``; ``None`` when
+        undefined (fewer than two targets, or no variance at all).
+
+    Examples
+    --------
+    >>> icc_2_1(np.array([[1, 1], [2, 2], [5, 5]]))
+    1.0
+    """
+    x = np.asarray(ratings, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        return None
+    n, k = x.shape
+    grand = x.mean()
+    ss_rows = k * ((x.mean(axis=1) - grand) ** 2).sum()
+    ss_cols = n * ((x.mean(axis=0) - grand) ** 2).sum()
+    ss_err = ((x - grand) ** 2).sum() - ss_rows - ss_cols
+    bms = ss_rows / (n - 1)
+    jms = ss_cols / (k - 1)
+    ems = ss_err / ((n - 1) * (k - 1))
+    denom = bms + (k - 1) * ems + k * (jms - ems) / n
+    if denom <= 0 or not math.isfinite(denom):
+        return None
+    return float((bms - ems) / denom)
+
+
+def _rate(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+@dataclass
+class _Counter:
+    """Hits over a denominator, keyed by a group name."""
+
+    hits: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, hit: bool) -> None:
+        self.total[key] = self.total.get(key, 0) + 1
+        self.hits[key] = self.hits.get(key, 0) + int(hit)
+
+    def to_dict(self, order: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """Per-key hits, totals and rates; keys in ``order`` first, the rest sorted."""
+        keys = [k for k in order if k in self.total] + sorted(k for k in self.total if k not in order)
+        return {
+            k: {"hits": self.hits[k], "total": self.total[k], "rate": _rate(self.hits[k], self.total[k])}
+            for k in keys
+        }
+
+
+@dataclass
+class _Tally:
+    """Everything summed over studies before the report is built."""
+
+    n_scans: int = 0
+    sens_region: _Counter = field(default_factory=_Counter)
+    sens_size: _Counter = field(default_factory=_Counter)
+    region_acc: _Counter = field(default_factory=_Counter)
+    side_acc: _Counter = field(default_factory=_Counter)
+    level_exact: _Counter = field(default_factory=_Counter)
+    level_within1: _Counter = field(default_factory=_Counter)
+    false_positives: int = 0
+    fp_unmatched: int = 0
+    fp_on_distractor: int = 0
+    fp_by_region: dict[str, int] = field(default_factory=dict)
+    distractors: int = 0
+    distractors_mislabelled: int = 0
+    errors: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in _MEASURES})
+    aac_truth: list[float] = field(default_factory=list)
+    aac_pred: list[float] = field(default_factory=list)
+    aac_wall_pairs: list[tuple[int, int]] = field(default_factory=list)
+    per_study: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _score_lesions(
+    truth: _TruthStudy, pred: _PredSeries | None, tally: _Tally, warnings: list[str]
+) -> dict[str, Any]:
+    """Match one study's lesions and add its counts to ``tally``; returns the study row."""
+    t_les = list(truth.lesions)
+    p_fnd = list(pred.findings) if pred is not None else []
+    matches: list[tuple[int, int]] | None = None
+    method = "centroid"
+    if pred is not None and truth.mask_path is not None and pred.mask_path is not None:
+        matches = _match_by_mask(t_les, p_fnd, truth.mask_path, pred.mask_path, warnings)
+        method = "mask" if matches is not None else "centroid"
+    if matches is None:
+        matches = _match_by_centroid(t_les, p_fnd)
+    t_to_p = dict(matches)
+    p_matched = {c: r for r, c in matches}
+
+    row = {"study": str(truth.path), "prediction": str(pred.path) if pred else None,
+           "kind": truth.kind, "match_method": method, "targets": 0, "detected": 0,
+           "false_positives": 0, "distractors": 0, "distractors_mislabelled": 0}
+    for r, les in enumerate(t_les):
+        fnd = p_fnd[t_to_p[r]] if r in t_to_p else None
+        if les["region"] == _OTHER:
+            row["distractors"] += 1
+            tally.distractors += 1
+            if fnd is not None and fnd["region"] != _OTHER:
+                row["distractors_mislabelled"] += 1
+                tally.distractors_mislabelled += 1
+            if fnd is not None and truth.kind == "qrm":
+                _add_errors(les, fnd, tally)
+            continue
+        row["targets"] += 1
+        row["detected"] += int(fnd is not None)
+        tally.sens_region.add(les["region"], fnd is not None)
+        tally.sens_size.add(_size_bin(les.get("volume_mm3")), fnd is not None)
+        if fnd is None:
+            continue
+        tally.region_acc.add(les["region"], fnd["region"] == les["region"])
+        tally.side_acc.add(les["region"], fnd.get("side") == les.get("side"))
+        if les.get("level") is not None:
+            dist = level_distance(fnd.get("level"), les["level"])
+            tally.level_exact.add(les["region"], fnd.get("level") == les["level"])
+            tally.level_within1.add(les["region"], dist is not None and dist <= 1)
+        _add_errors(les, fnd, tally)
+    for c, fnd in enumerate(p_fnd):
+        if fnd["region"] == _OTHER:
+            continue
+        if c not in p_matched:
+            tally.fp_unmatched += 1
+        elif t_les[p_matched[c]]["region"] == _OTHER:
+            tally.fp_on_distractor += 1
+        else:
+            continue
+        row["false_positives"] += 1
+        tally.fp_by_region[fnd["region"]] = tally.fp_by_region.get(fnd["region"], 0) + 1
+    tally.false_positives += row["false_positives"]
+    return row
+
+
+def _add_errors(les: Mapping[str, Any], fnd: Mapping[str, Any], tally: _Tally) -> None:
+    for name, key in _MEASURES:
+        t, p = les.get(key), fnd.get(key)
+        if isinstance(t, (int, float)) and isinstance(p, (int, float)) and t > 0:
+            tally.errors[name].append(100.0 * (p - t) / t)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Aggregated metrics over all evaluated studies (see the module docstring)."""
+
+    n_studies: int
+    n_scans_scored: int
+    sensitivity_by_region: dict[str, dict[str, Any]]
+    sensitivity_by_size: dict[str, dict[str, Any]]
+    sensitivity_overall: float | None
+    false_positives: int
+    false_positives_per_scan: float | None
+    false_positives_unmatched: int
+    false_positives_on_distractors: int
+    false_positives_by_region: dict[str, int]
+    region_accuracy: float | None
+    side_accuracy: float | None
+    side_errors: int
+    level_accuracy_exact: float | None
+    level_accuracy_within_one: float | None
+    distractors: int
+    distractors_mislabelled: int
+    distractor_mislabel_rate: float | None
+    measurement_error_pct: dict[str, dict[str, Any]]
+    aac24: dict[str, Any] | None
+    per_study: tuple[dict[str, Any], ...]
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (``schema`` ``calcdetect-evaluation/1``)."""
+        out: dict[str, Any] = {"schema": "calcdetect-evaluation/1"}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write ``to_dict()`` atomically to ``path`` (the CLI's ``--json FILE``)."""
+        return atomic_write_json(path, self.to_dict())
+
+    def table(self) -> str:
+        """A plain-text table of the headline metrics."""
+        rows: list[tuple[str, str]] = [
+            ("studies (scored for lesions)", f"{self.n_studies} ({self.n_scans_scored})"),
+            ("sensitivity, all targets", _fmt(self.sensitivity_overall)),
+        ]
+        for name, d in self.sensitivity_by_region.items():
+            rows.append((f"  sensitivity {name}", _fmt_count(d)))
+        for name, d in self.sensitivity_by_size.items():
+            rows.append((f"  sensitivity {name}", _fmt_count(d)))
+        rows += [
+            ("false positives per scan", _fmt(self.false_positives_per_scan, pct=False)),
+            ("  unmatched / on distractors",
+             f"{self.false_positives_unmatched} / {self.false_positives_on_distractors}"),
+            ("region accuracy", _fmt(self.region_accuracy)),
+            ("side accuracy (errors)", f"{_fmt(self.side_accuracy)} ({self.side_errors})"),
+            ("level accuracy exact", _fmt(self.level_accuracy_exact)),
+            ("level accuracy within one", _fmt(self.level_accuracy_within_one)),
+            ("distractors mislabelled",
+             f"{self.distractors_mislabelled}/{self.distractors} ({_fmt(self.distractor_mislabel_rate)})"),
+        ]
+        for name, d in self.measurement_error_pct.items():
+            if d["n"]:
+                rows.append((f"{name} error % (signed / abs, n)",
+                             f"{d['mean_signed']:+.1f} / {d['mean_absolute']:.1f}, n={d['n']}"))
+        if self.aac24 is not None:
+            a = self.aac24
+            icc = "n/a" if a["icc_2_1"] is None else f"{a['icc_2_1']:.3f}"
+            rows += [
+                ("AAC-24 studies", str(a["n"])),
+                ("AAC-24 ICC(2,1)", icc),
+                ("AAC-24 MAE", f"{a['mae']:.2f}"),
+                ("AAC-24 group agreement", _fmt(a["group_agreement"])),
+                ("AAC-24 wall grades exact (n)", f"{_fmt(a['wall_grade_exact_agreement'])} ({a['wall_grades_n']})"),
+            ]
+        width = max(len(r[0]) for r in rows)
+        lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  {'-' * 20}"]
+        lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
+        if self.warnings:
+            lines += ["", "warnings:"] + [f"  - {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None, pct: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
+
+
+def _fmt_count(d: Mapping[str, Any]) -> str:
+    return f"{_fmt(d['rate'])} ({d['hits']}/{d['total']})"
+
+
+def _pooled(counter: _Counter) -> float | None:
+    return _rate(sum(counter.hits.values()), sum(counter.total.values()))
+
+
+def _error_summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "mean_signed": None, "mean_absolute": None}
+    arr = np.asarray(values)
+    return {"n": int(arr.size), "mean_signed": float(arr.mean()), "mean_absolute": float(np.abs(arr).mean())}
+
+
+def _wall_pairs(truth: Mapping[str, Any], pred: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """(truth, predicted) wall grades for every segment and wall both sides report."""
+    out = []
+    t_seg, p_seg = truth.get("segments") or {}, pred.get("segments") or {}
+    for level, walls in t_seg.items():
+        other = p_seg.get(level)
+        if not isinstance(walls, dict) or not isinstance(other, dict):
+            continue
+        for wall in ("anterior", "posterior"):
+            a, b = walls.get(wall), other.get(wall)
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+                out.append((int(a), int(b)))
+    return out
+
+
+def _aac24_summary(
+    truth: list[float], pred: list[float], walls: list[tuple[int, int]]
+) -> dict[str, Any] | None:
+    if not truth:
+        return None
+    t, p = np.asarray(truth), np.asarray(pred)
+    agree = [aac24_group(a) == aac24_group(b) for a, b in zip(t, p)]
+    w = np.asarray(walls, dtype=float).reshape(-1, 2)
+    return {
+        "n": int(t.size),
+        "icc_2_1": icc_2_1(np.stack([t, p], axis=1)),
+        "mae": float(np.abs(t - p).mean()),
+        "mean_signed_error": float((p - t).mean()),
+        "group_agreement": float(np.mean(agree)),
+        "groups": {label: [lo, hi] for label, lo, hi in AAC24_GROUPS},
+        "wall_grades_n": int(len(w)),
+        "wall_grade_exact_agreement": float(np.mean(w[:, 0] == w[:, 1])) if len(w) else None,
+        "wall_grade_mae": float(np.abs(w[:, 0] - w[:, 1]).mean()) if len(w) else None,
+    }
+
+
+def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
+    """Evaluate a ``calcdetect run`` output against phantom truth.
+
+    Parameters
+    ----------
+    pred_dir : Path
+        A run output folder (series subfolders with ``findings.json``) or one
+        series folder.
+    truth_dir : Path
+        A phantom study folder (with ``truth/truth.json``) or a folder of them.
+
+    Returns
+    -------
+    EvaluationReport
+
+    Raises
+    ------
+    calcdetect.errors.InputError
+        When a folder, ``truth.json`` or ``findings.json`` is missing or malformed;
+        the message names the file and the problem.
+    """
+    pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
+    truths = [_load_truth(p) for p in _find_truth_studies(truth_dir)]
+    preds = [_load_prediction(p) for p in _find_pred_series(pred_dir)]
+    warnings: list[str] = []
+    tally = _Tally()
+    for truth, pred in _pair(truths, preds, warnings):
+        if truth.kind == "radiograph":
+            row = {"study": str(truth.path), "prediction": str(pred.path) if pred else None,
+                   "kind": truth.kind}
+            if truth.aac24 is None:
+                warnings.append(f"{truth.path}: radiograph truth has no aac24; AAC-24 not scored")
+            elif pred is None or pred.aac24 is None:
+                warnings.append(f"{truth.path}: no predicted aac24; AAC-24 not scored for this study")
+            else:
+                tally.aac_truth.append(float(truth.aac24["total"]))
+                tally.aac_pred.append(float(pred.aac24["total"]))
+                tally.aac_wall_pairs.extend(_wall_pairs(truth.aac24, pred.aac24))
+                row["aac24_truth"], row["aac24_pred"] = truth.aac24["total"], pred.aac24["total"]
+            tally.per_study.append(row)
+            continue
+        tally.n_scans += 1
+        tally.per_study.append(_score_lesions(truth, pred, tally, warnings))
+
+    side_total = sum(tally.side_acc.total.values())
+    side_hits = sum(tally.side_acc.hits.values())
+    return EvaluationReport(
+        n_studies=len(truths),
+        n_scans_scored=tally.n_scans,
+        sensitivity_by_region=tally.sens_region.to_dict(_REGIONS),
+        sensitivity_by_size=tally.sens_size.to_dict([label for label, _, _ in SIZE_BINS_MM3]),
+        sensitivity_overall=_pooled(tally.sens_region),
+        false_positives=tally.false_positives,
+        false_positives_per_scan=_rate(tally.false_positives, tally.n_scans),
+        false_positives_unmatched=tally.fp_unmatched,
+        false_positives_on_distractors=tally.fp_on_distractor,
+        false_positives_by_region={r: tally.fp_by_region[r] for r in _REGIONS if r in tally.fp_by_region},
+        region_accuracy=_pooled(tally.region_acc),
+        side_accuracy=_rate(side_hits, side_total),
+        side_errors=side_total - side_hits,
+        level_accuracy_exact=_pooled(tally.level_exact),
+        level_accuracy_within_one=_pooled(tally.level_within1),
+        distractors=tally.distractors,
+        distractors_mislabelled=tally.distractors_mislabelled,
+        distractor_mislabel_rate=_rate(tally.distractors_mislabelled, tally.distractors),
+        measurement_error_pct={name: _error_summary(v) for name, v in tally.errors.items()},
+        aac24=_aac24_summary(tally.aac_truth, tally.aac_pred, tally.aac_wall_pairs),
+        per_study=tuple(tally.per_study),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,213 @@
+"""CNN inference: a Volume in, an AnatomyMap (Structure label ids) out.
+
+The volume is resampled to the net's grid, normalised exactly as in training,
+segmented by sliding windows (MONAI: windows run on ``sw_device``, the stitched
+logits live on ``device``), reduced to a uint8 class map slab by slab (so the
+float per-class logits never exist for more than one slab of the coarse grid),
+then mapped to Structure label ids and back to the Volume grid by nearest
+neighbour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+from calcdetect.anatomy.regions import level_index, level_of_label, structure
+from calcdetect.device import Device
+from calcdetect.errors import ConfigError
+from calcdetect.nets.classes import classes_to_labels
+from calcdetect.nets.resample import nearest_indices, resample_image, resample_labels, target_shape
+from calcdetect.nets.weights import ModelSpec
+from calcdetect.types import AnatomyMap, Volume
+
+__all__ = ["normalise", "predict_classes", "segment_anatomy", "slice_levels_from_labels"]
+
+
+def normalise(hu: torch.Tensor, intensity: dict[str, float]) -> torch.Tensor:
+    """nnU-Net CT normalisation: clip to the foreground percentiles, z-score."""
+    lo, hi = intensity.get("clip_low", -1000.0), intensity.get("clip_high", 1500.0)
+    mean, std = intensity.get("mean", 0.0), intensity.get("std", 1000.0)
+    return (hu.clamp(lo, hi) - mean) / max(std, 1e-6)
+
+
+def _spec(model: nn.Module) -> ModelSpec:
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise ConfigError("the model has no .spec; load it with calcdetect.nets.load_model")
+    return spec
+
+
+def _roi(shape: Sequence[int], roi: Sequence[int], divisor: int) -> tuple[int, ...]:
+    """Shrink the window to the image (rounded up to the net's divisor)."""
+    return tuple(min(int(r), -(-int(n) // divisor) * divisor) for n, r in zip(shape, roi))
+
+
+def _autocast(device: Device, enabled: bool | None):
+    if enabled is False:
+        return nullcontext()
+    if device.is_cuda:
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+@torch.no_grad()
+def predict_classes(
+    image: torch.Tensor,
+    model: nn.Module,
+    device: Device,
+    *,
+    roi_size: Sequence[int],
+    n_classes: int,
+    divisor: int = 16,
+    overlap: float = 0.25,
+    sw_batch_size: int = 1,
+    autocast: bool | None = None,
+    memory_budget_bytes: int = 512 * 2**20,
+) -> np.ndarray:
+    """Argmax class map (uint8) of a normalised 3-D image on the net grid.
+
+    Parameters
+    ----------
+    image
+        Normalised float32 ``[k, j, i]`` (any device).
+    model
+        Segmentation net returning ``[B, C, k, j, i]`` logits.
+    device
+        Where windows run; the stitched logits live on the same device.
+    roi_size
+        Window size (shrunk to the image where the image is smaller).
+    n_classes
+        Output channels (sizes the memory budget).
+    memory_budget_bytes
+        Budget for the stitched float logits; larger images are split into
+        overlapping slabs along ``k``.
+    """
+    from monai.inferers import sliding_window_inference
+
+    shape = tuple(int(s) for s in image.shape)
+    roi = _roi(shape, roi_size, divisor)
+    k_total = shape[0]
+    per_slice = shape[1] * shape[2] * 4 * n_classes
+    slab = max(roi[0], int(memory_budget_bytes // max(per_slice, 1)))
+    margin = roi[0] // 2
+    out = np.zeros(shape, dtype=np.uint8)
+    dev = torch.device(device.torch)
+    model.eval()
+    for start in range(0, k_total, slab):
+        lo, hi = max(0, start - margin), min(k_total, start + slab + margin)
+        x = image[lo:hi].to(dev)[None, None]
+        with _autocast(device, autocast):
+            logits = sliding_window_inference(
+                x, roi, sw_batch_size, model, overlap=overlap, mode="gaussian", sw_device=dev, device=dev
+            )
+        labels = torch.argmax(logits[0], dim=0).to(torch.uint8).cpu().numpy()
+        stop = min(k_total, start + slab)
+        out[start:stop] = labels[start - lo : stop - lo]
+        del logits
+    return out
+
+
+def slice_levels_from_labels(
+    labels: np.ndarray, spacing_k_mm: float, *, min_voxels: int = 3, max_disc_gap_mm: float = 25.0
+) -> tuple[str | None, ...]:
+    """Vertebral level of each slice from a Structure label map ``[k, j, i]``.
+
+    Each slice takes the majority vertebra label among its vertebra voxels (at
+    least ``min_voxels``), unless intervertebral-disc voxels outnumber them. Slices
+    between two different levels (a disc, or a gap of at most ``max_disc_gap_mm``)
+    are named ``"L3-L4"`` (cranial level first); slices beyond the spine are
+    ``None``.
+    """
+    from calcdetect.anatomy.regions import VERTEBRA_LEVELS
+
+    n_vert = len(VERTEBRA_LEVELS)
+    disc = structure("intervertebral_disc").label
+    levels: list[str | None] = []
+    for k in range(labels.shape[0]):
+        counts = np.bincount(labels[k].ravel(), minlength=256)
+        vert = counts[1 : n_vert + 1]
+        if vert.sum() < min_voxels or counts[disc] > vert.sum():
+            levels.append(None)
+        else:
+            levels.append(level_of_label(int(np.argmax(vert)) + 1))
+    filled = list(levels)
+    known = [k for k, lv in enumerate(levels) if lv is not None]
+    for a, b in zip(known, known[1:]):
+        gap = b - a - 1
+        if gap <= 0 or gap * spacing_k_mm > max_disc_gap_mm:
+            continue
+        la, lb = levels[a], levels[b]
+        assert la is not None and lb is not None
+        if la == lb:
+            name = la
+        else:
+            cranial, caudal = sorted((la, lb), key=level_index)
+            name = f"{cranial}-{caudal}"
+        for k in range(a + 1, b):
+            filled[k] = name
+    return tuple(filled)
+
+
+def segment_anatomy(
+    volume: Volume,
+    model: nn.Module,
+    device: Device,
+    *,
+    roi_size: Sequence[int] | None = None,
+    overlap: float = 0.25,
+    sw_batch_size: int = 1,
+    autocast: bool | None = None,
+) -> AnatomyMap:
+    """Segment the anatomy of a CT volume with a loaded anatomy net.
+
+    Parameters
+    ----------
+    volume
+        CT in HU on its canonical grid.
+    model
+        From :func:`calcdetect.nets.load_model` (carries ``.spec``).
+    device
+        Where the network runs (resolved once by the caller).
+    roi_size
+        Sliding-window size on the net grid; default twice the training patch
+        (the nets are fully convolutional), shrunk to the image.
+    autocast
+        ``None``: fp16 autocast on CUDA, full fp32 on CPU. ``True`` on CPU uses
+        bf16 autocast.
+
+    Returns
+    -------
+    AnatomyMap
+        uint8 Structure label ids on the Volume grid, with ``slice_levels``.
+    """
+    spec = _spec(model)
+    if spec.task != "anatomy" or len(spec.spacing_mm) != 3:
+        raise ConfigError(f"segment_anatomy needs an anatomy model, got task {spec.task!r}")
+    net_shape = target_shape(volume.shape, volume.spacing, spec.spacing_mm)
+    image = resample_image(volume.array, net_shape)
+    image = normalise(image, spec.intensity)
+    roi = tuple(roi_size) if roi_size is not None else tuple(2 * p for p in spec.patch_size)
+    classes = predict_classes(
+        image, model, device, roi_size=roi, n_classes=spec.net.out_channels, divisor=spec.net.divisor, overlap=overlap,
+        sw_batch_size=sw_batch_size, autocast=autocast,
+    )
+    del image
+    net_labels = classes_to_labels(classes, spec.classes)
+    net_spacing_k = volume.spacing[0] * volume.shape[0] / net_shape[0]
+    net_levels = slice_levels_from_labels(net_labels, net_spacing_k)
+    labels = resample_labels(net_labels, volume.shape)
+    k_idx = nearest_indices(net_shape[0], volume.shape[0])
+    levels = tuple(net_levels[k] for k in k_idx)
+    return AnatomyMap(
+        labels=labels.astype(np.uint8, copy=False),
+        affine=np.asarray(volume.affine, dtype=np.float64).copy(),
+        slice_levels=levels,
+        source={name: "cnn" for name in spec.classes[1:]},
+        notes=(f"CNN anatomy ({spec.net.arch}, {spec.extra.get('name', 'unnamed model')}) on a "
+               f"{'x'.join(f'{s:g}' for s in spec.spacing_mm)} mm grid",),
+    )

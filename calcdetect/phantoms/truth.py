@@ -1,0 +1,138 @@
+"""Ground truth of the synthetic phantoms: lesion records, levels, NIfTI and JSON output.
+
+Truth layout (see STAGES.md): ``DIR/truth/truth.json`` (schema
+``"calcdetect-truth/1"``), ``DIR/truth/lesions.nii.gz`` (lesion instance ids,
+== ``truth.json`` ``lesions[].id``) and ``DIR/truth/anatomy.nii.gz`` (Structure
+label ids from :mod:`calcdetect.anatomy.regions`). Both NIfTI files lie on the
+DICOM grid exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from calcdetect.anatomy.regions import format_level_span
+from calcdetect.export.atomic import atomic_write_json, atomic_write_with
+
+__all__ = [
+    "TRUTH_SCHEMA",
+    "TruthLesion",
+    "VertebraTruth",
+    "nifti_affine_from_kji",
+    "write_label_nifti",
+    "level_span",
+    "write_truth_json",
+]
+
+TRUTH_SCHEMA = "calcdetect-truth/1"
+
+# NIfTI world space is RAS; ours is LPS.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class TruthLesion:
+    """One synthetic calcification (or look-alike) with its exact measurements.
+
+    ``bbox_kji`` is ``(k0, j0, i0, k1, j1, i1)`` half-open on the CT grid;
+    ``bbox_mm`` is ``(x0, y0, z0, x1, y1, z1)`` LPS mm of the shape's analytic
+    extent. ``volume_mm3`` comes from the fine (supersampled) model; ``mass_mg``
+    = volume x density / 1000. ``density_mg_cm3`` and ``mass_mg`` are ``None``
+    for metal and iodinated contrast, which are not calcium.
+    """
+
+    id: int
+    region: str
+    kind: str
+    side: str | None
+    level: str | None
+    segment: str | None
+    volume_mm3: float
+    density_mg_cm3: float | None
+    mass_mg: float | None
+    centroid_lps_mm: tuple[float, float, float]
+    bbox_kji: tuple[int, int, int, int, int, int]
+    bbox_mm: tuple[float, float, float, float, float, float]
+    morphology: str | None = None
+    pole: str | None = None
+    structure: str | None = None
+    diameter_mm: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bbox"] = {"kji": list(self.bbox_kji), "mm": list(self.bbox_mm)}
+        del d["bbox_kji"], d["bbox_mm"]
+        return d
+
+
+@dataclass(frozen=True)
+class VertebraTruth:
+    """z extent (LPS mm) of one vertebral body along its axis."""
+
+    level: str
+    z_top_mm: float
+    z_bottom_mm: float
+
+
+def nifti_affine_from_kji(affine_kji: np.ndarray) -> np.ndarray:
+    """NIfTI affine (``(i, j, k) -> RAS``) for data transposed to ``[i, j, k]``.
+
+    Our affine maps ``(k, j, i, 1) -> LPS``; reordering its columns to
+    ``(i, j, k)`` and negating x and y gives the RAS affine NIfTI expects.
+    """
+    affine_kji = np.asarray(affine_kji, dtype=np.float64)
+    if affine_kji.shape != (4, 4):
+        raise ValueError(f"affine must be 4x4, got {affine_kji.shape}")
+    return _LPS_TO_RAS @ affine_kji[:, [2, 1, 0, 3]]
+
+
+def write_label_nifti(labels_kji: np.ndarray, affine_kji: np.ndarray, path: Path) -> Path:
+    """Write an integer label volume ``[k, j, i]`` as NIfTI (atomically)."""
+    data = np.ascontiguousarray(np.transpose(labels_kji, (2, 1, 0)))
+    img = nib.Nifti1Image(data, nifti_affine_from_kji(affine_kji))
+    img.header.set_data_dtype(data.dtype)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    return atomic_write_with(path, lambda p: nib.save(img, str(p)), suffix=".nii.gz")
+
+
+def level_span(z0: float, z1: float, vertebrae: list[VertebraTruth]) -> str | None:
+    """Vertebral level(s) covered by the z interval ``[z0, z1]`` (LPS mm).
+
+    A z inside a vertebral body gives that level; a z between two bodies gives
+    the disc level ``"L3-L4"``. The span is summarised with
+    :func:`calcdetect.anatomy.regions.format_level_span` (``"L2-L4"``).
+    """
+    if not vertebrae:
+        return None
+    lo, hi = min(z0, z1), max(z0, z1)
+    levels: list[str] = []
+    ordered = sorted(vertebrae, key=lambda v: -v.z_top_mm)  # cranial first
+    for n, v in enumerate(ordered):
+        if v.z_bottom_mm <= hi and v.z_top_mm >= lo:
+            levels.append(v.level)
+        if n + 1 < len(ordered):
+            below = ordered[n + 1]
+            # The disc space between this body and the next one down.
+            if below.z_top_mm <= hi and v.z_bottom_mm >= lo and below.z_top_mm < v.z_bottom_mm:
+                levels.append(f"{v.level}-{below.level}")
+    if not levels:
+        # Beyond the modelled spine: report the nearest body.
+        centre = 0.5 * (lo + hi)
+        near = min(ordered, key=lambda v: min(abs(centre - v.z_top_mm), abs(centre - v.z_bottom_mm)))
+        return near.level
+    if len(levels) == 1:
+        return levels[0]
+    return format_level_span(levels)
+
+
+def write_truth_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``truth.json`` atomically (adds the schema string)."""
+    return atomic_write_json(path, {"schema": TRUTH_SCHEMA, **payload})

@@ -1,0 +1,266 @@
+"""The recipe: input -> series -> Volume -> anatomy + candidates -> findings -> report -> outputs.
+
+Each step is a plain function of its inputs (see DESIGN.md); this module only wires
+them together and decides what is written where. Read ``run`` top to bottom.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calcdetect import __version__, io
+from calcdetect.anatomy import build_anatomy, regions_in_fov
+from calcdetect.bone import segment_bone
+from calcdetect.candidates import CandidateSettings, Candidates, find_candidates
+from calcdetect.classify import classify
+from calcdetect.config import RunSettings
+from calcdetect.errors import CalcdetectError, InputError
+from calcdetect.export.atomic import atomic_write_json, atomic_write_text
+from calcdetect.export.findings_json import (
+    RUN_SCHEMA,
+    findings_document,
+    radiograph_summary,
+    volume_summary,
+)
+from calcdetect.export.overlays import write_overlays
+from calcdetect.ids import series_key
+from calcdetect.report import draft_report
+from calcdetect.types import AnatomyMap, Finding, Report, Volume
+
+__all__ = ["CTAnalysis", "SeriesOutcome", "RunSummary", "analyse_ct", "run"]
+
+log = logging.getLogger("calcdetect")
+
+PROCESSED = "processed"
+SKIPPED = "skipped"
+FAILED = "failed"
+NOT_ANALYSED = "loaded_not_analysed"
+
+
+@dataclass(frozen=True)
+class CTAnalysis:
+    """Everything one CT series produced, before anything is written."""
+
+    volume: Volume
+    candidates: Candidates
+    anatomy: AnatomyMap
+    findings: tuple[Finding, ...]
+    report: Report
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SeriesOutcome:
+    key: str
+    kind: str
+    modality: str | None
+    n_images: int
+    status: str
+    reason: str | None = None
+    warnings: tuple[str, ...] = ()
+    n_findings: int | None = None
+    outputs: tuple[str, ...] = ()
+    input_summary: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    series: tuple[SeriesOutcome, ...]
+    skipped_files: dict[str, int]
+    n_files: int
+    seconds: float
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_processed(self) -> int:
+        return sum(1 for s in self.series if s.status == PROCESSED)
+
+
+# --------------------------------------------------------------------------- CT
+
+
+def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
+    """Detect, locate, measure and describe calcifications in one CT volume."""
+    device = settings.device
+    bone_mask = segment_bone(volume.array, volume.spacing, device)
+    anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir)
+    aorta = _structure_mask(anatomy, volume, "aorta")
+    candidates = find_candidates(
+        volume, device, settings.candidates, blood_pool_mask=aorta, bone_mask=bone_mask
+    )
+    findings = tuple(classify(candidates.lesions, anatomy, volume))
+    report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes)
+    warnings = tuple(volume.warnings) + tuple(candidates.warnings)
+    return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)
+
+
+def _structure_mask(anatomy: AnatomyMap, volume: Volume, name: str) -> np.ndarray | None:
+    from calcdetect.anatomy.regions import structure
+
+    if anatomy.labels.shape != volume.shape:
+        return None  # a coarser anatomy grid: candidates estimate the blood pool themselves
+    mask = anatomy.labels == structure(name).label
+    return mask if mask.any() else None
+
+
+def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSettings) -> list[Path]:
+    volume = analysis.volume
+    doc = findings_document(
+        volume_summary(volume),
+        analysis.findings,
+        analysis.report,
+        analysis.warnings,
+        extra={
+            "threshold_hu": analysis.candidates.threshold_hu,
+            "blood_pool_hu": analysis.candidates.blood_pool_hu,
+            "anatomy": {
+                "source": analysis.anatomy.source,
+                "notes": list(analysis.anatomy.notes),
+                "levels_in_fov": sorted(
+                    {lv for lv in analysis.anatomy.slice_levels if lv and "-" not in lv}
+                ),
+            },
+            "device": str(settings.device),
+        },
+    )
+    written = [
+        atomic_write_json(series_dir / "findings.json", doc),
+        atomic_write_text(series_dir / "report.txt", analysis.report.text()),
+    ]
+    if settings.write_masks:
+        labels = np.zeros(volume.shape, dtype=np.uint16)
+        kept = {f.lesion.label for f in analysis.findings}
+        hit = np.isin(analysis.candidates.labels, list(kept)) if kept else np.zeros(volume.shape, bool)
+        labels[hit] = analysis.candidates.labels[hit]
+        written.append(io.write_nifti(labels, volume.affine, series_dir / "lesions.nii.gz"))
+        if analysis.anatomy.labels.shape == volume.shape:
+            written.append(
+                io.write_nifti(analysis.anatomy.labels.astype(np.uint8), volume.affine, series_dir / "anatomy.nii.gz")
+            )
+    if settings.overlays:
+        written += write_overlays(
+            volume, analysis.candidates.labels, analysis.findings, series_dir / "overlays",
+            max_slices=settings.max_overlay_slices,
+        )
+    return written
+
+
+# ------------------------------------------------------------------------ input
+
+
+def _inputs(input_path: Path) -> tuple[list[Any], dict[str, int], int]:
+    """Series groups (DICOM) or a single NIfTI, with skipped-file counts."""
+    if io.is_nifti(input_path):
+        return [input_path], {}, 1
+    discovery = io.discover(input_path)
+    return list(discovery.groups), dict(discovery.skipped_files), discovery.n_files
+
+
+def _check_paths(input_path: Path, out_dir: Path) -> None:
+    if not input_path.exists():
+        raise InputError(f"input {input_path} does not exist; pass a DICOM folder, a DICOM file or a NIfTI file")
+    inp, out = input_path.resolve(), out_dir.resolve()
+    if inp.is_dir() and (out == inp or inp in out.parents):
+        raise InputError(
+            "the output folder is inside the input folder; calcdetect never writes into its input. "
+            "Choose an output folder outside the input (e.g. -o ./calcdetect_out)."
+        )
+
+
+def _process_volume(volume: Volume, key: str, out_dir: Path, settings: RunSettings) -> SeriesOutcome:
+    analysis = analyse_ct(volume, settings)
+    written = _write_ct_outputs(analysis, out_dir / key, settings)
+    return SeriesOutcome(
+        key=key, kind="ct_volume", modality=volume.info.modality, n_images=volume.shape[0],
+        status=PROCESSED, warnings=analysis.warnings, n_findings=len(analysis.findings),
+        outputs=tuple(str(p.relative_to(out_dir)) for p in written),
+    )
+
+
+def _process_group(group: Any, out_dir: Path, settings: RunSettings) -> SeriesOutcome:
+    base = SeriesOutcome(
+        key=group.key, kind=group.kind, modality=group.modality, n_images=group.n_images,
+        status=SKIPPED, reason=group.reason,
+    )
+    try:
+        if group.kind in ("ct_volume", "enhanced_ct"):
+            volume = io.load_ct(group, memory_budget_bytes=settings.memory_budget_bytes)
+            return replace(_process_volume(volume, group.key, out_dir, settings), kind=group.kind)
+        if group.kind == "radiograph":
+            radiograph = io.load_radiograph(group, memory_budget_bytes=settings.memory_budget_bytes)
+            return replace(
+                base, status=NOT_ANALYSED, warnings=tuple(radiograph.warnings),
+                reason="radiograph loaded; radiograph analysis is not available in this version",
+                input_summary=radiograph_summary(radiograph),
+            )
+    except CalcdetectError as exc:
+        log.warning("series %s not processed: %s", group.key, exc)
+        return replace(base, status=FAILED, reason=f"{type(exc).__name__}: {exc}")
+    return base
+
+
+def _outcomes(input_path: Path, out_dir: Path, settings: RunSettings, items: list[Any]) -> Iterator[SeriesOutcome]:
+    for item in items:
+        if isinstance(item, Path):  # NIfTI
+            key = series_key("nifti:" + item.name)
+            try:
+                yield _process_volume(io.load_nifti(item), key, out_dir, settings)
+            except CalcdetectError as exc:
+                yield SeriesOutcome(key, "ct_volume", "CT", 0, FAILED, f"{type(exc).__name__}: {exc}")
+            continue
+        log.info("series %s: %s, %d image(s)", item.key, item.kind, item.n_images)
+        yield _process_group(item, out_dir, settings)
+
+
+def run(input_path: Path, out_dir: Path, settings: RunSettings) -> RunSummary:
+    """Process every usable series under ``input_path``; write ``out_dir/run.json``.
+
+    Each processed series gets ``out_dir/<key>/`` with findings.json, report.txt,
+    masks and overlays, where ``<key>`` is a hash of the Series Instance UID.
+    """
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    _check_paths(input_path, out_dir)
+    start = time.perf_counter()
+    items, skipped_files, n_files = _inputs(input_path)
+    outcomes = tuple(_outcomes(input_path, out_dir, settings, items))
+    summary = RunSummary(outcomes, skipped_files, n_files, time.perf_counter() - start, str(settings.device))
+    atomic_write_json(out_dir / "run.json", run_document(summary))
+    return summary
+
+
+def run_document(summary: RunSummary) -> dict[str, Any]:
+    # The input path itself is not recorded: folder names in archives often carry
+    # patient names.
+    return {
+        "schema": RUN_SCHEMA,
+        "calcdetect_version": __version__,
+        "device": summary.device,
+        "seconds": round(summary.seconds, 2),
+        "n_files": summary.n_files,
+        "skipped_files": summary.skipped_files,
+        "n_series": len(summary.series),
+        "n_processed": summary.n_processed,
+        "series": [
+            {
+                "key": s.key,
+                "kind": s.kind,
+                "modality": s.modality,
+                "n_images": s.n_images,
+                "status": s.status,
+                "reason": s.reason,
+                "warnings": list(s.warnings),
+                "n_findings": s.n_findings,
+                "outputs": list(s.outputs),
+                **({"input": s.input_summary} if s.input_summary else {}),
+            }
+            for s in summary.series
+        ],
+    }

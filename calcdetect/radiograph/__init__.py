@@ -1,0 +1,1 @@
+"""Lateral spine radiograph analysis (issue #6)."""

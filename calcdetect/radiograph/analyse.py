@@ -1,0 +1,412 @@
+"""Lateral lumbar radiograph: vertebrae, aortic zone, calcification, AAC-24, findings.
+
+Entry points: :func:`check_lateral_spine` (refuse what this stage cannot read) and
+:func:`analyse_radiograph` (everything else; pure, no I/O).
+
+Decisions about how 2-D measurements fit the 3-D ``Lesion`` / ``Finding`` types
+(documented here so the findings.json reader knows):
+
+* one ``Finding`` per calcified aortic segment (L1..L4 with any calcium on either
+  wall); ``region`` ``"aorta"``, ``level`` the vertebra, ``kind`` atherosclerotic,
+  ``segment`` which wall(s) (``"anterior wall"``, ``"posterior wall"``,
+  ``"anterior and posterior walls"``);
+* ``Lesion.max_diameter_mm`` = calcified length along the spine within the segment
+  (longest of the two walls, union of deposits), in mm at the image's spacing;
+* ``Lesion.volume_mm3``, ``agatston`` and ``mass_mg`` are ``0.0``: a projection has
+  no volume and no HU. The projected calcified **area** is in
+  ``RadiographAnalysis.walls[*].area_mm2`` and in :meth:`RadiographAnalysis.summary`;
+* ``Lesion.axes_mm`` = (calcified length, mean deposit thickness, 0);
+* ``Lesion.centroid_lps_mm`` = ``(nan, nan, nan)`` (written as ``null`` in JSON): a
+  lateral projection has no left-right position; the pixel centroid is in
+  ``centroid_kji`` as ``(0, row, col)`` and ``bbox`` is ``(0, r0, c0, 1, r1, c1)``;
+* ``peak_hu`` / ``mean_hu`` are ``nan`` (no HU on a radiograph).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from calcdetect.device import Device
+from calcdetect.errors import UnsupportedSeriesError
+from calcdetect.radiograph.aac import (
+    AAC_LEVELS,
+    SEVERITY_GROUPING,
+    WallExtent,
+    aac8_grade,
+    detect_calcification,
+    estimate_midline,
+    score_segments,
+    severity_group,
+)
+from calcdetect.radiograph.vertebrae import LEVELS_T12_L5, SpineDetection, find_vertebrae
+from calcdetect.types import Finding, Kind, Lesion, Morphology, Radiograph
+
+__all__ = [
+    "VertebraResult",
+    "RadiographAnalysis",
+    "check_lateral_spine",
+    "analyse_radiograph",
+    "radiograph_report_lines",
+    "MIN_FIELD_MM",
+]
+
+#: The smallest field of view (mm, along the spine) that can show L1-L4 and the sacrum.
+MIN_FIELD_MM = 150.0
+
+# Body parts / descriptions that are certainly not a lumbar spine (BodyPartExamined
+# defined terms plus common free text). Matched as whole words, upper case.
+_NOT_SPINE = {
+    "HIP", "PELVIS", "CHEST", "THORAX", "HAND", "WRIST", "FINGER", "EXTREMITY", "KNEE", "FOOT",
+    "ANKLE", "ELBOW", "SHOULDER", "SKULL", "HEAD", "BREAST", "ARM", "LEG", "FEMUR", "TIBIA",
+    "HUMERUS", "CSPINE", "NECK", "JAW", "TMJ", "LUNG", "CLAVICLE", "HEEL", "TOE", "FOREARM",
+}  # fmt: skip
+_SPINE = {"LSPINE", "TLSPINE", "SPINE", "LUMBAR", "ABDOMEN", "WHOLESPINE", "LSSPINE", "TSPINE"}
+
+
+@dataclass(frozen=True)
+class VertebraResult:
+    """One vertebral body: level (``None`` when not anchored), corners, confidence.
+
+    ``corners_rc``: superior-anterior, superior-posterior, inferior-posterior,
+    inferior-anterior, each ``(row, col)`` in image pixels.
+    """
+
+    level: str | None
+    corners_rc: tuple[tuple[float, float], ...]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class RadiographAnalysis:
+    """Everything the radiograph stage found; JSON view in :meth:`summary`."""
+
+    vertebrae: tuple[VertebraResult, ...]
+    aortic_zone: np.ndarray  # (N, 2) polygon (row, col) in image pixels; empty when not scored
+    calcification_mask: np.ndarray  # bool, image shape
+    aac24: dict[str, Any] | None  # {"total", "segments": {L1: {anterior, posterior}}, "calcified_fraction"}
+    aac8: dict[str, Any] | None  # {"total", "walls": {anterior, posterior}}
+    severity: str | None  # "low" | "moderate" | "high" (see severity_grouping)
+    severity_grouping: str
+    findings: tuple[Finding, ...]
+    walls: tuple[WallExtent, ...]
+    anterior: str  # which side of the image the patient faces
+    level_method: str
+    spacing_mm: tuple[float, float]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable summary (for findings.json ``extra``)."""
+        return {
+            "aac24": self.aac24,
+            "aac8": self.aac8,
+            "severity": self.severity,
+            "severity_grouping": self.severity_grouping,
+            "level_method": self.level_method,
+            "anterior_side": self.anterior,
+            "vertebrae": [
+                {"level": v.level, "corners_rc": [list(map(float, c)) for c in v.corners_rc],
+                 "confidence": round(v.confidence, 3)}
+                for v in self.vertebrae
+            ],
+            "walls": [
+                {"level": w.level, "wall": w.wall, "grade": w.grade, "fraction": round(w.fraction, 3),
+                 "length_mm": round(w.length_mm, 1), "area_mm2": round(w.area_mm2, 1)}
+                for w in self.walls
+            ],
+            "calcified_area_mm2": round(
+                float(self.calcification_mask.sum()) * self.spacing_mm[0] * self.spacing_mm[1], 1
+            ),
+            "warnings": list(self.warnings),
+        }
+
+
+def _words(text: str | None) -> set[str]:
+    return set(re.findall(r"[A-Z]+", (text or "").upper()))
+
+
+def check_lateral_spine(radiograph: Radiograph, *, need_spacing: bool = True) -> None:
+    """Refuse radiographs this stage cannot score, with a message that says why.
+
+    Checks, in order: the view (AP / PA refused), the body part / description
+    (hip, chest, extremities ... refused), the pixel spacing (needed for sizes
+    and for the anatomical priors in mm) and the field of view (too small to show
+    L1-L4). A ``"unknown"`` view is allowed: the content check in
+    :func:`analyse_radiograph` refuses images without a spine column.
+
+    Raises
+    ------
+    UnsupportedSeriesError
+    """
+    view = radiograph.view
+    if view in ("AP", "PA"):
+        raise UnsupportedSeriesError(
+            f"this radiograph is an {view} view; aortic calcification (AAC-24) is scored on a "
+            "LATERAL lumbar spine radiograph - provide the lateral view"
+        )
+    info = radiograph.info
+    body = getattr(info, "body_part_examined", None) or getattr(info, "body_part", None)
+    words = _words(body) | _words(info.series_description)
+    bad = sorted(words & _NOT_SPINE)
+    if bad and not (_words(body) & _SPINE):
+        raise UnsupportedSeriesError(
+            f"this radiograph shows {'/'.join(bad).lower()} (body part / description "
+            f"{(body or info.series_description)!r}), not the lumbar spine; AAC-24 needs a lateral "
+            "lumbar spine radiograph"
+        )
+    if radiograph.pixel_spacing is None:
+        if need_spacing:
+            raise UnsupportedSeriesError(
+                "this radiograph has no pixel spacing (no PixelSpacing / ImagerPixelSpacing in the "
+                "header), so vertebrae and calcified lengths cannot be measured in mm; for a PNG / "
+                "JPEG / TIFF give the spacing on the command line (e.g. --pixel-spacing 0.15)"
+            )
+        return
+    sr, sc = radiograph.pixel_spacing
+    rows, cols = radiograph.array.shape
+    if rows * sr < MIN_FIELD_MM or cols * sc < 0.4 * MIN_FIELD_MM:
+        raise UnsupportedSeriesError(
+            f"the field of view is {rows * sr:.0f} x {cols * sc:.0f} mm; a lateral lumbar spine "
+            f"radiograph showing L1-L4 needs at least {MIN_FIELD_MM:.0f} mm along the spine - check "
+            "the pixel spacing or provide the full lateral lumbar view"
+        )
+
+
+def _strip_mask_to_image(det: SpineDetection, calc: np.ndarray, shape: tuple[int, int],
+                         spacing: tuple[float, float]) -> np.ndarray:
+    """Paint strip pixels into an image mask (sub-sampled so that no holes appear)."""
+    out = np.zeros(shape, bool)
+    s, t = np.nonzero(calc)
+    if s.size == 0:
+        return out
+    step_px = det.strip.step_mm / min(spacing)
+    k = max(1, int(math.ceil(step_px)) + 1)
+    offs = (np.arange(k) + 0.5) / k - 0.5
+    ds, dt = np.meshgrid(offs, offs, indexing="ij")
+    ss = (s[:, None] + ds.ravel()[None, :]).ravel()
+    tt = (t[:, None] + dt.ravel()[None, :]).ravel()
+    rc = np.rint(det.strip.to_image(ss, tt)).astype(int)
+    ok = (rc[:, 0] >= 0) & (rc[:, 0] < shape[0]) & (rc[:, 1] >= 0) & (rc[:, 1] < shape[1])
+    out[rc[ok, 0], rc[ok, 1]] = True
+    return out
+
+
+def _finding(level: str, walls: list[WallExtent], mask: np.ndarray, index: int,
+             spacing: tuple[float, float], confidence: float) -> Finding | None:
+    rr, cc = np.nonzero(mask)
+    if rr.size == 0:
+        return None
+    r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
+    sub = mask[r0:r1, c0:c1][None]
+    hit = [w for w in walls if w.grade > 0]
+    length = max(w.length_mm for w in hit)
+    area = sum(w.area_mm2 for w in hit)
+    thickness = area / max(sum(w.length_mm for w in hit), 1e-6)
+    which = " and ".join(w.wall for w in hit)
+    lesion = Lesion(
+        label=index,
+        bbox=(0, r0, c0, 1, r1, c1),
+        mask=sub,
+        voxel_count=int(rr.size),
+        volume_mm3=0.0,
+        agatston=0.0,
+        mass_mg=0.0,
+        peak_hu=float("nan"),
+        mean_hu=float("nan"),
+        centroid_lps_mm=(float("nan"),) * 3,
+        centroid_kji=(0.0, float(rr.mean()), float(cc.mean())),
+        max_diameter_mm=float(length),
+        axes_mm=(float(length), float(thickness), 0.0),
+        elongation=float(1.0 - min(1.0, thickness / max(length, 1e-6))),
+    )
+    return Finding(
+        id=f"R{index:03d}",
+        lesion=lesion,
+        region="aorta",
+        side=None,
+        level=level,
+        kind=Kind.ATHEROSCLEROTIC,
+        morphology=Morphology.LINEAR if thickness < 3.0 else Morphology.PLAQUE,
+        confidence=float(confidence),
+        segment=f"{which} wall{'s' if len(hit) > 1 else ''}",
+        structure="aorta",
+    )
+
+
+def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> RadiographAnalysis:
+    """Find T12-L5, the aortic zone, aortic calcification and the AAC-24 score.
+
+    Parameters
+    ----------
+    radiograph
+        A lateral lumbar spine radiograph (bright = dense) with pixel spacing.
+    device
+        Accepted for the pipeline's uniform signature; the rule-based method runs
+        on the CPU (it takes well under a second).
+
+    Returns
+    -------
+    RadiographAnalysis
+
+    Raises
+    ------
+    UnsupportedSeriesError
+        From :func:`check_lateral_spine`, or when no spine column with at least
+        three regularly spaced vertebral bodies is found (not a lateral spine).
+
+    Examples
+    --------
+    >>> from calcdetect.radiograph.synthetic import make_synthetic_lateral
+    >>> from calcdetect.types import AcquisitionInfo, Radiograph
+    >>> ph = make_synthetic_lateral(3, spacing_mm=0.5, plaque_burden=0.0)
+    >>> rg = Radiograph(ph.image, (0.5, 0.5), AcquisitionInfo("DX"), view="lateral")
+    >>> analyse_radiograph(rg).aac24["total"]
+    0
+    """
+    del device  # rules only (see docstring)
+    check_lateral_spine(radiograph)
+    spacing = tuple(float(s) for s in radiograph.pixel_spacing)  # type: ignore[union-attr]
+    image = np.asarray(radiograph.array, np.float32)
+    warnings = list(radiograph.warnings)
+    det = find_vertebrae(image, spacing)  # type: ignore[arg-type]
+    warnings += list(det.warnings)
+    if len(det.vertebrae) < 3:
+        raise UnsupportedSeriesError(
+            f"no spine column with regularly spaced vertebral bodies was found (found "
+            f"{len(det.vertebrae)}); this does not look like a lateral lumbar spine radiograph"
+        )
+    verts = tuple(
+        VertebraResult(v.level, tuple((float(r), float(c)) for r, c in v.corners_rc), v.confidence)
+        for v in det.vertebrae
+        if v.level is None or v.level in LEVELS_T12_L5
+    )
+    level_method = (
+        "levels counted upwards from the lumbosacral junction (L5-S1 disc); transitional "
+        "vertebrae are not recognised"
+    )
+    empty = np.zeros(image.shape, bool)
+    by = det.by_level()
+    missing = [lv for lv in AAC_LEVELS if lv not in by]
+    if not det.anchored or missing:
+        if det.anchored:
+            warnings.append(f"vertebrae {', '.join(missing)} not found: AAC-24 not scored")
+        return RadiographAnalysis(verts, np.zeros((0, 2)), empty, None, None, None, SEVERITY_GROUPING, (),
+                                  (), det.anterior, level_method, spacing, tuple(warnings))
+
+    strip = det.strip
+    S = strip.image
+    step = strip.step_mm
+    depth_px = det.depth_mm / step
+    # anterior vertebral line per strip row: interpolated through L1-L4's anterior edges
+    lv_list = [by[lv] for lv in AAC_LEVELS]
+    s_knots = np.array([v.s_sup for v in lv_list] + [v.s_inf for v in lv_list])
+    t_knots = np.array([v.t_ant for v in lv_list] * 2)
+    order = np.argsort(s_knots)
+    s_rows = np.arange(S.shape[0])
+    t_line = np.interp(s_rows, s_knots[order], t_knots[order])
+    s_top = lv_list[0].s_sup - 2.0 / step  # a little beyond L1-L4 so edge deposits are whole
+    s_bot = min(lv_list[-1].s_inf + 2.0 / step, S.shape[0] - 1)
+    margin = 1.5 / step  # the anterior cortex is itself a thin bright line: keep off it
+    tt = np.arange(S.shape[1])[None, :]
+    in_rows = (s_rows >= s_top) & (s_rows <= s_bot)
+    zone = in_rows[:, None] & (tt <= (t_line[:, None] - margin)) & (tt >= (t_line[:, None] - depth_px))
+    calc = detect_calcification(S, zone, step)
+    t_ant_mean = float(np.mean([v.t_ant for v in lv_list]))
+    midline = estimate_midline(np.nonzero(calc)[1].astype(float), t_ant_mean, depth_px)
+    segments = {lv: (by[lv].s_sup, by[lv].s_inf) for lv in AAC_LEVELS}
+    walls = score_segments(calc, segments, midline, step)
+    aac_segments = {lv: {w.wall: w.grade for w in walls if w.level == lv} for lv in AAC_LEVELS}
+    fractions = {lv: {w.wall: round(w.fraction, 4) for w in walls if w.level == lv} for lv in AAC_LEVELS}
+    total = int(sum(w.grade for w in walls))
+    aac24 = {"total": total, "segments": aac_segments, "calcified_fraction": fractions}
+    aac8_walls = {
+        wall: aac8_grade(sum(w.fraction for w in walls if w.wall == wall)) for wall in ("anterior", "posterior")
+    }
+    aac8 = {"total": int(sum(aac8_walls.values())), "walls": aac8_walls}
+
+    # zone polygon in image coordinates (anterior boundary down, posterior boundary up)
+    srows = np.linspace(s_top, s_bot, 24)
+    tl = np.interp(srows, s_rows, t_line)
+    front = strip.to_image(srows, tl - depth_px)
+    back = strip.to_image(srows[::-1], tl[::-1] - margin)
+    zone_poly = np.vstack([front, back])
+    mask_img = _strip_mask_to_image(det, calc, image.shape, spacing)  # type: ignore[arg-type]
+
+    findings: list[Finding] = []
+    for lv in AAC_LEVELS:
+        lw = [w for w in walls if w.level == lv]
+        if not any(w.grade for w in lw):
+            continue
+        s0, s1 = segments[lv]
+        seg = np.zeros_like(calc)
+        r0, r1 = max(0, int(np.floor(s0))), int(np.ceil(s1))
+        seg[r0:r1] = calc[r0:r1]
+        seg_img = _strip_mask_to_image(det, seg, image.shape, spacing)  # type: ignore[arg-type]
+        f = _finding(lv, lw, seg_img, len(findings) + 1, spacing, by[lv].confidence)  # type: ignore[arg-type]
+        if f is not None:
+            findings.append(f)
+    if spacing is not None and radiograph.spacing_source == "ImagerPixelSpacing":
+        warnings.append("calcified lengths are at the detector (not corrected for magnification)")
+    return RadiographAnalysis(
+        vertebrae=verts,
+        aortic_zone=zone_poly,
+        calcification_mask=mask_img,
+        aac24=aac24,
+        aac8=aac8,
+        severity=severity_group(total),
+        severity_grouping=SEVERITY_GROUPING,
+        findings=tuple(findings),
+        walls=tuple(walls),
+        anterior=det.anterior,
+        level_method=level_method,
+        spacing_mm=spacing,  # type: ignore[arg-type]
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _level_span(levels: list[str]) -> str:
+    if not levels:
+        return ""
+    return levels[0] if len(levels) == 1 else f"{levels[0]}-{levels[-1]}"
+
+
+def radiograph_report_lines(analysis: RadiographAnalysis) -> tuple[list[str], list[str]]:
+    """Findings lines and Impression lines for a lateral lumbar radiograph.
+
+    >>> # e.g. (["Calcification of the abdominal aorta anterior to L2-L4 ..."], [...])
+    """
+    findings: list[str] = []
+    impression: list[str] = []
+    if analysis.aac24 is None:
+        findings.append(
+            "Aortic calcification was not scored: the L1-L4 vertebrae could not be identified "
+            "with confidence on this image."
+        )
+        return findings, impression
+    total = analysis.aac24["total"]
+    levels = [lv for lv in AAC_LEVELS if any(analysis.aac24["segments"][lv].values())]
+    per_level = "; ".join(
+        f"{lv} anterior {analysis.aac24['segments'][lv]['anterior']}, posterior "
+        f"{analysis.aac24['segments'][lv]['posterior']}"
+        for lv in AAC_LEVELS
+    )
+    group = f"{analysis.severity}; {analysis.severity_grouping}"
+    if total == 0:
+        findings.append("No calcification of the abdominal aorta anterior to L1-L4 (AAC-24 score 0).")
+        impression.append(f"No abdominal aortic calcification (AAC-24 score 0, {analysis.severity}).")
+    else:
+        span = _level_span(levels)
+        where = f"anterior to {span}" if len(levels) > 1 else f"anterior to {levels[0]}"
+        findings.append(f"Calcification of the abdominal aorta {where}; AAC-24 score {total} ({group}).")
+        findings.append(f"Kauppila wall grades (0-3): {per_level}.")
+        if analysis.aac8 is not None:
+            findings.append(f"AAC-8 score {analysis.aac8['total']}.")
+        impression.append(
+            f"Abdominal aortic calcification {where}, AAC-24 score {total} ({analysis.severity})."
+        )
+    findings.append(f"Vertebral {analysis.level_method}.")
+    return findings, impression

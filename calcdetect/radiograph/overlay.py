@@ -1,0 +1,118 @@
+"""Overlay PNG of a radiograph analysis: outlines, aortic zone, calcium, score table.
+
+Only calcdetect's own labels are drawn (levels, grades, the score and a "draft"
+line); nothing from the DICOM header (no name, ID, date or institution) ever
+reaches the picture. The image is down-sampled to at most ``MAX_SIDE`` pixels on
+its long side (a 2500 x 2000 RGB PNG is slow to write and no easier to read).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from calcdetect.export.atomic import atomic_write_with
+from calcdetect.radiograph.aac import AAC_LEVELS
+from calcdetect.radiograph.analyse import RadiographAnalysis
+from calcdetect.types import Radiograph
+
+__all__ = ["write_radiograph_overlay", "render_overlay", "MAX_SIDE"]
+
+MAX_SIDE = 1400
+_GRADE_COLOURS = {0: (90, 200, 90), 1: (255, 220, 0), 2: (255, 140, 0), 3: (255, 40, 40)}
+_VERTEBRA = (0, 200, 255)
+_ZONE = (255, 255, 120)
+_CALCIUM = (255, 0, 0)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow built without FreeType: fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _grey(array: np.ndarray, scale: float) -> Image.Image:
+    a = np.asarray(array, np.float32)
+    lo, hi = np.percentile(a, (0.5, 99.8))
+    g = np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
+    img = Image.fromarray((g * 255).astype(np.uint8))
+    if scale < 1:
+        img = img.resize((max(1, round(a.shape[1] * scale)), max(1, round(a.shape[0] * scale))), Image.BILINEAR)
+    return img.convert("RGB")
+
+
+def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Image.Image:
+    """The overlay as a Pillow image (see the module docstring)."""
+    rows, cols = radiograph.array.shape
+    scale = min(1.0, MAX_SIDE / max(rows, cols))
+    img = _grey(radiograph.array, scale)
+    # calcium first, so outlines stay visible on top
+    if analysis.calcification_mask.any():
+        m = Image.fromarray(analysis.calcification_mask.astype(np.uint8) * 255)
+        if scale < 1:
+            m = m.resize(img.size, Image.BOX)
+        mk = np.asarray(m) > 40
+        arr = np.asarray(img).copy()
+        arr[mk] = _CALCIUM
+        img = Image.fromarray(arr)
+    draw = ImageDraw.Draw(img)
+    font = _font(max(12, int(round(16 * max(img.size) / 1000))))
+    lw = max(1, int(round(max(img.size) / 600)))
+
+    def xy(points: np.ndarray) -> list[tuple[float, float]]:
+        return [(float(c) * scale, float(r) * scale) for r, c in points]
+
+    for v in analysis.vertebrae:
+        pts = xy(np.asarray(v.corners_rc))
+        draw.polygon(pts, outline=_VERTEBRA, width=lw)
+        label = v.level or "?"
+        # label on the posterior side of the body, away from the aorta
+        x = max(p[0] for p in pts) + 4 if analysis.anterior == "left" else min(p[0] for p in pts) - 30
+        y = sum(p[1] for p in pts) / 4 - 8
+        draw.text((x, y), label, fill=_VERTEBRA, font=font)
+    if len(analysis.aortic_zone):
+        draw.polygon(xy(analysis.aortic_zone), outline=_ZONE, width=lw)
+    # score table, top corner on the posterior side (the aorta is anterior)
+    lines = ["calcdetect DRAFT - not a diagnosis"]
+    if analysis.aac24 is not None:
+        lines.append(f"AAC-24: {analysis.aac24['total']} ({analysis.severity})")
+        lines.append("level  ant  post")
+        for lv in AAC_LEVELS:
+            seg = analysis.aac24["segments"][lv]
+            lines.append(f"{lv:<5}  {seg['anterior']:>3}  {seg['posterior']:>4}")
+        if analysis.aac8 is not None:
+            lines.append(f"AAC-8: {analysis.aac8['total']}")
+        lines.append("groups: low 0-1, mod 2-5, high >=6")
+    else:
+        lines.append("AAC-24: not scored")
+    text = "\n".join(lines)
+    box = draw.multiline_textbbox((0, 0), text, font=font)
+    w, h = box[2] - box[0] + 12, box[3] - box[1] + 12
+    x0 = img.size[0] - w - 6 if analysis.anterior == "left" else 6
+    draw.rectangle((x0, 6, x0 + w, 6 + h), fill=(0, 0, 0))
+    draw.multiline_text((x0 + 6, 10), text, fill=(255, 255, 255), font=font)
+    # grade colours along the walls: a short bar per segment and wall inside the table
+    if analysis.aac24 is not None:
+        line_h = (box[3] - box[1]) / len(lines)
+        for i, lv in enumerate(AAC_LEVELS):
+            seg = analysis.aac24["segments"][lv]
+            yy = 10 + (3 + i) * line_h + line_h / 2
+            for j, wall in enumerate(("anterior", "posterior")):
+                xx = x0 + w - 22 + j * 9
+                draw.rectangle((xx, yy - 3, xx + 6, yy + 3), fill=_GRADE_COLOURS[int(seg[wall])])
+    return img
+
+
+def write_radiograph_overlay(radiograph: Radiograph, analysis: RadiographAnalysis, path: str | Path) -> Path:
+    """Write the overlay PNG atomically and return its path.
+
+    Examples
+    --------
+    >>> # write_radiograph_overlay(rg, analyse_radiograph(rg), "out/overlay.png")
+    """
+    img = render_overlay(radiograph, analysis)
+    # no PNG text chunks: the file carries pixels only
+    return atomic_write_with(Path(path), lambda p: img.save(p, format="PNG", optimize=False), suffix=".png")

@@ -1,0 +1,259 @@
+"""Draft report text from findings: pure functions, no I/O.
+
+The wording follows what radiologists write in spine / abdominal CT reports
+("Atherosclerotic calcification of the infrarenal abdominal aorta from L2 to L4").
+Every report starts with a header saying it is a computer-generated draft that a
+radiologist must review; calcdetect never writes a final report.
+
+Deliberate omissions (documented so nobody "fixes" them silently):
+* Renal calculi are not called "nonobstructing": calcdetect does not assess
+  hydronephrosis, so it cannot support that word.
+* No severity adjective ("mild", "severe") for vascular calcium: there is no
+  agreed Agatston grading for the abdominal aorta; the score and volume are given
+  instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from calcdetect.anatomy.regions import REGIONS, Region, format_level_span, level_index
+from calcdetect.types import Finding, Kind, Morphology, Report
+
+__all__ = ["DRAFT_HEADER", "draft_report", "number_word"]
+
+DRAFT_HEADER = (
+    "COMPUTER-GENERATED DRAFT - NOT A DIAGNOSIS. Produced by calcdetect for review and "
+    "editing by a radiologist; verify every statement against the images."
+)
+
+_NUMBER_WORDS = ("No", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten")
+
+# The regions the report speaks about, in reading order.
+_REPORTED = (Region.AORTA, Region.ILIAC, Region.RENAL, Region.LIGAMENTUM_FLAVUM)
+
+
+def number_word(n: int) -> str:
+    """``2`` -> ``"Two"``; numerals from 11 on (report style)."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _fmt_mm(value: float) -> str:
+    return f"{value:.0f} mm" if value >= 3 else f"{value:.1f} mm"
+
+
+def _span_phrase(levels: Sequence[str | None]) -> str:
+    """``["L2", "L4"]`` -> ``"from L2 to L4"``; one level -> ``"at L3"``; none -> ``""``."""
+    span = format_level_span([lv for lv in levels if lv])
+    if span is None:
+        return ""
+    if "-" in span:
+        lo, hi = span.split("-")
+        return f"from {lo} to {hi}"
+    return f"at {span}"
+
+
+def _aorta_lines(findings: Sequence[Finding]) -> list[str]:
+    by_segment: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_segment[f.segment or "abdominal"].append(f)
+    lines = []
+    # Cranial segments first, as a reader scrolls down the scan.
+    order = {"thoracic": 0, "suprarenal": 1, "abdominal": 2, "infrarenal": 3}
+    for segment in sorted(by_segment, key=lambda s: order.get(s, 9)):
+        group = by_segment[segment]
+        name = {
+            "thoracic": "descending thoracic aorta",
+            "suprarenal": "suprarenal abdominal aorta",
+            "infrarenal": "infrarenal abdominal aorta",
+        }.get(segment, "abdominal aorta")
+        agatston = sum(f.lesion.agatston for f in group)
+        volume = sum(f.lesion.volume_mm3 for f in group)
+        where = _span_phrase([f.level for f in group])
+        where = f" {where}" if where else ""
+        lines.append(
+            f"Atherosclerotic calcification of the {name}{where} "
+            f"(Agatston {agatston:.0f}; volume {volume:.0f} mm3)."
+        )
+    return lines
+
+
+def _iliac_lines(findings: Sequence[Finding]) -> list[str]:
+    # "Calcified plaque in the right common and external iliac arteries."
+    by_side: dict[str, set[str]] = defaultdict(set)
+    for f in findings:
+        by_side[f.side or "unspecified side"].add(f.segment or "")
+    order = ("common", "external", "internal", "")
+    parts = []
+    for side in sorted(by_side, key=lambda s: {"right": 0, "left": 1}.get(s, 2)):
+        segs = [s for s in order if s in by_side[side] and s]
+        segs_text = " and ".join(segs)
+        n_vessels = max(1, len(segs))
+        noun = "iliac arteries" if n_vessels > 1 else "iliac artery"
+        side_text = side if side in ("left", "right") else ""
+        words = " ".join(w for w in (side_text, segs_text, noun) if w)
+        parts.append(words)
+    total_agatston = sum(f.lesion.agatston for f in findings)
+    return [f"Calcified plaque in the {' and '.join(parts)} (Agatston {total_agatston:.0f})."]
+
+
+def _pole(f: Finding) -> str | None:
+    seg = f.segment or ""
+    for pole in ("upper pole", "interpolar region", "lower pole", "renal pelvis"):
+        if pole.split()[0] in seg:
+            return pole
+    return None
+
+
+def _renal_lines(findings: Sequence[Finding]) -> list[str]:
+    lines = []
+    stones = [f for f in findings if f.kind == Kind.STONE]
+    for side in ("right", "left"):
+        side_stones = sorted(
+            (f for f in stones if f.side == side), key=lambda f: -f.lesion.max_diameter_mm
+        )
+        if not side_stones:
+            continue
+        largest = side_stones[0]
+        size = _fmt_mm(largest.lesion.max_diameter_mm)
+        pole = _pole(largest)
+        where = f" in the {pole}" if pole else ""
+        if len(side_stones) == 1:
+            lines.append(f"A {size} calculus in the {side} kidney{where}.")
+        else:
+            lines.append(
+                f"{number_word(len(side_stones))} calculi in the {side} kidney, "
+                f"the largest {size}{where}."
+            )
+    ureteral = [f for f in findings if f.kind == Kind.URETERAL_STONE]
+    for f in sorted(ureteral, key=lambda f: (f.side or "", f.level or "")):
+        level = f" at the level of {f.level}" if f.level else ""
+        side = f"{f.side} " if f.side else ""
+        lines.append(f"A {_fmt_mm(f.lesion.max_diameter_mm)} {side}ureteral calculus{level}.")
+    nephro = [f for f in findings if f.kind == Kind.NEPHROCALCINOSIS]
+    if nephro:
+        sides = {f.side for f in nephro if f.side}
+        lateral = "bilateral" if sides == {"left", "right"} else (f"{sides.pop()} kidney" if sides else "")
+        medullary = sum(1 for f in nephro if (f.segment or "").startswith("medull"))
+        pattern = "medullary" if medullary >= len(nephro) / 2 else "cortical"
+        punctate = all(f.morphology == Morphology.PUNCTATE for f in nephro)
+        text = f"{'Punctate ' if punctate else ''}{pattern} nephrocalcinosis"
+        text = text[0].upper() + text[1:]
+        lines.append(f"{text}, {lateral}." if lateral else f"{text}.")
+    return lines
+
+
+def _lf_lines(findings: Sequence[Finding]) -> list[str]:
+    lines = []
+    key = lambda f: (level_index(f.level) if f.level else 99.0, f.side or "")  # noqa: E731
+    for f in sorted(findings, key=key):
+        level = f" at {f.level}" if f.level else ""
+        side = f", {f.side}" if f.side else ""
+        lines.append(
+            f"Calcification of the ligamentum flavum{level}{side}, "
+            f"{_fmt_mm(f.lesion.max_diameter_mm)}."
+        )
+    return lines
+
+
+_LINES = {
+    Region.AORTA: _aorta_lines,
+    Region.ILIAC: _iliac_lines,
+    Region.RENAL: _renal_lines,
+    Region.LIGAMENTUM_FLAVUM: _lf_lines,
+}
+
+
+def _impression(by_region: Mapping[Region, list[Finding]]) -> list[str]:
+    items: list[str] = []
+    vascular = [r for r in (Region.AORTA, Region.ILIAC) if by_region.get(r)]
+    if vascular:
+        total = sum(f.lesion.agatston for r in vascular for f in by_region[r])
+        names = " and ".join(
+            "abdominal aorta" if r == Region.AORTA else "iliac arteries" for r in vascular
+        )
+        items.append(f"Atherosclerotic calcification of the {names} (total Agatston {total:.0f}).")
+    renal = by_region.get(Region.RENAL, [])
+    stones = [f for f in renal if f.kind in (Kind.STONE, Kind.URETERAL_STONE)]
+    if stones:
+        sides = sorted({f.side for f in stones if f.side}, key=lambda s: s != "right")
+        side_text = "bilateral" if len(sides) == 2 else (sides[0] if sides else "")
+        largest = max(f.lesion.max_diameter_mm for f in stones)
+        ureteral = any(f.kind == Kind.URETERAL_STONE for f in stones)
+        what = "urolithiasis" if ureteral else "nephrolithiasis"
+        items.append(
+            f"{(side_text + ' ' + what).strip().capitalize()} "
+            f"({len(stones)} calcul{'us' if len(stones) == 1 else 'i'}, largest {_fmt_mm(largest)})."
+        )
+    if any(f.kind == Kind.NEPHROCALCINOSIS for f in renal):
+        items.append("Nephrocalcinosis.")
+    lf = by_region.get(Region.LIGAMENTUM_FLAVUM, [])
+    if lf:
+        span = format_level_span([f.level for f in lf if f.level])
+        items.append(f"Ligamentum flavum calcification{' at ' + span if span else ''}.")
+    return items
+
+
+def draft_report(
+    findings: Sequence[Finding],
+    regions_in_fov: Mapping[Region, bool],
+    *,
+    notes: Sequence[str] = (),
+) -> Report:
+    """Draft the Findings and Impression sections.
+
+    Parameters
+    ----------
+    findings
+        Classified findings; those in ``Region.OTHER`` (look-alikes) are not
+        reported as calcifications.
+    regions_in_fov
+        Which report regions the scan covers: a region with no finding gets its
+        negative sentence when covered and the "not included" sentence when not.
+    notes
+        Caveats to append to Findings (e.g. transitional anatomy, contrast).
+
+    Examples
+    --------
+    >>> r = draft_report([], {Region.AORTA: True, Region.ILIAC: False})
+    >>> print(r.findings)
+    No calcification of the abdominal aorta.
+    The iliac arteries are not included in the field of view.
+    """
+    by_region: dict[Region, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_region[Region(f.region)].append(f)
+
+    lines: list[str] = []
+    aortoiliac_clear = all(
+        regions_in_fov.get(r, False) and not by_region.get(r) for r in (Region.AORTA, Region.ILIAC)
+    )
+    for region in _REPORTED:
+        if region not in regions_in_fov:
+            continue
+        if by_region.get(region):
+            lines.extend(_LINES[region](by_region[region]))
+        elif region in (Region.AORTA, Region.ILIAC) and aortoiliac_clear:
+            if region == Region.AORTA:  # one sentence for both vessels
+                lines.append("No aortoiliac calcification.")
+        elif regions_in_fov[region]:
+            lines.append(REGIONS[region].negative)
+        else:
+            lines.append(REGIONS[region].not_in_fov)
+    lines.extend(notes)
+
+    impression = _impression(by_region)
+    if not impression:
+        covered = [r for r in _REPORTED if regions_in_fov.get(r)]
+        impression = (
+            ["No vascular, renal or ligamentous calcification detected in the field of view."]
+            if covered
+            else ["No target region is included in the field of view; nothing to assess."]
+        )
+    numbered = [f"{n}. {text}" for n, text in enumerate(impression, start=1)]
+    return Report(
+        header=DRAFT_HEADER,
+        findings="\n".join(lines) if lines else "No findings.",
+        impression="\n".join(numbered),
+    )

@@ -1,0 +1,83 @@
+"""Marginal Dice + cross-entropy for partially labelled datasets.
+
+Each case says which classes its labels cover (``annotated``). A class that a
+dataset never labels is merged into background for that case (its probability is
+added to background's: the "marginal loss" of Shi et al., MedIA 2021), so the net
+is not punished for finding, say, a collecting system in a TotalSegmentator case
+whose ground truth calls it background. Voxels labelled ``ignore_index`` count
+for nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["marginal_log_probs", "marginal_dice_ce"]
+
+
+def marginal_log_probs(logits: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities with unannotated classes folded into background (channel 0).
+
+    Parameters
+    ----------
+    logits
+        ``[B, C, *spatial]``.
+    annotated
+        bool ``[B, C]``; channel 0 is treated as annotated.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, C, *spatial]``; channel 0 holds ``log(p_bg + sum p_unannotated)``,
+        unannotated channels hold ``-inf``.
+    """
+    logp = F.log_softmax(logits.float(), dim=1)
+    ann = annotated.to(torch.bool).clone()
+    ann[:, 0] = True
+    view = ann.view(*ann.shape, *([1] * (logits.ndim - 2)))
+    fold = ~view
+    fold_bg = fold.clone()
+    fold_bg[:, 0] = True
+    bg = torch.logsumexp(logp.masked_fill(~fold_bg, float("-inf")), dim=1)
+    out = logp.masked_fill(fold, float("-inf"))
+    out[:, 0] = bg
+    return out
+
+
+def marginal_dice_ce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    annotated: torch.Tensor,
+    *,
+    ignore_index: int = 255,
+    smooth: float = 1.0,
+) -> torch.Tensor:
+    """Cross-entropy + (1 - soft Dice over annotated foreground classes).
+
+    Parameters
+    ----------
+    logits
+        ``[B, C, *spatial]`` raw outputs.
+    target
+        Integer ``[B, *spatial]`` class ids (``ignore_index`` = unlabelled).
+    annotated
+        bool ``[B, C]`` classes each sample's labels cover.
+    """
+    logp = marginal_log_probs(logits, annotated)
+    valid = target != ignore_index
+    tgt = torch.where(valid, target, torch.zeros_like(target)).long()
+    picked = torch.gather(logp, 1, tgt.unsqueeze(1)).squeeze(1)
+    n_valid = valid.sum().clamp_min(1)
+    ce = -(picked.masked_fill(~valid, 0.0)).sum() / n_valid
+
+    probs = logp.exp() * valid.unsqueeze(1)
+    onehot = F.one_hot(tgt, logits.shape[1]).movedim(-1, 1).to(probs.dtype) * valid.unsqueeze(1)
+    dims = tuple(range(2, logits.ndim))
+    inter = (probs * onehot).sum(dims)
+    denom = probs.sum(dims) + onehot.sum(dims)
+    dice = (2 * inter + smooth) / (denom + smooth)
+    weight = annotated.to(probs.dtype).clone()
+    weight[:, 0] = 0.0
+    dice_loss = 1.0 - (dice * weight).sum() / weight.sum().clamp_min(1.0)
+    return ce + dice_loss

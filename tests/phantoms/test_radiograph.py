@@ -1,0 +1,385 @@
+"""Tests for the lateral radiograph phantom (calcdetect.phantoms.radiograph)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from calcdetect.anatomy.regions import structure, vertebra_label
+from calcdetect.errors import ConfigError
+from calcdetect.ids import hash_uid
+from calcdetect.phantoms.radiograph import (
+    RadiographSettings,
+    aac8_from_intervals,
+    aac24_from_intervals,
+    generate_lateral_radiograph,
+    hu_to_mu,
+    kauppila_grade,
+    line_integral_lateral,
+    union_length,
+    write_radiograph_phantom,
+)
+
+MU_WATER_60 = 0.02059  # 1/mm, NIST XCOM water at 60 keV
+
+# Noise-free, blur-free, parallel beam: the detector sees the exact line integral.
+EXACT = RadiographSettings(photons_per_pixel=None, blur_fwhm_mm=0.0, divergent_groups=1,
+                           detector_pixel_mm=1.0)
+
+
+def _affine(spacing, origin=(0.0, 0.0, 0.0)):
+    sk, sj, si = spacing
+    a = np.zeros((4, 4))
+    a[0, 2], a[1, 1], a[2, 0] = si, sj, sk  # k -> z, j -> y, i -> x
+    a[:3, 3] = origin
+    a[3, 3] = 1.0
+    return a
+
+
+def _cube_phantom(n=(40, 40, 40), spacing=(1.0, 1.0, 0.5)):
+    hu = np.full(n, -1000.0, np.float32)
+    hu[15:25, 15:25, 10:30] = 0.0  # 10 x 10 voxels in k, j; 20 voxels = 10 mm along i
+    return SimpleNamespace(hu=hu, affine=_affine(spacing), spacing=spacing,
+                           anatomy_labels=None, lesion_labels=None, lesions=[])
+
+
+# --------------------------------------------------------------------- physics / projection
+
+
+def test_hu_to_mu_water_air_and_bone():
+    mu = hu_to_mu(np.array([-1000.0, 0.0, 1000.0]), 60.0)
+    assert mu[0] == 0.0
+    assert mu[1] == pytest.approx(MU_WATER_60, rel=1e-3)
+    # Calcium gains on water below the CT's 70 keV: 1000 HU is more than 2x water.
+    assert mu[2] > 2.1 * mu[1]
+    assert hu_to_mu(np.array([1000.0]), 80.0)[0] < 2.0 * hu_to_mu(np.array([0.0]), 80.0)[0]
+
+
+def test_line_integral_of_known_cube():
+    ph = _cube_phantom()
+    li = line_integral_lateral(hu_to_mu(ph.hu, 60.0), ph.spacing)
+    assert li.shape == (40, 40)
+    assert li[20, 20] == pytest.approx(MU_WATER_60 * 10.0, rel=1e-3)
+    assert li[5, 5] == 0.0
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_detector_sees_cube_line_integral_and_magnification(groups):
+    ph = _cube_phantom()
+    s = RadiographSettings(photons_per_pixel=None, blur_fwhm_mm=0.0, divergent_groups=groups,
+                           detector_pixel_mm=0.5)
+    rg = generate_lateral_radiograph(ph, s)
+    rows, cols = rg.image.shape
+    centre = rg.image[rows // 2 - 2: rows // 2 + 3, cols // 2 - 2: cols // 2 + 3]
+    assert centre == pytest.approx(MU_WATER_60 * 10.0, rel=2e-3)
+    # The 10 mm cube spans about 10 mm x M on the detector (M ~ 1.15 at the midplane).
+    width_px = int((rg.image[rows // 2] > 0.5 * MU_WATER_60 * 10.0).sum())
+    assert width_px * 0.5 == pytest.approx(10.0 * s.magnification, abs=1.0)
+    assert rg.magnification == pytest.approx(1150.0 / 1000.0)
+
+
+def test_noise_and_blur_change_the_image_but_keep_the_mean():
+    ph = _cube_phantom()
+    clean = generate_lateral_radiograph(ph, RadiographSettings(photons_per_pixel=None, detector_pixel_mm=0.5))
+    noisy = generate_lateral_radiograph(ph, RadiographSettings(photons_per_pixel=1e4, detector_pixel_mm=0.5))
+    assert not np.array_equal(clean.image, noisy.image)
+    # Air: the estimated log-attenuation is 0 on average, sd ~ 1/sqrt(N0) = 0.01.
+    air = noisy.image[:5, :5]
+    assert abs(float(air.mean())) < 0.01 and 0.003 < float(air.std()) < 0.03
+    fat = generate_lateral_radiograph(ph, RadiographSettings(photons_per_pixel=None, detector_pixel_mm=0.5,
+                                                             obesity_fat_mm=100.0))
+    r, c = fat.image.shape[0] // 2, fat.image.shape[1] // 2
+    assert fat.image[r, c] > clean.image[r, c] + 1.0  # 100 mm of fat adds ~1.9
+
+
+def test_settings_are_validated():
+    with pytest.raises(ConfigError, match="midplane_to_detector_mm"):
+        RadiographSettings(midplane_to_detector_mm=2000.0)
+    with pytest.raises(ConfigError, match="effective_kev"):
+        RadiographSettings(effective_kev=10.0)
+
+
+# --------------------------------------------------------------------- AAC-24 scoring
+
+
+SEG = {"L1": (0.0, 30.0)}
+
+
+@pytest.mark.parametrize(
+    "anterior, grade",
+    [
+        ([], 0),
+        ([(0.0, 0.3)], 1),
+        ([(0.0, 10.0)], 1),  # exactly 1/3 -> 1 (boundaries inclusive downwards)
+        ([(0.0, 10.5)], 2),  # just over 1/3 -> 2
+        ([(0.0, 20.0)], 2),  # exactly 2/3 -> 2
+        ([(0.0, 20.5)], 3),  # just over 2/3 -> 3
+        ([(-50.0, 80.0)], 3),  # covering the whole segment and beyond
+        ([(0.0, 6.0), (4.0, 10.0)], 1),  # overlaps merge: 10 mm, not 12
+        ([(0.0, 6.0), (12.0, 18.0)], 2),  # disjoint pieces add: 12 mm
+        ([(30.0, 50.0), (-20.0, 0.0)], 0),  # touching the ends only: nothing inside
+    ],
+)
+def test_aac24_wall_grade_boundaries(anterior, grade):
+    score = aac24_from_intervals(SEG, anterior, [])
+    assert score["segments"]["L1"] == {"anterior": grade, "posterior": 0}
+    assert score["total"] == grade
+
+
+def test_aac24_walls_and_segments_add_up():
+    segs = {"L1": (90.0, 120.0), "L2": (60.0, 90.0), "L3": (30.0, 60.0), "L4": (0.0, 30.0)}
+    # Anterior: all of L1 (3) and 5 mm into L2 (1); posterior: half of L4 (2).
+    s = aac24_from_intervals(segs, [(85.0, 125.0)], [(0.0, 15.0)])
+    assert s["segments"]["L1"] == {"anterior": 3, "posterior": 0}
+    assert s["segments"]["L2"] == {"anterior": 1, "posterior": 0}
+    assert s["segments"]["L3"] == {"anterior": 0, "posterior": 0}
+    assert s["segments"]["L4"] == {"anterior": 0, "posterior": 2}
+    assert s["total"] == 6
+    full = aac24_from_intervals(segs, [(0.0, 120.0)], [(0.0, 120.0)])
+    assert full["total"] == 24
+
+
+def test_kauppila_grade_and_union_length():
+    assert [kauppila_grade(f) for f in (0.0, 1e-6, 1 / 3, 0.34, 2 / 3, 0.67, 1.0)] == [0, 1, 1, 2, 2, 3, 3]
+    assert union_length([(0, 2), (1, 3), (5, 6)], 0.5, 5.5) == pytest.approx(3.0)
+    assert union_length([(3, 1)], 0, 10) == pytest.approx(2.0)  # reversed interval
+
+
+def test_grades_agree_with_the_radiograph_scorer():
+    # Truth and prediction must share the Kauppila boundaries exactly.
+    aac = pytest.importorskip("calcdetect.radiograph.aac")
+    fractions = [0.0, 1e-6, 0.1, 0.3333, 1 / 3, 0.34, 0.5, 0.6666, 2 / 3, 0.7, 1.0]
+    assert [kauppila_grade(f) for f in fractions] == [aac.kauppila_grade(f) for f in fractions]
+
+
+def test_aac8_grades_by_vertebral_heights():
+    segs = {"L1": (30.0, 40.0), "L2": (20.0, 30.0), "L3": (10.0, 20.0), "L4": (0.0, 10.0)}
+    assert aac8_from_intervals(segs, [], [])["total"] == 0
+    assert aac8_from_intervals(segs, [(0.0, 10.0)], [])["walls"]["anterior"] == 1  # exactly 1 height
+    assert aac8_from_intervals(segs, [(0.0, 10.5)], [])["walls"]["anterior"] == 2
+    assert aac8_from_intervals(segs, [(0.0, 31.0)], [(0.0, 40.0)])["walls"] == {"anterior": 4, "posterior": 4}
+
+
+# --------------------------------------------------------------------- synthetic spine phantom
+
+SPACING = (2.0, 1.5, 1.5)
+LEVELS = ("T12", "L1", "L2", "L3", "L4", "L5")
+
+
+def _spine_phantom():
+    """A tiny box spine: six vertebrae, a canal, an aorta and two aortic-wall plaques."""
+    nk, nj, ni = 110, 70, 50
+    hu = np.full((nk, nj, ni), -1000.0, np.float32)
+    hu[:, 5:65, 5:45] = 40.0  # body
+    anatomy = np.zeros(hu.shape, np.uint8)
+    canal = structure("spinal_canal").label
+    z_ranges = {}
+    for n, level in enumerate(LEVELS):  # T12 at the top (largest k)
+        k1 = nk - 3 - n * 17
+        k0 = k1 - 14
+        anatomy[k0:k1, 35:50, 17:33] = vertebra_label(level)  # body, anterior to the canal
+        anatomy[k0:k1, 50:62, 22:28] = vertebra_label(level)  # posterior elements
+        hu[k0:k1, 35:50, 17:33] = 300.0
+        z_ranges[level] = (k0, k1)
+    anatomy[:, 51:56, 23:27] = canal
+    hu[:, 51:56, 23:27] = 8.0
+    # Aorta: centre j = 25, radius 5 voxels, around i = 25.
+    jj, ii = np.mgrid[0:nj, 0:ni]
+    disk = (jj - 25) ** 2 + (ii - 25) ** 2 <= 25
+    anatomy[:, disk] = structure("aorta").label
+    hu[:, disk] = 42.0
+    lesions_lab = np.zeros(hu.shape, np.uint16)
+    # Lesion 1: anterior wall (j 20-21) over all of L2's body slices.
+    l2k0, l2k1 = z_ranges["L2"]
+    lesions_lab[l2k0:l2k1, 20:22, 24:27] = 1
+    # Lesion 2: posterior wall (j 29-30) over the lower half of L3 (7 of 14 slices).
+    l3k0, _ = z_ranges["L3"]
+    lesions_lab[l3k0:l3k0 + 7, 29:31, 24:27] = 2
+    hu[lesions_lab > 0] = 600.0
+    affine = _affine(SPACING, origin=(-37.0, -50.0, -100.0))
+
+    def record(lid, region):
+        kk, jjx, iix = np.nonzero(lesions_lab == lid)
+        xyz = affine[:3, :3] @ np.array([kk.mean(), jjx.mean(), iix.mean()]) + affine[:3, 3]
+        return {"id": lid, "region": region, "side": None, "level": None, "kind": "atherosclerotic",
+                "volume_mm3": float(kk.size * np.prod(SPACING)), "centroid_lps_mm": xyz.tolist()}
+
+    return SimpleNamespace(hu=hu, affine=affine, spacing=SPACING, anatomy_labels=anatomy,
+                           lesion_labels=lesions_lab, lesions=[record(1, "aorta"), record(2, "aorta")])
+
+
+@pytest.fixture(scope="module")
+def spine_radiograph():
+    s = RadiographSettings(seed=3, detector_pixel_mm=0.8, photons_per_pixel=2e4)
+    return generate_lateral_radiograph(_spine_phantom(), s)
+
+
+def test_synthetic_spine_aac24(spine_radiograph):
+    aac = spine_radiograph.aac24
+    assert aac["segments"]["L2"] == {"anterior": 3, "posterior": 0}
+    assert aac["segments"]["L3"] == {"anterior": 0, "posterior": 2}
+    assert aac["segments"]["L1"] == aac["segments"]["L4"] == {"anterior": 0, "posterior": 0}
+    assert aac["total"] == 5
+    assert spine_radiograph.aac8["walls"] == {"anterior": 1, "posterior": 1}
+
+
+def test_synthetic_spine_vertebrae_in_plausible_order(spine_radiograph):
+    v = spine_radiograph.vertebrae
+    assert set(v) == set(LEVELS)
+    for level in LEVELS:
+        c = v[level]["corners_px"]
+        assert c["anterior_superior"][0] < c["anterior_inferior"][0]  # superior above inferior
+        assert c["posterior_superior"][0] < c["posterior_inferior"][0]
+        assert c["anterior_superior"][1] < c["posterior_superior"][1]  # anterior on the left
+        # Body height ~ 14 slices x 2 mm x M / 0.8 mm pixels.
+        height = c["anterior_inferior"][0] - c["anterior_superior"][0]
+        assert height == pytest.approx(28 * 1.15 / 0.8, rel=0.15)
+        assert len(v[level]["outline_px"]) >= 4
+    for upper, lower in zip(LEVELS, LEVELS[1:]):
+        assert v[upper]["corners_px"]["anterior_inferior"][0] < v[lower]["corners_px"]["anterior_superior"][0]
+
+
+def test_synthetic_spine_lesions_project_where_expected(spine_radiograph):
+    rg = spine_radiograph
+    for rec in rg.lesions:
+        assert rec["area_px"] > 0
+        r, c = (int(round(v)) for v in rec["centroid_px"])
+        assert rg.lesion_labels[r, c] == rec["id"]
+    # Dense plaque projects brighter than the soft tissue beside it.
+    les = rg.lesions[0]
+    r0, c0, r1, c1 = les["bbox_px"]
+    inside = rg.image[r0:r1, c0:c1][rg.lesion_labels[r0:r1, c0:c1] == les["id"]].mean()
+    beside = rg.image[r0:r1, c0 - 12:c0 - 6].mean()
+    assert inside > beside
+
+
+# --------------------------------------------------------------------- DICOM round trip
+
+
+def test_dx_dicom_round_trip(tmp_path, spine_radiograph):
+    pydicom = pytest.importorskip("pydicom")
+    out = write_radiograph_phantom(spine_radiograph, tmp_path / "rg")
+    ds = pydicom.dcmread(out / "dicom" / "DX000.dcm")
+    assert ds.Modality == "DX"
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.1"
+    assert ds.PhotometricInterpretation == "MONOCHROME2"
+    assert [float(v) for v in ds.ImagerPixelSpacing] == [0.8, 0.8]
+    assert float(ds.EstimatedRadiographicMagnificationFactor) == pytest.approx(1.15)
+    assert ds.ViewPosition == "LL" and ds.BodyPartExamined == "LSPINE"
+    assert str(ds.PatientName) == "PHANTOM^DX"
+    assert ds.BitsStored == 12
+    px = ds.pixel_array
+    assert px.shape == spine_radiograph.image.shape
+    assert np.array_equal(px, spine_radiograph.stored_pixels())
+    assert px.max() <= 4095
+    truth = json.loads((out / "truth" / "truth.json").read_text())
+    assert truth["schema"] == "calcdetect-truth/1" and truth["kind"] == "radiograph"
+    assert truth["series_uid_hash"] == hash_uid(ds.SeriesInstanceUID)
+    assert truth["aac24"]["total"] == 5
+    assert set(truth["vertebrae"]["L1"]["corners_px"]) == {
+        "anterior_superior", "posterior_superior", "anterior_inferior", "posterior_inferior"}
+    labels = np.load(out / "truth" / "calcification_labels.npy")
+    assert np.array_equal(labels, spine_radiograph.lesion_labels)
+    with pytest.raises(FileExistsError):
+        write_radiograph_phantom(spine_radiograph, tmp_path / "rg")
+
+
+def test_written_truth_is_accepted_by_evaluate(tmp_path, spine_radiograph):
+    from calcdetect.evaluate import evaluate
+
+    study = write_radiograph_phantom(spine_radiograph, tmp_path / "truth" / "rg")
+    series = tmp_path / "run" / "s1"
+    series.mkdir(parents=True)
+    doc = {"schema": "calcdetect-findings/1",
+           "input": {"modality": "DX", "series_uid_hash": hash_uid(spine_radiograph.series_uid)},
+           "warnings": [], "findings": [], "aac24": {"total": 4, "segments": {}}}
+    (series / "findings.json").write_text(json.dumps(doc))
+    rep = evaluate(tmp_path / "run", study)
+    assert rep.aac24["n"] == 1 and rep.aac24["mae"] == 1.0
+
+
+def test_vertebrae_without_canal_label_use_anterior_fallback():
+    ph = _spine_phantom()
+    anatomy = ph.anatomy_labels.copy()
+    anatomy[anatomy == structure("spinal_canal").label] = 0
+    ph.anatomy_labels = anatomy
+    rg = generate_lateral_radiograph(ph, RadiographSettings(detector_pixel_mm=1.0, photons_per_pixel=None))
+    c = rg.vertebrae["L3"]["corners_px"]
+    assert c["anterior_superior"][0] < c["anterior_inferior"][0]
+    assert c["anterior_superior"][1] < c["posterior_superior"][1]
+    assert rg.aac24["total"] == 5
+
+
+def test_scatter_lowers_contrast_and_matches_uniform_slab_spr():
+    # A uniform 100 mm water slab: SPR = k x L in the middle, so -log(P (1 + k L)).
+    hu = np.full((60, 60, 40), -1000.0, np.float32)
+    hu[:, :, 10:30] = 0.0
+    spacing = (2.0, 2.0, 5.0)  # 20 voxels x 5 mm = 100 mm of water
+    ph = SimpleNamespace(hu=hu, affine=_affine(spacing), spacing=spacing, anatomy_labels=None,
+                         lesion_labels=None, lesions=[])
+    s = RadiographSettings(photons_per_pixel=None, blur_fwhm_mm=0.0, divergent_groups=1,
+                           detector_pixel_mm=1.0, scatter_per_attenuation=0.1, scatter_sigma_mm=10.0)
+    rg = generate_lateral_radiograph(ph, s)
+    li = MU_WATER_60 * 100.0
+    r, c = rg.image.shape[0] // 2, rg.image.shape[1] // 2
+    assert rg.image[r, c] == pytest.approx(li - np.log1p(0.1 * li), rel=1e-2)
+
+
+def test_dx_loads_through_calcdetect_io(tmp_path, spine_radiograph):
+    io = pytest.importorskip("calcdetect.io")
+    out = write_radiograph_phantom(spine_radiograph, tmp_path / "rg")
+    groups = io.discover(out / "dicom").loadable()
+    assert len(groups) == 1 and groups[0].kind == "radiograph"
+    rg = io.load_radiograph(groups[0])
+    assert rg.view == "lateral"
+    assert rg.pixel_spacing == pytest.approx((0.8 / 1.15, 0.8 / 1.15))
+    assert np.array_equal(rg.array, spine_radiograph.stored_pixels().astype(np.float32))
+    assert rg.info.series_uid_hash == hash_uid(spine_radiograph.series_uid)
+
+
+# --------------------------------------------------------------------- with the CT phantom
+
+
+@pytest.fixture(scope="module")
+def ct_radiograph():
+    ct_mod = pytest.importorskip("calcdetect.phantoms.ct")
+    ct = ct_mod.generate_ct_phantom(ct_mod.CTPhantomSettings(
+        seed=5, matrix=128, pixel_mm=3.0, slice_thickness_mm=5.0, fov=("T12", "S1"),
+        noise_sigma_hu=0.0, plaque_burden=0.8))
+    return ct, generate_lateral_radiograph(ct, RadiographSettings(seed=5, detector_pixel_mm=1.0))
+
+
+def test_ct_phantom_projects_with_plausible_vertebrae(ct_radiograph):
+    ct, rg = ct_radiograph
+    v = rg.vertebrae
+    assert {"L1", "L2", "L3", "L4"} <= set(v)
+    for level in ("L1", "L2", "L3", "L4"):
+        c = v[level]["corners_px"]
+        assert c["anterior_superior"][0] < c["anterior_inferior"][0]
+        assert c["posterior_superior"][0] < c["posterior_inferior"][0]
+        assert c["anterior_superior"][1] < c["posterior_superior"][1]
+        for r, col in c.values():
+            assert 0 <= r < rg.image.shape[0] and 0 <= col < rg.image.shape[1]
+    rows = [v[lv]["centroid_px"][0] for lv in ("L1", "L2", "L3", "L4")]
+    assert rows == sorted(rows)  # L1 above L2 above L3 above L4
+    # The segments agree with the CT phantom's own vertebral body z extents.
+    bodies = {b["level"]: b for b in ct.anatomy["vertebrae"]}
+    for level in ("L1", "L2", "L3", "L4"):
+        lo, hi = v[level]["z_range_mm"]
+        assert lo == pytest.approx(bodies[level]["z_bottom_mm"], abs=ct.spacing[0] + 1.0)
+        assert hi == pytest.approx(bodies[level]["z_top_mm"], abs=ct.spacing[0] + 1.0)
+
+
+def test_ct_phantom_aac24_and_lesion_truth(ct_radiograph):
+    ct, rg = ct_radiograph
+    assert 0 <= rg.aac24["total"] <= 24 and set(rg.aac24["segments"]) == {"L1", "L2", "L3", "L4"}
+    aortic = [les for les in ct.lesions if les.region == "aorta"]
+    if aortic:  # heavy plaque burden: the aorta in front of L1-L4 is calcified somewhere
+        assert rg.aac24["total"] > 0
+    ids = {rec["id"] for rec in rg.lesions}
+    assert ids == {les.id for les in ct.lesions}
+    visible = [rec for rec in rg.lesions if rec["area_px"] > 0]
+    assert len(visible) >= 0.8 * len(rg.lesions)

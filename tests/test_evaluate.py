@@ -1,0 +1,369 @@
+"""Tests for calcdetect.evaluate: truth and findings built by hand in tmp_path."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calcdetect.errors import InputError
+from calcdetect.evaluate import aac24_group, evaluate, icc_2_1, level_distance
+
+HASH = "ab" * 32
+
+TRUTH_LESIONS = [
+    # Targets: small aortic (5 mm3), medium iliac (50 mm3), large renal (500 mm3).
+    {"id": 1, "region": "aorta", "side": None, "level": "L3", "kind": "atherosclerotic",
+     "volume_mm3": 5.0, "mass_mg": 2.0, "agatston": 10.0, "centroid_lps_mm": [0.0, -20.0, 100.0],
+     "max_diameter_mm": 2.0},
+    {"id": 2, "region": "iliac", "side": "left", "level": "L5", "kind": "atherosclerotic",
+     "volume_mm3": 50.0, "mass_mg": 20.0, "centroid_lps_mm": [30.0, -10.0, 40.0],
+     "max_diameter_mm": 5.0},
+    {"id": 3, "region": "renal", "side": "right", "level": "L2", "kind": "stone",
+     "volume_mm3": 500.0, "mass_mg": 200.0, "centroid_lps_mm": [-60.0, 20.0, 120.0],
+     "max_diameter_mm": 12.0},
+    # Distractor: a phlebolith.
+    {"id": 4, "region": "other", "side": "left", "level": None, "kind": "phlebolith",
+     "volume_mm3": 20.0, "mass_mg": 8.0, "centroid_lps_mm": [50.0, 10.0, -20.0],
+     "max_diameter_mm": 4.0},
+]
+
+
+def _finding(les: dict, **over) -> dict:
+    f = {
+        "id": f"F{les['id']:03d}", "region": les["region"], "side": les["side"],
+        "level": les["level"], "kind": les["kind"], "morphology": "punctate",
+        "centroid_lps_mm": list(les["centroid_lps_mm"]), "volume_mm3": les["volume_mm3"],
+        "agatston": les.get("agatston"), "mass_mg": les["mass_mg"], "peak_hu": 600.0,
+        "max_diameter_mm": les["max_diameter_mm"], "confidence": 0.9,
+    }
+    f.update(over)
+    return f
+
+
+def _write_truth(study: Path, lesions: list, *, kind: str = "ct", aac24: dict | None = None,
+                 uid_hash: str | None = HASH) -> Path:
+    (study / "truth").mkdir(parents=True, exist_ok=True)
+    doc = {"schema": "calcdetect-truth/1", "kind": kind, "lesions": lesions}
+    if uid_hash:
+        doc["series_uid_hash"] = uid_hash
+    if aac24 is not None:
+        doc["aac24"] = aac24
+    (study / "truth" / "truth.json").write_text(json.dumps(doc))
+    return study
+
+
+def _write_pred(run: Path, findings: list, *, key: str = "s0001", aac24: dict | None = None,
+                uid_hash: str | None = HASH) -> Path:
+    series = run / key
+    series.mkdir(parents=True, exist_ok=True)
+    (run / "run.json").write_text("{}")
+    doc = {
+        "schema": "calcdetect-findings/1",
+        "input": {"modality": "CT", "shape": [10, 10, 10], "spacing_mm": [1, 1, 1], "kvp": 120,
+                  "series_uid_hash": uid_hash},
+        "warnings": [], "findings": findings, "report": {"findings": "", "impression": ""},
+    }
+    if aac24 is not None:
+        doc["aac24"] = aac24
+    (series / "findings.json").write_text(json.dumps(doc))
+    return series
+
+
+def _study(tmp_path: Path, findings: list, lesions: list | None = None):
+    truth = _write_truth(tmp_path / "truth" / "case1", copy.deepcopy(lesions or TRUTH_LESIONS))
+    run = tmp_path / "run"
+    _write_pred(run, findings)
+    return evaluate(run, truth)
+
+
+def _perfect() -> list:
+    return [_finding(les) for les in TRUTH_LESIONS]
+
+
+def test_perfect_predictions(tmp_path):
+    rep = _study(tmp_path, _perfect())
+    assert rep.sensitivity_overall == 1.0
+    assert all(d["rate"] == 1.0 for d in rep.sensitivity_by_region.values())
+    assert set(rep.sensitivity_by_region) == {"aorta", "iliac", "renal"}
+    assert list(rep.sensitivity_by_size) == ["<10 mm3", "10-100 mm3", ">=100 mm3"]
+    assert rep.false_positives == 0 and rep.false_positives_per_scan == 0.0
+    assert rep.region_accuracy == rep.side_accuracy == 1.0
+    assert rep.level_accuracy_exact == rep.level_accuracy_within_one == 1.0
+    assert rep.distractors == 1 and rep.distractors_mislabelled == 0
+    assert rep.measurement_error_pct["volume"] == {"n": 3, "mean_signed": 0.0, "mean_absolute": 0.0}
+    assert rep.measurement_error_pct["agatston"]["n"] == 1  # only lesion 1 has truth Agatston
+    assert rep.aac24 is None
+    json.dumps(rep.to_dict())  # JSON-ready
+    assert "sensitivity" in rep.table()
+
+
+def test_missed_lesion_lowers_right_region_and_bin(tmp_path):
+    findings = [f for f in _perfect() if f["id"] != "F002"]  # miss the 50 mm3 iliac lesion
+    rep = _study(tmp_path, findings)
+    assert rep.sensitivity_by_region["iliac"] == {"hits": 0, "total": 1, "rate": 0.0}
+    assert rep.sensitivity_by_region["aorta"]["rate"] == 1.0
+    assert rep.sensitivity_by_size["10-100 mm3"]["rate"] == 0.0
+    assert rep.sensitivity_by_size["<10 mm3"]["rate"] == 1.0
+    assert rep.sensitivity_overall == pytest.approx(2 / 3)
+    assert rep.false_positives == 0
+
+
+def test_distractor_called_aorta_is_mislabelled_and_false_positive(tmp_path):
+    findings = _perfect()
+    findings[3] = _finding(TRUTH_LESIONS[3], region="aorta", side=None)
+    rep = _study(tmp_path, findings)
+    assert rep.distractors_mislabelled == 1 and rep.distractor_mislabel_rate == 1.0
+    assert rep.false_positives == 1 and rep.false_positives_on_distractors == 1
+    assert rep.false_positives_unmatched == 0
+    assert rep.false_positives_by_region == {"aorta": 1}
+    assert rep.sensitivity_overall == 1.0
+
+
+def test_unmatched_prediction_is_false_positive_unless_other(tmp_path):
+    far = {"centroid_lps_mm": [200.0, 200.0, 200.0]}
+    extra_target = _finding(TRUTH_LESIONS[0], id="F010", **far)
+    extra_other = _finding(TRUTH_LESIONS[3], id="F011", **{"centroid_lps_mm": [-200.0, 0.0, 0.0]})
+    rep = _study(tmp_path, _perfect() + [extra_target, extra_other])
+    assert rep.false_positives == 1 and rep.false_positives_unmatched == 1
+
+
+def test_centroid_tolerance(tmp_path):
+    # Lesion 3 has diameter 12 mm -> tolerance 6 mm; lesion 1 has 2 mm -> 5 mm floor.
+    findings = _perfect()
+    findings[2]["centroid_lps_mm"] = [-60.0, 20.0, 125.5]  # 5.5 mm away: inside 6 mm
+    findings[0]["centroid_lps_mm"] = [0.0, -20.0, 105.5]  # 5.5 mm away: outside 5 mm
+    rep = _study(tmp_path, findings)
+    assert rep.sensitivity_by_region["renal"]["rate"] == 1.0
+    assert rep.sensitivity_by_region["aorta"]["rate"] == 0.0
+    assert rep.false_positives == 1
+
+
+def test_side_and_level_errors(tmp_path):
+    findings = _perfect()
+    findings[1]["side"] = "right"  # iliac left called right
+    findings[2]["level"] = "L3"  # renal L2 called L3: wrong, but within one
+    findings[0]["level"] = "L5"  # aortic L3 called L5: two away
+    rep = _study(tmp_path, findings)
+    assert rep.side_errors == 1 and rep.side_accuracy == pytest.approx(2 / 3)
+    assert rep.level_accuracy_exact == pytest.approx(1 / 3)
+    assert rep.level_accuracy_within_one == pytest.approx(2 / 3)
+    assert rep.region_accuracy == 1.0
+
+
+def test_volume_error_percentage(tmp_path):
+    findings = _perfect()
+    findings[0]["volume_mm3"] = 6.0  # +20 %
+    findings[1]["volume_mm3"] = 40.0  # -20 %
+    findings[2]["volume_mm3"] = 550.0  # +10 %
+    findings[0]["mass_mg"] = 1.0  # -50 %
+    rep = _study(tmp_path, findings)
+    vol = rep.measurement_error_pct["volume"]
+    assert vol["n"] == 3
+    assert vol["mean_signed"] == pytest.approx((20 - 20 + 10) / 3)
+    assert vol["mean_absolute"] == pytest.approx((20 + 20 + 10) / 3)
+    assert rep.measurement_error_pct["mass"]["mean_signed"] == pytest.approx(-50 / 3)
+
+
+def test_wrong_region_counts_in_region_accuracy(tmp_path):
+    findings = _perfect()
+    findings[1]["region"] = "aorta"  # iliac called aorta
+    rep = _study(tmp_path, findings)
+    assert rep.region_accuracy == pytest.approx(2 / 3)
+    assert rep.sensitivity_overall == 1.0
+
+
+def test_mask_overlap_matching(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    truth = _write_truth(tmp_path / "t", copy.deepcopy(TRUTH_LESIONS[:2]))
+    lab = np.zeros((8, 8, 8), np.int16)
+    lab[1:3, 1:3, 1:3] = 1
+    lab[5:7, 5:7, 5:7] = 2
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(truth / "truth" / "lesions.nii.gz"))
+    # Centroids far away on purpose: only the masks can match them.
+    far = [{"centroid_lps_mm": [500.0, 500.0, 500.0 + n]} for n in range(2)]
+    findings = [_finding(TRUTH_LESIONS[0], mask_label=7, **far[0]),
+                _finding(TRUTH_LESIONS[1], id="F009", **far[1])]
+    series = _write_pred(tmp_path / "run", findings)
+    pred = np.zeros_like(lab)
+    pred[2, 2, 2] = 7
+    pred[6, 6, 6] = 9
+    nib.save(nib.Nifti1Image(pred, np.eye(4)), str(series / "lesions.nii.gz"))
+    rep = evaluate(series, truth)  # a series folder directly
+    assert rep.sensitivity_overall == 1.0 and rep.false_positives == 0
+    assert rep.per_study[0]["match_method"] == "mask"
+
+
+def test_pairing_by_series_hash_over_several_studies(tmp_path):
+    root = tmp_path / "truth"
+    _write_truth(root / "a", copy.deepcopy(TRUTH_LESIONS), uid_hash="a" * 64)
+    _write_truth(root / "b", copy.deepcopy(TRUTH_LESIONS), uid_hash="b" * 64)
+    run = tmp_path / "run"
+    _write_pred(run, _perfect(), key="s_b", uid_hash="b" * 64)
+    _write_pred(run, [f for f in _perfect() if f["region"] != "renal"], key="s_a", uid_hash="a" * 64)
+    rep = evaluate(run, root)
+    assert rep.n_studies == 2 and rep.n_scans_scored == 2
+    assert rep.sensitivity_by_region["renal"] == {"hits": 1, "total": 2, "rate": 0.5}
+    assert rep.sensitivity_by_region["aorta"]["rate"] == 1.0
+
+
+def test_truth_without_prediction_counts_as_missed(tmp_path):
+    root = tmp_path / "truth"
+    _write_truth(root / "a", copy.deepcopy(TRUTH_LESIONS), uid_hash="a" * 64)
+    _write_truth(root / "b", copy.deepcopy(TRUTH_LESIONS), uid_hash="b" * 64)
+    run = tmp_path / "run"
+    _write_pred(run, _perfect(), key="s_a", uid_hash="a" * 64)
+    rep = evaluate(run, root)
+    assert rep.sensitivity_overall == 0.5
+    assert any("no predicted series" in w for w in rep.warnings)
+
+
+# ------------------------------------------------------------------ AAC-24 and ICC
+
+
+def _icc_reference(x: np.ndarray) -> float:
+    """ICC(2,1) from variance components written out independently (two-way ANOVA)."""
+    n, k = x.shape
+    row_means, col_means, grand = x.mean(1), x.mean(0), x.mean()
+    msr = k * np.sum((row_means - grand) ** 2) / (n - 1)
+    msc = n * np.sum((col_means - grand) ** 2) / (k - 1)
+    resid = x - row_means[:, None] - col_means[None, :] + grand
+    mse = np.sum(resid**2) / ((n - 1) * (k - 1))
+    var_subject = (msr - mse) / k
+    var_rater = (msc - mse) / n
+    return var_subject / (var_subject + var_rater + mse)
+
+
+def test_icc_identical_scores_is_one():
+    x = np.array([[0, 0], [3, 3], [7, 7], [12, 12]], float)
+    assert icc_2_1(x) == pytest.approx(1.0)
+
+
+def test_icc_shrout_fleiss_published_example():
+    # Shrout & Fleiss (1979), Table 2: 6 targets x 4 judges; ICC(2,1) = 0.29.
+    x = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]], float)
+    assert icc_2_1(x) == pytest.approx(0.29, abs=0.005)
+    assert icc_2_1(x) == pytest.approx(_icc_reference(x))
+
+
+def test_icc_small_two_rater_example_matches_reference():
+    x = np.array([[2, 3], [5, 5], [8, 10], [1, 0], [12, 11]], float)
+    assert icc_2_1(x) == pytest.approx(_icc_reference(x))
+    assert icc_2_1(np.array([[4, 4], [4, 4]], float)) is None  # no variance: undefined
+
+
+def test_aac24_groups_and_level_distance():
+    assert [aac24_group(v) for v in (0, 1, 2, 5, 6, 24)] == ["low", "low", "moderate", "moderate", "high", "high"]
+    assert level_distance("L2-L4", "L5") == 1
+    assert level_distance("L3-L4", "L3") == 0
+    assert level_distance("T12", "L2") == 2
+
+
+def test_radiograph_aac24_metrics(tmp_path):
+    truths, preds = [0, 3, 8, 15], [1, 3, 6, 14]
+    root, run = tmp_path / "truth", tmp_path / "run"
+    for n, (t, p) in enumerate(zip(truths, preds)):
+        h = f"{n:064d}"
+        _write_truth(root / f"r{n}", [], kind="radiograph", aac24={"total": t, "segments": {}}, uid_hash=h)
+        _write_pred(run, [], key=f"s{n}", aac24={"total": p, "segments": {}}, uid_hash=h)
+    rep = evaluate(run, root)
+    assert rep.aac24 is not None and rep.aac24["n"] == 4
+    assert rep.aac24["mae"] == pytest.approx((1 + 0 + 2 + 1) / 4)
+    assert rep.aac24["group_agreement"] == pytest.approx(1.0)
+    x = np.array([truths, preds], float).T
+    assert rep.aac24["icc_2_1"] == pytest.approx(_icc_reference(x))
+    assert rep.n_scans_scored == 0
+    assert rep.aac24["wall_grades_n"] == 0  # no segments given
+
+
+def test_radiograph_wall_grade_agreement(tmp_path):
+    t_seg = {"L1": {"anterior": 2, "posterior": 1}, "L2": {"anterior": 0, "posterior": 3}}
+    p_seg = {"L1": {"anterior": 2, "posterior": 0}, "L2": {"anterior": 0, "posterior": 3}}
+    _write_truth(tmp_path / "t", [], kind="radiograph", aac24={"total": 6, "segments": t_seg})
+    _write_pred(tmp_path / "run", [], aac24={"total": 5, "segments": p_seg})
+    rep = evaluate(tmp_path / "run", tmp_path / "t")
+    assert rep.aac24["wall_grades_n"] == 4
+    assert rep.aac24["wall_grade_exact_agreement"] == pytest.approx(0.75)
+    assert rep.aac24["wall_grade_mae"] == pytest.approx(0.25)
+    assert rep.aac24["icc_2_1"] is None  # one study: undefined
+    assert rep.aac24["group_agreement"] == 0.0  # high (6) vs moderate (5)
+
+
+# ------------------------------------------------------------------ malformed input
+
+
+def test_missing_truth_raises(tmp_path):
+    run = tmp_path / "run"
+    _write_pred(run, [])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="truth.json"):
+        evaluate(run, tmp_path / "empty")
+
+
+def test_bad_schema_raises(tmp_path):
+    study = _write_truth(tmp_path / "t", [])
+    doc = json.loads((study / "truth" / "truth.json").read_text())
+    doc["schema"] = "something-else/2"
+    (study / "truth" / "truth.json").write_text(json.dumps(doc))
+    _write_pred(tmp_path / "run", [])
+    with pytest.raises(InputError, match=r"truth\.json.*schema"):
+        evaluate(tmp_path / "run", study)
+
+
+def test_findings_missing_keys_raise(tmp_path):
+    study = _write_truth(tmp_path / "t", copy.deepcopy(TRUTH_LESIONS))
+    bad = _finding(TRUTH_LESIONS[0])
+    del bad["centroid_lps_mm"]
+    _write_pred(tmp_path / "run", [bad])
+    with pytest.raises(InputError, match=r"findings\.json.*findings\[0\].*centroid_lps_mm"):
+        evaluate(tmp_path / "run", study)
+    series = _write_pred(tmp_path / "run2", [])
+    doc = json.loads((series / "findings.json").read_text())
+    del doc["findings"]
+    (series / "findings.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"findings\.json.*'findings'"):
+        evaluate(tmp_path / "run2", study)
+
+
+def test_bad_region_and_bad_json_raise(tmp_path):
+    study = _write_truth(tmp_path / "t", [dict(TRUTH_LESIONS[0], region="heart")])
+    _write_pred(tmp_path / "run", [])
+    with pytest.raises(InputError, match="heart"):
+        evaluate(tmp_path / "run", study)
+    (study / "truth" / "truth.json").write_text("{not json")
+    with pytest.raises(InputError, match="not readable JSON"):
+        evaluate(tmp_path / "run", study)
+
+
+def test_write_json_is_complete(tmp_path):
+    rep = _study(tmp_path, _perfect())
+    out = rep.write_json(tmp_path / "out" / "eval.json")
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "calcdetect-evaluation/1"
+    assert doc["sensitivity_overall"] == 1.0
+
+
+def test_single_pair_with_different_hash_is_paired_with_warning(tmp_path):
+    truth = _write_truth(tmp_path / "t", copy.deepcopy(TRUTH_LESIONS), uid_hash="c" * 64)
+    _write_pred(tmp_path / "run", _perfect(), uid_hash="d" * 64)
+    rep = evaluate(tmp_path / "run", truth)
+    assert rep.sensitivity_overall == 1.0
+    assert any("differs" in w for w in rep.warnings)
+
+
+def test_eval_phantoms_script(tmp_path, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "eval_phantoms.py"
+    spec = importlib.util.spec_from_file_location("eval_phantoms", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    truth = _write_truth(tmp_path / "t", copy.deepcopy(TRUTH_LESIONS))
+    _write_pred(tmp_path / "run", _perfect())
+    assert mod.main([str(truth), str(tmp_path / "run"), "--json", str(tmp_path / "m.json")]) == 0
+    assert "sensitivity" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m.json").read_text())["false_positives"] == 0
+    assert mod.main([str(tmp_path / "nowhere"), str(tmp_path / "run")]) == 2

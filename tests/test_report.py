@@ -1,0 +1,103 @@
+"""The draft report says what a radiologist would write, and only that."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calcdetect.anatomy.regions import Region
+from calcdetect.report import DRAFT_HEADER, draft_report
+from calcdetect.types import Finding, Kind, Lesion, Morphology
+
+ALL_IN_FOV = {r: True for r in (Region.AORTA, Region.ILIAC, Region.RENAL, Region.LIGAMENTUM_FLAVUM)}
+
+
+def lesion(label: int = 1, *, agatston: float = 10.0, volume: float = 8.0, diameter: float = 3.0) -> Lesion:
+    return Lesion(
+        label=label, bbox=(0, 0, 0, 1, 1, 1), mask=np.ones((1, 1, 1), bool), voxel_count=1,
+        volume_mm3=volume, agatston=agatston, mass_mg=1.0, peak_hu=400.0, mean_hu=300.0,
+        centroid_lps_mm=(0.0, 0.0, 0.0), centroid_kji=(0.0, 0.0, 0.0), max_diameter_mm=diameter,
+    )
+
+
+def finding(region: Region, *, kind: Kind = Kind.ATHEROSCLEROTIC, side=None, level=None, segment=None,
+            morphology: Morphology = Morphology.PLAQUE, **lesion_kw) -> Finding:
+    return Finding(id="F1", lesion=lesion(**lesion_kw), region=region.value, side=side, level=level,
+                   kind=kind, morphology=morphology, confidence=0.9, segment=segment)
+
+
+def test_every_report_is_marked_as_a_draft():
+    report = draft_report([], ALL_IN_FOV)
+    assert report.header == DRAFT_HEADER
+    assert "DRAFT" in report.text() and "NOT A DIAGNOSIS" in report.text()
+
+
+def test_aortic_calcification_sentence_spans_levels_and_sums_scores():
+    findings = [
+        finding(Region.AORTA, level="L2", segment="infrarenal", agatston=100.4, volume=80.0),
+        finding(Region.AORTA, level="L3-L4", segment="infrarenal", agatston=211.7, volume=160.0),
+    ]
+    report = draft_report(findings, ALL_IN_FOV)
+    assert ("Atherosclerotic calcification of the infrarenal abdominal aorta from L2 to L4 "
+            "(Agatston 312; volume 240 mm3).") in report.findings
+    assert "No calcification of the iliac arteries." in report.findings
+    assert report.impression.startswith("1. Atherosclerotic calcification of the abdominal aorta")
+
+
+def test_clear_aortoiliac_region_gets_one_negative_sentence():
+    report = draft_report([], ALL_IN_FOV)
+    assert "No aortoiliac calcification." in report.findings
+    assert "iliac arteries" not in report.findings.replace("aortoiliac", "")
+
+
+def test_region_outside_field_of_view_is_said_so():
+    fov = dict(ALL_IN_FOV, **{Region.ILIAC: False})
+    report = draft_report([], fov)
+    assert "The iliac arteries are not included in the field of view." in report.findings
+    assert "No calcification of the abdominal aorta." in report.findings
+
+
+def test_iliac_plaque_wording():
+    report = draft_report([finding(Region.ILIAC, side="right", segment="common")], ALL_IN_FOV)
+    assert "Calcified plaque in the right common iliac artery" in report.findings
+
+
+def test_renal_stones_counted_with_largest_and_pole():
+    stones = [
+        finding(Region.RENAL, kind=Kind.STONE, side="left", segment="lower pole", diameter=6.2),
+        finding(Region.RENAL, kind=Kind.STONE, side="left", segment="upper pole", diameter=2.0),
+    ]
+    report = draft_report(stones, ALL_IN_FOV)
+    assert "Two calculi in the left kidney, the largest 6 mm in the lower pole." in report.findings
+    assert "nonobstructing" not in report.findings  # hydronephrosis is not assessed
+    assert "Left nephrolithiasis (2 calculi, largest 6 mm)." in report.impression
+
+
+def test_bilateral_medullary_nephrocalcinosis():
+    nc = [
+        finding(Region.RENAL, kind=Kind.NEPHROCALCINOSIS, side=s, segment="medulla",
+                morphology=Morphology.PUNCTATE, diameter=1.5)
+        for s in ("left", "right")
+    ]
+    report = draft_report(nc, ALL_IN_FOV)
+    assert "Punctate medullary nephrocalcinosis, bilateral." in report.findings
+
+
+def test_ligamentum_flavum_sentence():
+    report = draft_report(
+        [finding(Region.LIGAMENTUM_FLAVUM, kind=Kind.LIGAMENT, side="left", level="T11-T12", diameter=4.0)],
+        ALL_IN_FOV,
+    )
+    assert "Calcification of the ligamentum flavum at T11-T12, left, 4 mm." in report.findings
+
+
+def test_lookalikes_are_not_reported_as_calcification():
+    report = draft_report([finding(Region.OTHER, kind=Kind.PHLEBOLITH)], ALL_IN_FOV)
+    assert "phlebolith" not in report.findings.lower()
+    assert "No aortoiliac calcification." in report.findings
+    assert "No vascular, renal or ligamentous calcification" in report.impression
+
+
+@pytest.mark.parametrize("note", ["Transitional lumbosacral anatomy suspected."])
+def test_anatomy_notes_reach_the_findings(note):
+    assert note in draft_report([], ALL_IN_FOV, notes=[note]).findings

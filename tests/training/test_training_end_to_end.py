@@ -1,0 +1,97 @@
+"""Train one short epoch on tiny TotalSegmentator + nnU-Net folders, then infer."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from calcdetect.anatomy.regions import STRUCTURES
+from calcdetect.device import Device
+from calcdetect.errors import ConfigError, InputError
+from calcdetect.nets import load_model, read_spec, segment_anatomy
+from calcdetect.training import TrainConfig, train
+from calcdetect.types import AcquisitionInfo, Volume
+from synthetic_layouts import SHAPE, affine, make_nnunet, make_totalsegmentator, synthetic_case
+
+TINY = {
+    "net": {"arch": "unet", "channels": [4, 8, 16]},
+    "spacing_mm": 4.0,
+    "patch_size": 16,
+    "batch_size": 2,
+    "iterations_per_epoch": 2,
+    "epochs": 1,
+    "val_fraction": 0.3,
+    "progress": False,
+}
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return [("totalsegmentator", make_totalsegmentator(root / "ts")), ("nnunet", make_nnunet(root / "nn"))]
+
+
+@pytest.fixture(scope="module")
+def trained(datasets, tmp_path_factory):
+    torch.set_num_threads(2)
+    run = tmp_path_factory.mktemp("run")
+    return train(TrainConfig.from_dict(TINY), datasets, run, Device("cpu"))
+
+
+def test_training_writes_a_usable_run(trained):
+    run = trained.rundir
+    for name in ("fingerprint.json", "split.json", "metrics.csv", "checkpoint.pt", "model.safetensors", "model.md"):
+        assert (run / name).is_file(), name
+    assert trained.n_train + trained.n_val == 4 and trained.n_val >= 1
+    assert np.isfinite(trained.last_train_loss)
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1"]
+    spec = read_spec(trained.model_path)
+    assert spec.spacing_mm == (4.0, 4.0, 4.0) and spec.task == "anatomy"
+    assert "sha256:" in (run / "model.md").read_text()
+
+
+def test_inference_with_the_trained_model(trained):
+    model = load_model(trained.model_path, Device("cpu"))
+    hu, _ = synthetic_case(7)
+    vol = Volume(hu[:, :, :30], (2.0, 2.0, 2.0), affine(), AcquisitionInfo("CT"))
+    amap = segment_anatomy(vol, model, Device("cpu"))
+    assert amap.labels.shape == vol.shape and amap.labels.dtype == np.uint8
+    assert set(np.unique(amap.labels)) <= {0} | {s.label for s in STRUCTURES}
+    assert len(amap.slice_levels) == vol.shape[0]
+    assert np.allclose(amap.affine, vol.affine)
+
+
+def test_resume_continues_and_keeps_one_row_per_epoch(trained, datasets, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained.rundir, run)
+    result = train(TrainConfig.from_dict(TINY), datasets, run, Device("cpu"), epochs=2, resume=True)
+    assert result.epochs_completed == 2
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2
+    other = dict(TINY, net={"arch": "unet", "channels": [4, 8, 32]})
+    with pytest.raises(ConfigError, match="different net"):
+        train(TrainConfig.from_dict(other), datasets, run, Device("cpu"), epochs=3, resume=True)
+
+
+def test_resume_without_checkpoint_and_no_data(tmp_path, datasets):
+    with pytest.raises(InputError, match="no checkpoint"):
+        train(TrainConfig.from_dict(TINY), datasets, tmp_path, Device("cpu"), resume=True)
+    with pytest.raises(ConfigError, match="no training data"):
+        train(TrainConfig.from_dict(TINY), [], tmp_path, Device("cpu"))
+
+
+@pytest.mark.cuda
+def test_cpu_cuda_parity(trained):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    hu, _ = synthetic_case(9)
+    vol = Volume(hu, (2.0, 2.0, 2.0), affine(), AcquisitionInfo("CT"))
+    cpu = segment_anatomy(vol, load_model(trained.model_path, Device("cpu")), Device("cpu"), autocast=False)
+    gpu = segment_anatomy(vol, load_model(trained.model_path, Device("cuda", 0)), Device("cuda", 0), autocast=False)
+    assert np.mean(cpu.labels == gpu.labels) > 0.99
