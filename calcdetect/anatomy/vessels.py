@@ -317,8 +317,9 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             # run laterally (up to ~90 mm) and anteriorly along the pelvic brim.
             down = (bif - k) * sk
             lat = min(15.0 + 0.8 * down, 100.0)
-            ic = body_centre[k, 1]
-            lo, hi = (ic - 5.0 / si, ic + lat / si) if sign > 0 else (ic - lat / si, ic + 5.0 / si)
+            # relative to the aorta's end: the right common iliac crosses the
+            # midline when the aorta lies left of it
+            lo, hi = (ib - 5.0 / si, ib + lat / si) if sign > 0 else (ib - lat / si, ib + 5.0 / si)
             windows[k] = _slice_window(hu[k], bone[k], (jb - (25.0 + 0.4 * down) / sj, jb + 25.0 / sj), (lo, hi))
         order = list(range(bif - 1, -1, -1))
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,

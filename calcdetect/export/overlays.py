@@ -55,15 +55,22 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return binary_dilation(mask, iterations=2) & ~mask
 
 
-def _legend(draw: ImageDraw.ImageDraw, width: int) -> None:
-    draw.rectangle([0, 0, width, 14], fill=(0, 0, 0))
+def _with_legend(image: Image.Image, min_width: int = 512) -> Image.Image:
+    """Upscale small images for reading and add a banner + colour key strip on top."""
+    if image.width < min_width:
+        scale = min_width / image.width
+        image = image.resize((min_width, max(1, round(image.height * scale))), Image.Resampling.NEAREST)
+    strip = 30
+    canvas = Image.new("RGB", (image.width, image.height + strip), (0, 0, 0))
+    canvas.paste(image, (0, strip))
+    draw = ImageDraw.Draw(canvas)
     draw.text((4, 2), _BANNER, fill=(255, 255, 255))
     x = 4
-    y = 16
     for name, colour in REGION_COLOURS.items():
-        draw.rectangle([x, y + 2, x + 8, y + 10], fill=colour)
-        draw.text((x + 11, y), name, fill=colour)
+        draw.rectangle([x, 18, x + 8, 26], fill=colour)
+        draw.text((x + 11, 16), name, fill=colour)
         x += 12 + 6 * len(name) + 10
+    return canvas
 
 
 def axial_overlay(volume: Volume, labels: np.ndarray, findings: Sequence[Finding], k: int) -> Image.Image:
@@ -76,13 +83,15 @@ def axial_overlay(volume: Volume, labels: np.ndarray, findings: Sequence[Finding
             masks.append((_outline(m), REGION_COLOURS[f.region]))
             masks.append((m, REGION_COLOURS[f.region]))
     image = Image.fromarray(_blend(grey, masks))
+    scale = max(1.0, 512 / image.width)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
     for f in findings:
         jj, ii = np.nonzero(labels[k] == f.lesion.label)
         if jj.size:
-            draw.text((int(ii.max()) + 6, int(jj.min()) - 6), f.id, fill=REGION_COLOURS[f.region])
-    _legend(draw, image.width)
-    return image
+            xy = (int((ii.max() + 4) * scale), int((jj.min() - 4) * scale))
+            draw.text(xy, f.id, fill=REGION_COLOURS[f.region])
+    return _with_legend(image)
 
 
 def mip_overlay(volume: Volume, labels: np.ndarray, findings: Sequence[Finding], axis: int) -> Image.Image:
@@ -104,8 +113,7 @@ def mip_overlay(volume: Volume, labels: np.ndarray, findings: Sequence[Finding],
     sk, s_other = volume.spacing[0], volume.spacing[other]
     height = max(1, int(round(image.height * sk / s_other)))
     image = image.resize((image.width, height), Image.Resampling.BILINEAR)
-    _legend(ImageDraw.Draw(image), image.width)
-    return image
+    return _with_legend(image)
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:
@@ -123,7 +131,7 @@ def write_overlays(
     """Write ``mip_coronal.png``, ``mip_sagittal.png`` and one axial PNG per finding.
 
     Findings sharing a slice share a picture; at most ``max_slices`` axial pictures
-    (the largest findings first) keep archive runs small.
+    keep archive runs small.
     """
     out_dir = Path(out_dir)
     written = [
@@ -131,7 +139,8 @@ def write_overlays(
         _save_png(mip_overlay(volume, labels, findings, axis=2), out_dir / "mip_sagittal.png"),
     ]
     chosen: dict[int, None] = {}
-    for f in sorted(findings, key=lambda f: -f.lesion.volume_mm3):
+    # Reported findings first (largest first); look-alikes only if room is left.
+    for f in sorted(findings, key=lambda f: (f.region == Region.OTHER.value, -f.lesion.volume_mm3)):
         chosen.setdefault(int(round(f.lesion.centroid_kji[0])), None)
         if len(chosen) >= max_slices:
             break

@@ -32,6 +32,7 @@ __all__ = [
     "check_decoder",
     "check_memory_budget",
     "decode_frames",
+    "read_native_frame",
 ]
 
 #: Default ceiling for one series (decoded integers plus the float32 HU volume).
@@ -140,6 +141,35 @@ def check_memory_budget(
             "(Rows, Columns, Number of Frames) if the size looks wrong"
         )
     return needed
+
+
+def read_native_frame(
+    path: Path, offset: int, shape: tuple[int, int], dtype: np.dtype, bits_stored: int | None
+) -> np.ndarray:
+    """Read one uncompressed frame straight from the file (the fast path).
+
+    Equivalent to pydicom's native decoder for single-frame, single-sample data
+    (tests compare the two on real files), without parsing the header a second
+    time: discovery already recorded where the pixel bytes start. Unused high
+    bits are handled like pydicom: masked off (unsigned) or sign-extended.
+    """
+    count = int(shape[0]) * int(shape[1])
+    arr = np.fromfile(path, dtype=dtype, count=count, offset=offset)
+    if arr.size != count:
+        raise DecodeError(
+            f"pixel data ends early ({arr.size} of {count} pixels); the file is truncated"
+        )
+    arr = arr.reshape(shape)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    bits = arr.dtype.itemsize * 8
+    if bits_stored is not None and 0 < bits_stored < bits:
+        if arr.dtype.kind == "i":
+            shift = bits - bits_stored
+            arr = (arr << shift) >> shift
+        else:
+            arr &= arr.dtype.type((1 << bits_stored) - 1)
+    return arr
 
 
 def _read_frames(path: str, indices: Sequence[int] | None) -> list[np.ndarray]:

@@ -15,7 +15,7 @@ percentile of voxels above -1200 HU (which skips outside-the-field values such a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from calcdetect.io.decode import (
     check_memory_budget,
     decode_frames,
     lenient_reading,
+    read_native_frame,
 )
 from calcdetect.io.discovery import LOADABLE_CT, ImageHeader, SeriesGroup, group_headers
 from calcdetect.io.geometry import correct_tilt, stack_geometry, to_canonical
@@ -218,6 +219,42 @@ def _air_warning(array: np.ndarray, padded: np.ndarray | None) -> str | None:
     return None
 
 
+def _raw_frames(
+    group: SeriesGroup, ordered: Sequence[_Frame], by_path: dict[Path, ImageHeader]
+) -> Iterator[np.ndarray]:
+    """Stored pixel values of each frame, in ``ordered`` order.
+
+    Uncompressed single-frame files are read straight from the offsets found
+    during discovery (no second header parse); everything else goes through
+    pydicom's decoders, compressed data in a process pool.
+    """
+    headers = [by_path[f.path] for f in ordered]
+    if group.kind != "enhanced_ct" and all(h.native_dtype is not None for h in headers):
+        for number, h in enumerate(headers, start=1):
+            try:
+                yield read_native_frame(h.path, h.pixel_offset, (h.rows, h.columns), h.native_dtype, h.bits_stored)  # type: ignore[arg-type]
+            except (OSError, ValueError, DecodeError) as exc:
+                raise DecodeError(
+                    f"could not read the pixels of file {number} of {len(headers)}"
+                    f"{_where(group)}: {exc}; the file may have changed since discovery "
+                    "or be truncated; run discovery again or re-export the series"
+                ) from None
+        return
+    compressed = any(h.compressed for h in headers)
+    if group.kind == "enhanced_ct":
+        paths = dict.fromkeys(f.path for f in ordered)
+        requests = [(p, [f.index for f in ordered if f.path == p]) for p in paths]
+    else:
+        requests = [(f.path, None) for f in ordered]
+    frames = decode_frames(requests, compressed=compressed, where=_where(group))  # type: ignore[arg-type]
+    if len(frames) != len(ordered):
+        raise DecodeError(
+            f"decoded {len(frames)} frames for {len(ordered)} images{_where(group)}; "
+            "the pixel data and header disagree"
+        )
+    yield from frames
+
+
 def load_ct(group: SeriesGroup, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> Volume:
     """Decode a CT series into a canonical HU :class:`Volume`.
 
@@ -281,27 +318,20 @@ def load_ct(group: SeriesGroup, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUD
         )
     by_path = {h.path: h for h in headers}
     ordered = [frames[i] for i in geometry.order]
-    compressed = any(h.compressed for h in headers)
-    if group.kind == "enhanced_ct":
-        requests = [(p, [f.index for f in ordered if f.path == p]) for p in dict.fromkeys(f.path for f in ordered)]
-    else:
-        requests = [(f.path, None) for f in ordered]
-    raw_frames = decode_frames(requests, compressed=compressed, where=_where(group))  # type: ignore[arg-type]
-    if len(raw_frames) != len(ordered):
-        raise DecodeError(
-            f"decoded {len(raw_frames)} frames for {len(ordered)} images{_where(group)}; "
-            "the pixel data and header disagree"
-        )
     array = np.empty((len(ordered), rows, columns), dtype=np.float32)
     padded: np.ndarray | None = None
-    for k, (frame, raw) in enumerate(zip(ordered, raw_frames)):
+    for k, (frame, raw) in enumerate(zip(ordered, _raw_frames(group, ordered, by_path))):
         if raw.shape != (rows, columns):
             raise DecodeError(
                 f"slice {k + 1} of {len(ordered)}{_where(group)} decoded to shape {raw.shape}, "
                 f"header says {rows} x {columns}; the file is damaged"
             )
-        np.multiply(raw, np.float32(frame.slope), out=array[k], casting="unsafe")
-        array[k] += np.float32(frame.intercept)
+        # float32 arithmetic on the stored integers: no int16 overflow for any slope.
+        if frame.slope == 1.0:
+            np.add(raw, np.float32(frame.intercept), out=array[k], casting="unsafe")
+        else:
+            np.multiply(raw, np.float32(frame.slope), out=array[k], casting="unsafe")
+            array[k] += np.float32(frame.intercept)
         pad = _padding_mask(raw, by_path[frame.path])
         if pad is not None and pad.any():
             if padded is None:

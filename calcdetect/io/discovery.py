@@ -82,6 +82,11 @@ _REFORMAT_WORDS = {
 _LOCALIZER_WORDS = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW", "SCANOGRAM"}
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _DEFLATE = "1.2.840.10008.1.2.1.99"
+_NATIVE_LE_IMPLICIT, _NATIVE_LE_EXPLICIT, _NATIVE_BE = (
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.2",
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class ImageHeader:
     frames: int
     samples: int
     bits_allocated: int
+    bits_stored: int | None
+    signed: bool
     photometric: str | None
     position: tuple[float, float, float] | None
     orientation: tuple[float, float, float, float, float, float] | None
@@ -110,7 +117,27 @@ class ImageHeader:
     series_uid: str | None = field(repr=False, default=None)
     frame_of_reference_uid: str | None = field(repr=False, default=None)
     pixel_bytes: int | None = None  # value length of defined-length pixel data
+    pixel_offset: int | None = None  # file offset of that value
     description: str = field(repr=False, default="")  # Series Description
+
+    @property
+    def native_dtype(self) -> np.dtype | None:
+        """numpy dtype for reading the pixel bytes directly, or None (use pydicom).
+
+        Only single-frame, single-sample, uncompressed little/big-endian images
+        whose Pixel Data length matches Rows x Columns qualify.
+        """
+        order = {_NATIVE_LE_IMPLICIT: "<", _NATIVE_LE_EXPLICIT: "<", _NATIVE_BE: ">"}.get(
+            self.transfer_syntax or ""
+        )
+        if order is None or self.pixel_offset is None or self.frames != 1 or self.samples != 1:
+            return None
+        if self.bits_allocated not in (8, 16, 32):
+            return None
+        size = self.bits_allocated // 8
+        if self.pixel_bytes not in (self.rows * self.columns * size, self.rows * self.columns * size + 1):
+            return None
+        return np.dtype(f"{order}{'i' if self.signed else 'u'}{size}")
 
     @property
     def compressed(self) -> bool:
@@ -191,27 +218,28 @@ def _float(value: object, default: float) -> float:
     return out if np.isfinite(out) else default
 
 
-def _peek_pixel_element(fp, file_size: int) -> tuple[bool, int | None, bool]:
-    """At the position where ``stop_before_pixels`` stopped: pixel tag, length, truncated."""
+def _peek_pixel_element(fp, file_size: int) -> tuple[bool, int | None, bool, int | None]:
+    """At the position where ``stop_before_pixels`` stopped: pixel tag, length,
+    truncated, and the byte offset of the value (for the uncompressed fast path)."""
     start = fp.tell()
     head = fp.read(12)
     if len(head) < 8:
-        return False, None, False
+        return False, None, False, None
     tag_le = int.from_bytes(head[0:2], "little") << 16 | int.from_bytes(head[2:4], "little")
     tag_be = int.from_bytes(head[0:2], "big") << 16 | int.from_bytes(head[2:4], "big")
     little = tag_le in _PIXEL_TAGS
     if not little and tag_be not in _PIXEL_TAGS:
-        return False, None, False
+        return False, None, False, None
     order = "little" if little else "big"
     if head[4:6].isalpha() and head[4:6].isupper():  # explicit VR: OB/OW/OF/OD + 2 reserved
         if len(head) < 12:
-            return True, None, True
+            return True, None, True, None
         length, offset = int.from_bytes(head[8:12], order), 12
     else:
         length, offset = int.from_bytes(head[4:8], order), 8
     if length == 0xFFFFFFFF:  # encapsulated: fragments are checked when decoded
-        return True, None, False
-    return True, length, start + offset + length > file_size
+        return True, None, False, None
+    return True, length, start + offset + length > file_size, start + offset
 
 
 def read_header(path: Path) -> ImageHeader:
@@ -248,15 +276,16 @@ def read_header(path: Path) -> ImageHeader:
                 fp.seek(0)
                 full = pydicom.dcmread(fp, force=True)
                 has_pixels = any(t in full for t in _PIXEL_TAGS)
-                pixel_bytes, truncated = None, False
+                pixel_bytes, truncated, pixel_offset = None, False, None
             else:
-                has_pixels, pixel_bytes, truncated = _peek_pixel_element(fp, size)
+                has_pixels, pixel_bytes, truncated, pixel_offset = _peek_pixel_element(fp, size)
             # Touch the values we use now, while the lenient flag is set.
             values = {
                 k: ds.get(k)
                 for k in (
                     "SOPClassUID", "Modality", "ImageType", "Rows", "Columns",
-                    "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+                    "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+                    "PixelRepresentation",
                     "PhotometricInterpretation", "ImagePositionPatient",
                     "ImageOrientationPatient", "PixelSpacing", "RescaleSlope",
                     "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
@@ -296,6 +325,8 @@ def read_header(path: Path) -> ImageHeader:
         frames=max(_int(values["NumberOfFrames"], 1) or 1, 1),
         samples=_int(values["SamplesPerPixel"], 1) or 1,
         bits_allocated=_int(values["BitsAllocated"], 16) or 16,
+        bits_stored=_int(values["BitsStored"], None),
+        signed=_int(values["PixelRepresentation"], 0) == 1,
         photometric=str(values["PhotometricInterpretation"] or "").strip().upper() or None,
         position=_floats(values["ImagePositionPatient"], 3),  # type: ignore[arg-type]
         orientation=_floats(values["ImageOrientationPatient"], 6),  # type: ignore[arg-type]
@@ -310,6 +341,7 @@ def read_header(path: Path) -> ImageHeader:
             str(values["FrameOfReferenceUID"]) if values["FrameOfReferenceUID"] else None
         ),
         pixel_bytes=pixel_bytes if has_pixels else 0,
+        pixel_offset=pixel_offset if has_pixels else None,
         description=str(values["SeriesDescription"] or "").strip(),
     )
 

@@ -436,13 +436,13 @@ def _column(canvas: Canvas, zlim: tuple[float, float], params: Callable[[np.ndar
         zz = g.z[k0:min(k0 + chunk, ks.stop)]
         cx, cy, ax, ay = (np.asarray(p, np.float32).reshape(-1) * np.ones(len(zz), np.float32)
                           for p in params(zz))
-        box = g.box((float((cx - ax).min()) - 1, float((cx + ax).max()) + 1),
-                    (float((cy - ay).min()) - 1, float((cy + ay).max()) + 1), (zz[0], zz[-1]))
+        _, js, is_ = g.box((float((cx - ax).min()) - 1, float((cx + ax).max()) + 1),
+                           (float((cy - ay).min()) - 1, float((cy + ay).max()) + 1), (zz[0], zz[-1]))
+        box = (slice(k0, k0 + len(zz)), js, is_)
         if Grid.empty(box):
             continue
         X, Y, Z = g.coords(box)
-        sel = slice(box[0].start - k0, box[0].stop - k0)
-        c = lambda a: a[sel][:, None, None]  # noqa: E731
+        c = lambda a: a[:, None, None]  # noqa: E731
         q = ((X - c(cx)) / c(ax)) ** 2 + ((Y - c(cy)) / c(ay)) ** 2
         mask = q <= 1.0
         if within is not None:

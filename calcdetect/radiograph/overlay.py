@@ -2,8 +2,9 @@
 
 Only calcdetect's own labels are drawn (levels, grades, the score and a "draft"
 line); nothing from the DICOM header (no name, ID, date or institution) ever
-reaches the picture. The image is down-sampled to at most ``MAX_SIDE`` pixels on
-its long side (a 2500 x 2000 RGB PNG is slow to write and no easier to read).
+reaches the picture. The image is resampled to square display pixels (a CT-derived radiograph has
+2 mm rows and 0.98 mm columns) and to at most ``MAX_SIDE`` pixels on its long
+side (a 2500 x 2000 RGB PNG is slow to write and no easier to read).
 """
 
 from __future__ import annotations
@@ -34,25 +35,33 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _grey(array: np.ndarray, scale: float) -> Image.Image:
+def _grey(array: np.ndarray, size: tuple[int, int]) -> Image.Image:
     a = np.asarray(array, np.float32)
     lo, hi = np.percentile(a, (0.5, 99.8))
     g = np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
     img = Image.fromarray((g * 255).astype(np.uint8))
-    if scale < 1:
-        img = img.resize((max(1, round(a.shape[1] * scale)), max(1, round(a.shape[0] * scale))), Image.BILINEAR)
+    if size != img.size:
+        img = img.resize(size, Image.BILINEAR)
     return img.convert("RGB")
+
+
+def _scales(shape: tuple[int, int], spacing: tuple[float, float] | None) -> tuple[float, float]:
+    """Row and column zoom so that display pixels are square and the long side fits."""
+    sr, sc = spacing or (1.0, 1.0)
+    target = max(min(sr, sc), max(shape[0] * sr, shape[1] * sc) / MAX_SIDE)
+    return sr / target, sc / target
 
 
 def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Image.Image:
     """The overlay as a Pillow image (see the module docstring)."""
     rows, cols = radiograph.array.shape
-    scale = min(1.0, MAX_SIDE / max(rows, cols))
-    img = _grey(radiograph.array, scale)
+    zr, zc = _scales((rows, cols), radiograph.pixel_spacing)
+    size = (max(1, round(cols * zc)), max(1, round(rows * zr)))
+    img = _grey(radiograph.array, size)
     # calcium first, so outlines stay visible on top
     if analysis.calcification_mask.any():
         m = Image.fromarray(analysis.calcification_mask.astype(np.uint8) * 255)
-        if scale < 1:
+        if m.size != img.size:
             m = m.resize(img.size, Image.BOX)
         mk = np.asarray(m) > 40
         arr = np.asarray(img).copy()
@@ -63,7 +72,7 @@ def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Imag
     lw = max(1, int(round(max(img.size) / 600)))
 
     def xy(points: np.ndarray) -> list[tuple[float, float]]:
-        return [(float(c) * scale, float(r) * scale) for r, c in points]
+        return [(float(c) * zc, float(r) * zr) for r, c in points]
 
     for v in analysis.vertebrae:
         pts = xy(np.asarray(v.corners_rc))

@@ -9,7 +9,8 @@ The method, in the order it runs:
    lordotic curve is followed. The anterior side is the side where the body outline
    extends further from the column (the abdomen is deeper than the back); when the
    outline is cut by the image edges on both sides the usual display (patient
-   facing left) is assumed and a warning says so. Images whose anterior side is on
+   facing left) is assumed and a warning says so. When the outline is cut,
+   the posterior elements decide (see ``_side_from_posterior_elements``). Images whose anterior side is on
    the right are mirrored internally and the results mapped back.
 2. **Straightening.** The image is resampled along the smoothed column path at
    ``STEP_MM`` (rows = arc length down the spine, columns = distance across it,
@@ -164,23 +165,32 @@ def _anterior_side(c: np.ndarray, cols: np.ndarray, depth_mm: float) -> tuple[st
     """
     w = c.shape[1]
     body = c > 0.25 * np.percentile(c, 95)
-    left, right = [], []
+    votes = []
     for r, col in enumerate(cols):
         line = body[r]
+        if not line[col]:
+            continue
         lo = col
         while lo > 0 and line[lo - 1]:
             lo -= 1
         hi = col
         while hi < w - 1 and line[hi + 1]:
             hi += 1
-        left.append(col - lo)
-        right.append(hi - col)
-    if len(left) < 5:
+        left, right = col - lo, hi - col
+        cut_l, cut_r = lo == 0, hi == w - 1
+        if cut_l and cut_r:
+            continue  # both sides run out of the image: no information
+        if (cut_l and left < right) or (cut_r and right < left):
+            continue  # the cut side is shorter so far: could be either
+        ratio = (left + 1) / (right + 1)
+        if max(ratio, 1 / ratio) >= 1.5:
+            votes.append(1 if ratio > 1 else -1)
+    if len(votes) < 5:
         return None, 0.0
-    ml, mr = float(np.median(left)), float(np.median(right))
-    if max(ml, mr) < 1.25 * min(ml, mr):
-        return None, 0.0
-    return ("left" if ml > mr else "right"), 0.0
+    agree = abs(float(np.mean(votes)))
+    if agree < 0.6:
+        return None, agree
+    return ("left" if np.mean(votes) > 0 else "right"), agree
 
 
 def _build_strip(image: np.ndarray, spacing: tuple[float, float], cols_c: np.ndarray, rows_c: np.ndarray,
@@ -363,10 +373,12 @@ def find_vertebrae(
     strip, valid, t_ant, t_post = _strip_and_edges(img, spacing, cols, rows, path_resp, flipped=False)
     side = anterior
     if side is None:
-        side = _side_from_posterior_elements(strip, valid, t_ant, t_post)
+        # the body outline first (the abdomen / chest is always deeper in front of the
+        # spine than the back behind it); the posterior elements when the outline is cut
+        good = path_resp > 0.3 * np.percentile(path_resp[np.isfinite(path_resp)], 90)
+        side, _ = _anterior_side(c[good], cols[good], 38.0)
         if side is None:
-            good = path_resp > 0.3 * np.percentile(path_resp[np.isfinite(path_resp)], 90)
-            side, _ = _anterior_side(c[good], cols[good], 38.0)
+            side = _side_from_posterior_elements(strip, valid, t_ant, t_post)
         if side is None:
             warnings.append(
                 "could not tell which side the patient faces (no clear posterior elements or body "

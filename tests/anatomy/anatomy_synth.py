@@ -153,8 +153,8 @@ def make_ct(*, n_lumbar: int = 5, ribs: bool = True, sacrum: bool = True, kidney
         zc = next((z1 for lv, z0, z1 in segs if lv == "L1"), None)
         if zc is not None:
             for side, name in ((1.0, "left"), (-1.0, "right")):
-                kc_i, kc_j = side * 75.0, vb_j + 10.0
-                kid = ((di - kc_i) / 28.0) ** 2 + ((dj - kc_j) / 22.0) ** 2 + ((kk - zc) / 50.0) ** 2 <= 1.0
+                kc_i, kc_j = side * 68.0, vb_j + 5.0
+                kid = ((di - kc_i) / 25.0) ** 2 + ((dj - kc_j) / 20.0) ** 2 + ((kk - zc) / 50.0) ** 2 <= 1.0
                 sinus = ((di - kc_i + side * 14.0) / 10.0) ** 2 + ((dj - kc_j) / 8.0) ** 2 + ((kk - zc) / 20.0) ** 2 <= 1.0
                 # open the sinus medially (hilum)
                 hilum = (np.abs(dj - kc_j) <= 6.0) & (np.abs(kk - zc) <= 12.0) & (side * (di - kc_i) < -12.0) & kid
