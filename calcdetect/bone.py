@@ -2,15 +2,20 @@
 
 Recipe (all radii are balls in mm on the anisotropic grid)
 ----------------------------------------------------------
-1. ``dense = HU >= bone_hu`` (200 HU: cortex and most cancellous bone).
-2. Closing (``close_mm``, 1 mm) joins cortex broken by noise or thin cortex,
-   only to find the holes of step 3; the closing's own bridge voxels are not
-   bone, so a plaque 1 mm off the bone never fuses with it.
-3. Per-slice hole filling of the closed mask, but only of holes whose mean HU is
-   at least ``marrow_min_hu`` (60 HU): the marrow of vertebral bodies and ribs is
-   filled (also osteoporotic marrow between the calcium and the bone threshold),
-   the spinal canal (CSF ~ 0-20 HU) and fat are not, so ligamentum-flavum
-   calcification on the canal's wall stays outside bone. ``filled = dense | holes``.
+1. ``dense = HU >= bone_hu`` (130 HU, the calcium threshold: cortex and most
+   cancellous bone; ``find_candidates`` passes the kVp / contrast-adapted
+   calcium threshold, so contrast-filled vessels do not become "bone").
+2. Closing (``close_mm``, 1 mm, at least one pixel) closes cortical rings broken
+   by noise, only to find the marrow holes of step 3: the closing's own voxels
+   are not bone, so its bridges through partial-volume tissue to a
+   calcification one pixel off the bone do not fuse the two.
+3. Per-slice hole filling (of the closed mask for marrow inside cortical rings,
+   of the dense mask for noise pits), only of holes whose mean HU is at least
+   ``marrow_min_hu`` (60 HU): marrow, also osteoporotic marrow below the
+   threshold, is filled; the spinal canal (CSF ~ 0-20 HU) and fat are not, so
+   ligamentum-flavum calcification in the canal stays outside bone. Marrow of a
+   bone cut by the field of view (open to the image border) is filled when the
+   region is at most ``border_hole_max_mm2`` (25 cm2) in the slice.
 4. Opening (``open_mm``, 1.5 mm) strips what is thinner than ~3 mm from bone:
    an aortic plaque or a calcified ligament fused to the bone by the threshold is
    cut off here and so keeps its identity as a candidate. Laminae and ribs
@@ -20,17 +25,26 @@ Recipe (all radii are balls in mm on the anisotropic grid)
 6. Voxels of ``exclude_mask`` (e.g. the contrast-filled aortic lumen, which hole
    filling would otherwise take for marrow inside a calcified ring) are removed.
 
-The candidate stage then excludes bone dilated by a ~1 mm cortical margin
-(partial volume of the cortex), so a plaque touching bone loses only its ~1 mm
-contact layer and survives; see :mod:`calcdetect.candidates`.
+The candidate stage then excludes bone dilated by a cortical margin (1 mm, at
+least one pixel: the cortex's partial-volume halo), so a plaque touching bone
+loses only its contact layer and survives; see :mod:`calcdetect.candidates`.
 
-Known limitations: calcifications thicker than ~3 mm (at 0.8 mm pixels: 3 voxels) *and* fused to bone are
-absorbed into it (bulky osteophyte-like plaque); a calculus larger than
-``min_volume_mm3`` and thicker than the opening (a large staghorn) is taken for
-bone; thin bony tips (spinous processes, osteophytes) stripped by the opening can
-appear as candidates next to the bone (``Candidates.bone_adjacent`` lists them
-for the classifier). An external skeleton mask (e.g. TotalSegmentator) can be
-passed to ``find_candidates`` instead.
+Known limitations (shape and HU cannot do better; the anatomy can):
+
+* A calcification fused to the bone and broad or thick enough to hold the
+  opening ball (a plaque lying flat on the cortex, a nodule in a concave corner
+  of the lamina) becomes bone. ``find_candidates(..., protect_mask=...)`` with
+  the aortic / iliac wall or the ligamentum-flavum zone from the anatomy stage
+  keeps such calcifications.
+* A calculus larger than ``min_volume_mm3`` and thicker than the opening (a
+  large staghorn) is taken for bone.
+* Thin bony tips stripped by the opening (spinous processes, osteophytes,
+  endplate rims) can appear as small candidates next to the bone;
+  ``Candidates.bone_adjacent`` lists them for the classifier.
+* Hole filling is per axial slice: marrow that is open to soft tissue in a slice
+  (a cortex gap wider than the closing) stays out of the mask there. A soft-tissue
+  region of >= 60 HU mean (liver, muscle at the high end of normal) boxed in by
+  bone and the image border would be filled.
 """
 
 from __future__ import annotations
@@ -41,7 +55,13 @@ from typing import Any
 import cc3d
 import numpy as np
 
-from calcdetect.candidates._voxel import bbox_of, dilate, erode, fill_holes_per_slice
+from calcdetect.candidates._voxel import (
+    bbox_of,
+    dilate,
+    erode,
+    fill_holes_per_slice,
+    label_per_slice,
+)
 from calcdetect.device import Device
 
 __all__ = ["BoneSettings", "segment_bone"]
@@ -51,11 +71,12 @@ __all__ = ["BoneSettings", "segment_bone"]
 class BoneSettings:
     """Parameters of :func:`segment_bone` (see the module docstring)."""
 
-    bone_hu: float = 200.0
+    bone_hu: float = 130.0
     close_mm: float = 1.0
     open_mm: float = 1.5
     marrow_min_hu: float = 60.0
     min_volume_mm3: float = 1500.0
+    border_hole_max_mm2: float = 2500.0
 
     def __post_init__(self) -> None:
         for name in ("close_mm", "open_mm", "min_volume_mm3"):
@@ -109,7 +130,10 @@ def segment_bone(
     dense_np = array >= settings.bone_hu
     # Everything happens inside the bounding box of dense voxels, grown by the
     # closing radius; this is what keeps the morphology affordable on CPU.
-    pad = tuple(int(np.ceil(settings.close_mm / s)) + 1 for s in spacing)
+    # The closing is at least one pixel in-plane: at coarse pixels (> close_mm) a
+    # cortical ring broken by one noisy pixel must still close.
+    close_mm = max(settings.close_mm, float(spacing[1]), float(spacing[2]))
+    pad = tuple(int(np.ceil(close_mm / s)) + 1 for s in spacing)
     bb = bbox_of(dense_np, pad)  # type: ignore[arg-type]
     if bb is None:
         return out
@@ -119,17 +143,24 @@ def segment_bone(
 
         hu_t = torch.as_tensor(np.ascontiguousarray(sub_hu), device=tdev)
         dense = hu_t >= settings.bone_hu
-        closed = erode(dilate(dense, spacing, settings.close_mm), spacing, settings.close_mm)
+        closed = erode(dilate(dense, spacing, close_mm), spacing, close_mm)
         closed_np = closed.cpu().numpy()
     else:
         dense = dense_np[bb]
-        closed_np = erode(dilate(dense, spacing, settings.close_mm), spacing, settings.close_mm)
-    # Hole filling needs connected components: CPU (cc3d) on both paths. The
-    # closing only serves to close cortical rings for the filling; its own bridge
-    # voxels are not bone, so a plaque 1 mm off the bone is never fused to it.
+        closed_np = erode(dilate(dense, spacing, close_mm), spacing, close_mm)
+    # Hole filling needs connected components: CPU (cc3d) on both paths. Large
+    # marrow holes are found in the closed mask (cortical rings with small gaps),
+    # noise pits in the dense mask itself. The closing's own voxels are not bone,
+    # so its bridges to a calcification 1 px off the bone do not fuse the two.
     dense_sub = dense_np[bb]
-    holes = fill_holes_per_slice(closed_np, sub_hu, settings.marrow_min_hu) & ~closed_np
-    filled_np = dense_sub | holes
+    # Marrow open to the field-of-view edge (a bone cut by the FOV) counts too,
+    # up to border_hole_max_mm2 per region and slice (soft tissue there is
+    # larger, and below the marrow HU anyway).
+    border_px = int(settings.border_hole_max_mm2 / (spacing[1] * spacing[2]))
+    holes_big = fill_holes_per_slice(closed_np, sub_hu, settings.marrow_min_hu,
+                                     border_max_px=border_px) & ~closed_np
+    holes_pits = _enclosed_pits(closed_np, dense_sub, sub_hu, settings.marrow_min_hu)
+    filled_np = dense_sub | holes_big | holes_pits
     if tdev is not None:
         filled = torch.as_tensor(filled_np, device=tdev)
         opened_np = dilate(erode(filled, spacing, settings.open_mm), spacing,
@@ -151,6 +182,38 @@ def segment_bone(
     out[bb] = keep
     if exclude_mask is not None:
         out &= ~exclude_mask.astype(bool)
+    return out
+
+
+def _enclosed_pits(closed: np.ndarray, dense: np.ndarray, hu: np.ndarray,
+                   min_mean_hu: float) -> np.ndarray:
+    """Voxels the closing added that are enclosed by dense bone in their slice.
+
+    Equivalent to the holes of ``dense`` inside ``closed``, but computed on the
+    (sparse) added voxels: a 4-connected in-plane group of them is a pit when no
+    member has an in-plane neighbour outside ``closed`` (or outside the array),
+    and its mean HU is marrow-like.
+    """
+    added = closed & ~dense
+    out = np.zeros_like(added)
+    idx = np.flatnonzero(added)
+    if idx.size == 0:
+        return out
+    lab, n = label_per_slice(added, connectivity=4)
+    ids = lab.reshape(-1)[idx].astype(np.int64)
+    k, j, i = np.unravel_index(idx, added.shape)
+    leaks = np.zeros(n + 1, dtype=bool)
+    for axis, coord in ((1, j), (2, i)):
+        for d in (-1, 1):
+            moved = coord + d
+            inside = (moved >= 0) & (moved < added.shape[axis])
+            nb = (k, np.where(inside, moved, 0), i) if axis == 1 else (k, j, np.where(inside, moved, 0))
+            leaks[ids[~inside | ~closed[nb]]] = True
+    mean = np.bincount(ids, weights=hu.reshape(-1)[idx] if hu.flags.c_contiguous
+                       else hu[np.unravel_index(idx, hu.shape)], minlength=n + 1)
+    mean /= np.maximum(np.bincount(ids, minlength=n + 1), 1)
+    good = ~leaks & (mean >= min_mean_hu)
+    out.reshape(-1)[idx[good[ids]]] = True
     return out
 
 

@@ -12,9 +12,10 @@ Placement, in order:
 
 Look-alikes are tested before vascular / renal placement, so that they are never
 called atherosclerotic or renal: a lesion mostly in bone is ``bone``; a small
-round calcification with a central lucency in the pelvis, not centred in an
-artery, is a ``phlebolith``; an anterior lateral calcification at rib levels is
-``costal cartilage``.
+(<= 8 mm) round calcification in the pelvis (below the aortic bifurcation)
+outside the arteries is a ``phlebolith`` -- one with a central lucency even when
+it touches an artery's margin with less than half its voxels; an anterior
+lateral calcification above the renal level is ``costal cartilage``.
 
 Aortic segments: ``thoracic`` above the T12 body's centre (the aortic hiatus);
 ``suprarenal`` / ``infrarenal`` split at the renal arteries, taken as the level of
@@ -52,6 +53,7 @@ class ClassifySettings:
     punctate_mm: float = 3.0
     elongated: float = 0.6
     curvature: float = 0.15  # max off-axis deviation / length above which linear bends
+    thin_ratio: float = 0.015  # volume / max_diameter^3 below which a lesion is line-like
     metal_hu: float = 3000.0
     phlebolith_max_mm: float = 8.0
 
@@ -169,14 +171,19 @@ def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> 
 
 def morphology_of(les: Lesion, spacing: tuple[float, float, float], s: ClassifySettings | None = None) -> Morphology:
     """Ring (central lucency), punctate (< 3 mm), linear / curvilinear
-    (elongation > 0.6; curvilinear when the voxels bend away from their main
-    axis by more than 15 % of its length), else plaque."""
+    (elongation > 0.6, or volume / max_diameter^3 < 0.015 for thin bent lines;
+    curvilinear when the voxels bend away from their main axis by more than
+    15 % of its length), else plaque."""
     s = s or ClassifySettings()
     if les.central_lucency:
         return Morphology.RING
     if les.max_diameter_mm < s.punctate_mm:
         return Morphology.PUNCTATE
-    if les.elongation > s.elongated:
+    # Line-like: elongated, or thin for its length (a bent line such as an arc
+    # along a vessel wall is not "elongated" by principal axes, but its volume
+    # is tiny next to the cube of its length: ~(thickness / length)^2).
+    thin = les.max_diameter_mm >= 5.0 and les.volume_mm3 / les.max_diameter_mm**3 < s.thin_ratio
+    if les.elongation > s.elongated or thin:
         pts = np.argwhere(les.mask) * np.asarray(spacing, dtype=float)
         if len(pts) >= 3:
             c = pts - pts.mean(axis=0)
@@ -254,8 +261,10 @@ def _other_kind(ctx: _Context, les: Lesion, idx: np.ndarray, counts: dict[int, i
         return Kind.BOWEL, 0.6
     in_pelvis = ctx.pelvis_k is not None and k_mean < ctx.pelvis_k
     round_ = les.elongation < 0.4
-    if les.central_lucency and round_ and les.max_diameter_mm <= s.phlebolith_max_mm and in_pelvis:
-        return Kind.PHLEBOLITH, 0.7
+    if round_ and les.max_diameter_mm <= s.phlebolith_max_mm and in_pelvis:
+        # Small, round, in the pelvis and outside the arteries: a phlebolith;
+        # the central lucency, when resolved, makes it near certain.
+        return Kind.PHLEBOLITH, 0.7 if les.central_lucency else 0.5
     if _costal_position(ctx, les, idx):
         return Kind.COSTAL_CARTILAGE, 0.5
     return Kind.UNKNOWN, 0.3
@@ -307,7 +316,8 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
     lf = structure("ligamentum_flavum_zone").label
     if best is None or other_kind in (Kind.METAL,) or (bone_frac > 0.5 and (best.label != lf)):
         return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
-    if best.region in (Region.AORTA, Region.ILIAC) and other_kind is Kind.PHLEBOLITH and conf < 0.5:
+    if (best.region in (Region.AORTA, Region.ILIAC) and other_kind is Kind.PHLEBOLITH
+            and les.central_lucency and conf < 0.5):
         return _finding(n, les, Region.OTHER, Kind.PHLEBOLITH, morph, other_conf * size, level=level)
 
     conf *= size

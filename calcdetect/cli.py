@@ -156,12 +156,9 @@ def phantom_radiograph(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing study folder.")] = False,
 ) -> None:
     """A digitally reconstructed lateral lumbar radiograph with AAC-24 truth."""
-    from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
-    from calcdetect.phantoms.radiograph import RadiographSettings, generate_lateral_radiograph, write_radiograph_phantom
+    from calcdetect.phantoms.radiograph import cli_phantom_radiograph
 
-    ct = _phantom_errors(generate_ct_phantom, CTPhantomSettings(seed=seed, fov=("T11", "S1"), noise_sigma_hu=10.0))
-    ph = _phantom_errors(generate_lateral_radiograph, ct, RadiographSettings(seed=seed, obesity_fat_mm=obesity_mm))
-    path = _phantom_errors(write_radiograph_phantom, ph, output, overwrite=overwrite)
+    path = _phantom_errors(cli_phantom_radiograph, output, seed, overwrite=overwrite, obesity_fat_mm=obesity_mm)
     out.print(f"radiograph phantom (seed {seed}) -> {path}/dicom, truth in {path}/truth")
 
 
@@ -179,10 +176,41 @@ def evaluate(
         result = evaluate_dirs(pred_dir, truth_dir)
     except CalcdetectError as exc:
         raise _fail(str(exc), EXIT_BAD_ARGUMENTS) from None
-    out.print(result.table())
+    out.print(result.table(), markup=False, highlight=False)
     if json_path:
         atomic_write_json(json_path, result.to_dict())
         out.print(f"metrics: {json_path}")
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Argument(metavar="[CONFIG.yaml]", help="Training recipe (default: configs/train.yaml).")] = None,
+    data: Annotated[list[str], typer.Option("--data", help="KIND=PATH, repeatable; KIND: totalsegmentator, nnunet, dicomseg, phantom (PATH = seeds, e.g. 0-19).")] = [],  # noqa: B006
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoints, metrics CSV, model.safetensors + card.")] = Path("runs/train"),
+    epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Train the anatomy network; the result can be passed to `calcdetect run --model`."""
+    _setup_logging(verbose)
+    from calcdetect.device import resolve_device
+    from calcdetect.training import TrainConfig, train as train_model
+
+    default = Path(__file__).resolve().parent.parent / "configs" / "train.yaml"
+    pairs = []
+    for item in data:
+        kind, sep, path = item.partition("=")
+        if not sep or not kind or not path:
+            raise _fail(f"--data {item!r} must look like KIND=PATH (e.g. --data nnunet=/data/Dataset042)", EXIT_BAD_ARGUMENTS)
+        pairs.append((kind.strip(), Path(path) if kind.strip() != "phantom" else path))
+    try:
+        resolved = resolve_device(device)
+        recipe = TrainConfig.from_yaml(config or default)
+        result = train_model(recipe, pairs, output, resolved, epochs=epochs, resume=resume)
+    except CalcdetectError as exc:
+        raise _fail(str(exc), EXIT_BAD_ARGUMENTS) from None
+    out.print(f"trained {result.epochs_completed} epoch(s): model {result.model_path}, card {result.card_path}")
 
 
 def main() -> None:

@@ -9,10 +9,12 @@ Pairing studies
 ---------------
 A truth study is paired with the predicted series whose
 ``findings.json["input"]["series_uid_hash"]`` equals the truth's
-``series_uid_hash``. When there is exactly one truth study and one predicted series
-they are paired regardless. A truth study without a prediction counts all of its
-lesions as missed (and says so in ``warnings``); a prediction without truth is
-ignored (also with a warning).
+``series_uid_hash`` (when truth.json lacks it, the hash of the
+SeriesInstanceUID of the study's first file under ``DIR/dicom/``). When there
+is exactly one truth study and one predicted series they are paired regardless.
+A truth study without a prediction counts all of its lesions as missed (and
+says so in ``warnings``); a prediction without truth is ignored (also with a
+warning).
 
 Matching lesions
 ----------------
@@ -34,8 +36,13 @@ Metrics
 -------
 * **Targets** are truth lesions with ``region != "other"``; **distractors** those
   with ``region == "other"`` (phleboliths, costal cartilage, lymph nodes, bowel,
-  metal, contrast). A target counts as detected when any prediction is matched to
-  it (its region label is scored separately by region accuracy).
+  metal, contrast), except **calibration inserts** (``CALIBRATION_KINDS``, the
+  QRM phantom's), which are only counted as detected and measured. A target
+  counts as detected when any prediction is matched to it (its region label is
+  scored separately by region accuracy); ``sensitivity_right_region`` also
+  requires the predicted region to be the truth's.
+* Sensitivity is pooled, and split by region, by truth volume (``SIZE_BINS_MM3``)
+  and by truth ``kind`` (atherosclerotic, stone, nephrocalcinosis, ligament ...).
 * **False positives** are predicted findings with a reportable region (not
   ``"other"``) that match nothing or match a distractor.
 * **Distractors mislabelled**: distractors matched to a prediction whose region is
@@ -46,14 +53,20 @@ Metrics
   spans L2..L4, a disc ``"L3-L4"`` spans L3..L4) are at most one level apart.
   Targets without a truth level are left out of the level accuracy.
 * Measurement errors (volume, Agatston, mass) are signed and absolute percentage
-  errors ``100 x (pred - truth) / truth`` over matched targets (all matched lesions
-  for QRM studies, whose inserts are the point) whose truth value is present and
-  positive.
+  errors ``100 x (pred - truth) / truth`` over matched targets and calibration
+  inserts whose truth value is present and positive.
 * AAC-24 (radiograph studies): ICC(2,1) of Shrout & Fleiss (1979), two-way random
   effects, absolute agreement, single rater, between truth and predicted totals;
-  mean absolute error; exact agreement of the severity group (``AAC24_GROUPS``).
+  mean absolute and mean signed error; exact agreement of the severity group
+  (``AAC24_GROUPS``); exact agreement and MAE of the per-wall grades where both
+  sides report ``segments``. ICC(2,1) rather than ICC(3,1) because a systematic
+  offset of the predictor is a disagreement, not a nuisance.
   Lesion-level matching is not done for radiograph studies: their truth lesions
   live on the detector plane and their predictions carry no CT centroids.
+* Vertebral bodies (radiograph studies, when findings.json has ``vertebrae``
+  ``[{"level", "corners_rc"}]``): predicted bodies are matched to the truth's
+  T12-L5 by corner centroid (Hungarian, within ``VERTEBRA_MATCH_MM`` in the
+  patient plane); detection rate, level accuracy and mean corner error (mm).
 """
 
 from __future__ import annotations
@@ -72,12 +85,15 @@ from scipy.optimize import linear_sum_assignment
 from calcdetect.anatomy.regions import VERTEBRA_LEVELS, Region
 from calcdetect.errors import InputError
 from calcdetect.export.atomic import atomic_write_json
+from calcdetect.ids import hash_uid
 
 __all__ = [
     "TRUTH_SCHEMA",
+    "CALIBRATION_KINDS",
     "SIZE_BINS_MM3",
     "AAC24_GROUPS",
     "MIN_MATCH_DISTANCE_MM",
+    "VERTEBRA_MATCH_MM",
     "EvaluationReport",
     "evaluate",
     "icc_2_1",
@@ -87,6 +103,8 @@ __all__ = [
 
 TRUTH_SCHEMA = "calcdetect-truth/1"
 TRUTH_KINDS = ("ct", "radiograph", "qrm")
+# Truth kinds with region "other" that are measured, not avoided (QRM calcium inserts).
+CALIBRATION_KINDS = ("calibration_insert",)
 
 # Size bins for sensitivity, on the truth volume in mm3: (label, low, high), half-open.
 SIZE_BINS_MM3: tuple[tuple[str, float, float], ...] = (
@@ -125,6 +143,8 @@ class _TruthStudy:
     lesions: tuple[dict[str, Any], ...]
     aac24: dict[str, Any] | None
     mask_path: Path | None
+    vertebrae: dict[str, Any] | None = None  # radiograph: level -> {"corners_px": {...}}
+    patient_mm_per_px: float | None = None  # radiograph: imager spacing / magnification
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,7 @@ class _PredSeries:
     findings: tuple[dict[str, Any], ...]
     aac24: dict[str, Any] | None
     mask_path: Path | None
+    vertebrae: tuple[dict[str, Any], ...] = ()  # radiograph: [{"level", "corners_rc"}]
 
 
 def _read_json(path: Path) -> Any:
@@ -162,6 +183,28 @@ def _check_aac24(value: Any, where: str) -> None:
     total = value.get("total") if isinstance(value, dict) else None
     if not isinstance(total, (int, float)) or not 0 <= total <= 24:
         raise InputError(f"{where}: 'aac24' must be an object with a 'total' between 0 and 24, got {value!r}")
+
+
+def _series_hash_from_dicom(dicom_dir: Path) -> str | None:
+    """``hash_uid(SeriesInstanceUID)`` of the study's first DICOM file, if there is one.
+
+    Lets truth written without ``series_uid_hash`` still pair with its prediction.
+    """
+    if not dicom_dir.is_dir():
+        return None
+    import pydicom  # only needed for this fallback
+
+    for path in sorted(dicom_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        except Exception:  # not DICOM (or unreadable): try the next file
+            continue
+        uid = ds.get("SeriesInstanceUID")
+        if uid:
+            return hash_uid(str(uid))
+    return None
 
 
 def _load_truth(study_dir: Path) -> _TruthStudy:
@@ -194,11 +237,23 @@ def _load_truth(study_dir: Path) -> _TruthStudy:
     return _TruthStudy(
         path=study_dir,
         kind=kind,
-        series_uid_hash=doc.get("series_uid_hash"),
+        series_uid_hash=doc.get("series_uid_hash") or _series_hash_from_dicom(study_dir / "dicom"),
         lesions=tuple(lesions),
         aac24=doc.get("aac24"),
         mask_path=mask if mask.is_file() else None,
+        vertebrae=doc.get("vertebrae") if isinstance(doc.get("vertebrae"), dict) else None,
+        patient_mm_per_px=_patient_mm_per_px(doc.get("image")),
     )
+
+
+def _patient_mm_per_px(image: Any) -> float | None:
+    """Patient-plane mm per pixel of a radiograph truth's ``image`` block."""
+    if not isinstance(image, dict):
+        return None
+    try:
+        return float(image["imager_pixel_spacing_mm"][0]) / float(image.get("magnification") or 1.0)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _load_prediction(series_dir: Path) -> _PredSeries:
@@ -233,6 +288,7 @@ def _load_prediction(series_dir: Path) -> _PredSeries:
         findings=tuple(doc["findings"]),
         aac24=doc.get("aac24"),
         mask_path=mask if mask.is_file() else None,
+        vertebrae=tuple(v for v in (doc.get("vertebrae") or []) if isinstance(v, dict)),
     )
 
 
@@ -343,9 +399,13 @@ def _load_label_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         img = nib.load(str(path))
-        return np.asarray(img.dataobj).astype(np.int64), np.asarray(img.affine)
+        data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises several unrelated types
         raise InputError(f"{path}: cannot read the label volume ({exc})") from None
+    if not np.issubdtype(data.dtype, np.integer):
+        data = np.rint(data).astype(np.int32)  # labels saved as float: round, keep it small
+    # Keep the stored integer type: a 512 x 512 x 400 volume is 100 M voxels.
+    return data, np.asarray(img.affine)
 
 
 def _match_by_mask(
@@ -366,7 +426,7 @@ def _match_by_mask(
     if not truth or not pred:
         return []
     both = (t_lab > 0) & (p_lab > 0)
-    t_vals, p_vals = t_lab[both], p_lab[both]
+    t_vals, p_vals = t_lab[both].astype(np.int64), p_lab[both].astype(np.int64)
     pairs, counts = np.unique(np.stack([t_vals, p_vals]), axis=1, return_counts=True)
     overlap_by_label = {(int(a), int(b)): int(c) for (a, b), c in zip(pairs.T, counts)}
     t_ids = [int(t["id"]) if str(t["id"]).lstrip("-").isdigit() else None for t in truth]
@@ -488,6 +548,8 @@ class _Tally:
     n_scans: int = 0
     sens_region: _Counter = field(default_factory=_Counter)
     sens_size: _Counter = field(default_factory=_Counter)
+    sens_right_region: _Counter = field(default_factory=_Counter)
+    sens_kind: _Counter = field(default_factory=_Counter)
     region_acc: _Counter = field(default_factory=_Counter)
     side_acc: _Counter = field(default_factory=_Counter)
     level_exact: _Counter = field(default_factory=_Counter)
@@ -502,6 +564,11 @@ class _Tally:
     aac_truth: list[float] = field(default_factory=list)
     aac_pred: list[float] = field(default_factory=list)
     aac_wall_pairs: list[tuple[int, int]] = field(default_factory=list)
+    vert_found: int = 0
+    vert_total: int = 0
+    vert_level_correct: int = 0
+    vert_corner_errors_mm: list[float] = field(default_factory=list)
+    inserts: _Counter = field(default_factory=_Counter)
     per_study: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -524,21 +591,27 @@ def _score_lesions(
     row = {"study": str(truth.path), "prediction": str(pred.path) if pred else None,
            "kind": truth.kind, "match_method": method, "targets": 0, "detected": 0,
            "false_positives": 0, "distractors": 0, "distractors_mislabelled": 0}
+    roles = [_role(les) for les in t_les]
     for r, les in enumerate(t_les):
         fnd = p_fnd[t_to_p[r]] if r in t_to_p else None
-        if les["region"] == _OTHER:
+        if roles[r] == "calibration":
+            tally.inserts.add("calibration inserts", fnd is not None)
+            if fnd is not None:
+                _add_errors(les, fnd, tally)
+            continue
+        if roles[r] == "distractor":
             row["distractors"] += 1
             tally.distractors += 1
             if fnd is not None and fnd["region"] != _OTHER:
                 row["distractors_mislabelled"] += 1
                 tally.distractors_mislabelled += 1
-            if fnd is not None and truth.kind == "qrm":
-                _add_errors(les, fnd, tally)
             continue
         row["targets"] += 1
         row["detected"] += int(fnd is not None)
         tally.sens_region.add(les["region"], fnd is not None)
         tally.sens_size.add(_size_bin(les.get("volume_mm3")), fnd is not None)
+        tally.sens_right_region.add(les["region"], fnd is not None and fnd["region"] == les["region"])
+        tally.sens_kind.add(str(les.get("kind") or "unknown"), fnd is not None)
         if fnd is None:
             continue
         tally.region_acc.add(les["region"], fnd["region"] == les["region"])
@@ -553,7 +626,7 @@ def _score_lesions(
             continue
         if c not in p_matched:
             tally.fp_unmatched += 1
-        elif t_les[p_matched[c]]["region"] == _OTHER:
+        elif roles[p_matched[c]] == "distractor":
             tally.fp_on_distractor += 1
         else:
             continue
@@ -561,6 +634,13 @@ def _score_lesions(
         tally.fp_by_region[fnd["region"]] = tally.fp_by_region.get(fnd["region"], 0) + 1
     tally.false_positives += row["false_positives"]
     return row
+
+
+def _role(les: Mapping[str, Any]) -> str:
+    """``"target"`` (region not other), ``"calibration"`` (a QRM insert) or ``"distractor"``."""
+    if les["region"] != _OTHER:
+        return "target"
+    return "calibration" if les.get("kind") in CALIBRATION_KINDS else "distractor"
 
 
 def _add_errors(les: Mapping[str, Any], fnd: Mapping[str, Any], tally: _Tally) -> None:
@@ -581,7 +661,9 @@ class EvaluationReport:
     n_scans_scored: int
     sensitivity_by_region: dict[str, dict[str, Any]]
     sensitivity_by_size: dict[str, dict[str, Any]]
+    sensitivity_by_kind: dict[str, dict[str, Any]]
     sensitivity_overall: float | None
+    sensitivity_right_region: float | None
     false_positives: int
     false_positives_per_scan: float | None
     false_positives_unmatched: int
@@ -596,7 +678,9 @@ class EvaluationReport:
     distractors_mislabelled: int
     distractor_mislabel_rate: float | None
     measurement_error_pct: dict[str, dict[str, Any]]
+    calibration_inserts_detected: dict[str, Any] | None
     aac24: dict[str, Any] | None
+    vertebrae: dict[str, Any] | None
     per_study: tuple[dict[str, Any], ...]
     warnings: tuple[str, ...] = ()
 
@@ -608,19 +692,14 @@ class EvaluationReport:
             out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
-    def write_json(self, path: str | Path) -> Path:
-        """Write ``to_dict()`` atomically to ``path`` (the CLI's ``--json FILE``)."""
-        return atomic_write_json(path, self.to_dict())
-
-    def table(self) -> str:
-        """A plain-text table of the headline metrics."""
-        rows: list[tuple[str, str]] = [
-            ("studies (scored for lesions)", f"{self.n_studies} ({self.n_scans_scored})"),
-            ("sensitivity, all targets", _fmt(self.sensitivity_overall)),
-        ]
+    def _lesion_rows(self) -> list[tuple[str, str]]:
+        rows = [("sensitivity, all targets", _fmt(self.sensitivity_overall)),
+                ("  found and in the right region", _fmt(self.sensitivity_right_region))]
         for name, d in self.sensitivity_by_region.items():
             rows.append((f"  sensitivity {name}", _fmt_count(d)))
         for name, d in self.sensitivity_by_size.items():
+            rows.append((f"  sensitivity {name}", _fmt_count(d)))
+        for name, d in self.sensitivity_by_kind.items():
             rows.append((f"  sensitivity {name}", _fmt_count(d)))
         rows += [
             ("false positives per scan", _fmt(self.false_positives_per_scan, pct=False)),
@@ -633,6 +712,21 @@ class EvaluationReport:
             ("distractors mislabelled",
              f"{self.distractors_mislabelled}/{self.distractors} ({_fmt(self.distractor_mislabel_rate)})"),
         ]
+        if self.calibration_inserts_detected is not None:
+            rows.append(("calibration inserts detected", _fmt_count(self.calibration_inserts_detected)))
+        return rows
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write ``to_dict()`` atomically to ``path`` (the CLI's ``--json FILE``)."""
+        return atomic_write_json(path, self.to_dict())
+
+    def table(self) -> str:
+        """A plain-text table of the headline metrics (lesion rows only when CT was scored)."""
+        rows: list[tuple[str, str]] = [
+            ("studies (scored for lesions)", f"{self.n_studies} ({self.n_scans_scored})"),
+        ]
+        if self.n_scans_scored:
+            rows += self._lesion_rows()
         for name, d in self.measurement_error_pct.items():
             if d["n"]:
                 rows.append((f"{name} error % (signed / abs, n)",
@@ -645,7 +739,16 @@ class EvaluationReport:
                 ("AAC-24 ICC(2,1)", icc),
                 ("AAC-24 MAE", f"{a['mae']:.2f}"),
                 ("AAC-24 group agreement", _fmt(a["group_agreement"])),
-                ("AAC-24 wall grades exact (n)", f"{_fmt(a['wall_grade_exact_agreement'])} ({a['wall_grades_n']})"),
+                ("AAC-24 wall grades exact (n)",
+                 f"{_fmt(a['wall_grade_exact_agreement'])} ({a['wall_grades_n']})"),
+            ]
+        if self.vertebrae is not None:
+            v = self.vertebrae
+            err = "n/a" if v["corner_error_mm_mean"] is None else f"{v['corner_error_mm_mean']:.1f}"
+            rows += [
+                ("vertebral bodies found", f"{v['found']}/{v['truth_bodies']} ({_fmt(v['detection_rate'])})"),
+                ("vertebral level accuracy", _fmt(v["level_accuracy"])),
+                ("vertebral corner error mm (mean)", err),
             ]
         width = max(len(r[0]) for r in rows)
         lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  {'-' * 20}"]
@@ -661,7 +764,9 @@ def _fmt(value: float | None, pct: bool = True) -> str:
     return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
 
 
-def _fmt_count(d: Mapping[str, Any]) -> str:
+def _fmt_count(d: Mapping[str, Any] | None) -> str:
+    if d is None:
+        return "n/a"
     return f"{_fmt(d['rate'])} ({d['hits']}/{d['total']})"
 
 
@@ -691,6 +796,64 @@ def _wall_pairs(truth: Mapping[str, Any], pred: Mapping[str, Any]) -> list[tuple
     return out
 
 
+# Predicted corners_rc order (calcdetect.radiograph): SA, SP, IP, IA.
+_CORNER_ORDER = ("anterior_superior", "posterior_superior", "posterior_inferior", "anterior_inferior")
+# A predicted body matches a truth body when their corner centroids are this close.
+VERTEBRA_MATCH_MM = 15.0
+
+
+def _score_vertebrae(truth: _TruthStudy, pred: _PredSeries | None, tally: _Tally, row: dict[str, Any]) -> None:
+    """Match predicted vertebral bodies to the truth's by corner centroid; add corner errors.
+
+    Distances are in patient-plane mm (pixels x imager spacing / magnification).
+    A matched body's level counts as correct when the predicted level equals the
+    truth's; its corner error is the mean distance of the four corresponding corners.
+    """
+    if not truth.vertebrae or truth.patient_mm_per_px is None:
+        return
+    names = sorted(truth.vertebrae)
+    t_corners = np.array([[truth.vertebrae[n]["corners_px"][c] for c in _CORNER_ORDER] for n in names], float)
+    tally.vert_total += len(names)
+    row["vertebrae_truth"] = len(names)
+    preds = [v for v in (pred.vertebrae if pred else ()) if np.shape(v.get("corners_rc")) == (4, 2)]
+    if not preds:
+        row["vertebrae_found"] = 0
+        return
+    p_corners = np.array([v["corners_rc"] for v in preds], float)
+    scale = truth.patient_mm_per_px
+    dist = np.linalg.norm(t_corners.mean(1)[:, None] - p_corners.mean(1)[None], axis=-1) * scale
+    rows, cols = linear_sum_assignment(np.where(dist <= VERTEBRA_MATCH_MM, dist, 1e6))
+    found = 0
+    for r, c in zip(rows, cols):
+        if dist[r, c] > VERTEBRA_MATCH_MM:
+            continue
+        found += 1
+        tally.vert_level_correct += int(preds[c].get("level") == names[r])
+        err = np.linalg.norm(t_corners[r] - p_corners[c], axis=-1).mean() * scale
+        tally.vert_corner_errors_mm.append(float(err))
+    tally.vert_found += found
+    row["vertebrae_found"] = found
+
+
+def _vertebra_summary(tally: _Tally) -> dict[str, Any] | None:
+    if not tally.vert_total:
+        return None
+    errors = np.asarray(tally.vert_corner_errors_mm)
+    return {
+        "truth_bodies": tally.vert_total,
+        "found": tally.vert_found,
+        "detection_rate": tally.vert_found / tally.vert_total,
+        "level_accuracy": _rate(tally.vert_level_correct, tally.vert_found),
+        "corner_error_mm_mean": float(errors.mean()) if errors.size else None,
+        "corner_error_mm_median": float(np.median(errors)) if errors.size else None,
+        "match_distance_mm": VERTEBRA_MATCH_MM,
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _aac24_summary(
     truth: list[float], pred: list[float], walls: list[tuple[int, int]]
 ) -> dict[str, Any] | None:
@@ -705,7 +868,8 @@ def _aac24_summary(
         "mae": float(np.abs(t - p).mean()),
         "mean_signed_error": float((p - t).mean()),
         "group_agreement": float(np.mean(agree)),
-        "groups": {label: [lo, hi] for label, lo, hi in AAC24_GROUPS},
+        # JSON has no infinity: an open end is null.
+        "groups": {label: [_finite_or_none(lo), _finite_or_none(hi)] for label, lo, hi in AAC24_GROUPS},
         "wall_grades_n": int(len(w)),
         "wall_grade_exact_agreement": float(np.mean(w[:, 0] == w[:, 1])) if len(w) else None,
         "wall_grade_mae": float(np.abs(w[:, 0] - w[:, 1]).mean()) if len(w) else None,
@@ -751,6 +915,7 @@ def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
                 tally.aac_pred.append(float(pred.aac24["total"]))
                 tally.aac_wall_pairs.extend(_wall_pairs(truth.aac24, pred.aac24))
                 row["aac24_truth"], row["aac24_pred"] = truth.aac24["total"], pred.aac24["total"]
+            _score_vertebrae(truth, pred, tally, row)
             tally.per_study.append(row)
             continue
         tally.n_scans += 1
@@ -763,7 +928,9 @@ def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
         n_scans_scored=tally.n_scans,
         sensitivity_by_region=tally.sens_region.to_dict(_REGIONS),
         sensitivity_by_size=tally.sens_size.to_dict([label for label, _, _ in SIZE_BINS_MM3]),
+        sensitivity_by_kind=tally.sens_kind.to_dict(),
         sensitivity_overall=_pooled(tally.sens_region),
+        sensitivity_right_region=_pooled(tally.sens_right_region),
         false_positives=tally.false_positives,
         false_positives_per_scan=_rate(tally.false_positives, tally.n_scans),
         false_positives_unmatched=tally.fp_unmatched,
@@ -778,7 +945,9 @@ def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
         distractors_mislabelled=tally.distractors_mislabelled,
         distractor_mislabel_rate=_rate(tally.distractors_mislabelled, tally.distractors),
         measurement_error_pct={name: _error_summary(v) for name, v in tally.errors.items()},
+        calibration_inserts_detected=tally.inserts.to_dict().get("calibration inserts"),
         aac24=_aac24_summary(tally.aac_truth, tally.aac_pred, tally.aac_wall_pairs),
+        vertebrae=_vertebra_summary(tally),
         per_study=tuple(tally.per_study),
         warnings=tuple(warnings),
     )

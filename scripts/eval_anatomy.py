@@ -9,6 +9,7 @@ count as correct when the predicted level names the same disc).
 Usage::
 
     .venv/bin/python scripts/eval_anatomy.py --seeds 1 2 3 [--pixel-mm 1.0 --thickness 2.5 --matrix 384]
+        [--classify]   # also candidates + classify against the lesion truth
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def truth_levels(phantom, nk: int) -> list[str | None]:
     return out
 
 
-def evaluate(seed: int, pixel_mm: float, thickness: float, matrix: int, **kw) -> dict:
+def evaluate(seed: int, pixel_mm: float, thickness: float, matrix: int, classify_too: bool = False,
+             **kw) -> dict:
     ph = generate_ct_phantom(CTPhantomSettings(seed=seed, matrix=matrix, pixel_mm=pixel_mm,
                                                slice_thickness_mm=thickness, **kw))
     vol = Volume(ph.hu, tuple(ph.spacing), ph.affine, AcquisitionInfo("CT", kvp=ph.settings.kvp))
@@ -79,12 +81,54 @@ def evaluate(seed: int, pixel_mm: float, thickness: float, matrix: int, **kw) ->
     res["level_acc_body_slices"] = round(float(np.mean([pl[k] == tl[k] for k in body])), 3) if body else None
     res["level_acc_disc_slices"] = round(float(np.mean([pl[k] == tl[k] for k in disc])), 3) if disc else None
     res["level_within_one_slice_or_disc"] = round(float(np.mean([
-        pl[k] is not None and tl[k] is not None and set(pl[k].split("-")) & set(tl[k].split("-"))
+        bool(pl[k] is not None and tl[k] is not None and set(pl[k].split("-")) & set(tl[k].split("-")))
         for k in body + disc])), 3)
     res["levels_unassigned"] = int(sum(p is None for p, t in zip(pl, tl) if t))
     res["notes"] = list(am.notes)
     res["true_bifurcation"] = ph.anatomy.get("bifurcation", {}).get("level")
+    if classify_too:
+        res.update(_classify_eval(ph, vol, am))
     return res
+
+
+def _classify_eval(ph, vol: Volume, am) -> dict:
+    """Classify the candidate lesions and compare with the truth lesion each overlaps.
+
+    Region accuracy over truth lesions that a candidate hits; look-alike errors
+    count truth "other" lesions (phleboliths, costal cartilage, nodes, bowel)
+    called vascular or renal.
+    """
+    from calcdetect.candidates import find_candidates
+    from calcdetect.classify import classify
+
+    cands = find_candidates(vol, Device("cpu"))
+    findings = classify(cands.lesions, am, vol)
+    truth = {t.id: t for t in ph.lesions}
+    hits, region_ok, kind_ok, level_ok, lookalike_err = 0, 0, 0, 0, 0
+    confusions: dict[str, int] = {}
+    for f in findings:
+        les = f.lesion
+        k0, j0, i0, k1, j1, i1 = les.bbox
+        ids = ph.lesion_labels[k0:k1, j0:j1, i0:i1][les.mask]
+        ids = ids[ids > 0]
+        if ids.size == 0:
+            continue
+        t = truth[int(np.bincount(ids).argmax())]
+        hits += 1
+        region_ok += f.region == t.region
+        kind_ok += f.kind.value == t.kind
+        level_ok += bool(f.level and t.level and (set(f.level.split("-")) & set(t.level.split("-"))))
+        if t.region == "other" and f.region in ("aorta", "iliac", "renal"):
+            lookalike_err += 1
+        if f.region != t.region or f.kind.value != t.kind:
+            key = f"{t.region}/{t.kind}->{f.region}/{f.kind.value}"
+            confusions[key] = confusions.get(key, 0) + 1
+    return {"cls_findings_on_truth": hits,
+            "cls_region_acc": round(region_ok / hits, 3) if hits else None,
+            "cls_kind_acc": round(kind_ok / hits, 3) if hits else None,
+            "cls_level_overlap_acc": round(level_ok / hits, 3) if hits else None,
+            "cls_lookalike_called_vascular_or_renal": lookalike_err,
+            "cls_confusions": confusions}
 
 
 def main() -> None:
@@ -94,11 +138,13 @@ def main() -> None:
     ap.add_argument("--thickness", type=float, default=2.5)
     ap.add_argument("--matrix", type=int, default=384)
     ap.add_argument("--contrast", action="store_true")
+    ap.add_argument("--classify", action="store_true", help="also run candidates + classify vs lesion truth")
     args = ap.parse_args()
-    rows = [evaluate(s, args.pixel_mm, args.thickness, args.matrix, contrast=args.contrast) for s in args.seeds]
+    rows = [evaluate(s, args.pixel_mm, args.thickness, args.matrix, args.classify, contrast=args.contrast)
+            for s in args.seeds]
     for r in rows:
         print(json.dumps(r))
-    keys = [k for k in rows[0] if k.startswith(("dice_", "level_acc"))]
+    keys = [k for k in rows[0] if k.startswith(("dice_", "level_acc", "cls_")) and k != "cls_confusions"]
     summary = {k: round(float(np.mean([r[k] for r in rows if r[k] is not None])), 3)
                for k in keys if any(r[k] is not None for r in rows)}
     print("mean", json.dumps(summary))

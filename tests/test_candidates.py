@@ -51,10 +51,15 @@ def test_threshold_rejects_nonsense_kvp():
         calcium_threshold_hu(-5)
 
 
-def test_mass_calibration_follows_threshold():
-    assert mass_calibration_mg_per_hu_ml(120) == pytest.approx(0.8)
-    assert mass_calibration_mg_per_hu_ml(80) == pytest.approx(0.8 * 130 / 177, rel=1e-5)
-    assert mass_calibration_mg_per_hu_ml(80) < mass_calibration_mg_per_hu_ml(135)
+def test_mass_calibration_is_the_phantom_physics_inverse():
+    from calcdetect.phantoms.physics import hu_per_mg_ha
+
+    for kvp in (80, 100, 120, 140):
+        assert mass_calibration_mg_per_hu_ml(kvp) == pytest.approx(1 / hu_per_mg_ha(kvp))
+    assert mass_calibration_mg_per_hu_ml(None) == mass_calibration_mg_per_hu_ml(120)
+    assert mass_calibration_mg_per_hu_ml(200) == mass_calibration_mg_per_hu_ml(150)
+    # Calcium reads fainter at high kV, so each HU stands for more calcium.
+    assert mass_calibration_mg_per_hu_ml(80) < mass_calibration_mg_per_hu_ml(140)
 
 
 # --- Agatston, area, volume, mass --------------------------------------------------------
@@ -143,7 +148,19 @@ def test_mass_with_known_calibration():
                                                     mass_calibration_mg_per_hu_ml=0.74))
     assert c.lesions[0].mass_mg == pytest.approx(0.74 * 500 * 0.075)
     default = find_candidates(vol, CPU, NO_BONE)
-    assert default.lesions[0].mass_mg == pytest.approx(0.8 * 500 * 0.075)
+    assert default.lesions[0].mass_mg == pytest.approx(mass_calibration_mg_per_hu_ml(120) * 500 * 0.075)
+
+
+@pytest.mark.parametrize("kvp", [80.0, 100.0, 120.0, 140.0])
+def test_default_mass_recovers_phantom_density(kvp):
+    # A 400 mg HA/cm3 block in water, HU from the phantoms' physics: mass = density x volume.
+    from calcdetect.phantoms.physics import density_to_hu
+
+    arr = np.zeros((10, 20, 20), np.float32)
+    arr[2:8, 4:14, 4:14] = density_to_hu(400.0, kvp)  # 600 voxels of 0.5 mm3 = 0.3 mL
+    vol = make_volume(arr, spacing=(2.0, 0.5, 0.5), kvp=kvp)
+    les = find_candidates(vol, CPU, NO_BONE).lesions[0]
+    assert les.mass_mg == pytest.approx(400.0 * 0.3, rel=1e-5)
 
 
 def test_kvp_threshold_is_used_and_unknown_kvp_warns():
@@ -316,3 +333,28 @@ def test_numpy_and_cuda_paths_agree():
     a = find_candidates(vol, CPU, blood_pool_mask=lumen)
     b = find_candidates(vol, Device("cuda", 0), blood_pool_mask=lumen)
     _assert_same(a, b)
+
+
+def test_non_contiguous_volume_array_gives_the_same_result():
+    vol, lumen = _parity_volume()
+    flipped = np.ascontiguousarray(vol.array[:, ::-1, :])
+    a = find_candidates(make_volume(flipped, spacing=vol.spacing), CPU)
+    view = make_volume(vol.array, spacing=vol.spacing)
+    view = Volume(vol.array[:, ::-1, :], vol.spacing, view.affine, view.info)
+    assert not view.array.flags.c_contiguous
+    b = find_candidates(view, CPU)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert [x.agatston for x in a.lesions] == pytest.approx([x.agatston for x in b.lesions])
+
+
+def test_measure_components_matches_find_candidates():
+    vol, lumen = _parity_volume()
+    c = find_candidates(vol, CPU, blood_pool_mask=lumen)
+    again = measure_components(vol, c.labels, CPU, threshold_hu=c.threshold_hu,
+                               calibration=mass_calibration_mg_per_hu_ml(vol.info.kvp))
+    assert len(again) == len(c.lesions)
+    for x, y in zip(c.lesions, again):
+        assert (x.label, x.voxel_count, x.bbox) == (y.label, y.voxel_count, y.bbox)
+        assert x.agatston == pytest.approx(y.agatston, rel=1e-12)
+        assert x.mass_mg == pytest.approx(y.mass_mg, rel=1e-12)
+        assert x.max_diameter_mm == y.max_diameter_mm and x.central_lucency == y.central_lucency

@@ -11,6 +11,7 @@ import pytest
 
 from calcdetect.errors import InputError
 from calcdetect.evaluate import aac24_group, evaluate, icc_2_1, level_distance
+from calcdetect.ids import hash_uid
 
 HASH = "ab" * 32
 
@@ -108,6 +109,8 @@ def test_missed_lesion_lowers_right_region_and_bin(tmp_path):
     assert rep.sensitivity_by_region["aorta"]["rate"] == 1.0
     assert rep.sensitivity_by_size["10-100 mm3"]["rate"] == 0.0
     assert rep.sensitivity_by_size["<10 mm3"]["rate"] == 1.0
+    assert rep.sensitivity_by_kind["atherosclerotic"] == {"hits": 1, "total": 2, "rate": 0.5}
+    assert rep.sensitivity_by_kind["stone"]["rate"] == 1.0
     assert rep.sensitivity_overall == pytest.approx(2 / 3)
     assert rep.false_positives == 0
 
@@ -174,6 +177,7 @@ def test_wrong_region_counts_in_region_accuracy(tmp_path):
     rep = _study(tmp_path, findings)
     assert rep.region_accuracy == pytest.approx(2 / 3)
     assert rep.sensitivity_overall == 1.0
+    assert rep.sensitivity_right_region == pytest.approx(2 / 3)
 
 
 def test_mask_overlap_matching(tmp_path):
@@ -277,6 +281,11 @@ def test_radiograph_aac24_metrics(tmp_path):
     assert rep.aac24["icc_2_1"] == pytest.approx(_icc_reference(x))
     assert rep.n_scans_scored == 0
     assert rep.aac24["wall_grades_n"] == 0  # no segments given
+    # JSON-compliant (no infinities in the group bounds) and written atomically.
+    doc = json.loads(rep.write_json(tmp_path / "m.json").read_text())
+    assert doc["aac24"]["groups"] == {"low": [None, 2.0], "moderate": [2.0, 6.0], "high": [6.0, None]}
+    table = rep.table()
+    assert "AAC-24 ICC(2,1)" in table and "sensitivity" not in table  # no CT scored
 
 
 def test_radiograph_wall_grade_agreement(tmp_path):
@@ -367,3 +376,91 @@ def test_eval_phantoms_script(tmp_path, capsys):
     assert "sensitivity" in capsys.readouterr().out
     assert json.loads((tmp_path / "m.json").read_text())["false_positives"] == 0
     assert mod.main([str(tmp_path / "nowhere"), str(tmp_path / "run")]) == 2
+
+
+def test_real_ct_phantom_truth_with_perfect_predictions(tmp_path):
+    ct_mod = pytest.importorskip("calcdetect.phantoms.ct")
+    import shutil
+
+    ph = ct_mod.generate_ct_phantom(ct_mod.CTPhantomSettings(
+        seed=2, matrix=96, pixel_mm=3.0, slice_thickness_mm=5.0, fov=("L1", "L4"), noise_sigma_hu=0.0))
+    study = ct_mod.write_ct_phantom(ph, tmp_path / "phantoms" / "ct2")
+    truth = json.loads((study / "truth" / "truth.json").read_text())
+    assert truth["lesions"], "the phantom should carry lesions"
+    findings = []
+    for n, les in enumerate(truth["lesions"]):
+        findings.append({
+            "id": f"F{n + 1:03d}", "mask_label": les["id"], "region": les["region"], "side": les["side"],
+            "level": les["level"], "kind": les["kind"], "morphology": "punctate",
+            "centroid_lps_mm": les["centroid_lps_mm"], "volume_mm3": les["volume_mm3"],
+            "agatston": None, "mass_mg": les["mass_mg"], "peak_hu": 500.0, "max_diameter_mm": 3.0,
+            "confidence": 0.9,
+        })
+    pydicom = pytest.importorskip("pydicom")
+    first = sorted((study / "dicom").glob("*.dcm"))[0]
+    uid_hash = hash_uid(str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID))
+    assert truth.get("series_uid_hash") in (None, uid_hash)
+    series = _write_pred(tmp_path / "run", findings, uid_hash=uid_hash)
+    shutil.copy(study / "truth" / "lesions.nii.gz", series / "lesions.nii.gz")
+    # A second study whose prediction is missing: pairing must go by the hash.
+    _write_truth(tmp_path / "phantoms" / "zz", copy.deepcopy(TRUTH_LESIONS), uid_hash="e" * 64)
+    rep = evaluate(tmp_path / "run", tmp_path / "phantoms")
+    rep_ct = [row for row in rep.per_study if row["study"].endswith("ct2")][0]
+    assert rep_ct["detected"] == rep_ct["targets"] and rep_ct["false_positives"] == 0
+    assert rep_ct["match_method"] == "mask"
+    rep = evaluate(tmp_path / "run", study)
+    assert rep.per_study[0]["match_method"] == "mask"
+    assert rep.sensitivity_overall == 1.0 and rep.false_positives == 0
+    assert rep.region_accuracy == rep.side_accuracy == rep.level_accuracy_exact == 1.0
+    assert rep.distractors_mislabelled == 0
+
+
+def test_qrm_inserts_are_measured_not_distractors(tmp_path):
+    inserts = [
+        {"id": n + 1, "region": "other", "side": None, "level": None, "kind": "calibration_insert",
+         "volume_mm3": v, "mass_mg": m, "agatston": a, "centroid_lps_mm": [20.0 * n, 0.0, 0.0],
+         "diameter_mm": 5.0}
+        for n, (v, m, a) in enumerate([(100.0, 20.0, 150.0), (50.0, 10.0, 80.0), (20.0, 4.0, 30.0)])
+    ]
+    _write_truth(tmp_path / "q", inserts, kind="qrm")
+    findings = [_finding(dict(les, max_diameter_mm=5.0), volume_mm3=les["volume_mm3"] * 1.1,
+                         agatston=les["agatston"]) for les in inserts[:2]]
+    _write_pred(tmp_path / "run", findings)
+    rep = evaluate(tmp_path / "run", tmp_path / "q")
+    assert rep.calibration_inserts_detected == {"hits": 2, "total": 3, "rate": pytest.approx(2 / 3)}
+    assert rep.distractors == 0 and rep.false_positives == 0
+    assert rep.measurement_error_pct["volume"]["mean_signed"] == pytest.approx(10.0)
+    assert rep.measurement_error_pct["agatston"]["mean_absolute"] == pytest.approx(0.0)
+    assert rep.sensitivity_overall is None  # no targets
+    assert "calibration inserts detected" in rep.table()
+
+
+def test_radiograph_vertebral_corners(tmp_path):
+    def corners(r0, c0):  # a 30 x 35 px body with its top-left (anterior-superior) corner at r0, c0
+        return {"anterior_superior": [r0, c0], "posterior_superior": [r0, c0 + 35],
+                "posterior_inferior": [r0 + 30, c0 + 35], "anterior_inferior": [r0 + 30, c0]}
+
+    truth_v = {lv: {"corners_px": corners(100 + 40 * n, 200)} for n, lv in enumerate(["L1", "L2", "L3"])}
+    (tmp_path / "t" / "truth").mkdir(parents=True)
+    (tmp_path / "t" / "truth" / "truth.json").write_text(json.dumps({
+        "schema": "calcdetect-truth/1", "kind": "radiograph", "lesions": [], "aac24": {"total": 0},
+        "vertebrae": truth_v, "image": {"imager_pixel_spacing_mm": [0.2, 0.2], "magnification": 1.25}}))
+
+    def as_rc(c):  # prediction order: SA, SP, IP, IA
+        return [c["anterior_superior"], c["posterior_superior"], c["posterior_inferior"], c["anterior_inferior"]]
+
+    pred_v = [
+        {"level": "L1", "corners_rc": as_rc(corners(103, 204))},  # 5 px off = 0.8 mm in the patient plane
+        {"level": "L3", "corners_rc": as_rc(corners(140, 200))},  # the L2 body called L3
+    ]
+    series = _write_pred(tmp_path / "run", [], aac24={"total": 0})
+    doc = json.loads((series / "findings.json").read_text())
+    doc["input"]["modality"] = "DX"
+    doc["vertebrae"] = pred_v
+    (series / "findings.json").write_text(json.dumps(doc))
+    rep = evaluate(tmp_path / "run", tmp_path / "t")
+    v = rep.vertebrae
+    assert v["truth_bodies"] == 3 and v["found"] == 2
+    assert v["level_accuracy"] == pytest.approx(0.5)
+    assert v["corner_error_mm_mean"] == pytest.approx((5 * 0.16 + 0.0) / 2)
+    assert "vertebral bodies found" in rep.table()

@@ -128,7 +128,8 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
         notes.extend(vessels.notes)
         vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
         contrast = _contrast_suspected(volume, hu, vessels)
-        kidneys = find_kidneys(hu, spacing, body_centre, spine.column | spine.bodies, contrast=contrast)
+        kidneys = find_kidneys(hu, spacing, body_centre, spine.column | spine.bodies, contrast=contrast,
+                               k_range=_level_range(spine.slice_levels, "T11", "L4"))
         if vessels.aorta.any():
             source["aorta"] = "rules"
         if any(m.any() for m in vessels.iliac.values()):
@@ -187,6 +188,14 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
     labels = compose_labels(hu.shape, layers)
     return AnatomyMap(labels=labels, affine=volume.affine.copy(), slice_levels=tuple(slice_levels),
                       source=source, notes=tuple(dict.fromkeys(notes)))
+
+
+def _level_range(levels: tuple[str | None, ...], cranial: str, caudal: str) -> tuple[int, int] | None:
+    """Slice range whose levels lie between ``cranial`` and ``caudal`` (inclusive);
+    None when no slice has a level in it (search everywhere)."""
+    lo, hi = VERTEBRA_LEVELS.index(cranial), VERTEBRA_LEVELS.index(caudal)
+    ks = [k for k, lv in enumerate(levels) if lv is not None and lo <= level_index(lv) <= hi]
+    return (min(ks), max(ks)) if ks else None
 
 
 def _kidney_masks(kidneys: dict[str, Kidney]) -> list[tuple[str, np.ndarray]]:

@@ -4,11 +4,13 @@ Kidneys are bean-shaped soft-tissue organs lying in perirenal fat on each side o
 the spine, posteriorly, from about T12 to L3. Per side:
 
 1. soft tissue (``soft_hu``; the upper bound rises for contrast-enhanced scans)
-   inside a posterior-lateral window beside the column;
-2. a 3-D erosion cuts the thin bridges to the liver, spleen and muscles, the
-   largest plausible component is kept (centroid 25-130 mm from the midline,
-   cranio-caudal extent under 180 mm) and grown back inside the soft-tissue mask;
-3. holes are filled per slice.
+   inside a posterior-lateral window beside the column (and between T11 and L4
+   when the levels are known);
+2. a 3-D erosion (4, then 6, then 8 mm until a candidate appears) cuts the
+   thin bridges to the liver, spleen, psoas and bowel; the most compact
+   plausible component is kept (centroid 45-130 mm from the midline, extent
+   under 180 mm cranio-caudally and 90 mm in plane, not cut by the search
+   window's faces) and grown back inside the soft-tissue mask.
 
 The **collecting system** is the renal sinus: the part of the kidney's per-slice
 convex hull that is not parenchyma (fat, urine, a stone) -- so a stone in the
@@ -33,11 +35,11 @@ __all__ = ["KidneySettings", "Kidney", "find_kidneys", "subdivide_kidney"]
 class KidneySettings:
     soft_hu: tuple[float, float] = (10.0, 80.0)
     soft_hu_contrast: tuple[float, float] = (10.0, 300.0)
-    erosion_mm: float = 4.0
+    erosion_mm: tuple[float, ...] = (4.0, 6.0, 8.0)
     cortex_mm: float = 6.0
     min_volume_ml: float = 20.0
     max_volume_ml: float = 450.0
-    lateral_mm: tuple[float, float] = (25.0, 130.0)
+    lateral_mm: tuple[float, float] = (45.0, 130.0)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
 
     Works on a rule mask or an external (TotalSegmentator) mask alike. The sinus
     is the part of the per-slice convex hull that is not parenchyma; with ``hu``
-    given, only its low-density part (fat / urine, < 20 HU) and dense voxels
+    given, only its low-density part (fat / urine, < 10 HU smoothed) and dense voxels
     within 2 mm of that count (a stone lies in fat or urine), while dense voxels
     enclosed by parenchyma stay parenchyma (nephrocalcinosis).
     """
@@ -80,11 +82,14 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
         solid[k] = hull
     parenchyma = mask.copy()
     if hu is not None and sinus.any():
-        low = sinus & (hu < 20.0)
+        # Smoothed: single noisy voxels of medulla (~30 HU) must not pass for
+        # urine (~0-15 HU) or sinus fat.
+        smooth = ndi.gaussian_filter(hu.astype(np.float32), sigma=(0.0, 1.5 / sj, 1.5 / si))
+        low = sinus & (smooth < 10.0)
         near_low = np.zeros_like(sinus)
         st = np.ones((1, 2 * max(int(round(2.0 / sj)), 1) + 1, 2 * max(int(round(2.0 / si)), 1) + 1), bool)
         near_low = ndi.binary_dilation(low, structure=st)
-        keep = low | (sinus & (hu >= 20.0) & near_low)
+        keep = low | (sinus & (smooth >= 10.0) & near_low)
         parenchyma |= sinus & ~keep
         sinus = keep
     # A thin sliver along a concave edge is not a sinus.
@@ -103,8 +108,55 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
     return Kidney(side, paste(parenchyma), paste(cortex), paste(medulla), paste(sinus))
 
 
+def _ball(r: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    sk, sj, si = spacing
+    rk = max(int(round(r / sk)), 0)
+    rj, ri = max(int(round(r / sj)), 1), max(int(round(r / si)), 1)
+    zz, yy, xx = np.mgrid[-rk : rk + 1, -rj : rj + 1, -ri : ri + 1]
+    return ((zz * sk) ** 2 + (yy * sj) ** 2 + (xx * si) ** 2) <= r * r
+
+
+def _best_component(lab: np.ndarray, ball: np.ndarray, edge: np.ndarray, box: tuple[slice, ...],
+                    body_centre: np.ndarray, sign: float, s: KidneySettings,
+                    spacing: tuple[float, float, float]) -> tuple[int, float]:
+    """The most kidney-like component: size, extent, lateral position, not cut
+    by the search window, compact."""
+    sk, sj, si = spacing
+    nk = body_centre.shape[0]
+    stats = cc3d.statistics(lab)
+    best, best_score = 0, 0.0
+    for cid in range(1, len(stats["voxel_counts"])):
+        n = int(stats["voxel_counts"][cid])
+        vol_ml = n * sk * sj * si / 1000.0
+        if vol_ml < s.min_volume_ml * 0.3 or vol_ml > s.max_volume_ml:
+            continue
+        bb = stats["bounding_boxes"][cid]
+        zext = (bb[0].stop - bb[0].start) * sk
+        if zext > 180.0 or (bb[1].stop - bb[1].start) * sj > 90.0 or (bb[2].stop - bb[2].start) * si > 90.0:
+            continue
+        comp = lab[bb] == cid
+        # The liver / spleen / muscles are cut by the search window; a kidney
+        # floats in perirenal fat inside it.
+        grown = ndi.binary_dilation(comp, structure=ball)
+        touch = float((grown & edge[bb]).sum()) / max(float(grown.sum()), 1.0)
+        if touch > 0.03:
+            continue
+        ck, cj, ci = stats["centroids"][cid]
+        kc = int(np.clip(round(ck) + box[0].start, 0, nk - 1))
+        lat = (ci + box[2].start - body_centre[kc, 1]) * si * sign
+        if not (s.lateral_mm[0] <= lat <= s.lateral_mm[1]):
+            continue
+        # Compactness: a kidney fills its bounding box far better than a sheet
+        # of muscle or bowel loops.
+        vbox = (bb[0].stop - bb[0].start) * (bb[1].stop - bb[1].start) * (bb[2].stop - bb[2].start)
+        score = n * (n / max(vbox, 1)) ** 0.5
+        if score > best_score:
+            best, best_score = cid, score
+    return best, best_score
+
+
 def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
-                 spine_mask: np.ndarray, *, contrast: bool = False,
+                 spine_mask: np.ndarray, *, contrast: bool = False, k_range: tuple[int, int] | None = None,
                  settings: KidneySettings | None = None) -> dict[str, Kidney]:
     """Segment both kidneys by rules (see module docstring).
 
@@ -120,6 +172,8 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         The vertebral column; excluded (with a margin) from the search.
     contrast : bool
         Widen the HU range for enhanced parenchyma.
+    k_range : (int, int), optional
+        Slices ``k0..k1`` (inclusive) to search, e.g. T11-L4 when levels are known.
 
     Returns
     -------
@@ -134,13 +188,14 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     out: dict[str, Kidney] = {}
     for side, sign in (("left", 1.0), ("right", -1.0)):
         window = np.zeros(hu.shape, dtype=bool)
-        for k in range(nk):
+        ks = range(nk) if k_range is None else range(max(k_range[0], 0), min(k_range[1] + 1, nk))
+        for k in ks:
             jc, ic = body_centre[k]
             if not np.isfinite(jc):
                 continue
             lat = (ii - ic) * si * sign
             ap = (jj - jc) * sj
-            window[k] = (lat > s.lateral_mm[0] - 10.0) & (lat < s.lateral_mm[1]) & (ap > -50.0) & (ap < 60.0)
+            window[k] = (lat > s.lateral_mm[0] - 30.0) & (lat < s.lateral_mm[1]) & (ap > -50.0) & (ap < 60.0)
         if not window.any():
             continue
         # Work in the window's bounding box (3-D filters on the full CT are slow).
@@ -151,46 +206,24 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
             spine_mask[box], structure=np.ones((1, 7, 7), bool))
         if not soft.any():
             continue
-        edge = win & ~ndi.binary_erosion(win, structure=np.ones((1, 3, 3), bool), border_value=0)
-        r = s.erosion_mm
-        rk = max(int(round(r / sk)), 0)
-        rj, ri = max(int(round(r / sj)), 1), max(int(round(r / si)), 1)
-        zz, yy, xx = np.mgrid[-rk : rk + 1, -rj : rj + 1, -ri : ri + 1]
-        ball = ((zz * sk) ** 2 + (yy * sj) ** 2 + (xx * si) ** 2) <= r * r
-        core = ndi.binary_erosion(soft, structure=ball)
-        lab = cc3d.connected_components(core, connectivity=6)
-        stats = cc3d.statistics(lab)
-        best, best_score = 0, 0.0
-        for cid in range(1, len(stats["voxel_counts"])):
-            n = int(stats["voxel_counts"][cid])
-            vol_ml = n * sk * sj * si / 1000.0
-            if vol_ml < s.min_volume_ml * 0.3 or vol_ml > s.max_volume_ml:
-                continue
-            bb = stats["bounding_boxes"][cid]
-            zext = (bb[0].stop - bb[0].start) * sk
-            if zext > 180.0 or (bb[1].stop - bb[1].start) * sj > 90.0 or (bb[2].stop - bb[2].start) * si > 90.0:
-                continue
-            comp = lab[bb] == cid
-            # The liver / spleen / muscles are cut by the search window; a kidney
-            # floats in perirenal fat inside it.
-            grown = ndi.binary_dilation(comp, structure=ball[:, :, :] if rk == 0 else ball)
-            touch = float((grown & edge[bb]).sum()) / max(float(grown.sum()), 1.0)
-            if touch > 0.03:
-                continue
-            ck, cj, ci = stats["centroids"][cid]
-            kc = int(np.clip(round(ck) + box[0].start, 0, nk - 1))
-            lat = (ci + box[2].start - body_centre[kc, 1]) * si * sign
-            if not (s.lateral_mm[0] <= lat <= s.lateral_mm[1]):
-                continue
-            # Compactness: a kidney fills its bounding box far better than a
-            # sheet of muscle or bowel loops.
-            vbox = (bb[0].stop - bb[0].start) * (bb[1].stop - bb[1].start) * (bb[2].stop - bb[2].start)
-            score = n * (n / max(vbox, 1)) ** 0.5
-            if score > best_score:
-                best, best_score = cid, score
+        # The window's faces, the cranial and caudal ones included: a component
+        # cut by them continues outside (liver, spleen, psoas, bowel).
+        edge = win & ~ndi.binary_erosion(win, structure=np.ones((3, 3, 3), bool), border_value=0)
+        best, best_score, best_ball, lab = 0, 0.0, None, None
+        # Erode more and more until the kidney separates from the liver,
+        # spleen, psoas or bowel it touches; keep the best-scoring component.
+        for r in s.erosion_mm:
+            ball = _ball(r, spacing)
+            core = ndi.binary_erosion(soft, structure=ball)
+            lab_r = cc3d.connected_components(core, connectivity=6)
+            cid, score = _best_component(lab_r, ball, edge, box, body_centre, sign, s, spacing)
+            if cid and score > best_score:
+                best, best_score, best_ball, lab = cid, score, ball, lab_r
+            if best:
+                break
         if best == 0:
             continue
-        sub = ndi.binary_dilation(lab == best, structure=ball) & soft
+        sub = ndi.binary_dilation(lab == best, structure=best_ball) & soft
         lab2 = cc3d.connected_components(sub, connectivity=6)
         if lab2.max() > 1:
             counts = np.bincount(lab2.ravel())

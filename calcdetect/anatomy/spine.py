@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import cc3d
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import convex_hull_image
 
 from calcdetect.anatomy.regions import VERTEBRA_LEVELS
 
@@ -61,6 +62,7 @@ class SpineSettings:
     disc_ratio: float = 0.4  # body area / typical body area below which a slice is disc
     min_segment_mm: float = 8.0
     sacrum_width_mm: float = 95.0
+    sacrum_tail_mm: float = 20.0
     rib_lateral_mm: float = 60.0
     lf_thickness_mm: float = 5.0
 
@@ -271,7 +273,17 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
     jj = np.arange(nj)[:, None]
     for k in range(nk):
         if np.isfinite(canal_centre[k, 0]):
-            bodies[k] = filled[k] & (jj < canal_centre[k, 0] - canal_r / sj)
+            front = jj < canal_centre[k, 0] - canal_r / sj
+            bodies[k] = filled[k] & front
+            # A thin cortex seen at 1-3 mm thickness is often an open ring: the
+            # convex hull of the bone in front of the canal is the body anyway.
+            ant = column[k] & front
+            if ant.sum() * sj * si >= 30.0:
+                b = bbox2d(ant, 1)
+                hull = np.zeros_like(ant)
+                hull[b] = convex_hull_image(ant[b])
+                bodies[k] |= hull & front & ~canal[k]
+                filled[k] |= bodies[k]
     areas = bodies.sum(axis=(1, 2)) * sj * si
     body_centre = np.full((nk, 2), np.nan)
     typical = float(np.percentile(areas[areas > 0], 75)) if (areas > 0).any() else 0.0
@@ -284,7 +296,7 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
 
     ratio = areas / typical if typical > 0 else np.zeros(nk)
     segments = _segments(ratio, s, sk)
-    segments = _mark_sacrum(segments, bone, body_centre, s, (sk, sj, si))
+    segments = _mark_sacrum(segments, bone, column, body_centre, s, (sk, sj, si))
     segments = _mark_ribs(segments, bone, column, body_centre, s, (sk, sj, si))
     segments, notes = _assign_levels(segments)
     slice_levels = _slice_levels(segments, nk)
@@ -401,8 +413,10 @@ def _component_width_mm(bone2d: np.ndarray, centre: tuple[float, float], sj: flo
     lj, li = int(round(jc)) - j0, int(round(ic))
     if not (0 <= lj < band.shape[0]) or not (0 <= li < band.shape[1]):
         return 0.0
-    # The body centre may be trabecular (below threshold): take the nearest label.
-    win = lab[max(lj - 10, 0) : lj + 11, max(li - 10, 0) : li + 11]
+    # The body centre may be cancellous (below threshold): take the label with
+    # the most pixels within 25 mm.
+    rj, ri = int(25.0 / sj), int(25.0 / si)
+    win = lab[max(lj - rj, 0) : lj + rj + 1, max(li - ri, 0) : li + ri + 1]
     ids = win[win > 0]
     if ids.size == 0:
         return 0.0
@@ -411,30 +425,46 @@ def _component_width_mm(bone2d: np.ndarray, centre: tuple[float, float], sj: flo
     return float((cols[-1] - cols[0] + 1) * si)
 
 
-def _mark_sacrum(segs: list[Segment], bone: np.ndarray, centre: np.ndarray, s: SpineSettings,
-                 spacing: tuple[float, float, float]) -> list[Segment]:
-    """Flag the sacrum: the uppermost of the wide segments at the bottom of the column.
+def _mark_sacrum(segs: list[Segment], bone: np.ndarray, column: np.ndarray, centre: np.ndarray,
+                 s: SpineSettings, spacing: tuple[float, float, float]) -> list[Segment]:
+    """Flag the sacrum; merge the (fused) segments below S1 into it.
 
-    Fused sacral segments below it are merged into one sacrum segment.
+    Two signs, either suffices:
+
+    * the column **ends** inside the scan: no column bone in the scan's lowest
+      ``sacrum_tail_mm`` -- the lowest full-size segment of a column that ends
+      is the sacrum (the lower sacral segments and the coccyx below it taper
+      and are too small to count as segments);
+    * the segment is **wide**: its bone, joined by a 3 mm closing that
+      bridges the sacro-iliac joints, spans at least ``sacrum_width_mm`` on
+      most of its slices (alae + iliac bones).
+
+    Among the lowest three segments the uppermost wide one is S1 when it sits
+    directly on the sacral candidate (an S1-S2 remnant disc can split the
+    sacrum in two).
     """
     if not segs:
         return segs
-    _, sj, si = spacing
-    wide = []
-    for seg in segs:
+    sk, sj, si = spacing
+    lowest = segs[0]
+    tail = int(np.ceil(s.sacrum_tail_mm / sk))
+    ends = lowest.k0 > tail and not column[:tail].any()
+    cands = [0] if ends else []
+    for n in range(min(3, len(segs))):
+        seg = segs[n]
         w = [_component_width_mm(bone[k], tuple(centre[k]), sj, si) for k in range(seg.k0, seg.k1 + 1)]
-        wide.append(float(np.median(w)) >= s.sacrum_width_mm)
-    # segments are ordered caudal (k small) first
-    n_bottom = 0
-    for w in wide:
-        if not w:
-            break
-        n_bottom += 1
-    if n_bottom == 0:
+        if float(np.median(w)) >= s.sacrum_width_mm and (not cands or n == max(cands) + 1):
+            cands.append(n)
+    if not cands:
         return segs
-    top = segs[n_bottom - 1]
-    sac = Segment(segs[0].k0, top.k1, sacrum=True, partial=segs[0].partial or top.partial)
-    return [sac] + segs[n_bottom:]
+    top_n = max(cands)
+    top = segs[top_n]
+    k0 = segs[0].k0
+    if ends:
+        # the tapering lower sacrum (and coccyx) below S1 belong to it
+        k0 = int(np.flatnonzero(column[: segs[0].k0 + 1].any(axis=(1, 2)))[0])
+    sac = Segment(k0, top.k1, sacrum=True, partial=segs[0].partial or top.partial)
+    return [sac] + segs[top_n + 1 :]
 
 
 def _mark_ribs(segs: list[Segment], bone: np.ndarray, column: np.ndarray, centre: np.ndarray,

@@ -71,8 +71,8 @@ class Vessels:
 
 def _circle_candidates(img: np.ndarray, allowed: np.ndarray, radii_px: np.ndarray, n: int,
                        hu: np.ndarray, bone: np.ndarray, blood_hu: tuple[float, float],
-                       near: np.ndarray | None, px_mm: float, prefer_mm: tuple[float, float]
-                       ) -> list[tuple[float, float, float, float]]:
+                       near: np.ndarray | None, px_mm: float, prefer_mm: tuple[float, float],
+                       midline_i: float | None = None) -> list[tuple[float, float, float, float]]:
     """Best ``n`` circles ``(score, j, i, r_px)`` in a window image.
 
     ``allowed`` marks where a centre may lie. A circle's score is the fraction of
@@ -117,7 +117,8 @@ def _circle_candidates(img: np.ndarray, allowed: np.ndarray, radii_px: np.ndarra
         if dist is not None:
             gap = max(float(dist[y, x]) - r_mm - 8.0, 0.0)
             pos = float(np.exp(-0.5 * (gap / 10.0) ** 2))
-        score = float(a) * blood * (0.5 + 0.5 * homog) * size * pos
+        side = 0.5 if midline_i is not None and (x - midline_i) * px_mm < -5.0 else 1.0
+        score = float(a) * blood * (0.5 + 0.5 * homog) * size * pos * side
         out.append((score, float(y), float(x), float(r)))
     out.sort(reverse=True)
     return out[:n]
@@ -139,7 +140,7 @@ def _viterbi(cands: list[list[tuple[float, float, float, float]]], spacing: tupl
             if start is not None:
                 for n, x in enumerate(c, start=1):
                     d = np.hypot((x[1] - start[0]) * sj, (x[2] - start[1]) * si)
-                    score[n] -= s.jump_cost_per_mm * max(d - 5.0, 0.0)
+                    score[n] -= s.jump_cost_per_mm * max(d - 15.0, 0.0)
             best.append(score)
             back.append(np.zeros(len(emit), dtype=int))
             continue
@@ -151,7 +152,9 @@ def _viterbi(cands: list[list[tuple[float, float, float, float]]], spacing: tupl
                 dr = abs(pa[3] - cb[3]) * si
                 trans[a, b] = -s.jump_cost_per_mm * (max(d - 0.5 * sk - 2.0, 0.0) + dr)
             trans[a, 0] = -0.1  # ending a tube costs a little
-        trans[0, 1:] = -0.1
+        # (re)starting one costs more: the absent state forgets the position,
+        # so cheap restarts would let the path teleport to a neighbour tube
+        trans[0, 1:] = -0.1 if k == 1 or not any(len(x) for x in cands[: k - 1]) else -0.6
         tot = best[-1][:, None] + trans
         back.append(np.argmax(tot, axis=0))
         best.append(tot.max(axis=0) + emit)
@@ -182,7 +185,8 @@ def _slice_window(hu2d: np.ndarray, bone2d: np.ndarray, j_range: tuple[float, fl
 def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] | None],
            radius_mm: tuple[float, float], spacing: tuple[float, float, float], s: VesselSettings,
            start: tuple[float, float] | None = None, forbid: np.ndarray | None = None,
-           prefer_mm: tuple[float, float] | None = None, use_near: bool = True) -> Tube:
+           prefer_mm: tuple[float, float] | None = None, use_near: bool = True,
+           midline_i: np.ndarray | None = None) -> Tube:
     sk, sj, si = spacing
     radii_px = np.arange(max(radius_mm[0] / si, 2.0), radius_mm[1] / si + 0.5, 1.0)
     cands: list[list[tuple[float, float, float, float]]] = []
@@ -196,8 +200,9 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
         if forbid is not None:
             allowed &= ~forbid[k][w]
             near = forbid[k][w] if use_near else None
+        mid = None if midline_i is None else float(midline_i[k]) - w[1].start
         c = _circle_candidates(img, allowed, radii_px, s.n_candidates, hu[k][w], bone[k][w], s.blood_hu,
-                               near, si, prefer_mm or radius_mm)
+                               near, si, prefer_mm or radius_mm, mid)
         cands.append([(a, j + w[0].start, i + w[1].start, r) for a, j, i, r in c])
     return _viterbi(cands, spacing, s, start)
 
@@ -251,7 +256,7 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         windows.append(_slice_window(hu[k], bone[k], (body_front[k] - 60.0 / sj, jc + 10.0 / sj),
                                      (ic - 40.0 / si, ic + 60.0 / si)))
     aorta_tube = _track(hu, bone, windows, s.aorta_radius_mm, spacing, s, forbid=spine_mask,
-                        prefer_mm=(8.0, 15.0))
+                        prefer_mm=(8.0, 15.0), midline_i=body_centre[:, 1])
     notes: list[str] = []
     present = np.flatnonzero(aorta_tube.present)
     shape = hu.shape
@@ -260,10 +265,15 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         "external_iliac_artery_right", "internal_iliac_artery_left", "internal_iliac_artery_right")}
     if present.size == 0:
         return Vessels(np.zeros(shape, dtype=bool), empty, aorta_tube, None, ("aorta not found",))
-    aorta_tube = _bridge_gaps(aorta_tube, spacing)
+    aorta_tube = _bridge_gaps(_drop_outliers(aorta_tube, spacing), spacing)
     # Keep the longest run of present slices (the tube is continuous along z).
     runs = _present_runs(aorta_tube.present)
     k0, k1 = max(runs, key=lambda r: r[1] - r[0])
+    # At the bifurcation the path may slip into one common iliac for a few
+    # slices: trim the caudal end while the radius is under 75 % of the median.
+    med_r = float(np.median(aorta_tube.radius_mm[k0 : k1 + 1]))
+    while k0 < k1 and aorta_tube.radius_mm[k0] < 0.75 * med_r:
+        k0 += 1
     radius = np.full(nk, np.nan)
     radius[k0 : k1 + 1] = aorta_tube.radius_mm[k0 : k1 + 1]
     aorta_tube = Tube(aorta_tube.centre, radius, aorta_tube.score)
@@ -276,6 +286,27 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         if not any(m.any() for m in iliac.values()):
             bif = None
     return Vessels(aorta, iliac, aorta_tube, bif, tuple(notes))
+
+
+def _drop_outliers(tube: Tube, spacing: tuple[float, float, float], window_mm: float = 30.0,
+                   max_mm: float = 10.0) -> Tube:
+    """Remove detections far from the running median of the centre line (a few
+    slices where the path strayed onto a neighbouring round structure)."""
+    sk, sj, si = spacing
+    present = tube.present
+    if present.sum() < 3:
+        return tube
+    half = max(int(round(window_mm / sk / 2)), 1)
+    radius = tube.radius_mm.copy()
+    ks = np.flatnonzero(present)
+    for k in ks:
+        near = ks[np.abs(ks - k) <= half]
+        med = np.median(tube.centre[near], axis=0)
+        if np.hypot((tube.centre[k, 0] - med[0]) * sj, (tube.centre[k, 1] - med[1]) * si) > max_mm:
+            radius[k] = np.nan
+    centre = tube.centre.copy()
+    centre[~np.isfinite(radius)] = np.nan
+    return Tube(centre, radius, tube.score)
 
 
 def _bridge_gaps(tube: Tube, spacing: tuple[float, float, float], max_gap_mm: float = 12.0) -> Tube:
@@ -310,6 +341,7 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
     nk = hu.shape[0]
     jb, ib = aorta.centre[bif]
     out: dict[str, np.ndarray] = {}
+    taken: np.ndarray | None = None
     for side, sign in (("left", 1.0), ("right", -1.0)):
         windows: list[tuple[slice, slice] | None] = [None] * nk
         for k in range(bif - 1, -1, -1):
@@ -322,9 +354,14 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             lo, hi = (ib - 5.0 / si, ib + lat / si) if sign > 0 else (ib - lat / si, ib + 5.0 / si)
             windows[k] = _slice_window(hu[k], bone[k], (jb - (25.0 + 0.4 * down) / sj, jb + 25.0 / sj), (lo, hi))
         order = list(range(bif - 1, -1, -1))
+        forbid = np.zeros((len(order),) + hu.shape[1:], dtype=bool)
+        if spine_mask is not None:
+            forbid |= spine_mask[order]
+        if taken is not None:
+            # the other side's tube is not this side's artery
+            forbid |= taken[order]
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,
-                     spacing, s, start=(jb, ib),
-                     forbid=None if spine_mask is None else spine_mask[order], use_near=False)
+                     spacing, s, start=(jb, ib), forbid=forbid, use_near=False)
         centre = np.full((nk, 2), np.nan)
         radius = np.full(nk, np.nan)
         for n, k in enumerate(order):
@@ -348,6 +385,7 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             prev = tuple(centre[k])
         common_ks = [k for k in order if np.isfinite(radius[k]) and length[k] <= s.common_iliac_mm]
         ext_ks = [k for k in order if np.isfinite(radius[k]) and length[k] > s.common_iliac_mm]
+        taken = _paint(tube, hu.shape, spacing, 2.0)
         out[f"common_iliac_artery_{side}"] = _paint(tube, hu.shape, spacing, s.wall_mm, common_ks)
         out[f"external_iliac_artery_{side}"] = _paint(tube, hu.shape, spacing, s.wall_mm, ext_ks)
         internal = np.zeros(hu.shape, dtype=bool)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import cc3d
 import numpy as np
-from scipy import ndimage as ndi
 
 if TYPE_CHECKING:  # torch is imported lazily: the numpy path never needs it
     import torch
@@ -251,6 +250,7 @@ def fill_holes_per_slice(
     mask: np.ndarray,
     hu: np.ndarray | None = None,
     min_mean_hu: float | None = None,
+    border_max_px: int | None = None,
 ) -> np.ndarray:
     """Fill enclosed background in every axial slice (optionally only dense holes).
 
@@ -261,12 +261,32 @@ def fill_holes_per_slice(
     hu, min_mean_hu : optional
         When given, a hole is filled only if its mean HU is at least
         ``min_mean_hu`` (marrow is filled, the spinal canal is not).
+    border_max_px : int, optional
+        Also fill background regions that touch the slice border if they have
+        at most this many pixels (and pass the HU test): marrow of a bone cut by
+        the field of view is open to the border, not enclosed.
 
     Returns
     -------
     numpy.ndarray
         The filled mask (a new array).
     """
+    out = _fill_enclosed(mask, hu, min_mean_hu)
+    if border_max_px is not None:
+        # Only slices where the mask reaches the border can have marrow open to
+        # it; the (costlier) border-aware labelling runs on those alone.
+        touch = (mask[:, 0, :].any(axis=1) | mask[:, -1, :].any(axis=1)
+                 | mask[:, :, 0].any(axis=1) | mask[:, :, -1].any(axis=1))
+        ks = np.flatnonzero(touch)
+        if ks.size:
+            out[ks] |= _fill_with_border(np.ascontiguousarray(mask[ks]),
+                                         None if hu is None else hu[ks], min_mean_hu,
+                                         border_max_px)
+    return out
+
+
+def _fill_enclosed(mask: np.ndarray, hu: np.ndarray | None,
+                   min_mean_hu: float | None) -> np.ndarray:
     k, j, i = mask.shape
     # Background with a one-voxel background frame round every slice: all the
     # frames join into one "outside" component; holes are everything else.
@@ -287,4 +307,28 @@ def fill_holes_per_slice(
     mean = total / np.maximum(np.bincount(hole_ids, minlength=n), 1)
     out = mask.copy()
     out[holes] = mean[hole_ids] >= min_mean_hu
+    return out
+
+
+def _fill_with_border(mask: np.ndarray, hu: np.ndarray | None, min_mean_hu: float | None,
+                      border_max_px: int) -> np.ndarray:
+    """Per-slice background regions: enclosed ones, and small ones on the border."""
+    lab, n = label_per_slice(~mask, connectivity=4)
+    area = np.bincount(lab.reshape(-1), minlength=n + 1)
+    on_border = np.zeros(n + 1, dtype=bool)
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        on_border[edge] = True
+    cand = ~on_border | (area <= border_max_px)
+    cand[0] = False
+    sel = cand[lab]
+    ids = lab[sel]
+    if ids.size == 0:
+        return mask.copy()
+    if hu is not None and min_mean_hu is not None:
+        total = np.bincount(ids, weights=hu[sel].astype(np.float64), minlength=n + 1)
+        ok = total / np.maximum(area, 1) >= min_mean_hu
+    else:
+        ok = np.ones(n + 1, dtype=bool)
+    out = mask.copy()
+    out[sel] = ok[ids]
     return out

@@ -10,9 +10,14 @@ Recipe
    than that are missed on contrast studies.
 2. Metal (``HU >= metal_hu``) and a 3 mm margin round it (blooming, the worst
    streaks) are excluded, with a warning giving the slice range.
-3. Bone (:func:`calcdetect.bone.segment_bone`, or an external mask) grown by a
-   1 mm cortical margin is excluded. A calcification touching bone keeps the part
-   outside the margin, so it survives as a (slightly smaller) candidate.
+3. Bone (:func:`calcdetect.bone.segment_bone` at the threshold in use, or an
+   external mask) grown by a cortical margin of 1 mm (at least one pixel) is
+   excluded. A calcification touching bone keeps the part outside the margin,
+   so it survives as a (slightly smaller) candidate; one fused broadly to the
+   cortex is part of the bone mask unless ``protect_mask`` (e.g. the aortic wall
+   from the anatomy stage) covers it. The blood pool is never bone. A component
+   touching the margin must reach at least one more pixel out, or it is taken
+   for the bone's partial-volume halo / surface noise and dropped.
 4. Agatston minimum area: in every axial slice, 8-connected regions smaller than
    ``min_area_mm2`` (1 mm2) are dropped before the 3-D labelling.
 5. 26-connected components with connected-components-3d, then
@@ -59,7 +64,7 @@ class CandidateSettings:
         3-D connectivity of components.
     mass_calibration_mg_per_hu_ml : float or None
         Calcium mass calibration ``c`` (mg HA per HU per mL); ``None`` uses the
-        documented kVp default (0.8 at 120 kVp).
+        kVp default of :func:`mass_calibration_mg_per_hu_ml`.
     exclude_bone : bool
         Segment the skeleton and exclude it.
     metal_hu : float
@@ -112,6 +117,7 @@ def find_candidates(
     *,
     blood_pool_mask: np.ndarray | None = None,
     bone_mask: np.ndarray | None = None,
+    protect_mask: np.ndarray | None = None,
     _torch_device: Any = None,
 ) -> Candidates:
     """Find and measure calcium-dense components of a CT volume.
@@ -125,7 +131,13 @@ def find_candidates(
     blood_pool_mask : numpy.ndarray, optional
         Boolean aortic-lumen mask; its median HU detects contrast.
     bone_mask : numpy.ndarray, optional
-        An external skeleton mask, used instead of :func:`segment_bone`.
+        An external skeleton mask, used instead of :func:`segment_bone`
+        (ignored when ``settings.exclude_bone`` is False).
+    protect_mask : numpy.ndarray, optional
+        Voxels never excluded as bone or bone margin (e.g. the aortic wall or
+        the ligamentum-flavum zone from the anatomy stage): a calcification
+        fused broadly to the cortex can only be told from bone by where it is.
+        The blood pool is always protected (its contrast is not marrow).
     _torch_device : torch.device, optional
         Force the torch path on this device (CPU parity tests).
 
@@ -142,14 +154,15 @@ def find_candidates(
     >>> [l.voxel_count for l in c.lesions]
     [18]
     """
-    from calcdetect.bone import segment_bone  # late: bone imports this package
+    from calcdetect.bone import BoneSettings, segment_bone  # late: bone imports this package
 
     arr = volume.array
     spacing = tuple(float(s) for s in volume.spacing)
     warnings: list[str] = []
     tdev = _torch_device if _torch_device is not None else (
         _torch_dev(device) if device.is_cuda else None)
-    for name, m in (("blood_pool_mask", blood_pool_mask), ("bone_mask", bone_mask)):
+    for name, m in (("blood_pool_mask", blood_pool_mask), ("bone_mask", bone_mask),
+                    ("protect_mask", protect_mask)):
         if m is not None and m.shape != volume.shape:
             raise ValueError(f"{name} shape {m.shape} differs from the volume's {volume.shape}; "
                              "masks must be on the Volume grid")
@@ -198,14 +211,26 @@ def find_candidates(
             "hide or mimic calcification nearby."
         )
 
-    if bone_mask is not None:
-        bone = bone_mask.astype(bool)
-    elif settings.exclude_bone:
-        bone = segment_bone(arr, spacing, device, exclude_mask=blood_pool_mask,
-                            _torch_device=tdev)
-    else:
+    if not settings.exclude_bone:
         bone = np.zeros(volume.shape, dtype=bool)
-    bone_excl = _dilate_on(bone, spacing, BONE_MARGIN_MM, tdev) if bone.any() else bone
+    elif bone_mask is not None:
+        bone = bone_mask.astype(bool)
+    else:
+        # Bone is segmented at the calcium threshold in use (never below the
+        # default): kVp-consistent, and contrast-filled vessels are not bone.
+        bone_settings = BoneSettings(bone_hu=max(BoneSettings().bone_hu, thr))
+        bone = segment_bone(arr, spacing, device, bone_settings, exclude_mask=blood_pool_mask,
+                            _torch_device=tdev)
+    if blood_pool_mask is not None:
+        bone = bone & ~blood_pool_mask.astype(bool)
+    if protect_mask is not None:
+        bone = bone & ~protect_mask.astype(bool)
+    # The margin is at least one pixel in-plane: the cortex's partial-volume halo
+    # is about a pixel wide whatever the pixel size.
+    margin = max(BONE_MARGIN_MM, spacing[1], spacing[2])
+    bone_excl = _dilate_on(bone, spacing, margin, tdev) if bone.any() else bone
+    if protect_mask is not None:
+        bone_excl &= ~protect_mask.astype(bool)
 
     calc &= ~metal_excl
     calc &= ~bone_excl
@@ -214,15 +239,21 @@ def find_candidates(
     labels, n = cc3d.connected_components(calc, connectivity=settings.connectivity,
                                           return_N=True, out_dtype=np.uint32)
     labels = labels.view(np.int32)  # ids < 2**31: reinterpret, no copy
+    adjacent: frozenset[int] = frozenset()
+    if n and bone.any():
+        adjacent = _labels_touching(labels, idx, bone_excl)
+        if adjacent:
+            # The bone's partial-volume halo and noise speckle on its surface:
+            # a component touching the bone margin must reach at least one more
+            # pixel out from it, or it is dropped (a plaque on the bone does).
+            outer = _dilate_on(bone_excl, spacing, max(spacing[1], spacing[2]), tdev)
+            labels, n, idx, reg, adjacent = _drop_bone_rim(labels, idx, reg, adjacent, outer)
     cal = settings.mass_calibration_mg_per_hu_ml
     if cal is None:
         cal = mass_calibration_mg_per_hu_ml(volume.info.kvp)
     # The per-slice regions of the minimum-area rule are the Agatston regions.
     lesions = _measure(volume, labels, idx, None, reg, thr, cal, tdev) if n else []
 
-    adjacent: frozenset[int] = frozenset()
-    if n and bone.any():
-        adjacent = _labels_touching(labels, idx, bone_excl)
     return Candidates(
         lesions=tuple(lesions),
         labels=labels,
@@ -265,6 +296,31 @@ def _drop_small_slice_regions(mask: np.ndarray, spacing: tuple[float, float, flo
     small = (area < min_area_mm2 - 1e-9)[ids]
     mask.reshape(-1)[idx[small]] = False
     return idx[~small], ids[~small].astype(np.int64)
+
+
+def _drop_bone_rim(
+    labels: np.ndarray,
+    idx: np.ndarray,
+    reg: np.ndarray,
+    adjacent: frozenset[int],
+    outer: np.ndarray,
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, frozenset[int]]:
+    """Drop bone-adjacent components lying wholly inside ``outer``; renumber 1..n.
+
+    Works on the labelled voxels only (``idx``), so it costs nothing per volume.
+    """
+    flat = labels.reshape(-1)
+    lab = flat[idx].astype(np.int64)
+    n_old = int(lab.max())
+    beyond = np.bincount(lab, weights=~outer.reshape(-1)[idx], minlength=n_old + 1)
+    keep = np.ones(n_old + 1, dtype=bool)
+    keep[[a for a in adjacent if beyond[a] == 0]] = False
+    keep[0] = False
+    new_id = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
+    kept_vox = keep[lab]
+    flat[idx] = new_id[lab]  # dropped voxels become 0, the rest are renumbered
+    adjacent = frozenset(int(new_id[a]) for a in adjacent if keep[a])
+    return labels, int(keep.sum()), idx[kept_vox], reg[kept_vox], adjacent
 
 
 def _labels_touching(labels: np.ndarray, idx: np.ndarray, zone: np.ndarray) -> frozenset[int]:

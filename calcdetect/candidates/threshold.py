@@ -11,12 +11,15 @@ Sources and assumptions
   200-299 -> 2, 300-399 -> 3, >= 400 -> 4) at every kVp; scores from other kVp are
   an approximation, as in the literature that uses kVp-adapted thresholds only.
 * Mass: ``mass_mg = c x mean_HU x volume_mL`` (Hong et al., Radiology 2002) with
-  ``c`` in mg hydroxyapatite per (HU x mL) from a calibration phantom. Without a
-  user calibration we assume ``c = 0.8`` at 120 kVp (about 0.8 mg HA/cm3 per HU,
-  i.e. ~250 HU for a 200 mg HA/cm3 insert) and scale it inversely with the
-  threshold table: calcium reads ``threshold(kVp)/130`` times brighter at kVp, so
-  ``c(kVp) = 0.8 x 130 / threshold(kVp)`` (0.59 at 80 kV, 0.87 at 135 kV). A site
-  calibration always wins; the default is an assumption, documented as such.
+  ``c`` in mg hydroxyapatite per (HU x mL) from a calibration phantom. A site
+  calibration (``CandidateSettings.mass_calibration_mg_per_hu_ml``) always wins.
+  Without one, ``c(kVp) = 1 / hu_per_mg_ha(kVp)`` from
+  :mod:`calcdetect.phantoms.physics`, the one HA-density-to-HU model of the
+  project, so measured masses are consistent with the phantoms' truth (kVp
+  clamped to that model's 70-150 kV range; 120 kV when unknown). That model gives
+  c = 1.30 at 120 kV (1.00 at 80, 1.54 at 140). Caveat: calibration-phantom
+  literature usually quotes c_HA ~ 0.7-0.8 mg/(cm3 x HU) at 120 kVp (130 HU ~
+  100 mg HA/cm3); if the physics model is revised, the default here follows it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ __all__ = [
     "KVP_THRESHOLD_TABLE",
     "AGATSTON_CUTOFFS_HU",
     "AGATSTON_REFERENCE_SLICE_MM",
-    "DEFAULT_MASS_CALIBRATION_120KVP",
     "calcium_threshold_hu",
     "mass_calibration_mg_per_hu_ml",
     "agatston_weight",
@@ -44,7 +46,7 @@ KVP_THRESHOLD_TABLE: tuple[tuple[float, float], ...] = (
 REFERENCE_THRESHOLD_HU = 130.0
 AGATSTON_CUTOFFS_HU: tuple[float, float, float] = (200.0, 300.0, 400.0)
 AGATSTON_REFERENCE_SLICE_MM = 3.0
-DEFAULT_MASS_CALIBRATION_120KVP = 0.8  # mg HA per (HU x mL), assumption (see module doc)
+_PHYSICS_KVP_RANGE = (70.0, 150.0)  # where calcdetect.phantoms.physics is defined
 
 
 def calcium_threshold_hu(kvp: float | None) -> float:
@@ -81,14 +83,17 @@ def calcium_threshold_hu(kvp: float | None) -> float:
 def mass_calibration_mg_per_hu_ml(kvp: float | None) -> float:
     """Default calcium-mass calibration ``c`` (mg HA per HU per mL) at ``kvp``.
 
-    ``c(kVp) = 0.8 x 130 / calcium_threshold_hu(kVp)``; see the module docstring
-    for the assumption. ``None`` gives the 120 kVp value.
+    ``c = 1 / hu_per_mg_ha(kVp)`` of :mod:`calcdetect.phantoms.physics` (see the
+    module docstring); ``None`` gives the 120 kVp value.
 
-    >>> mass_calibration_mg_per_hu_ml(120)
-    0.8
+    >>> round(mass_calibration_mg_per_hu_ml(80), 3)
+    1.0
     """
-    return round(DEFAULT_MASS_CALIBRATION_120KVP * REFERENCE_THRESHOLD_HU
-                 / calcium_threshold_hu(kvp), 6)
+    # Imported here: the phantoms package is heavy and only this number is needed.
+    from calcdetect.phantoms.physics import hu_per_mg_ha
+
+    k = 120.0 if kvp is None else float(np.clip(float(kvp), *_PHYSICS_KVP_RANGE))
+    return 1.0 / hu_per_mg_ha(k)
 
 
 def agatston_weight(peak_hu: np.ndarray | float) -> np.ndarray:

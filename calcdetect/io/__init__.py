@@ -13,7 +13,7 @@ from __future__ import annotations
 from calcdetect.io.decode import DEFAULT_MEMORY_BUDGET
 from calcdetect.io.dicom import load_ct
 from calcdetect.io.discovery import Discovery, SeriesGroup, discover
-from calcdetect.io.nifti import is_nifti, load_nifti, write_nifti
+from calcdetect.io.nifti import is_nifti, load_nifti, write_nifti, write_nifti_labels
 from calcdetect.io.radiograph import load_radiograph
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "load_radiograph",
     "load_nifti",
     "write_nifti",
+    "write_nifti_labels",
     "is_nifti",
 ]

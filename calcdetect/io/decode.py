@@ -12,10 +12,13 @@ than reading them.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from calcdetect.errors import DecodeError, DecoderMissingError, MemoryBudgetErro
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "is_slow_codec",
     "lenient_reading",
     "check_decoder",
     "check_memory_budget",
@@ -56,6 +60,14 @@ _PACKAGE_FOR_SYNTAX: dict[str, str] = {
 
 # Below this many compressed frames a pool costs more to start than it saves.
 _POOL_MIN_FRAMES = 8
+# Codecs slow enough (tens of ms per 512 x 512 frame) that a pool pays for pickling
+# the frames back; RLE and deflate decode in a few ms and are faster in-process.
+_SLOW_CODEC_PREFIX = "1.2.840.10008.1.2.4."
+
+
+_lenient_lock = threading.Lock()
+_lenient_depth = 0
+_lenient_previous = False
 
 
 @contextlib.contextmanager
@@ -65,18 +77,31 @@ def lenient_reading() -> Iterator[None]:
     Some vendors write private tags with a length that does not fit the VR
     (e.g. 6 bytes for a ``US``); pydicom raises unless
     ``convert_wrong_length_to_UN`` is set. The flag is set for the duration of the
-    ``with`` block only and restored afterwards, so importing calcdetect never
-    changes pydicom's behaviour for other code.
+    ``with`` block only and restored when the last (possibly nested or
+    concurrent) block exits, so importing calcdetect never changes pydicom's
+    behaviour for other code. pydicom's per-element warnings are silenced inside
+    the block; the loader reports what matters itself.
     """
-    previous = pydicom.config.convert_wrong_length_to_UN
-    pydicom.config.convert_wrong_length_to_UN = True
+    global _lenient_depth, _lenient_previous
+    with _lenient_lock:
+        if _lenient_depth == 0:
+            _lenient_previous = pydicom.config.convert_wrong_length_to_UN
+            pydicom.config.convert_wrong_length_to_UN = True
+        _lenient_depth += 1
     try:
         with warnings.catch_warnings():
-            # pydicom warns on every mildly invalid value; the loader reports what matters.
             warnings.simplefilter("ignore")
             yield
     finally:
-        pydicom.config.convert_wrong_length_to_UN = previous
+        with _lenient_lock:
+            _lenient_depth -= 1
+            if _lenient_depth == 0:
+                pydicom.config.convert_wrong_length_to_UN = _lenient_previous
+
+
+def is_slow_codec(transfer_syntax: str | None) -> bool:
+    """JPEG / JPEG-LS / JPEG 2000 / HTJ2K: worth decoding in a process pool."""
+    return bool(transfer_syntax) and str(transfer_syntax).startswith(_SLOW_CODEC_PREFIX)
 
 
 def check_decoder(transfer_syntax: str | None) -> None:
@@ -120,7 +145,9 @@ def check_memory_budget(
 ) -> int:
     """Refuse to decode when the pixels would need more memory than the budget.
 
-    The estimate counts the decoded integers plus the float32 output array, and
+    The estimate counts the decoded integers plus ``output_bytes_per_voxel``
+    for the output (4 for one float32 array; the CT loader passes 8 to cover a
+    reoriented copy), and
     is made from header values only, before any pixel data is read, so a tiny
     file claiming 65535 x 65535 x 10000 pixels costs nothing to refuse.
 
@@ -160,8 +187,6 @@ def read_native_frame(
             f"pixel data ends early ({arr.size} of {count} pixels); the file is truncated"
         )
     arr = arr.reshape(shape)
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
     bits = arr.dtype.itemsize * 8
     if bits_stored is not None and 0 < bits_stored < bits:
         if arr.dtype.kind == "i":
@@ -239,7 +264,10 @@ def decode_frames(
     requests : sequence of (path, frame indices or None)
         ``None`` decodes every frame of the file (one frame for classic images).
     compressed : bool
-        Use a process pool (compressed data and enough frames to be worth it).
+        The frames use a slow codec (JPEG family, JPEG-LS, JPEG 2000, HTJ2K): use
+        a process pool when there are enough frames to be worth it. The pool
+        uses the ``forkserver`` start method: forking a process that already
+        runs torch / OpenMP threads is not safe.
     workers : int, optional
         Pool size; default: the CPUs this process may use (at most 8).
     where : str
@@ -257,20 +285,30 @@ def decode_frames(
     """
     n_frames = sum(len(ix) if ix is not None else 1 for _, ix in requests)
     n_workers = workers if workers is not None else _pool_workers()
-    results: list[list[np.ndarray] | str]
-    if compressed and n_workers > 1 and n_frames >= _POOL_MIN_FRAMES and len(requests) > 1:
+    results: list[list[np.ndarray] | str] | None = None
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    worth_a_pool = n_workers > 1 and n_frames >= _POOL_MIN_FRAMES and len(requests) > 1
+    if compressed and can_fork and worth_a_pool:
         # Chunks keep the per-task overhead low; each worker reads its files once.
         chunksize = max(1, len(requests) // (n_workers * 4))
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            results = list(
-                pool.map(
-                    _safe_read_frames,
-                    [str(p) for p, _ in requests],
-                    [ix for _, ix in requests],
-                    chunksize=chunksize,
-                )
-            )
-    else:
+        try:
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns about fork in a threaded parent; see above.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                with ProcessPoolExecutor(
+                    max_workers=n_workers, mp_context=multiprocessing.get_context("fork")
+                ) as pool:
+                    results = list(
+                        pool.map(
+                            _safe_read_frames,
+                            [str(p) for p, _ in requests],
+                            [ix for _, ix in requests],
+                            chunksize=chunksize,
+                        )
+                    )
+        except BrokenProcessPool:  # a worker died (e.g. out of memory): go serial
+            results = None
+    if results is None:
         results = [_safe_read_frames(str(p), ix) for p, ix in requests]
     frames: list[np.ndarray] = []
     for number, res in enumerate(results, start=1):

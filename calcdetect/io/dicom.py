@@ -29,6 +29,7 @@ from calcdetect.io.decode import (
     check_decoder,
     check_memory_budget,
     decode_frames,
+    is_slow_codec,
     lenient_reading,
     read_native_frame,
 )
@@ -111,7 +112,9 @@ def _enhanced_frames(header: ImageHeader) -> tuple[list[_Frame], tuple[float, fl
     return frames, spacing
 
 
-def _frames(group: SeriesGroup, headers: Sequence[ImageHeader]) -> tuple[list[_Frame], tuple[float, float]]:
+def _frames(
+    group: SeriesGroup, headers: Sequence[ImageHeader]
+) -> tuple[list[_Frame], tuple[float, float]]:
     if group.kind == "enhanced_ct":
         frames: list[_Frame] = []
         spacing = None
@@ -134,6 +137,19 @@ def _frames(group: SeriesGroup, headers: Sequence[ImageHeader]) -> tuple[list[_F
             "calcdetect needs it to measure in mm"
         )
     return frames, spacing
+
+
+def _pair(value: object) -> tuple[float, float] | None:
+    try:
+        if value is None or len(value) != 2:  # type: ignore[arg-type]
+            return None
+        return (float(value[0]), float(value[1]))  # type: ignore[index]
+    except (TypeError, ValueError):
+        return None
+
+
+def _hashed(uid: object) -> str | None:
+    return hash_uid(str(uid)) if uid else None
 
 
 def acquisition_info(path: Path, modality: str = "CT") -> AcquisitionInfo:
@@ -174,17 +190,15 @@ def acquisition_info(path: Path, modality: str = "CT") -> AcquisitionInfo:
             kvp=number(get("KVP", "CTXRayDetailsSequence")),
             convolution_kernel=text(get("ConvolutionKernel", "CTReconstructionSequence")),
             slice_thickness_mm=number(get("SliceThickness", "PixelMeasuresSequence")),
-            pixel_spacing_mm=(float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else None,  # type: ignore[arg-type]
+            pixel_spacing_mm=_pair(ps),
             manufacturer=text(ds.get("Manufacturer")),
             manufacturer_model=text(ds.get("ManufacturerModelName")),
             contrast_agent=text(get("ContrastBolusAgent")),
             contrast_route=text(get("ContrastBolusRoute")),
             series_description=text(ds.get("SeriesDescription")),
-            study_uid_hash=hash_uid(str(ds.StudyInstanceUID)) if ds.get("StudyInstanceUID") else None,
-            series_uid_hash=hash_uid(str(ds.SeriesInstanceUID)) if ds.get("SeriesInstanceUID") else None,
-            frame_of_reference_hash=(
-                hash_uid(str(ds.FrameOfReferenceUID)) if ds.get("FrameOfReferenceUID") else None
-            ),
+            study_uid_hash=_hashed(ds.get("StudyInstanceUID")),
+            series_uid_hash=_hashed(ds.get("SeriesInstanceUID")),
+            frame_of_reference_hash=_hashed(ds.get("FrameOfReferenceUID")),
         )
 
 
@@ -202,7 +216,8 @@ def _padding_mask(raw: np.ndarray, header: ImageHeader) -> np.ndarray | None:
 
 
 def _air_warning(array: np.ndarray, padded: np.ndarray | None) -> str | None:
-    step = (slice(None, None, max(1, array.shape[0] // 32)), slice(None, None, 4), slice(None, None, 4))
+    every_4th = slice(None, None, 4)
+    step = (slice(None, None, max(1, array.shape[0] // 32)), every_4th, every_4th)
     sample = array[step]
     keep = sample > -1200.0
     if padded is not None:  # padding was set to air by us: it says nothing about rescale
@@ -232,7 +247,9 @@ def _raw_frames(
     if group.kind != "enhanced_ct" and all(h.native_dtype is not None for h in headers):
         for number, h in enumerate(headers, start=1):
             try:
-                yield read_native_frame(h.path, h.pixel_offset, (h.rows, h.columns), h.native_dtype, h.bits_stored)  # type: ignore[arg-type]
+                yield read_native_frame(
+                    h.path, h.pixel_offset, (h.rows, h.columns), h.native_dtype, h.bits_stored  # type: ignore[arg-type]
+                )
             except (OSError, ValueError, DecodeError) as exc:
                 raise DecodeError(
                     f"could not read the pixels of file {number} of {len(headers)}"
@@ -240,13 +257,15 @@ def _raw_frames(
                     "or be truncated; run discovery again or re-export the series"
                 ) from None
         return
-    compressed = any(h.compressed for h in headers)
+    compressed = any(is_slow_codec(h.transfer_syntax) for h in headers)
     if group.kind == "enhanced_ct":
         paths = dict.fromkeys(f.path for f in ordered)
         requests = [(p, [f.index for f in ordered if f.path == p]) for p in paths]
     else:
         requests = [(f.path, None) for f in ordered]
-    frames = decode_frames(requests, compressed=compressed, where=_where(group))  # type: ignore[arg-type]
+    frames = decode_frames(
+        requests, compressed=compressed, where=_where(group)  # type: ignore[arg-type]
+    )
     if len(frames) != len(ordered):
         raise DecodeError(
             f"decoded {len(frames)} frames for {len(ordered)} images{_where(group)}; "
@@ -297,10 +316,19 @@ def load_ct(group: SeriesGroup, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUD
         )
     rows, columns, samples = sizes.pop()
     if samples != 1:
-        raise UnsupportedSeriesError(f"series {group.key} has {samples} samples per pixel; CT is greyscale")
+        raise UnsupportedSeriesError(
+            f"series {group.key} has {samples} samples per pixel; CT is greyscale"
+        )
     n_frames = sum(h.frames for h in headers)
     check_memory_budget(
-        n_frames, rows, columns, samples, max(h.bits_allocated for h in headers), memory_budget_bytes
+        n_frames,
+        rows,
+        columns,
+        samples,
+        max(h.bits_allocated for h in headers),
+        memory_budget_bytes,
+        # float32 HU plus, for flipped / permuted acquisitions, its canonical copy
+        output_bytes_per_voxel=8,
     )
     for ts in {h.transfer_syntax for h in headers}:
         check_decoder(ts)

@@ -2,9 +2,10 @@
 
 Rules (documented here because they decide what gets analysed)
 ---------------------------------------------------------------
-Every file is read once, header only (``stop_before_pixels``), and classified on
-its own; files are then grouped by Series Instance UID and split further by
-classification, Frame of Reference, image orientation (rounded to 1e-3) and
+Every file is read once, header only (``stop_before_pixels``, see
+``calcdetect.io.headers``), and classified on its own; files are then grouped by
+Series Instance UID and split further by
+classification, Frame of Reference, image orientation (within 1e-3) and
 image size, so one group is always a candidate stack of like images.
 
 * ``dose_report``: a radiation dose SR / dose screen (SOP class, or a secondary
@@ -40,14 +41,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
 
 from calcdetect.errors import DecodeError, InputError
 from calcdetect.ids import hash_uid, series_key
-from calcdetect.io.decode import lenient_reading
+from calcdetect.io.headers import DOSE_SOP_CLASSES, ImageHeader, SkipFile, read_header
 
-__all__ = ["ImageHeader", "SeriesGroup", "Discovery", "discover", "read_header", "group_headers", "classify", "plane_of", "KINDS"]
+__all__ = [
+    "ImageHeader",
+    "SeriesGroup",
+    "Discovery",
+    "discover",
+    "read_header",
+    "group_headers",
+    "classify",
+    "plane_of",
+    "KINDS",
+    "LOADABLE_CT",
+]
 
 KINDS = (
     "ct_volume",
@@ -69,81 +79,13 @@ _RADIOGRAPH_SOP = (
     "1.2.840.10008.5.1.4.1.1.1.1.1",  # DX for processing
 )
 _RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG")
-_DOSE_SOP = (
-    "1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR
-    "1.2.840.10008.5.1.4.1.1.88.68",  # Radiopharmaceutical Radiation Dose SR
-    "1.2.840.10008.5.1.4.1.1.88.76",  # Patient Radiation Dose SR
-)
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 _REFORMAT_WORDS = {
     "REFORMATTED", "MPR", "MIP", "MINIP", "MINIMUM", "MAXIMUM", "VR", "VOLUME_RENDER",
     "3D", "CURVED", "CPR", "SSD", "PROJECTION IMAGE", "AVERAGE", "MEAN",
 }  # fmt: skip
+_ORIENTATION_TOL = 1e-3
 _LOCALIZER_WORDS = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW", "SCANOGRAM"}
-_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
-_DEFLATE = "1.2.840.10008.1.2.1.99"
-_NATIVE_LE_IMPLICIT, _NATIVE_LE_EXPLICIT, _NATIVE_BE = (
-    "1.2.840.10008.1.2",
-    "1.2.840.10008.1.2.1",
-    "1.2.840.10008.1.2.2",
-)
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    """What the loader needs from one file's header (no patient identifiers)."""
-
-    path: Path
-    sop_class: str
-    modality: str | None
-    image_type: tuple[str, ...]
-    transfer_syntax: str | None
-    rows: int
-    columns: int
-    frames: int
-    samples: int
-    bits_allocated: int
-    bits_stored: int | None
-    signed: bool
-    photometric: str | None
-    position: tuple[float, float, float] | None
-    orientation: tuple[float, float, float, float, float, float] | None
-    pixel_spacing: tuple[float, float] | None
-    slope: float
-    intercept: float
-    padding_value: int | None
-    padding_limit: int | None
-    instance_number: int | None
-    series_uid: str | None = field(repr=False, default=None)
-    frame_of_reference_uid: str | None = field(repr=False, default=None)
-    pixel_bytes: int | None = None  # value length of defined-length pixel data
-    pixel_offset: int | None = None  # file offset of that value
-    description: str = field(repr=False, default="")  # Series Description
-
-    @property
-    def native_dtype(self) -> np.dtype | None:
-        """numpy dtype for reading the pixel bytes directly, or None (use pydicom).
-
-        Only single-frame, single-sample, uncompressed little/big-endian images
-        whose Pixel Data length matches Rows x Columns qualify.
-        """
-        order = {_NATIVE_LE_IMPLICIT: "<", _NATIVE_LE_EXPLICIT: "<", _NATIVE_BE: ">"}.get(
-            self.transfer_syntax or ""
-        )
-        if order is None or self.pixel_offset is None or self.frames != 1 or self.samples != 1:
-            return None
-        if self.bits_allocated not in (8, 16, 32):
-            return None
-        size = self.bits_allocated // 8
-        if self.pixel_bytes not in (self.rows * self.columns * size, self.rows * self.columns * size + 1):
-            return None
-        return np.dtype(f"{order}{'i' if self.signed else 'u'}{size}")
-
-    @property
-    def compressed(self) -> bool:
-        """Encapsulated (compressed) pixel data; deflate is decoded by pydicom itself."""
-        ts = self.transfer_syntax or ""
-        return ts.startswith("1.2.840.10008.1.2.4") or ts == "1.2.840.10008.1.2.5"
 
 
 @dataclass(frozen=True)
@@ -184,168 +126,6 @@ class Discovery:
         """Groups the pipeline analyses (``reason is None``)."""
         return tuple(g for g in self.groups if g.reason is None)
 
-
-class _Skip(Exception):
-    """Internal: a file that is counted in ``skipped_files`` under ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _floats(value: object, n: int) -> tuple[float, ...] | None:
-    try:
-        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        return None
-    if len(out) != n or not all(np.isfinite(out)):
-        return None
-    return out
-
-
-def _int(value: object, default: int | None) -> int | None:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return default
-
-
-def _float(value: object, default: float) -> float:
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return default
-    return out if np.isfinite(out) else default
-
-
-def _peek_pixel_element(fp, file_size: int) -> tuple[bool, int | None, bool, int | None]:
-    """At the position where ``stop_before_pixels`` stopped: pixel tag, length,
-    truncated, and the byte offset of the value (for the uncompressed fast path)."""
-    start = fp.tell()
-    head = fp.read(12)
-    if len(head) < 8:
-        return False, None, False, None
-    tag_le = int.from_bytes(head[0:2], "little") << 16 | int.from_bytes(head[2:4], "little")
-    tag_be = int.from_bytes(head[0:2], "big") << 16 | int.from_bytes(head[2:4], "big")
-    little = tag_le in _PIXEL_TAGS
-    if not little and tag_be not in _PIXEL_TAGS:
-        return False, None, False, None
-    order = "little" if little else "big"
-    if head[4:6].isalpha() and head[4:6].isupper():  # explicit VR: OB/OW/OF/OD + 2 reserved
-        if len(head) < 12:
-            return True, None, True, None
-        length, offset = int.from_bytes(head[8:12], order), 12
-    else:
-        length, offset = int.from_bytes(head[4:8], order), 8
-    if length == 0xFFFFFFFF:  # encapsulated: fragments are checked when decoded
-        return True, None, False, None
-    return True, length, start + offset + length > file_size, start + offset
-
-
-def read_header(path: Path) -> ImageHeader:
-    """Read one file's header (no pixels) into an :class:`ImageHeader`.
-
-    Raises
-    ------
-    _Skip
-        Internal; the reason the file is skipped ("not DICOM", "empty file", ...).
-    """
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise _Skip("unreadable") from exc
-    if size == 0:
-        raise _Skip("empty file")
-    try:
-        with lenient_reading(), open(path, "rb") as fp:
-            try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            except InvalidDicomError:
-                # Files without preamble / file meta are still DICOM when the first
-                # element is a plausible group-0008 tag; anything else is not DICOM.
-                fp.seek(0)
-                first = fp.read(4)
-                if first[:2] not in (b"\x08\x00", b"\x00\x08") or size < 132:
-                    raise _Skip("not DICOM") from None
-                fp.seek(0)
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-            ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-            ts = str(ts) if ts else None
-            if ts == _DEFLATE:
-                # The stream position is inside the inflated buffer: read it whole.
-                fp.seek(0)
-                full = pydicom.dcmread(fp, force=True)
-                has_pixels = any(t in full for t in _PIXEL_TAGS)
-                pixel_bytes, truncated, pixel_offset = None, False, None
-            else:
-                has_pixels, pixel_bytes, truncated, pixel_offset = _peek_pixel_element(fp, size)
-            # Touch the values we use now, while the lenient flag is set.
-            values = {
-                k: ds.get(k)
-                for k in (
-                    "SOPClassUID", "Modality", "ImageType", "Rows", "Columns",
-                    "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
-                    "PixelRepresentation",
-                    "PhotometricInterpretation", "ImagePositionPatient",
-                    "ImageOrientationPatient", "PixelSpacing", "RescaleSlope",
-                    "RescaleIntercept", "PixelPaddingValue", "PixelPaddingRangeLimit",
-                    "InstanceNumber", "SeriesInstanceUID", "FrameOfReferenceUID",
-                    "SeriesDescription",
-                )
-            }  # fmt: skip
-    except _Skip:
-        raise
-    except (EOFError, OSError) as exc:
-        raise _Skip("truncated") from exc
-    except Exception as exc:  # pydicom raises many types on garbage; never fatal here
-        if len(str(exc)) and "end of file" in str(exc).lower():
-            raise _Skip("truncated") from exc
-        raise _Skip("unreadable DICOM header") from exc
-    if truncated:
-        raise _Skip("truncated")
-    sop = str(values["SOPClassUID"] or "")
-    if not sop and values["Rows"] is None and not has_pixels:
-        raise _Skip("not DICOM")
-    if not has_pixels:
-        if sop in _DOSE_SOP:
-            has_pixels = False  # kept: a dose report group
-        else:
-            raise _Skip("no pixel data")
-    image_type = tuple(str(v).strip().upper() for v in (values["ImageType"] or ()))
-    if isinstance(values["ImageType"], str):
-        image_type = (values["ImageType"].strip().upper(),)
-    return ImageHeader(
-        path=path,
-        sop_class=sop,
-        modality=(str(values["Modality"]).strip().upper() or None) if values["Modality"] else None,
-        image_type=image_type,
-        transfer_syntax=ts,
-        rows=_int(values["Rows"], 0) or 0,
-        columns=_int(values["Columns"], 0) or 0,
-        frames=max(_int(values["NumberOfFrames"], 1) or 1, 1),
-        samples=_int(values["SamplesPerPixel"], 1) or 1,
-        bits_allocated=_int(values["BitsAllocated"], 16) or 16,
-        bits_stored=_int(values["BitsStored"], None),
-        signed=_int(values["PixelRepresentation"], 0) == 1,
-        photometric=str(values["PhotometricInterpretation"] or "").strip().upper() or None,
-        position=_floats(values["ImagePositionPatient"], 3),  # type: ignore[arg-type]
-        orientation=_floats(values["ImageOrientationPatient"], 6),  # type: ignore[arg-type]
-        pixel_spacing=_floats(values["PixelSpacing"], 2),  # type: ignore[arg-type]
-        slope=_float(values["RescaleSlope"], 1.0),
-        intercept=_float(values["RescaleIntercept"], 0.0),
-        padding_value=_int(values["PixelPaddingValue"], None),
-        padding_limit=_int(values["PixelPaddingRangeLimit"], None),
-        instance_number=_int(values["InstanceNumber"], None),
-        series_uid=str(values["SeriesInstanceUID"]) if values["SeriesInstanceUID"] else None,
-        frame_of_reference_uid=(
-            str(values["FrameOfReferenceUID"]) if values["FrameOfReferenceUID"] else None
-        ),
-        pixel_bytes=pixel_bytes if has_pixels else 0,
-        pixel_offset=pixel_offset if has_pixels else None,
-        description=str(values["SeriesDescription"] or "").strip(),
-    )
-
-
 def group_headers(group: SeriesGroup) -> tuple[ImageHeader, ...]:
     """The group's headers: from discovery, or read now for a group built by hand."""
     if group.headers:
@@ -354,7 +134,7 @@ def group_headers(group: SeriesGroup) -> tuple[ImageHeader, ...]:
     for path in group.files:
         try:
             out.append(read_header(Path(path)))
-        except _Skip as skip:
+        except SkipFile as skip:
             raise DecodeError(
                 f"a file of series {group.key} cannot be read ({skip.reason}); remove it"
             ) from None
@@ -380,11 +160,10 @@ def classify(h: ImageHeader) -> tuple[str, str | None]:
     words = set(h.image_type)
     modality = h.modality or ""
     desc = h.description.upper()
-    if h.sop_class in _DOSE_SOP or (
-        h.sop_class.startswith(_SC_PREFIX) and ("DOSE" in words or "DOSE" in desc)
-    ):
+    is_sc = h.sop_class == _SC_PREFIX or h.sop_class.startswith(_SC_PREFIX + ".")
+    if h.sop_class in DOSE_SOP_CLASSES or (is_sc and ("DOSE" in words or "DOSE" in desc)):
         return "dose_report", "radiation dose report, not an image to analyse"
-    if h.sop_class.startswith(_SC_PREFIX) or modality == "OT" and not h.sop_class.startswith(_CT_SOP):
+    if is_sc or (modality == "OT" and not h.sop_class.startswith(_CT_SOP)):
         return "secondary_capture", "secondary capture (screenshot / report image), no HU data"
     is_ct = modality == "CT" or h.sop_class == _CT_SOP or h.sop_class in _ENHANCED_CT_SOP
     is_xr = h.sop_class in _RADIOGRAPH_SOP or modality in _RADIOGRAPH_MODALITIES
@@ -408,6 +187,23 @@ def classify(h: ImageHeader) -> tuple[str, str | None]:
     if h.position is None or h.orientation is None:
         return "other", "CT image without Image Position / Orientation (Patient)"
     return "ct_volume", None
+
+
+def _orientation_cluster(
+    orientation: tuple[float, ...] | None, seen: list[tuple[float, ...]]
+) -> tuple[float, ...] | None:
+    """The first orientation in ``seen`` within 1e-3 of this one (else add it).
+
+    A tolerance rather than rounding, so scanner jitter in the 6th decimal never
+    splits one stack across a rounding boundary.
+    """
+    if orientation is None:
+        return None
+    for known in seen:
+        if max(abs(a - b) for a, b in zip(known, orientation)) < _ORIENTATION_TOL:
+            return known
+    seen.append(orientation)
+    return orientation
 
 
 def _iter_files(root: Path) -> Iterable[Path]:
@@ -454,12 +250,13 @@ def discover(path: Path, *, split: bool = True) -> Discovery:
     skipped: dict[str, int] = defaultdict(int)
     n_files = 0
     buckets: dict[tuple, list[ImageHeader]] = defaultdict(list)
+    clusters: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     meta: dict[tuple, tuple[str, str | None]] = {}
     for file in _iter_files(path):
         n_files += 1
         try:
             header = read_header(file)
-        except _Skip as skip:
+        except SkipFile as skip:
             skipped[skip.reason] += 1
             continue
         kind, reason = classify(header)
@@ -469,9 +266,7 @@ def discover(path: Path, *, split: bool = True) -> Discovery:
         if kind == "radiograph":
             sub: tuple = (kind, str(file))  # one radiograph per group
         elif split:
-            orient = (
-                tuple(round(v, 3) + 0.0 for v in header.orientation) if header.orientation else None
-            )
+            orient = _orientation_cluster(header.orientation, clusters[uid])
             sub = (kind, header.frame_of_reference_uid, orient, header.rows, header.columns)
         else:
             sub = (kind,)

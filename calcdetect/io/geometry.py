@@ -113,9 +113,12 @@ def stack_geometry(
             f"the series has {n} slice(s); at least {min_slices} are needed for a volume; "
             "export the full series (a single image or a pair cannot be measured in 3-D)"
         )
-    distinct = np.unique(np.round(orientations / _ORIENTATION_TOL) * _ORIENTATION_TOL, axis=0)
-    if len(distinct) > 1:
-        spread = np.abs(orientations - orientations[0]).max()
+    spread = float(np.abs(orientations - orientations[0]).max())
+    if spread >= _ORIENTATION_TOL:
+        distinct: list[np.ndarray] = []  # greedy clusters, for the message only
+        for o in orientations:
+            if not any(np.abs(o - d).max() < _ORIENTATION_TOL for d in distinct):
+                distinct.append(o)
         shown = "; ".join("[" + ", ".join(f"{v:.3f}" for v in d) + "]" for d in distinct[:3])
         raise MixedOrientationError(
             f"the series mixes {len(distinct)} slice orientations (direction cosines differ "

@@ -25,7 +25,14 @@ from calcdetect.io.decode import DEFAULT_MEMORY_BUDGET
 from calcdetect.io.geometry import to_canonical
 from calcdetect.types import AcquisitionInfo, Volume
 
-__all__ = ["is_nifti", "load_nifti", "write_nifti", "kji_lps_to_ras", "ras_to_kji_lps"]
+__all__ = [
+    "is_nifti",
+    "load_nifti",
+    "write_nifti",
+    "write_nifti_labels",
+    "kji_lps_to_ras",
+    "ras_to_kji_lps",
+]
 
 _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 _SWAP = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
@@ -166,3 +173,7 @@ def write_nifti(array: np.ndarray, affine_kji: np.ndarray, path: Path) -> Path:
     img.header.set_xyzt_units("mm")
     suffix = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
     return atomic_write_with(path, lambda tmp: nib.save(img, str(tmp)), suffix=suffix)
+
+
+#: The name STAGES.md uses for label maps; the same function.
+write_nifti_labels = write_nifti

@@ -45,7 +45,9 @@ def _spacing(ds: pydicom.Dataset) -> tuple[tuple[float, float] | None, str | Non
     def pair(attr: str) -> tuple[float, float] | None:
         try:
             value = ds.get(attr)
-            out = (float(value[0]), float(value[1])) if value is not None and len(value) == 2 else None
+            if value is None or len(value) != 2:
+                return None
+            out = (float(value[0]), float(value[1]))
         except (TypeError, ValueError):
             return None
         return out if out and min(out) > 0 and all(np.isfinite(out)) else None
@@ -59,7 +61,8 @@ def _spacing(ds: pydicom.Dataset) -> tuple[tuple[float, float] | None, str | Non
         except (TypeError, ValueError):
             factor = 0.0
         if factor > 0:
-            return (imager[0] / factor, imager[1] / factor), "EstimatedRadiographicMagnificationFactor", []
+            corrected = (imager[0] / factor, imager[1] / factor)
+            return corrected, "EstimatedRadiographicMagnificationFactor", []
         return imager, "ImagerPixelSpacing", [
             "pixel spacing is Imager Pixel Spacing at the detector, not corrected for "
             "magnification: sizes may read 10-20 % large"
@@ -122,7 +125,10 @@ def load_radiograph(
             if photometric == "MONOCHROME1":
                 bits = int(ds.get("BitsStored") or header.bits_allocated)
                 signed = int(ds.get("PixelRepresentation") or 0) == 1
-                lo_raw, hi_raw = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+                if signed:
+                    lo_raw, hi_raw = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+                else:
+                    lo_raw, hi_raw = 0, 2**bits - 1
                 bounds = apply_modality_lut(np.array([lo_raw, hi_raw]), ds).astype(np.float32)
                 values = np.float32(bounds.max() + bounds.min()) - values
             spacing, source, spacing_warnings = _spacing(ds)
@@ -137,7 +143,9 @@ def load_radiograph(
         warnings.append(f"multi-frame radiograph: frame 1 of {header.frames} used")
     warnings.extend(spacing_warnings)
     if values.ndim != 2:
-        raise UnsupportedSeriesError(f"radiograph {group.key} decoded to shape {values.shape}; 2-D greyscale expected")
+        raise UnsupportedSeriesError(
+            f"radiograph {group.key} decoded to shape {values.shape}; 2-D greyscale expected"
+        )
     return Radiograph(
         array=np.ascontiguousarray(values),
         pixel_spacing=spacing,

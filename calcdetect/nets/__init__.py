@@ -5,7 +5,7 @@ Public surface::
     ANATOMY_CLASSES, REFINER_CLASSES, RADIOGRAPH_CLASSES   class maps (from regions.py)
     NetConfig, build_anatomy_net, build_calcium_refiner, build_radiograph_net
     ModelSpec, save_model, load_model, read_spec, write_model_card
-    segment_anatomy
+    segment_anatomy, extract_candidate_patches, score_candidates
 """
 
 from calcdetect.nets.builders import (
@@ -24,6 +24,7 @@ from calcdetect.nets.classes import (
     labels_to_classes,
 )
 from calcdetect.nets.inference import segment_anatomy, slice_levels_from_labels
+from calcdetect.nets.refiner import extract_candidate_patches, score_candidates
 from calcdetect.nets.weights import ModelSpec, load_model, read_spec, save_model, write_model_card
 
 __all__ = [
@@ -44,5 +45,7 @@ __all__ = [
     "read_spec",
     "write_model_card",
     "segment_anatomy",
+    "extract_candidate_patches",
+    "score_candidates",
     "slice_levels_from_labels",
 ]

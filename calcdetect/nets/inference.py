@@ -162,6 +162,7 @@ def segment_anatomy(
     overlap: float = 0.25,
     sw_batch_size: int = 1,
     autocast: bool | None = None,
+    max_tile: int = 144,
 ) -> AnatomyMap:
     """Segment the anatomy of a CT volume with a loaded anatomy net.
 
@@ -174,11 +175,15 @@ def segment_anatomy(
     device
         Where the network runs (resolved once by the caller).
     roi_size
-        Sliding-window size on the net grid; default twice the training patch
-        (the nets are fully convolutional), shrunk to the image.
+        Sliding-window size on the net grid. By default each axis is the whole
+        image (rounded up to the net's divisor) up to ``max_tile`` voxels: the
+        nets are fully convolutional and one large tile beats many small ones.
     autocast
-        ``None``: fp16 autocast on CUDA, full fp32 on CPU. ``True`` on CPU uses
-        bf16 autocast.
+        ``None``: fp16 autocast on CUDA, full fp32 on CPU (bf16 autocast measured
+        slower on CPU without AMX, see ``scripts/bench_cnn.py``). ``True`` on CPU
+        uses bf16 autocast.
+    max_tile
+        Largest window edge (voxels of the net grid) for the default ``roi_size``.
 
     Returns
     -------
@@ -191,9 +196,14 @@ def segment_anatomy(
     net_shape = target_shape(volume.shape, volume.spacing, spec.spacing_mm)
     image = resample_image(volume.array, net_shape)
     image = normalise(image, spec.intensity)
-    roi = tuple(roi_size) if roi_size is not None else tuple(2 * p for p in spec.patch_size)
+    div = spec.net.divisor
+    if roi_size is None:  # one large tile per axis where it fits (fewer, larger windows are faster)
+        cap = max(div, (max_tile // div) * div)
+        roi = tuple(min(cap, -(-n // div) * div) for n in net_shape)
+    else:
+        roi = tuple(roi_size)
     classes = predict_classes(
-        image, model, device, roi_size=roi, n_classes=spec.net.out_channels, divisor=spec.net.divisor, overlap=overlap,
+        image, model, device, roi_size=roi, n_classes=spec.net.out_channels, divisor=div, overlap=overlap,
         sw_batch_size=sw_batch_size, autocast=autocast,
     )
     del image

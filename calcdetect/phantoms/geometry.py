@@ -113,6 +113,15 @@ class Canvas:
         self.hu = np.full(grid.shape, background_hu, dtype=np.float32)
         self.labels = np.zeros(grid.shape, dtype=np.uint8)
 
+    @classmethod
+    def from_arrays(cls, grid: Grid, hu: np.ndarray, labels: np.ndarray) -> "Canvas":
+        """A canvas over existing arrays (shapes must match the grid)."""
+        if hu.shape != grid.shape or labels.shape != grid.shape:
+            raise ValueError(f"arrays {hu.shape}/{labels.shape} do not match the grid {grid.shape}")
+        out = cls.__new__(cls)
+        out.grid, out.hu, out.labels = grid, hu, labels
+        return out
+
     def paint(self, box: Box, mask: np.ndarray, hu: float | np.ndarray, label: int | None = None) -> None:
         """Set HU (and the label, when given) where ``mask`` is true inside ``box``."""
         if Grid.empty(box):
@@ -307,8 +316,9 @@ class TubeWallArc:
         d, dx, dy = self.tube.dist(X, Y, Z)
         r = self.tube.radius(Z)
         ang = np.arctan2(dy, dx)
+        z0, z1 = max(self.z0, self.tube.z0), min(self.z1, self.tube.z1)
         return (
-            (Z >= self.z0) & (Z <= self.z1)
+            (Z >= z0) & (Z <= z1)
             & (d >= r + self.r_in) & (d <= r + self.r_out)
             & (_angle_diff(ang, self.theta) <= self.half_angle)
         )

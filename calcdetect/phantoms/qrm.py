@@ -145,7 +145,7 @@ def generate_qrm_phantom(
             volume = math.pi * (size / 2) ** 2 * size
             inserts.append(TruthLesion(
                 id=new_id, region="other", kind="calibration_insert", side=None, level=None, segment=None,
-                volume_mm3=round(volume, 6), density_mg_cm3=density, mass_mg=round(volume * density / 1000, 6),
+                volume_mm3=volume, density_mg_cm3=density, mass_mg=volume * density / 1000,
                 centroid_lps_mm=(cx, cy, 0.0), bbox_kji=tuple(int(v) for v in (*lo, *hi)),  # type: ignore[arg-type]
                 bbox_mm=(cx - size / 2, cy - size / 2, -size / 2, cx + size / 2, cy + size / 2, size / 2),
                 morphology="plaque", diameter_mm=size,
@@ -157,8 +157,7 @@ def generate_qrm_phantom(
     sigma_z = math.sqrt(max(slice_thickness_mm**2 - step**2, 0.0) / 12.0)
     hu = physics.blur(canvas.hu, grid.spacing, fwhm, sigma_z)
     if noise_sigma_hu > 0:
-        hu += physics.correlated_noise(hu.shape, noise_sigma_hu, 0.45 * fwhm / pixel_mm,
-                                       np.random.default_rng([seed, 20]))
+        physics.add_correlated_noise(hu, noise_sigma_hu, 0.45 * fwhm / pixel_mm, (seed, 20))
     np.maximum(hu, np.float32(-1024.0), out=hu)
     acquisition = {"kvp": kvp, "kernel": kernel, "psf_fwhm_mm": fwhm, "noise_sigma_hu": noise_sigma_hu,
                    "slice_thickness_mm": slice_thickness_mm, "slice_spacing_mm": step, "pixel_mm": pixel_mm,

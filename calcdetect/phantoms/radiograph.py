@@ -9,8 +9,9 @@ midsagittal plane (the centre of the lumbar vertebrae when the CT phantom has
 them) and ``SOD = SID - midplane_to_detector_mm``. A point at ``(x, y, z)``
 lands on the detector at ``M(x) * (y - y_c, -(z - z_c))`` with
 ``M(x) = SID / (x - x_source)``: planes nearer the source are magnified more.
-``(y_c, z_c)`` lies on the central ray: the centroid of the lumbar vertebrae
-(a lateral lumbar view is centred on L3), else the centre of the CT field.
+``(y_c, z_c)`` lies on the central ray: ``y`` of the centroid of the lumbar
+vertebrae (else the field centre) and ``z`` of the middle of the CT field, so the
+whole field, sacrum included, reaches the detector.
 
 Image layout: row 0 is the most superior row (rows run head to foot) and
 column 0 the most anterior column (the patient faces the viewer's left, the
@@ -20,34 +21,46 @@ Physics (first order, stated so nobody mistakes it for more)
 ------------------------------------------------------------
 * HU -> linear attenuation at ``effective_kev``: ``mu = mu_w (1 + HU/1000)`` for
   ``HU <= 0`` and ``mu = mu_w (1 + r(E) HU/1000)`` above, where ``r(E)`` is the
-  ratio of bone's CT number at ``E`` to that at the CT's 70 keV effective
-  energy (calcium attenuates relatively more at lower energy). ``mu_w`` and
-  ``r`` come from approximate NIST XCOM mass attenuation coefficients of water and
-  ICRU cortical bone (``_ATTENUATION_TABLE``), log-log interpolated.
+  ratio of bone's CT number at ``E`` to that at the CT's effective energy
+  (70 keV at 120 kVp; :func:`ct_effective_kev` for the phantom's
+  ``acquisition["kvp"]``): calcium attenuates relatively more at lower energy.
+  ``mu_w`` and ``r`` come from approximate NIST XCOM mass attenuation
+  coefficients of water and ICRU cortical bone (``_ATTENUATION_TABLE``),
+  log-log interpolated.
 * Divergent beam: the volume is cut into ``divergent_groups`` slabs along ``x``;
   each slab's parallel line integral is placed on the detector with the slab
   centre's magnification. The ``1/cos`` lengthening of oblique rays (< 2 % at
   SID >= 1000 mm for a spine-sized field) is ignored; ``divergent_groups=1`` is a
   parallel beam magnified by the midplane factor.
 * Detector: Gaussian blur (``blur_fwhm_mm``) of the transmitted fluence, then
-  Poisson quantum noise at ``photons_per_pixel`` unattenuated quanta
-  (``None``: noise-free). No scatter, no heel effect, no beam hardening.
-* Scatter (optional, off by default): a convolution model,
+  Poisson quantum noise, the exposure set by automatic exposure control so that
+  the median body pixel detects ``photons_per_pixel`` quanta (``None``:
+  noise-free). No heel effect, no beam hardening, no grid lines.
+* Scatter: a convolution model,
   ``S = scatter_per_attenuation x G_sigma * (P x L)`` with ``P`` the primary
   fluence, ``L`` the line integral and ``G_sigma`` a wide Gaussian
   (``scatter_sigma_mm``): air makes no scatter, and a uniform slab gives
   ``SPR = scatter_per_attenuation x L`` (about 0.7 for a gridded lateral lumbar
   view at ``0.1`` and ``L ~ 7``).
 * Obesity: ``obesity_fat_mm`` of extra fat path wherever the body projects.
-* Stored image: the log-attenuation (line integral) estimate, bright = dense,
-  scaled by ``4095 / log_full_scale`` to 12 bits (``MONOCHROME2``).
+* Stored image (12 bits, ``MONOCHROME2``, bright = dense): by default the
+  log-attenuation after unsharp-mask equalisation and windowing, as a DX system
+  sends it "for presentation" (:func:`equalise`); with ``presentation="log"``
+  the raw log-attenuation x ``4095 / log_full_scale``. ``RadiographPhantom.image``
+  is always the raw log-attenuation.
 
 Truth
 -----
-Projected lesion masks (a label image of lesion ids plus per-lesion pixel
-centroid / box / area), vertebral body outlines and the four body corners of
-T12-L5 in pixel coordinates, and the Kauppila AAC-24 (and AAC-8) score computed
-in 3-D from the lesion truth (see :func:`aac24_from_intervals`).
+Projected lesion masks (a label image of lesion ids, each lesion's whole mask,
+per-lesion pixel centroid / box / area), vertebral body outlines and the four
+body corners of T12-L5 in pixel coordinates, and the Kauppila AAC-24 (and AAC-8)
+score computed in 3-D from the lesion truth (see :func:`aac24_from_intervals`):
+for L1-L4, the segment is the body's height at mid-depth (mean z of its two
+superior and two inferior corners); each aortic lesion's slices are put on the
+anterior wall when the lesion lies in front of the aortic centreline on that
+slice (smaller ``y``), else on the posterior wall; the calcified length is the
+union of those slices' z-intervals inside the segment. The vertebral body is
+the part of the vertebra label in front of the spinal canal, slice by slice.
 """
 
 from __future__ import annotations
@@ -70,6 +83,8 @@ __all__ = [
     "RadiographSettings",
     "RadiographPhantom",
     "hu_to_mu",
+    "equalise",
+    "ct_effective_kev",
     "line_integral_lateral",
     "kauppila_grade",
     "union_length",
@@ -77,6 +92,8 @@ __all__ = [
     "aac8_from_intervals",
     "generate_lateral_radiograph",
     "write_radiograph_phantom",
+    "cli_phantom_radiograph",
+    "RADIOGRAPH_CT_DEFAULTS",
 ]
 
 # (keV, water mu/rho cm2/g, ICRU cortical bone mu/rho cm2/g); approximate NIST XCOM.
@@ -89,11 +106,14 @@ _ATTENUATION_TABLE: tuple[tuple[float, float, float], ...] = (
 )
 _BONE_DENSITY_G_CM3 = 1.92
 _CT_EFFECTIVE_KEV = 70.0  # effective energy of a 120 kVp CT beam, where the HU were defined
+# (kVp, effective keV) of typical filtered CT beams, for CT phantoms made at other kVp.
+_CT_KEV_BY_KVP: tuple[tuple[float, float], ...] = ((80.0, 53.0), (100.0, 62.0), (120.0, 70.0), (140.0, 77.0))
 _FAT_HU = -100.0
 _AAC_LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
 _OUTLINE_LEVELS: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5")
 _UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's root, as in calcdetect.io.dicom_write
 _DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+_BODY_LINE_INTEGRAL = 0.05  # line integral above which a ray is taken to cross the patient
 _TOL = 1e-9  # boundary tolerance for score fractions (1/3 and 2/3 are not exact in floats)
 
 
@@ -120,11 +140,15 @@ class RadiographSettings:
     blur_fwhm_mm : float
         Detector blur FWHM at the detector (0 disables it).
     photons_per_pixel : float or None
-        Unattenuated quanta per pixel for Poisson noise; ``None`` is noise-free.
+        Detected quanta per pixel (primary + scatter) at the median body pixel:
+        the automatic exposure control target, after detector efficiency
+        (~4e4 incident x DQE 0.5 for 0.175 mm pixels at a few uGy); ``None`` is
+        noise-free.
     obesity_fat_mm : float
         Extra fat path (mm) added wherever the body projects.
     scatter_per_attenuation : float
-        Scatter-to-primary ratio per unit line integral (0 = no scatter).
+        Scatter-to-primary ratio per unit line integral (0 = no scatter; the
+        default 0.1 gives SPR ~0.7 through a lateral abdomen, a gridded exam).
     scatter_sigma_mm : float
         Width (Gaussian sigma at the detector) of the scatter kernel.
     image_shape : (rows, columns) or None
@@ -136,7 +160,12 @@ class RadiographSettings:
     divergent_groups : int
         Slabs along the beam with their own magnification (1 = parallel beam).
     log_full_scale : float
-        Line integral stored as 4095 (higher values clip).
+        Line integral stored as 4095 with ``presentation="log"`` (higher values clip).
+    presentation : {"equalised", "log"}
+        What the DX file stores: the equalised image a DX system would send
+        (default; see :func:`equalise`) or the raw log-attenuation.
+    equalise_sigma_mm, equalise_gain : float
+        Low-pass width (at the detector) and gain of the equalisation.
     kvp : float
         Nominal tube voltage written to the DICOM header only.
     """
@@ -147,14 +176,17 @@ class RadiographSettings:
     midplane_to_detector_mm: float = 150.0
     detector_pixel_mm: float = 0.175
     blur_fwhm_mm: float = 0.35
-    photons_per_pixel: float | None = 5.0e4
+    photons_per_pixel: float | None = 2.0e4
     obesity_fat_mm: float = 0.0
-    scatter_per_attenuation: float = 0.0
+    scatter_per_attenuation: float = 0.1
     scatter_sigma_mm: float = 40.0
     image_shape: tuple[int, int] | None = None
     detector_size_mm: tuple[float, float] | None = (430.0, 350.0)
     divergent_groups: int = 8
     log_full_scale: float = 10.0
+    presentation: str = "equalised"
+    equalise_sigma_mm: float = 25.0
+    equalise_gain: float = 3.0
     kvp: float = 90.0
 
     def __post_init__(self) -> None:
@@ -172,6 +204,9 @@ class RadiographSettings:
             (self.scatter_sigma_mm > 0, "scatter_sigma_mm must be positive"),
             (self.divergent_groups >= 1, "divergent_groups must be >= 1"),
             (self.log_full_scale > 0, "log_full_scale must be positive"),
+            (self.presentation in ("equalised", "log"), "presentation must be 'equalised' or 'log'"),
+            (self.equalise_sigma_mm > 0 and self.equalise_gain >= 0,
+             "equalise_sigma_mm must be positive and equalise_gain >= 0"),
             (self.image_shape is None or (len(self.image_shape) == 2 and min(self.image_shape) > 0),
              "image_shape must be (rows, columns) with positive sizes, or None"),
             (self.detector_size_mm is None or (len(self.detector_size_mm) == 2 and min(self.detector_size_mm) > 0),
@@ -200,8 +235,20 @@ def _attenuation_at(kev: float) -> tuple[float, float]:
     return mw / 10.0, 1000.0 * (mb - mw) / mw  # cm2/g x 1 g/cm3 -> 1/cm -> 1/mm
 
 
-def hu_to_mu(hu: np.ndarray, kev: float = 60.0) -> np.ndarray:
-    """Linear attenuation (1/mm) at ``kev`` of CT numbers defined at 70 keV.
+def ct_effective_kev(kvp: float | None) -> float:
+    """Approximate effective energy of a CT beam at ``kvp`` (70 keV at 120 kVp).
+
+    Interpolated in ``_CT_KEV_BY_KVP`` (typical filtered CT spectra); ``None``
+    gives the 120 kVp value.
+    """
+    if kvp is None:
+        return _CT_EFFECTIVE_KEV
+    k, e = zip(*_CT_KEV_BY_KVP)
+    return float(np.interp(float(kvp), k, e))
+
+
+def hu_to_mu(hu: np.ndarray, kev: float = 60.0, ct_kev: float = _CT_EFFECTIVE_KEV) -> np.ndarray:
+    """Linear attenuation (1/mm) at ``kev`` of CT numbers defined at ``ct_kev``.
 
     Bilinear: soft tissue scales with water, the excess above water with bone's
     energy dependence (see the module docstring). Air (-1000 HU) maps to 0.
@@ -213,7 +260,7 @@ def hu_to_mu(hu: np.ndarray, kev: float = 60.0) -> np.ndarray:
     (0.0, 0.02059)
     """
     mu_w, bone_hu = _attenuation_at(kev)
-    _, bone_hu_ct = _attenuation_at(_CT_EFFECTIVE_KEV)
+    _, bone_hu_ct = _attenuation_at(ct_kev)
     ratio = bone_hu / bone_hu_ct
     hu = np.asarray(hu, dtype=np.float32)
     scale = np.where(hu > 0, np.float32(ratio), np.float32(1.0))
@@ -313,17 +360,19 @@ def _make_geometry(shape: tuple[int, int, int], spacing: Sequence[float], affine
                    anatomy: np.ndarray | None, settings: RadiographSettings) -> tuple[_Geometry, float]:
     """Source, central ray and detector size for a CT grid.
 
-    The midsagittal plane and the central ray go through the centroid of the
-    lumbar vertebrae when they are labelled (a lateral lumbar view is centred on
-    L3), else through the centre of the CT field. Without ``image_shape`` the
-    detector spans the z range that every ray crosses in full (symmetric about
-    the central ray) and the whole ``y`` field.
+    The midsagittal plane (``x``) and the central ray's ``y`` go through the
+    centroid of the lumbar vertebrae when they are labelled, else through the
+    centre of the CT field; the central ray's ``z`` is the middle of the field.
+    Without ``image_shape`` the detector spans the z range that every ray
+    crosses in full and the whole ``y`` field, up to ``detector_size_mm``.
     """
     z0, y0, x0 = _check_canonical(affine, spacing)
     sk, sj, si = (float(s) for s in spacing)
     nk, nj, ni = shape
     centre = _lumbar_centre_kji(anatomy) or ((nk - 1) / 2.0, (nj - 1) / 2.0, (ni - 1) / 2.0)
-    z_c, y_c, x_mid = z0 + centre[0] * sk, y0 + centre[1] * sj, x0 + centre[2] * si
+    # z: the middle of the CT field, so that the whole field (down to the sacrum,
+    # which the radiograph level counting needs) is on the detector.
+    z_c, y_c, x_mid = z0 + (nk - 1) * sk / 2.0, y0 + centre[1] * sj, x0 + centre[2] * si
     sod = settings.source_to_detector_mm - settings.midplane_to_detector_mm
     x_source = x_mid - sod
     if x0 - si / 2.0 <= x_source:
@@ -355,7 +404,7 @@ def _make_geometry(shape: tuple[int, int, int], spacing: Sequence[float], affine
 # --------------------------------------------------------------------------- projection
 
 
-def _project(hu: np.ndarray, geom: _Geometry, settings: RadiographSettings) -> np.ndarray:
+def _project(hu: np.ndarray, geom: _Geometry, settings: RadiographSettings, ct_kev: float) -> np.ndarray:
     """Noise-free detector line integral: slab sums placed with their own magnification."""
     ni = hu.shape[2]
     edges = np.linspace(0, ni, min(settings.divergent_groups, ni) + 1).round().astype(int)
@@ -365,7 +414,8 @@ def _project(hu: np.ndarray, geom: _Geometry, settings: RadiographSettings) -> n
     for i0, i1 in zip(edges[:-1], edges[1:]):
         if i1 <= i0:
             continue
-        slab = line_integral_lateral(hu_to_mu(hu[:, :, i0:i1], settings.effective_kev), geom.spacing)
+        mu = hu_to_mu(hu[:, :, i0:i1], settings.effective_kev, ct_kev)
+        slab = line_integral_lateral(mu, geom.spacing)
         if settings.divergent_groups == 1:
             m = settings.magnification  # parallel beam, magnified as the midplane
         else:
@@ -376,26 +426,42 @@ def _project(hu: np.ndarray, geom: _Geometry, settings: RadiographSettings) -> n
     return out
 
 
-def _scatter(source: np.ndarray, settings: RadiographSettings) -> np.ndarray:
-    """Wide-kernel scatter of ``source`` (= P x L), computed on a decimated grid for speed."""
-    sigma_px = settings.scatter_sigma_mm / settings.detector_pixel_mm
-    f = max(1, int(sigma_px // 8))  # ~8 coarse pixels per sigma keeps the kernel smooth
-    rows, cols = source.shape
-    pad_r, pad_c = (-rows) % f, (-cols) % f
-    padded = np.pad(source, ((0, pad_r), (0, pad_c)), mode="edge")
+def _lowpass(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Wide Gaussian low-pass, run on a grid decimated to ~8 coarse pixels per sigma."""
+    f = max(1, int(sigma_px // 8))
+    rows, cols = image.shape
+    padded = np.pad(image, ((0, (-rows) % f), (0, (-cols) % f)), mode="edge")
     coarse = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).mean(axis=(1, 3))
     coarse = ndimage.gaussian_filter(coarse, sigma_px / f, mode="nearest", truncate=3.0)
     fine = np.repeat(np.repeat(coarse, f, axis=0), f, axis=1)[:rows, :cols]
     if f > 1:  # smooth the block edges of the nearest upsampling
         fine = ndimage.uniform_filter(fine, f, mode="nearest")
-    return settings.scatter_per_attenuation * fine
+    return fine
+
+
+def _scatter(source: np.ndarray, settings: RadiographSettings) -> np.ndarray:
+    """Wide-kernel scatter of ``source`` (= P x L)."""
+    sigma_px = settings.scatter_sigma_mm / settings.detector_pixel_mm
+    return settings.scatter_per_attenuation * _lowpass(source, sigma_px)
+
+
+def equalise(log_image: np.ndarray, pixel_mm: float, sigma_mm: float, gain: float) -> np.ndarray:
+    """Unsharp-mask equalisation: ``L + gain x (L - G_sigma * L)``.
+
+    One band of the multi-scale processing every DX system applies: it damps
+    the large soft-tissue gradients and lifts edges and small dense structures
+    (endplates, calcified aortic walls) the way clinical lateral spine images
+    look.
+    """
+    low = _lowpass(log_image.astype(np.float64), sigma_mm / pixel_mm)
+    return (log_image + gain * (log_image - low)).astype(np.float32)
 
 
 def _detect(line_integral: np.ndarray, settings: RadiographSettings) -> np.ndarray:
     """Obesity, scatter, detector blur and quantum noise; returns the measured log-attenuation."""
     li = line_integral.astype(np.float32)
     if settings.obesity_fat_mm > 0:
-        body = li > 0.05  # where the beam crosses the patient
+        body = li > _BODY_LINE_INTEGRAL
         mu_fat = float(hu_to_mu(np.array([_FAT_HU]), settings.effective_kev)[0])
         li = li + body * np.float32(mu_fat * settings.obesity_fat_mm)
     fluence = np.exp(-li.astype(np.float64))
@@ -406,7 +472,12 @@ def _detect(line_integral: np.ndarray, settings: RadiographSettings) -> np.ndarr
         fluence = ndimage.gaussian_filter(fluence, sigma, mode="nearest", truncate=3.5)
     if settings.photons_per_pixel is not None:
         rng = np.random.default_rng(settings.seed)
-        n0 = settings.photons_per_pixel
+        # Automatic exposure control: the dose is set so that the median body pixel
+        # detects ``photons_per_pixel`` quanta (primary + scatter), as an AEC
+        # chamber behind the patient would; bigger patients get more mAs.
+        body = li > _BODY_LINE_INTEGRAL
+        reference = float(np.median(fluence[body])) if body.any() else 1.0
+        n0 = settings.photons_per_pixel / reference
         # Half a quantum floor: a zero count has no finite log.
         fluence = np.maximum(rng.poisson(fluence * n0), 0.5) / n0
     return (-np.log(fluence)).astype(np.float32)
@@ -665,8 +736,8 @@ def _aortic_wall_intervals(
 
 def _project_lesions(
     lesion_labels: np.ndarray, lesions: list[dict[str, Any]], geom: _Geometry
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Projected lesion label image and per-lesion pixel truth.
+) -> tuple[np.ndarray, list[dict[str, Any]], dict[int, np.ndarray]]:
+    """Projected lesion label image, per-lesion pixel truth and per-lesion mask crops.
 
     Each lesion's sagittal footprint is placed with the magnification of its own
     centroid plane (a lesion is a few mm thick, so the spread is < 1 %), sampled
@@ -678,6 +749,7 @@ def _project_lesions(
     records = []
     order = sorted(range(len(lesions)), key=lambda n: -float(lesions[n].get("volume_mm3") or 0.0))
     masks: dict[int, tuple[tuple[slice, slice], np.ndarray]] = {}
+    crops: dict[int, np.ndarray] = {}  # full projected mask of each lesion, cropped to bbox_px
     for n in order:
         les = lesions[n]
         lid = int(les["id"])
@@ -720,6 +792,7 @@ def _project_lesions(
                     rec["bbox_px"] = [int(rr.min() + r_lo), int(cc.min() + c_lo), int(rr.max() + r_lo + 1),
                                       int(cc.max() + c_lo + 1)]
                     rec["area_px"] = int(mask.sum())
+                    crops[lid] = mask[rr.min(): rr.max() + 1, cc.min(): cc.max() + 1].copy()
         rec["area_mm2_detector"] = rec["area_px"] * geom.pixel**2
         records.append(rec)
     # Visible area after overlaps are resolved (what a reader could still see as this lesion).
@@ -731,7 +804,7 @@ def _project_lesions(
         else:
             rec["visible_area_px"] = 0
     records.sort(key=lambda r: int(r["id"]))
-    return label_img, records
+    return label_img, records, crops
 
 
 # --------------------------------------------------------------------------- public API
@@ -760,17 +833,45 @@ class RadiographPhantom:
     series_uid: str
     sop_uid: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Each lesion's whole projected mask (also where others overlap it), cropped
+    # to its ``bbox_px`` (row0, col0, row1, col1), keyed by lesion id.
+    lesion_masks: dict[int, np.ndarray] = field(default_factory=dict)
 
     def stored_pixels(self) -> np.ndarray:
-        """The 12-bit stored values (uint16): log-attenuation x 4095 / log_full_scale."""
-        scaled = np.rint(self.image * (4095.0 / self.settings.log_full_scale))
+        """The 12-bit stored values (uint16) written to the DX file.
+
+        ``presentation="log"``: log-attenuation x 4095 / ``log_full_scale``.
+        ``presentation="equalised"``: :func:`equalise` of the log-attenuation,
+        windowed to the 0.5-99.5 percentiles of the body pixels (what a DX
+        workstation does before an image is sent "for presentation").
+        """
+        s = self.settings
+        if s.presentation == "log":
+            scaled = np.rint(self.image * (4095.0 / s.log_full_scale))
+            return np.clip(scaled, 0, 4095).astype(np.uint16)
+        shown = equalise(self.image, s.detector_pixel_mm, s.equalise_sigma_mm, s.equalise_gain)
+        body = self.image > _BODY_LINE_INTEGRAL
+        lo, hi = np.percentile(shown[body] if body.any() else shown, [0.5, 99.5])
+        lo = max(float(lo), 0.0)  # air (log-attenuation 0) stays black
+        scaled = np.rint((shown - lo) * (4095.0 / max(float(hi - lo), 1e-6)))
         return np.clip(scaled, 0, 4095).astype(np.uint16)
 
 
-def _uid(seed: int, part: str) -> str:
+def _uid(source: str, part: str) -> str:
     from pydicom.uid import generate_uid
 
-    return str(generate_uid(prefix=_UID_PREFIX, entropy_srcs=["calcdetect-radiograph", str(seed), part]))
+    return str(generate_uid(prefix=_UID_PREFIX, entropy_srcs=["calcdetect-radiograph", source, part]))
+
+
+def _source_tag(ct_phantom: Any, hu: np.ndarray) -> str:
+    """A stable identity of the CT phantom: its settings, else a checksum of a voxel subsample."""
+    ct_settings = getattr(ct_phantom, "settings", None)
+    if ct_settings is not None:
+        return repr(ct_settings)
+    import hashlib
+
+    sample = np.ascontiguousarray(hu[::7, ::7, ::7], dtype=np.float32)
+    return hashlib.sha256(sample.tobytes() + repr(hu.shape).encode()).hexdigest()
 
 
 def _noise_free_hu(ct_phantom: Any) -> np.ndarray:
@@ -811,13 +912,15 @@ def generate_lateral_radiograph(
     lesions = [_as_dict(les) for les in (getattr(ct_phantom, "lesions", None) or [])]
     geom, x_mid = _make_geometry(hu.shape, spacing, np.asarray(ct_phantom.affine), anatomy, settings)
 
-    image = _detect(_project(hu, geom, settings), settings)
+    acquisition = getattr(ct_phantom, "acquisition", None) or {}
+    ct_kev = ct_effective_kev(acquisition.get("kvp") if isinstance(acquisition, Mapping) else None)
+    image = _detect(_project(hu, geom, settings, ct_kev), settings)
 
     notes: list[str] = []
     if lesion_labels is not None and lesions:
-        label_img, records = _project_lesions(np.asarray(lesion_labels), lesions, geom)
+        label_img, records, crops = _project_lesions(np.asarray(lesion_labels), lesions, geom)
     else:
-        label_img = np.zeros(image.shape, np.uint16)
+        label_img, crops = np.zeros(image.shape, np.uint16), {}
         records = [dict(les, centroid_px=geom.to_pixel(np.array(les["centroid_lps_mm"], float)).tolist())
                    for les in lesions]
         if lesions:
@@ -842,6 +945,9 @@ def generate_lateral_radiograph(
     else:
         notes.append("no anatomy labels: no vertebral or AAC-24 truth")
 
+    # UIDs derive from everything that makes this image, so different CT phantoms
+    # (or settings) never share a series UID, and the same inputs always do.
+    source = f"{settings!r}|{_source_tag(ct_phantom, hu)}"
     geometry = {
         "view": "left lateral (beam right to left, patient's left on the detector)",
         "row_direction": "superior to inferior (row 0 most superior)",
@@ -858,14 +964,15 @@ def generate_lateral_radiograph(
         magnification=settings.magnification,
         settings=settings,
         lesion_labels=label_img,
+        lesion_masks=crops,
         lesions=tuple(records),
         vertebrae=vertebrae,
         aac24=aac24,
         aac8=aac8,
         geometry=geometry,
-        study_uid=_uid(settings.seed, "study"),
-        series_uid=_uid(settings.seed, "series"),
-        sop_uid=_uid(settings.seed, "sop"),
+        study_uid=_uid(source, "study"),
+        series_uid=_uid(source, "series"),
+        sop_uid=_uid(source, "sop"),
         notes=tuple(notes),
     )
 
@@ -941,8 +1048,10 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
 
     Truth files: ``truth.json`` (kind ``"radiograph"``, ``series_uid_hash``,
     ``aac24``, ``aac8``, vertebrae in pixel coordinates, projected lesions),
-    ``calcification_labels.npy`` (uint16 projected lesion ids, targets and
-    distractors) and ``calcification_mask.png`` (255 where a target
+    ``calcification_labels.png`` (16-bit PNG of the projected lesion ids, targets
+    and distractors; where projections overlap the smaller lesion is on top),
+    ``lesion_masks.npz`` (each lesion's whole mask cropped to its ``bbox_px``,
+    key = lesion id) and ``calcification_mask.png`` (255 where a target
     calcification, region not ``"other"``, projects).
 
     Returns
@@ -959,9 +1068,13 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
     ds = _dx_dataset(ph)
     atomic_write_with(dcm, lambda p: ds.save_as(p, enforce_file_format=True), suffix=".dcm")
     truth = out_dir / "truth"
+    # 16-bit PNG: lossless, compressed (the labels are mostly zero) and viewable.
+    labels = np.ascontiguousarray(ph.lesion_labels, dtype=np.uint16)
     atomic_write_with(
-        truth / "calcification_labels.npy", lambda p: np.save(p, ph.lesion_labels), suffix=".npy"
+        truth / "calcification_labels.png", lambda p: Image.fromarray(labels).save(p, format="PNG"), suffix=".png"
     )
+    masks = {str(lid): m for lid, m in ph.lesion_masks.items()}
+    atomic_write_with(truth / "lesion_masks.npz", lambda p: np.savez_compressed(p, **masks), suffix=".npz")
     targets = [int(r["id"]) for r in ph.lesions if r.get("region") != Region.OTHER.value]
     mask = (np.isin(ph.lesion_labels, targets) * 255).astype(np.uint8)
     atomic_write_with(truth / "calcification_mask.png", lambda p: Image.fromarray(mask).save(p, format="PNG"),
@@ -975,7 +1088,10 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
             "columns": int(ph.image.shape[1]),
             "imager_pixel_spacing_mm": list(ph.pixel_spacing_mm),
             "magnification": ph.magnification,
-            "stored_value_per_unit_log_attenuation": 4095.0 / ph.settings.log_full_scale,
+            "presentation": ph.settings.presentation,
+            "stored_value_per_unit_log_attenuation": (
+                4095.0 / ph.settings.log_full_scale if ph.settings.presentation == "log" else None
+            ),
             "coordinates": "pixel (row, col), row 0 superior, column 0 anterior",
         },
         "geometry": ph.geometry,
@@ -984,8 +1100,44 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
         "aac8": ph.aac8,
         "vertebrae": ph.vertebrae,
         "lesions": list(ph.lesions),
-        "files": {"labels": "calcification_labels.npy", "target_mask": "calcification_mask.png"},
+        "files": {"labels": "calcification_labels.png", "target_mask": "calcification_mask.png",
+                  "lesion_masks": "lesion_masks.npz (key = lesion id, mask cropped to bbox_px)"},
         "notes": list(ph.notes),
     }
     atomic_write_json(truth / "truth.json", payload)
     return out_dir
+
+
+# CT settings for projection: noise-free (quantum noise is added on the detector),
+# 1 mm voxels (finer than the radiograph's ~0.15 mm patient-plane pixels cannot
+# be had cheaply, coarser blurs the endplates), T11 to the femoral heads.
+RADIOGRAPH_CT_DEFAULTS: dict[str, Any] = {
+    "matrix": 384, "pixel_mm": 1.0, "slice_thickness_mm": 1.25, "fov": ("T11", "FH"), "noise_sigma_hu": 0.0,
+}
+
+
+def cli_phantom_radiograph(
+    out_dir: Path, seed: int = 0, *, overwrite: bool = False, ct_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Path:
+    """CLI entry: ``calcdetect phantom radiograph -o DIR --seed N [--effective-kev ...]``.
+
+    Generates a CT phantom (``RADIOGRAPH_CT_DEFAULTS`` updated by ``ct_options``,
+    same seed), projects it and writes the radiograph study to ``out_dir``.
+    ``options`` are :class:`RadiographSettings` fields; unknown names raise a
+    ValueError listing the valid ones.
+    """
+    from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
+
+    valid = set(RadiographSettings.__dataclass_fields__) - {"seed"}
+    unknown = set(options) - valid
+    if unknown:
+        raise ValueError(f"unknown radiograph option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    ct_valid = set(CTPhantomSettings.__dataclass_fields__) - {"seed"}
+    ct_unknown = set(ct_options or {}) - ct_valid
+    if ct_unknown:
+        raise ValueError(f"unknown CT phantom option(s) {sorted(ct_unknown)}; valid: {sorted(ct_valid)}")
+    ct_settings = CTPhantomSettings(seed=seed, **{**RADIOGRAPH_CT_DEFAULTS, **(ct_options or {})})
+    settings = RadiographSettings(seed=seed, **{k: v for k, v in options.items() if v is not None})
+    ph = generate_lateral_radiograph(generate_ct_phantom(ct_settings), settings)
+    return write_radiograph_phantom(ph, out_dir, overwrite=overwrite)

@@ -124,10 +124,11 @@ def level_span(z0: float, z1: float, vertebrae: list[VertebraTruth]) -> str | No
             if below.z_top_mm <= hi and v.z_bottom_mm >= lo and below.z_top_mm < v.z_bottom_mm:
                 levels.append(f"{v.level}-{below.level}")
     if not levels:
-        # Beyond the modelled spine: report the nearest body.
+        # Just beyond the modelled spine: the nearest body; far beyond (pelvis): None.
         centre = 0.5 * (lo + hi)
-        near = min(ordered, key=lambda v: min(abs(centre - v.z_top_mm), abs(centre - v.z_bottom_mm)))
-        return near.level
+        dist = lambda v: min(abs(centre - v.z_top_mm), abs(centre - v.z_bottom_mm))  # noqa: E731
+        near = min(ordered, key=dist)
+        return near.level if dist(near) <= 10.0 else None
     if len(levels) == 1:
         return levels[0]
     return format_level_span(levels)

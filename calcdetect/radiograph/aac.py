@@ -103,20 +103,23 @@ def detect_calcification(
     zone: np.ndarray,
     step_mm: float,
     *,
-    k_sigma: float = 4.5,
-    min_length_mm: float = 3.0,
+    k_sigma: float = 5.0,
+    min_length_mm: float = 4.0,
     min_aspect: float = 2.0,
+    max_angle_deg: float = 30.0,
 ) -> np.ndarray:
     """Calcified pixels inside ``zone`` of a straightened strip (rows along the spine).
 
     A deposit seen edge-on is a thin bright line roughly parallel to the spine, so
     the detector is a horizontal white top-hat (opening with a line wider than a
     wall deposit, ~6 mm) that removes everything broad (soft tissue, bowel, bone
-    edges) and keeps thin bright ridges. The threshold is ``k_sigma`` robust noise
-    SDs (median absolute deviation of the response in the zone) with hysteresis;
-    components shorter than ``min_length_mm`` along the spine or less than
-    ``min_aspect`` times longer than wide are dropped (noise grains, bowel texture
-    and the ends of horizontal structures such as ribs).
+    edges) and keeps thin bright ridges. Thresholds (with hysteresis) come from
+    the *black* top-hat in the zone, which noise fills like the white one but
+    calcium does not: seeds above ``k_sigma / 4`` times its 99.5th percentile,
+    grown down to its 99th percentile; components shorter than ``min_length_mm`` along the spine, less than
+    ``min_aspect`` times longer than wide (principal axes) or whose long axis is more
+    than ``max_angle_deg`` off the spine axis are dropped (noise grains, bowel
+    texture, ribs crossing the zone).
 
     Parameters
     ----------
@@ -131,33 +134,54 @@ def detect_calcification(
         return np.zeros_like(zone)
     sm = ndimage.gaussian_filter(strip, 0.4 / step_mm)
     width = max(3, int(round(6.0 / step_mm)) | 1)
+    win = max(1, int(round(3.0 / step_mm)))
     opened = ndimage.grey_opening(sm, size=(1, width))
     # a little smoothing along the spine: deposits are elongated along s, noise is not
-    resp = ndimage.uniform_filter1d(sm - opened, max(1, int(round(1.5 / step_mm))), axis=0)
-    vals = resp[zone]
-    med = float(np.median(vals))
-    sigma = float(1.4826 * np.median(np.abs(vals - med))) or float(vals.std()) or 1.0
-    high = zone & (resp > med + k_sigma * sigma)
-    low = zone & (resp > med + 0.6 * k_sigma * sigma)
+    raw = sm - opened
+    resp = ndimage.uniform_filter1d(raw, win, axis=0)
+    # The noise reference is the *black* top-hat (closing minus image) filtered the
+    # same way: noise makes dark and bright specks alike, calcium only bright ones.
+    # (The white top-hat's own median / MAD are useless: the opening leaves most
+    # noise pixels at exactly zero.) Dark structures (gas edges) only raise it.
+    raw_black = ndimage.grey_closing(sm, size=(1, width)) - sm
+    ref = ndimage.uniform_filter1d(raw_black, win, axis=0)[zone]
+    ref_raw = raw_black[zone]
+    high = zone & (resp > k_sigma / 4.0 * float(np.percentile(ref, 99.5)))
+    low = zone & (resp > float(np.percentile(ref, 99.0)))
+    core_thr = float(np.percentile(ref_raw, 97.0))
     lab, n = ndimage.label(low)
     if n == 0:
         return np.zeros_like(zone)
     keep = np.zeros(n + 1, bool)
     keep[np.unique(lab[high])] = True
     keep[0] = False
+    # the along-spine smoothing lengthens each deposit by half its window at both
+    # ends (and turns oblique lines vertical); judge the shape where the
+    # unsmoothed response is still clearly raised
+    core = raw > core_thr
     slices = ndimage.find_objects(lab)
     for i, sl in enumerate(slices, start=1):
         if sl is None or not keep[i]:
             continue
-        comp = lab[sl] == i
-        length = (sl[0].stop - sl[0].start) * step_mm
-        # mean width across the spine (a tilted line has a wide box but is thin)
-        width = comp.sum() / max(comp.any(axis=1).sum(), 1) * step_mm
-        # wall deposits seen edge-on are lines along the spine: noise grains and bowel
-        # texture are round, horizontal structures (rib edges) are wide and short
-        if length < min_length_mm or length < min_aspect * width:
+        comp = (lab[sl] == i) & core[sl]
+        if not comp.any():
             keep[i] = False
-    return keep[lab]
+            continue
+        ss, tt = np.nonzero(comp)
+        length = (ss.max() - ss.min() + 1) * step_mm
+        # principal axis: wall deposits seen edge-on are lines along the spine; noise
+        # grains and bowel texture are round, ribs cross the zone obliquely
+        if ss.size >= 3:
+            cov = np.cov(np.vstack([ss, tt]).astype(float))
+            evals, evecs = np.linalg.eigh(cov)
+            major = evecs[:, 1]
+            angle = float(np.degrees(np.arctan2(abs(major[1]), abs(major[0]))))
+            aspect = float(np.sqrt(max(evals[1], 1e-9) / max(evals[0], 1e-9)))
+        else:
+            angle, aspect = 90.0, 1.0
+        if length < min_length_mm or aspect < min_aspect or angle > max_angle_deg:
+            keep[i] = False
+    return keep[lab] & core
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,10 @@ __all__ = [
 
 #: The smallest field of view (mm, along the spine) that can show L1-L4 and the sacrum.
 MIN_FIELD_MM = 150.0
+#: Plausibility of a detected lumbar column (see ``_implausible``).
+MIN_BODY_HEIGHT_MM = 19.0
+MIN_BODY_DEPTH_MM = 25.0
+MAX_HEIGHT_CV = 0.3
 
 # Body parts / descriptions that are certainly not a lumbar spine (BodyPartExamined
 # defined terms plus common free text). Matched as whole words, upper case.
@@ -237,6 +241,30 @@ def _finding(level: str, walls: list[WallExtent], mask: np.ndarray, index: int,
     )
 
 
+def _implausible(det: SpineDetection) -> str | None:
+    """Why the detected column is not a lumbar spine (``None`` when it may be one).
+
+    Adult lumbar bodies are ~22-32 mm high and ~30-50 mm deep with similar heights
+    from level to level; a hip, pelvis or chest picked up by the rhythm detector
+    gives short, irregular "bodies". Thresholds leave room for magnification
+    errors and one collapsed vertebra.
+    """
+    named = [v for v in det.vertebrae if v.level in ("L1", "L2", "L3", "L4", "L5")]
+    if not det.anchored or len(named) < 3:
+        return None  # nothing will be scored anyway; the warnings say why
+    step = det.strip.step_mm if det.strip is not None else 0.5
+    heights = np.array([(v.s_inf - v.s_sup) * step for v in named])
+    mean_h = float(heights.mean())
+    cv = float(heights.std() / max(mean_h, 1e-6))
+    if mean_h < MIN_BODY_HEIGHT_MM:
+        return f"vertebral bodies {mean_h:.0f} mm high on average, lumbar bodies are >= {MIN_BODY_HEIGHT_MM:.0f} mm"
+    if det.depth_mm < MIN_BODY_DEPTH_MM:
+        return f"vertebral bodies {det.depth_mm:.0f} mm deep, lumbar bodies are >= {MIN_BODY_DEPTH_MM:.0f} mm"
+    if cv > MAX_HEIGHT_CV:
+        return f"body heights vary by {100 * cv:.0f} % from level to level"
+    return None
+
+
 def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> RadiographAnalysis:
     """Find T12-L5, the aortic zone, aortic calcification and the AAC-24 score.
 
@@ -279,6 +307,18 @@ def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> 
             f"no spine column with regularly spaced vertebral bodies was found (found "
             f"{len(det.vertebrae)}); this does not look like a lateral lumbar spine radiograph"
         )
+    reason = _implausible(det)
+    if reason and radiograph.view != "lateral":
+        # nothing says this is a lateral spine and the content disagrees: refuse
+        raise UnsupportedSeriesError(
+            f"no lateral lumbar spine was recognised ({reason}); AAC-24 needs a lateral lumbar spine "
+            "radiograph - check the view, the body part and the pixel spacing"
+        )
+    if reason:
+        # a declared lateral view (e.g. a thoracic one): keep the bodies, name no levels
+        warnings.append(f"no lumbar spine recognised ({reason}): levels not named, AAC-24 not scored")
+        det = replace(det, anchored=False,
+                      vertebrae=tuple(replace(v, level=None) for v in det.vertebrae))
     verts = tuple(
         VertebraResult(v.level, tuple((float(r), float(c)) for r, c in v.corners_rc), v.confidence)
         for v in det.vertebrae
@@ -310,7 +350,7 @@ def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> 
     t_line = np.interp(s_rows, s_knots[order], t_knots[order])
     s_top = lv_list[0].s_sup - 2.0 / step  # a little beyond L1-L4 so edge deposits are whole
     s_bot = min(lv_list[-1].s_inf + 2.0 / step, S.shape[0] - 1)
-    margin = 1.5 / step  # the anterior cortex is itself a thin bright line: keep off it
+    margin = 2.0 / step  # the anterior cortex is itself a thin bright line: keep off it
     tt = np.arange(S.shape[1])[None, :]
     in_rows = (s_rows >= s_top) & (s_rows <= s_bot)
     zone = in_rows[:, None] & (tt <= (t_line[:, None] - margin)) & (tt >= (t_line[:, None] - depth_px))

@@ -44,6 +44,7 @@ __all__ = ["STEP_MM", "SpineStrip", "Vertebra", "SpineDetection", "find_vertebra
 STEP_MM = 0.5  # straightened-strip sampling (mm): calcium lines are 1-2 mm wide
 COARSE_MM = 2.0
 SACRUM_MIN_MM = 20.0
+MIN_DISC_CONTRAST = 2.5  # typical disc dip, in robust noise SDs of the along-spine profile
 LEVELS_T12_L5: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5")
 _STRIP_ANTERIOR_MM = 130.0  # how far in front of the column centre the strip reaches
 _STRIP_POSTERIOR_MM = 70.0
@@ -123,8 +124,36 @@ def _normalise(a: np.ndarray) -> np.ndarray:
     return ((a - lo) / max(hi - lo, 1e-6)).astype(np.float32)
 
 
+def _periodicity(c: np.ndarray) -> np.ndarray:
+    """Where the image repeats along the rows with a vertebral period (26-48 mm).
+
+    Vertebral bodies and discs (and the posterior elements beside them) alternate
+    with a period of one vertebra plus one disc; bowel gas, soft tissue and the
+    body outline do not. For every coarse pixel: the best normalised
+    autocorrelation over those lags of the row-detrended image (16 mm wide,
+    100 mm long windows), times the local amplitude, so that flat noise scores low.
+    """
+    hp = c - ndimage.uniform_filter1d(c, int(24 / COARSE_MM), axis=0, mode="nearest")
+    hp = ndimage.uniform_filter1d(hp, int(16 / COARSE_MM), axis=1, mode="nearest")
+    win = int(100 / COARSE_MM)
+    energy = ndimage.uniform_filter1d(hp * hp, win, axis=0, mode="nearest") + 1e-12
+    best = np.full(c.shape, -1.0, np.float32)
+    for lag in range(int(26 / COARSE_MM), int(48 / COARSE_MM) + 1):
+        prod = np.zeros_like(hp)
+        prod[:-lag] = hp[:-lag] * hp[lag:]
+        ac = np.roll(ndimage.uniform_filter1d(prod, win, axis=0, mode="nearest"), lag // 2, axis=0)
+        best = np.maximum(best, ac / energy)
+    return np.clip(best, 0, None) * np.sqrt(energy)
+
+
 def _column_path(c: np.ndarray, depth_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """DP path of the strongest column response; returns (cols per row, response)."""
+    """DP path of the spine column; returns (cols per row, response).
+
+    The response is the vertebral periodicity (:func:`_periodicity`) times a
+    ridge term (the band brighter than its brighter flank, floored at a small
+    positive value so that a column of low contrast still counts). A move of one
+    column costs a little, so the path follows the column's curve, not the noise.
+    """
     w_in = max(3, int(round(depth_mm / COARSE_MM)))
     w_out = max(2, w_in // 2)
     hp = c - ndimage.gaussian_filter(c, 60 / COARSE_MM)
@@ -135,15 +164,21 @@ def _column_path(c: np.ndarray, depth_mm: float) -> tuple[np.ndarray, np.ndarray
     off = (w_in + w_out) // 2
     left = np.roll(flank, off, axis=1)
     right = np.roll(flank, -off, axis=1)
-    resp = np.minimum(inner - left, inner - right)
-    # keep the path off the image border (the filter is meaningless there)
-    resp[:, : w_in // 2 + w_out] = -np.inf
-    resp[:, -(w_in // 2 + w_out) :] = -np.inf
+    ridge = np.minimum(inner - left, inner - right)
+    per = _periodicity(c)
+    scale = float(np.percentile(np.abs(ridge), 95)) or 1.0
+    resp = per * np.clip(0.5 + ridge / scale, 0.1, 2.0)
+    resp = resp / (float(np.percentile(resp, 99)) or 1.0)
+    # keep the path off the image border (the filters are meaningless there)
+    edge = w_in // 2 + w_out
+    resp[:, :edge] = -np.inf
+    resp[:, -edge:] = -np.inf
     h, w = resp.shape
+    move = 0.25  # cost of one column of drift per row (response is ~0-1)
     score = np.where(np.isfinite(resp[0]), resp[0], -1e9)
     back = np.zeros((h, w), np.int8)
     for r in range(1, h):
-        cand = np.stack([np.r_[-1e9, score[:-1]], score, np.r_[score[1:], -1e9]])
+        cand = np.stack([np.r_[-1e9, score[:-1]] - move, score, np.r_[score[1:], -1e9] - move])
         k = np.argmax(cand, axis=0)
         back[r] = k - 1
         row = np.where(np.isfinite(resp[r]), resp[r], -1e9)
@@ -246,19 +281,50 @@ def _period(q: np.ndarray) -> float:
 def _disc_positions(q: np.ndarray, period: float, valid: np.ndarray) -> tuple[list[int], float]:
     qs = ndimage.gaussian_filter1d(q, 1.5 / STEP_MM)
     noise = float(1.4826 * np.median(np.abs(qs[valid] - np.median(qs[valid])))) or 1e-6
-    mins = [i for i in range(1, len(qs) - 1) if valid[i] and qs[i] <= qs[i - 1] and qs[i] < qs[i + 1]]
+    # dips within 0.4 periods of the strip's ends are detrending edge effects
+    margin = int(0.4 * period)
+    mins = [
+        i for i in range(max(1, margin), len(qs) - max(1, margin))
+        if valid[i] and qs[i] <= qs[i - 1] and qs[i] < qs[i + 1]
+    ]
     mins = [i for i in mins if qs[i] < -0.3 * noise]
     if mins:
         # a disc dips about as deep as the typical disc; shallow dips are texture
         # (sacral remnants, bowel gas, the iliac crest edge)
         typical = float(np.median(np.sort(qs[mins])[:5]))
+        # against the fine (< 2 mm) fluctuation of the profile: discs are broad dips
+        res = q - ndimage.gaussian_filter1d(q, 2.0 / STEP_MM)
+        fine = float(1.4826 * np.median(np.abs(res[valid] - np.median(res[valid])))) or 1e-9
+        if typical > -MIN_DISC_CONTRAST * fine:
+            return [], noise  # no vertebral rhythm above the noise: not a spine column
         mins = [i for i in mins if qs[i] < 0.35 * typical]
     mins.sort(key=lambda i: qs[i])  # deepest first
-    chosen: list[int] = []
-    for i in mins:
-        if all(abs(i - j) >= 0.6 * period for j in chosen):
-            chosen.append(i)
-    chosen.sort()
+
+    def pick(per: float) -> list[int]:
+        out: list[int] = []
+        for i in mins:
+            if all(abs(i - j) >= 0.6 * per for j in out):
+                out.append(i)
+        return sorted(out)
+
+    chosen = pick(period)
+    # the autocorrelation can lock onto a harmonic; the chosen dips' own spacing
+    # is the better period estimate when they disagree
+    if len(chosen) >= 4:
+        gaps = np.diff(chosen)
+        gaps = gaps[(gaps > 25 / STEP_MM) & (gaps < 50 / STEP_MM)]
+        if gaps.size >= 2 and abs(float(np.median(gaps)) - period) > 0.15 * period:
+            period = float(np.median(gaps))
+            chosen = pick(period)
+    # a disc missed at the top (under the ribs): look one period above the first
+    if chosen and mins:
+        first = chosen[0]
+        centre = first - period
+        lo, hi = int(centre - 0.25 * period), int(centre + 0.25 * period)
+        if lo >= margin and valid[lo:hi].all():
+            k = lo + int(np.argmin(qs[lo:hi]))
+            if qs[k] < 0.15 * float(np.median(qs[chosen])) and 0 < k < len(qs) - 1:
+                chosen.insert(0, k)
     # fill gaps where a disc was missed (e.g. under a rib or the iliac crest)
     filled = list(chosen)
     for a, b in zip(chosen[:-1], chosen[1:]):
@@ -281,14 +347,95 @@ def _strip_and_edges(img: np.ndarray, spacing: tuple[float, float], cols: np.nda
     pr_s = np.interp(np.arange(n_s) * STEP_MM, rows * COARSE_MM, np.clip(path_resp, 0, None))
     pr_s = ndimage.uniform_filter1d(pr_s, int(50 / STEP_MM), mode="nearest")
     valid = pr_s > 0.3 * np.percentile(pr_s, 90)
-    # body edges across the spine from the median profile (robust to discs and ribs)
+    # body edges across the spine: the band of vertebral rhythm tells where the
+    # bodies are, the median intensity profile (robust to discs and ribs) the edges
     prof = ndimage.gaussian_filter1d(np.median(S[valid] if valid.any() else S, axis=0), 1.0 / STEP_MM)
     t0 = strip.t0
-    t_ant = _edge(prof, t0 - int(35 / STEP_MM), t0 + int(5 / STEP_MM), rising=True)
-    t_ant = t0 - int(19 / STEP_MM) if t_ant is None else t_ant
-    t_post = _edge(prof, t_ant + int(22 / STEP_MM), t_ant + int(55 / STEP_MM), rising=False)
-    t_post = t_ant + int(38 / STEP_MM) if t_post is None else t_post
+    band = _rhythm_bands(S, valid, strip.t0)
+    moved = False
+    if band is not None:
+        new_band = _bodies_in_front_of_canal(prof, band)
+        moved, band = new_band != band, new_band
+    mm = lambda x: int(round(x / STEP_MM))  # noqa: E731
+    if band is None:
+        lo_a, hi_a = t0 - mm(35), t0 + mm(5)
+    elif moved:  # band ends at the canal: the body's front is 22-55 mm in front of it
+        lo_a, hi_a = band[1] - mm(55), band[1] - mm(22)
+    else:
+        lo_a, hi_a = band[0] - mm(8), band[0] + mm(8)
+    t_ant = _edge(prof, lo_a, hi_a, rising=True)
+    t_ant = (band[0] if band is not None else t0 - mm(19)) if t_ant is None else t_ant
+    # a wide rhythm band bounds the body behind (the canal); a narrow one does not
+    wide = band is not None and band[1] - band[0] >= mm(20)
+    hi_p = min(t_ant + mm(50), band[1] + mm(8)) if wide else t_ant + mm(50)
+    t_post = _edge(prof, t_ant + mm(22), max(hi_p, t_ant + mm(24)), rising=False)
+    t_post = t_ant + mm(36) if t_post is None else t_post
     return strip, valid, int(t_ant), int(t_post)
+
+
+def _bodies_in_front_of_canal(prof: np.ndarray, band: tuple[int, int]) -> tuple[int, int]:
+    """Move a rhythm band that is really the posterior elements onto the bodies.
+
+    When the bodies' own rhythm is weak the posterior elements win. They sit behind
+    the spinal canal, which is darker than the bodies in front of it: a dip right
+    at (or just in front of) the band's anterior end, with a clearly brighter
+    plateau 12-45 mm further anterior, means the band is posterior; the bodies are
+    then the plateau, ending at the dip.
+    """
+    hp = prof - ndimage.uniform_filter1d(prof, int(60 / STEP_MM), mode="nearest")
+    a = band[0]
+    lo, hi = max(0, a - int(10 / STEP_MM)), min(len(hp), a + int(6 / STEP_MM))
+    if hi - lo < 3 or a - int(45 / STEP_MM) < 0:
+        return band
+    dip_at = lo + int(np.argmin(hp[lo:hi]))
+    dip = float(hp[dip_at])
+    plateau = float(np.median(hp[dip_at - int(45 / STEP_MM) : dip_at - int(12 / STEP_MM)]))
+    inside = float(hp[band[0] : band[1]].max())
+    if dip < 0 and plateau - dip > 0.6 * (inside - dip):
+        return max(0, dip_at - int(50 / STEP_MM)), dip_at
+    return band
+
+
+def _rhythm_bands(S: np.ndarray, valid: np.ndarray, t_centre: int) -> tuple[int, int] | None:
+    """Strip columns of the vertebral bodies: the first band of vertebral rhythm.
+
+    Along the spine the bodies and discs alternate, and so do the posterior
+    elements behind them; the canal between them and the soft tissue in front do
+    not. Per strip column: the best autocorrelation over 26-48 mm lags of the
+    row-detrended intensity, times its amplitude. The bands where that is above
+    30 % of its maximum are the bodies and the posterior elements; the bodies are
+    the first (anterior-most, i.e. leftmost: callers pass the strip anterior-left
+    or use the result for both edges) band at least 12 mm wide.
+    """
+    rows = np.flatnonzero(valid)
+    if rows.size < int(80 / STEP_MM):
+        return None
+    f = max(1, int(round(1.0 / STEP_MM)))  # work at 1 mm
+    sub = S[rows[0] : rows[-1] + 1 : f]
+    sub = ndimage.uniform_filter1d(sub, f, axis=1)[:, ::f]
+    hp = sub - ndimage.uniform_filter1d(sub, 24, axis=0, mode="nearest")
+    hp = ndimage.uniform_filter1d(hp, 6, axis=1)
+    best = np.zeros(hp.shape[1])
+    for lag in range(26, min(49, hp.shape[0] - 10)):
+        x, y = hp[:-lag], hp[lag:]
+        ac = (x * y).mean(0) / np.sqrt((x * x).mean(0) * (y * y).mean(0) + 1e-12)
+        best = np.maximum(best, ac)
+    # truly periodic columns only (the skin line has amplitude, not rhythm), and
+    # within 85 mm in front of / 30 mm behind the column path (which runs on the
+    # bodies or on the posterior elements)
+    power = np.where(best > 0.25, best, 0.0) * hp.std(0)
+    t0 = t_centre // f
+    power[: max(0, t0 - 85)] = 0
+    power[t0 + 30 :] = 0
+    if power.max() <= 0:
+        return None
+    on = power > 0.3 * power.max()
+    lab, n = ndimage.label(on)
+    for i in range(1, n + 1):
+        idx = np.flatnonzero(lab == i)
+        if idx.size >= 12 and power[idx].max() > 0.4 * power.max():
+            return int(idx[0] * f), int((idx[-1] + 1) * f)
+    return None
 
 
 def _side_from_posterior_elements(strip: SpineStrip, valid: np.ndarray, t_left: int, t_right: int) -> str | None:
@@ -311,7 +458,9 @@ def _side_from_posterior_elements(strip: SpineStrip, valid: np.ndarray, t_left: 
 
     body = hp(S[:, a:b].mean(axis=1))
     g0, reach = int(3 / STEP_MM), int(25 / STEP_MM)
-    left = hp(S[:, max(0, t_left - g0 - reach) : max(1, t_left - g0)].mean(axis=1))
+    if t_left - g0 < 2 or t_right + g0 > S.shape[1] - 2:
+        return None  # the strip does not reach both sides
+    left = hp(S[:, max(0, t_left - g0 - reach) : t_left - g0].mean(axis=1))
     right = hp(S[:, t_right + g0 : min(S.shape[1], t_right + g0 + reach)].mean(axis=1))
 
     def corr(x: np.ndarray, y: np.ndarray) -> float:
@@ -448,9 +597,16 @@ def find_vertebrae(
         if last_disc is not None:
             lo = int(last_disc + 3 / STEP_MM)
             hi = int(last_disc + SACRUM_MIN_MM / STEP_MM)
-            if hi < n_s and valid[lo:hi].mean() > 0.8:
+            if hi < n_s:
                 below = float(p[lo:hi].mean()) - float(p[max(0, int(last_disc - 2)) : int(last_disc + 3)].mean())
-        if below is not None and below > 0:
+                if n_s - last_disc < 1.2 * period:
+                    # too little below the last disc to tell the sacrum from a lumbar
+                    # body cut by the image edge: name the levels, but say so
+                    warnings.append(
+                        "only the top of the sacrum is in the image: levels assume the lowest disc "
+                        "found is L5-S1; check the level labels on the overlay"
+                    )
+        if below is not None:
             anchored = True
             names = ("T9", "T10", "T11") + LEVELS_T12_L5
             named = []

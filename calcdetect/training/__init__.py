@@ -4,10 +4,11 @@ Public surface::
 
     TrainConfig.from_yaml(path)                    configs/train.yaml is the default recipe
     train(config, data, rundir, device, *, epochs=None, resume=False) -> TrainResult
+    parse_data_spec("KIND=PATH") -> (kind, Path)   for the CLI's --data
     discover_cases(kind, path) / load_case(case)   dataset layouts -> ANATOMY_CLASSES
 """
 
-from calcdetect.training.config import AugmentConfig, TrainConfig
+from calcdetect.training.config import AugmentConfig, PhantomConfig, TrainConfig
 from calcdetect.training.datasets import (
     DATASET_KINDS,
     Case,
@@ -15,12 +16,14 @@ from calcdetect.training.datasets import (
     class_for_name,
     discover_cases,
     load_case,
+    parse_data_spec,
     weak_calcium_mask,
 )
 from calcdetect.training.trainer import TrainResult, dice_per_class, train
 
 __all__ = [
     "AugmentConfig",
+    "PhantomConfig",
     "TrainConfig",
     "TrainResult",
     "DATASET_KINDS",
@@ -29,6 +32,7 @@ __all__ = [
     "class_for_name",
     "discover_cases",
     "load_case",
+    "parse_data_spec",
     "weak_calcium_mask",
     "dice_per_class",
     "train",

@@ -12,7 +12,7 @@ from calcdetect.errors import ConfigError
 from calcdetect.nets.builders import NetConfig
 from calcdetect.nets.classes import ANATOMY_CLASSES
 
-__all__ = ["AugmentConfig", "TrainConfig"]
+__all__ = ["AugmentConfig", "PhantomConfig", "TrainConfig"]
 
 
 def _tuple(value: Any, n: int, name: str, cast: type = float) -> tuple:
@@ -64,6 +64,22 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class PhantomConfig:
+    """How ``--data phantom=SEEDS`` cases are generated (coarse, for fast training).
+
+    With ``randomise_acquisition`` the kVp, noise, kernel, contrast, metal and
+    lesion load are drawn per seed (``calcdetect.phantoms.ct.random_settings``);
+    the grid is always ``matrix`` x ``pixel_mm`` in-plane and
+    ``slice_thickness_mm`` between slices.
+    """
+
+    matrix: int = 128
+    pixel_mm: float = 3.0
+    slice_thickness_mm: float = 3.0
+    randomise_acquisition: bool = True
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Recipe for training the anatomy net (see ``configs/train.yaml``).
 
@@ -88,7 +104,7 @@ class TrainConfig:
     num_workers: int = 0
     amp: bool = True
     progress: bool = True
-    phantom_matrix: int | None = None
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -119,6 +135,7 @@ class TrainConfig:
         d = dict(d or {})
         net = d.pop("net", None)
         aug = d.pop("augment", None)
+        d["phantom"] = _build(PhantomConfig, d.pop("phantom", None), "phantom")
         if net is not None:
             if not isinstance(net, dict):
                 raise ConfigError("net must be a mapping")

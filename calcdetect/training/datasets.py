@@ -14,7 +14,8 @@ Supported ``--data KIND=PATH`` kinds:
     Synthetic CT phantoms generated on the fly; ``PATH`` is a seed list such as
     ``0-39`` or ``0,5,7``.
 ``dicomseg``
-    Not supported yet (raises with a conversion hint).
+    DICOM CT series + DICOM SEG objects (see :mod:`calcdetect.training.dicomseg`);
+    segments are mapped to our classes by name.
 
 Datasets annotate different subsets of our classes; each case records which
 classes its labels cover (``annotated``) so that the marginal loss does not
@@ -33,6 +34,8 @@ import numpy as np
 
 from calcdetect.errors import ConfigError, InputError
 from calcdetect.nets.classes import ANATOMY_CLASSES, MERGED_STRUCTURES, class_index
+from calcdetect.training.config import PhantomConfig
+from calcdetect.training.dicomseg import SegSource, find_seg_cases, load_seg_case
 from calcdetect.training.nifti import read_nifti_kji
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "load_case",
     "weak_calcium_mask",
     "parse_seeds",
+    "parse_data_spec",
 ]
 
 IGNORE_INDEX = 255
@@ -93,6 +97,7 @@ class Case:
     label_map: tuple[tuple[int, int], ...] = ()  # dataset label id -> class (nnU-Net/MSD)
     annotated: tuple[bool, ...] = ()
     seed: int | None = None
+    seg: SegSource | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,21 @@ class CaseData:
     spacing: tuple[float, float, float]
     affine: np.ndarray
     annotated: np.ndarray  # bool [n_classes]
+
+
+def parse_data_spec(spec: str) -> tuple[str, Path]:
+    """``"nnunet=/data/Dataset001"`` -> ``("nnunet", Path(...))`` (for ``--data KIND=PATH``).
+
+    >>> parse_data_spec("phantom=0-9")
+    ('phantom', PosixPath('0-9'))
+    """
+    kind, sep, path = str(spec).partition("=")
+    kind = kind.strip().lower()
+    if not sep or not path.strip():
+        raise ConfigError(f"--data {spec!r}: use KIND=PATH with KIND one of {', '.join(DATASET_KINDS)}")
+    if kind not in DATASET_KINDS:
+        raise ConfigError(f"--data {spec!r}: unknown kind {kind!r}; use one of {', '.join(DATASET_KINDS)}")
+    return kind, Path(path.strip())
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -201,36 +221,43 @@ def discover_cases(kind: str, path: Path | str) -> list[Case]:
     if kind == "phantom":
         return [Case(f"phantom:{s}", "phantom", seed=s, annotated=(True,) * len(ANATOMY_CLASSES))
                 for s in parse_seeds(str(path))]
-    if kind == "dicomseg":
-        raise ConfigError(
-            "DICOM + DICOM SEG training data is not supported yet; convert it to the nnU-Net raw layout "
-            "(imagesTr/, labelsTr/, dataset.json with label names) and use --data nnunet=PATH"
-        )
     root = Path(path)
     if not root.is_dir():
         raise InputError(f"dataset folder {str(root)!r} does not exist")
+    if kind == "dicomseg":
+        return [
+            Case(case_id, "dicomseg", seg=src, annotated=_annotated(c for _, c in src.mapping if c))
+            for case_id, src in find_seg_cases(root)
+        ]
     return _totalsegmentator(root) if kind == "totalsegmentator" else _nnunet(root, kind)
 
 
-def _load_phantom(seed: int, matrix: int | None) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, np.ndarray]:
+def _load_phantom(seed: int, phantom: PhantomConfig) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, np.ndarray]:
     try:
-        from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
+        from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom, random_settings
     except ImportError as exc:
         raise ConfigError(f"the CT phantom generator is not available: {exc}") from None
-    settings = CTPhantomSettings(seed=seed) if matrix is None else CTPhantomSettings(seed=seed, matrix=matrix)
+    grid = {"matrix": phantom.matrix, "pixel_mm": phantom.pixel_mm, "slice_thickness_mm": phantom.slice_thickness_mm}
+    settings = random_settings(seed, **grid) if phantom.randomise_acquisition else CTPhantomSettings(seed=seed, **grid)
     ph = generate_ct_phantom(settings)
     spacing = tuple(float(s) for s in ph.spacing)
     return np.asarray(ph.hu, np.float32), spacing, np.asarray(ph.affine, np.float64), np.asarray(ph.anatomy_labels)
 
 
-def load_case(case: Case, *, phantom_matrix: int | None = None) -> CaseData:
-    """Read a case into memory with labels as class ids (see :data:`ANATOMY_CLASSES`)."""
+def load_case(case: Case, *, phantom: PhantomConfig | None = None) -> CaseData:
+    """Read a case into memory with labels as class ids (see :data:`ANATOMY_CLASSES`).
+
+    ``phantom`` sets how phantom cases are generated (default ``PhantomConfig()``).
+    """
     from calcdetect.nets.classes import labels_to_classes
 
     if case.kind == "phantom":
         assert case.seed is not None
-        image, spacing, affine, structures = _load_phantom(case.seed, phantom_matrix)
+        image, spacing, affine, structures = _load_phantom(case.seed, phantom or PhantomConfig())
         labels = labels_to_classes(structures)
+    elif case.kind == "dicomseg":
+        assert case.seg is not None
+        image, spacing, affine, labels = load_seg_case(case.seg)
     else:
         assert case.image is not None
         image, spacing, affine = read_nifti_kji(case.image)

@@ -64,20 +64,31 @@ def marginal_dice_ce(
     annotated
         bool ``[B, C]`` classes each sample's labels cover.
     """
-    logp = marginal_log_probs(logits, annotated)
+    b, c = logits.shape[:2]
+    ann = annotated.to(torch.bool)
+    if bool(ann.all()):
+        logp = F.log_softmax(logits.float(), dim=1)  # fully labelled: nothing to fold
+    else:
+        logp = marginal_log_probs(logits, ann)
     valid = target != ignore_index
     tgt = torch.where(valid, target, torch.zeros_like(target)).long()
     picked = torch.gather(logp, 1, tgt.unsqueeze(1)).squeeze(1)
-    n_valid = valid.sum().clamp_min(1)
-    ce = -(picked.masked_fill(~valid, 0.0)).sum() / n_valid
+    validf = valid.to(logp.dtype)
+    ce = -(picked * validf).sum() / validf.sum().clamp_min(1.0)
 
-    probs = logp.exp() * valid.unsqueeze(1)
-    onehot = F.one_hot(tgt, logits.shape[1]).movedim(-1, 1).to(probs.dtype) * valid.unsqueeze(1)
-    dims = tuple(range(2, logits.ndim))
-    inter = (probs * onehot).sum(dims)
-    denom = probs.sum(dims) + onehot.sum(dims)
-    dice = (2 * inter + smooth) / (denom + smooth)
-    weight = annotated.to(probs.dtype).clone()
+    # soft Dice without a one-hot tensor: intersections and target counts by scatter-add
+    probs = logp.exp()
+    flat_t = tgt.reshape(b, -1)
+    flat_v = validf.reshape(b, -1)
+    inter = torch.zeros(b, c, dtype=logp.dtype, device=logits.device)
+    inter = inter.scatter_add(1, flat_t, picked.exp().reshape(b, -1) * flat_v)
+    counts = torch.zeros(b, c, dtype=logp.dtype, device=logits.device).scatter_add(1, flat_t, flat_v)
+    if bool(valid.all()):
+        psum = probs.reshape(b, c, -1).sum(-1)
+    else:
+        psum = (probs * validf.unsqueeze(1)).reshape(b, c, -1).sum(-1)
+    dice = (2 * inter + smooth) / (psum + counts + smooth)
+    weight = ann.to(logp.dtype).clone()
     weight[:, 0] = 0.0
     dice_loss = 1.0 - (dice * weight).sum() / weight.sum().clamp_min(1.0)
     return ce + dice_loss

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from calcdetect.export.atomic import atomic_write_json, atomic_write_with
 from calcdetect.nets.resample import resample_image, resample_labels, target_shape
+from calcdetect.training.config import PhantomConfig
 from calcdetect.training.datasets import Case, load_case
 
 __all__ = ["Prepared", "case_key", "prepare_cases", "split_cases", "intensity_from_fingerprint"]
@@ -55,7 +56,7 @@ def prepare_cases(
     rundir: Path,
     spacing_mm: Sequence[float],
     *,
-    phantom_matrix: int | None = None,
+    phantom: PhantomConfig | None = None,
     on_case: Callable[[str], None] | None = None,
 ) -> tuple[list[Prepared], dict[str, Any]]:
     """Resample and cache every case; compute (or reuse) the fingerprint.
@@ -71,10 +72,11 @@ def prepare_cases(
     fp_path = rundir / "fingerprint.json"
     ids = sorted(c.case_id for c in cases)
     spacing_key = [float(s) for s in spacing_mm]
+    phantom_key = asdict(phantom) if phantom is not None else None
     fingerprint: dict[str, Any] | None = None
     if fp_path.is_file():
         old = json.loads(fp_path.read_text(encoding="utf-8"))
-        if old.get("case_ids") == ids and old.get("target_spacing_mm") == spacing_key:
+        if (old.get("case_ids"), old.get("target_spacing_mm"), old.get("phantom")) == (ids, spacing_key, phantom_key):
             fingerprint = old
     per_case: dict[str, Any] = {}
     samples: list[np.ndarray] = []
@@ -87,7 +89,7 @@ def prepare_cases(
             with np.load(path) as z:
                 prepared.append(Prepared(case.case_id, path, tuple(int(s) for s in z["labels"].shape)))
             continue
-        data = load_case(case, phantom_matrix=phantom_matrix)
+        data = load_case(case, phantom=phantom)
         shape = target_shape(data.image.shape, data.spacing, spacing_mm)
         image = resample_image(data.image, shape).numpy()
         labels = resample_labels(data.labels, shape)
@@ -109,6 +111,7 @@ def prepare_cases(
             "schema": "calcdetect-fingerprint/1",
             "case_ids": ids,
             "target_spacing_mm": spacing_key,
+            "phantom": phantom_key,
             "median_spacing_mm": np.median(spacings, axis=0).tolist(),
             "median_shape": np.median(np.array([v["shape"] for v in per_case.values()] or [[0, 0, 0]]), axis=0).tolist(),
             "cases": per_case,

@@ -107,8 +107,9 @@ def _gather_cases(data: Sequence[tuple[str, Path]]) -> list[Case]:
     return cases
 
 
-def _poly_lr(base: float, epoch: int, total: int) -> float:
-    return base * (1 - min(epoch, total - 1) / total) ** 0.9
+def _poly_lr(base: float, fraction: float) -> float:
+    """nnU-Net's poly schedule at a training fraction in [0, 1)."""
+    return base * (1 - min(max(fraction, 0.0), 0.99)) ** 0.9
 
 
 def _validate(model: torch.nn.Module, cache: CaseCache, config: TrainConfig, device: Device) -> np.ndarray:
@@ -167,6 +168,7 @@ def train(
     *,
     epochs: int | None = None,
     resume: bool = False,
+    max_minutes: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the anatomy net on one or more datasets and write RUNDIR/model.safetensors.
@@ -187,6 +189,10 @@ def train(
         Overrides ``config.epochs``.
     resume
         Continue from ``RUNDIR/checkpoint.pt`` (same config required).
+    max_minutes
+        Wall-clock budget for this call: the poly learning-rate decay follows the
+        larger of the epoch fraction and the time fraction, and training stops
+        after the epoch that crosses the budget (the model is still written).
     log
         Called with one line per epoch (default: rich console when
         ``config.progress``).
@@ -212,7 +218,15 @@ def train(
         raise InputError(f"--resume: no checkpoint at {str(ckpt_path)!r}")
 
     cases = _gather_cases(data)
-    prepared, fingerprint = prepare_cases(cases, rundir, config.spacing_mm, phantom_matrix=config.phantom_matrix)
+    if world > 1 and not main:  # rank 0 preprocesses; the others then reuse its cache
+        import torch.distributed as dist
+
+        dist.barrier()
+    prepared, fingerprint = prepare_cases(cases, rundir, config.spacing_mm, phantom=config.phantom)
+    if world > 1 and main:
+        import torch.distributed as dist
+
+        dist.barrier()
     intensity = intensity_from_fingerprint(fingerprint)
     by_id = {p.case_id: p for p in prepared}
     train_ids, val_ids = split_cases(list(by_id), config.val_fraction, salt=f"calcdetect-split/{config.seed}")
@@ -249,9 +263,15 @@ def train(
 
     val_dice = np.full(len(ANATOMY_CLASSES), np.nan)
     last_loss = float("nan")
+    t_start = time.perf_counter()
+    budget_s = None if max_minutes is None else 60.0 * float(max_minutes)
+    epochs_done = start_epoch
     for epoch in range(start_epoch, total_epochs):
         t0 = time.perf_counter()
-        lr = _poly_lr(config.learning_rate, epoch, total_epochs)
+        elapsed = (t0 - t_start) / budget_s if budget_s else 0.0
+        if budget_s and elapsed >= 1.0:
+            break
+        lr = _poly_lr(config.learning_rate, max(epoch / total_epochs, elapsed))
         for g in opt.param_groups:
             g["lr"] = lr
         ds = PatchDataset(
@@ -287,13 +307,19 @@ def train(
                 losses.append(float(loss.detach()))
                 progress.update(task, advance=1, loss=f"{np.mean(losses):.3f}")
         last_loss = float(np.mean(losses))
-        if world > 1:
+        epochs_done = epoch + 1
+        out_of_time = budget_s is not None and time.perf_counter() - t_start >= budget_s
+        if world > 1:  # rank 0 decides, everyone follows (no rank may wait alone at a collective)
             import torch.distributed as dist
 
-            dist.barrier()
+            flag = torch.tensor([int(out_of_time)], device=device.torch)
+            dist.broadcast(flag, src=0)
+            out_of_time = bool(flag.item())
         if not main:
+            if out_of_time:
+                break
             continue
-        is_val_epoch = (epoch + 1) % config.val_every == 0 or epoch + 1 == total_epochs
+        is_val_epoch = (epoch + 1) % config.val_every == 0 or epoch + 1 == total_epochs or out_of_time
         if is_val_epoch and len(val_cache):
             val_dice = _validate(model, val_cache, config, device)
         fg = val_dice[1:]
@@ -310,6 +336,9 @@ def train(
         atomic_write_with(ckpt_path, lambda p: torch.save(state, p), suffix=".pt")
         say(f"epoch {epoch + 1}/{total_epochs}  loss {last_loss:.4f}  val mean Dice {_fmt(mean_dice) or 'n/a'}  "
             f"lr {lr:.2g}  {seconds:.1f} s")
+        if out_of_time:
+            say(f"stopping after epoch {epoch + 1}: the {max_minutes} min budget is spent")
+            break
 
     model_path = rundir / "model.safetensors"
     card = rundir / "model.md"
@@ -320,7 +349,7 @@ def train(
         spec = ModelSpec(
             task="anatomy", net=config.net, classes=ANATOMY_CLASSES, spacing_mm=config.spacing_mm,
             intensity=intensity, patch_size=config.patch_size,
-            extra={"name": rundir.name, "epochs": str(total_epochs),
+            extra={"name": rundir.name, "epochs": str(epochs_done),
                    "data": ", ".join(f"{k}: {n} cases" for k, n in sorted(kinds.items()))},
         )
         save_model(model, model_path, spec)
@@ -331,7 +360,7 @@ def train(
             sections={
                 "Training data": f"{len(train_ids)} training and {len(val_ids)} validation cases "
                                  f"(hash split); {spec.extra['data']}.",
-                "Recipe": f"```yaml\n{config.to_yaml()}```\nepochs run: {total_epochs}; device: {device.type}; "
+                "Recipe": f"```yaml\n{config.to_yaml()}```\nepochs run: {epochs_done} of {total_epochs}; device: {device.type}; "
                           f"AMP: {use_amp}.",
                 "Metrics": f"Validation Dice at the last validated epoch (coarse grid), mean {_fmt(mean) if mean is not None else 'n/a'}:\n\n"
                            f"| class | Dice |\n|---|---|\n{dice_lines}",
@@ -342,7 +371,7 @@ def train(
 
         dist.barrier()
     return TrainResult(
-        rundir=rundir, model_path=model_path, card_path=card, epochs_completed=total_epochs,
+        rundir=rundir, model_path=model_path, card_path=card, epochs_completed=epochs_done,
         last_train_loss=last_loss, val_mean_dice=mean, val_dice=dice_named,
         n_train=len(train_ids), n_val=len(val_ids),
     )

@@ -125,3 +125,28 @@ def write_memory_bomb(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_radiograph(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME1",
+    bits_stored: int = 12,
+    tags: dict | None = None,
+) -> Path:
+    """A DX (for presentation) image with unsigned pixels and the given extra tags."""
+    ds = _base("1.2.840.10008.5.1.4.1.1.1.1", generate_uid(), generate_uid(), generate_uid())
+    ds.Modality = "DX"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    frame = np.ascontiguousarray(pixels, dtype=np.uint16)
+    ds.Rows, ds.Columns = (int(v) for v in frame.shape)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+    ds.PixelData = frame.tobytes()
+    for key, value in (tags or {}).items():
+        setattr(ds, key, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -220,3 +220,16 @@ def test_ct_scout_is_a_localizer():
     found = discover(CORPUS / "pylibjpeg" / "JPEG2000" / "MAROTECH_CT_JP2Lossy.dcm")
     (group,) = found.groups
     assert group.kind == "localizer" and group.reason
+
+
+def test_missing_jpeg2000_decoder_is_named_before_any_decoding(monkeypatch):
+    from calcdetect.errors import DecoderMissingError
+    from calcdetect.io import decode as decode_module
+
+    class _Unavailable:
+        is_available = False
+
+    monkeypatch.setattr(decode_module, "get_decoder", lambda uid: _Unavailable())
+    monkeypatch.setattr(decode_module, "decode_frames", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(DecoderMissingError, match="JPEG 2000.*pip install pylibjpeg-openjpeg"):
+        load_ct(_only_ct(REAL / "ct_abdomen_petct_siemens"))

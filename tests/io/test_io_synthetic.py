@@ -106,19 +106,22 @@ def test_mixed_folder_classifies_and_counts_everything(tmp_path):
     write_axial_series(_volume(), tmp_path / "ct")
     scout = np.zeros((1, 8, 10), np.int16)
     coronal = np.eye(4)
-    coronal[:3, :3] = np.array([[0, 0, 1.0], [1.0, 0, 0], [0, -1.0, 0]]).T  # rows go inferior
+    coronal[:3, :3] = np.array([[0, 0, 1.0], [1.0, 0, 0], [0, -1.0, 0]])  # rows go inferior
     write_acquisition(scout, coronal, tmp_path / "scout", image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
     write_secondary_capture(tmp_path / "misc" / "dose_screen.dcm")
     (tmp_path / "misc" / "empty.dcm").write_bytes(b"")
     (tmp_path / "misc" / "notes.txt").write_text("not an image\n")
+    whole = (tmp_path / "ct" / "slice000.dcm").read_bytes()
+    (tmp_path / "misc" / "cut_in_pixels.dcm").write_bytes(whole[: len(whole) - 40])
+    (tmp_path / "misc" / "cut_in_meta.dcm").write_bytes(whole[:150])
     found = discover(tmp_path)
     kinds = sorted(g.kind for g in found.groups)
     assert kinds == ["ct_volume", "localizer", "secondary_capture"]
     ct = found.loadable()
     assert len(ct) == 1 and ct[0].kind == "ct_volume" and ct[0].n_images == SHAPE[0]
     assert all(g.reason for g in found.groups if g.kind != "ct_volume")
-    assert found.skipped_files == {"empty file": 1, "not DICOM": 1}
-    assert found.n_files == SHAPE[0] + 1 + 3
+    assert found.skipped_files == {"empty file": 1, "not DICOM": 1, "truncated": 2}
+    assert found.n_files == SHAPE[0] + 1 + 5
     with pytest.raises(UnsupportedSeriesError, match="localizer"):
         load_ct(next(g for g in found.groups if g.kind == "localizer"))
 
@@ -259,3 +262,143 @@ def test_write_nifti_is_atomic_and_rejects_bad_input(tmp_path):
         write_nifti(np.zeros((2, 2)), affine, tmp_path / "x.nii.gz")
     out = write_nifti(np.ones(SHAPE, bool), affine, tmp_path / "sub" / "m.nii.gz")
     assert [p.name for p in out.parent.iterdir()] == ["m.nii.gz"]  # no temp file left
+
+
+def test_enhanced_ct_multiframe_loads_from_functional_groups(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    from iofactory import _base
+
+    volume = _volume()
+    ds = _base("1.2.840.10008.5.1.4.1.1.2.1", generate_uid(), generate_uid(), generate_uid())
+    ds.Modality = "CT"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.NumberOfFrames = SHAPE[0]
+    ds.Rows, ds.Columns = SHAPE[1], SHAPE[2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    shared = Dataset()
+    shared.PlaneOrientationSequence = Sequence([Dataset()])
+    shared.PlaneOrientationSequence[0].ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PixelMeasuresSequence = Sequence([Dataset()])
+    shared.PixelMeasuresSequence[0].PixelSpacing = [0.8, 0.7]
+    shared.PixelMeasuresSequence[0].SliceThickness = 2.0
+    shared.PixelValueTransformationSequence = Sequence([Dataset()])
+    shared.PixelValueTransformationSequence[0].RescaleSlope = 1
+    shared.PixelValueTransformationSequence[0].RescaleIntercept = -1024
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    order = [3, 0, 5, 1, 4, 2]  # frames stored out of z order
+    for k in order:
+        item = Dataset()
+        item.PlanePositionSequence = Sequence([Dataset()])
+        item.PlanePositionSequence[0].ImagePositionPatient = [-50.0, -120.0, -100.0 + 2.0 * k]
+        frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.ascontiguousarray(volume[order]).tobytes()
+    ds.save_as(tmp_path / "enhanced.dcm", enforce_file_format=True)
+    (group,) = discover(tmp_path).groups
+    assert group.kind == "enhanced_ct" and group.n_images == SHAPE[0]
+    vol = load_ct(group)
+    np.testing.assert_array_equal(vol.array, volume.astype(np.float32) - 1024.0)
+    np.testing.assert_allclose(vol.spacing, (2.0, 0.8, 0.7))
+    assert vol.info.slice_thickness_mm == 2.0
+
+
+def test_native_fast_path_matches_pydicom_on_real_files():
+    from calcdetect.io.decode import read_native_frame
+
+    roots = [Path(pydicom.__file__).parent / "data" / "test_files"]
+    corpus = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real" / "dicom_corpus"
+    if corpus.is_dir():
+        roots.append(corpus / "pydicom-data")
+    checked = 0
+    for root in roots:
+        for group in discover(root).groups:
+            for h in group.headers:
+                if h.native_dtype is None:
+                    continue
+                fast = read_native_frame(h.path, h.pixel_offset, (h.rows, h.columns), h.native_dtype, h.bits_stored)
+                np.testing.assert_array_equal(fast, pydicom.dcmread(h.path, force=True).pixel_array)
+                checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize(
+    ("tags", "spacing", "source", "view"),
+    [
+        (
+            {"ImagerPixelSpacing": [0.15, 0.15], "EstimatedRadiographicMagnificationFactor": 1.2, "ViewPosition": "LL"},
+            (0.125, 0.125),
+            "EstimatedRadiographicMagnificationFactor",
+            "lateral",
+        ),
+        ({"ImagerPixelSpacing": [0.2, 0.1], "PatientOrientation": ["P", "F"]}, (0.2, 0.1), "ImagerPixelSpacing", "lateral"),
+        ({"PixelSpacing": [0.14, 0.14], "ImagerPixelSpacing": [0.15, 0.15], "ViewPosition": "AP"}, (0.14, 0.14), "PixelSpacing", "AP"),
+    ],
+)
+def test_radiograph_spacing_view_and_inversion(tmp_path, tags, spacing, source, view):
+    from calcdetect.io import load_radiograph
+    from iofactory import write_radiograph
+
+    raw = (np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 20) % 4096
+    write_radiograph(tmp_path / "dx.dcm", raw, tags=tags)
+    (group,) = discover(tmp_path).groups
+    assert group.kind == "radiograph" and group.reason is None
+    rg = load_radiograph(group)
+    np.testing.assert_allclose(rg.pixel_spacing, spacing)
+    assert rg.spacing_source == source and rg.view == view
+    np.testing.assert_array_equal(rg.array, 4095.0 - raw)  # MONOCHROME1: dense is bright
+    assert (source == "ImagerPixelSpacing") == any("magnification" in w for w in rg.warnings)
+
+
+def test_dose_screen_secondary_capture_is_a_dose_report(tmp_path):
+    path = write_secondary_capture(tmp_path / "dose.dcm")
+    ds = pydicom.dcmread(path)
+    ds.SeriesDescription = "Dose Report"
+    ds.save_as(path)
+    (group,) = discover(tmp_path).groups
+    assert group.kind == "dose_report" and "dose" in group.reason
+
+
+def test_gantry_tilt_beyond_the_limit_is_refused(tmp_path):
+    from calcdetect.errors import GantryTiltError
+
+    t = np.radians(40.0)
+    affine = np.eye(4)
+    affine[:3, 0] = [0, 0, 2.0]
+    affine[:3, 1] = [0, np.cos(t), -np.sin(t)]
+    affine[:3, 2] = [1.0, 0, 0]
+    write_acquisition(np.zeros((4, 6, 6), np.int16), affine, tmp_path)
+    with pytest.raises(GantryTiltError, match="40.0 degrees exceeds"):
+        load_ct(discover(tmp_path).groups[0])
+
+
+@pytest.mark.parametrize(
+    ("image_type", "kind"),
+    [
+        ("DERIVED\\PRIMARY\\AXIAL", "ct_volume"),  # re-reconstructions say DERIVED too
+        ("DERIVED\\SECONDARY\\AXIAL", "ct_volume"),
+        ("DERIVED\\SECONDARY\\MPR", "derived"),
+        ("DERIVED\\SECONDARY\\REFORMATTED\\AVERAGE", "derived"),
+        ("ORIGINAL\\PRIMARY\\LOCALIZER", "localizer"),
+    ],
+)
+def test_image_type_rules(tmp_path, image_type, kind):
+    write_axial_series(_volume(), tmp_path, image_type=image_type)
+    (group,) = discover(tmp_path).groups
+    assert group.kind == kind
+    if kind == "derived":
+        vol = load_ct(group)  # loadable on request, with a warning
+        assert any("derived reformat" in w for w in vol.warnings)
+
+
+def test_single_coronal_ct_image_is_a_scout(tmp_path):
+    coronal = np.eye(4)
+    # Columns: slice step along y, rows go inferior (-z), columns go left (+x).
+    coronal[:3, :3] = np.array([[0, 0, 1.0], [1.0, 0, 0], [0, -1.0, 0]])
+    write_acquisition(np.zeros((1, 8, 10), np.int16), coronal, tmp_path)  # ImageType AXIAL
+    (group,) = discover(tmp_path).groups
+    assert group.kind == "localizer" and "scout" in group.reason

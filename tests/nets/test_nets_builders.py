@@ -102,3 +102,28 @@ def test_builders_reject_wrong_family():
         build_calcium_refiner(NetConfig())
     with pytest.raises(ConfigError, match="unknown net config keys"):
         NetConfig.from_dict({"arch": "unet", "width": 3})
+
+
+def test_refiner_patches_and_scores():
+    from calcdetect.device import Device
+    from calcdetect.nets.refiner import extract_candidate_patches, score_candidates
+    from calcdetect.types import AcquisitionInfo, Lesion, Volume
+
+    hu = np.full((20, 30, 30), -50.0, np.float32)
+    comp = np.zeros(hu.shape, np.int32)
+    hu[9:12, 14:17, 14:17] = 600.0
+    comp[9:12, 14:17, 14:17] = 3
+    vol = Volume(hu, (2.0, 0.5, 0.5), np.diag([2.0, 0.5, 0.5, 1.0]), AcquisitionInfo("CT"))
+
+    def lesion(label, c):
+        return Lesion(label, (0, 0, 0, 1, 1, 1), np.ones((1, 1, 1), bool), 1, 1.0, 0.0, 0.0, 600.0, 600.0,
+                      (0.0, 0.0, 0.0), c, 1.0)
+
+    patches = extract_candidate_patches(vol, comp, [lesion(3, (10.0, 15.0, 15.0)), lesion(9, (0.0, 0.0, 0.0))], size=8)
+    assert patches.shape == (2, 2, 8, 8, 8)
+    assert patches[0, 1].sum() > 0 and patches[1, 1].sum() == 0  # mask only of its own component
+    assert patches[0, 0].max() == pytest.approx(0.6)  # 600 HU / 1000
+    assert patches[1, 0].min() == pytest.approx(-1.0)  # outside the volume reads as air
+    ref = build_calcium_refiner(NetConfig(arch="refiner_cnn", in_channels=2, out_channels=2, channels=(4, 8)))
+    p = score_candidates(patches, ref, Device("cpu"))
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))

@@ -100,7 +100,7 @@ def test_lesions_visible_in_image(small_phantom: CTPhantom) -> None:
         assert mask.any(), les
         k0, j0, i0, k1, j1, i1 = les.bbox_kji
         assert mask[k0:k1, j0:j1, i0:i1].sum() == mask.sum()
-        if les.diameter_mm >= 3.0:
+        if les.diameter_mm is not None and les.diameter_mm >= 3.0 and les.kind != "contrast":
             peak = float(ph.hu[mask].max())
             assert peak > 130, (les.id, les.kind, les.diameter_mm, peak)
             checked += 1
@@ -154,9 +154,9 @@ def test_levels_agree_with_vertebra_labels(small_phantom: CTPhantom) -> None:
     for les in ph.lesions:
         if les.level is None or les.kind == "metal":
             continue
-        parts = [p for p in les.level.split("-") if p in zr]
-        if not parts:
-            continue
+        parts = les.level.split("-")
+        if not all(p in zr for p in parts):
+            continue  # a level outside the field of view: nothing to compare with
         lo = min(zr[p][0] for p in parts) - 2.0
         hi = max(zr[p][1] for p in parts) + 2.0
         assert lo <= les.centroid_lps_mm[2] <= hi, (les.id, les.level, les.centroid_lps_mm, lo, hi)
@@ -210,3 +210,36 @@ def test_write_round_trip(tmp_path: Path) -> None:
 def test_settings_errors(change: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         generate_ct_phantom(dataclasses.replace(TINY, **change))
+
+
+def test_metal_contrast_and_level_helper() -> None:
+    from calcdetect.phantoms.truth import VertebraTruth, level_span
+
+    ph = generate_ct_phantom(dataclasses.replace(TINY, fov=("L3", "FH"), metal=True, contrast=True, table=True))
+    # The table lies below the back, unlabelled: dense skins outside every structure.
+    back = int(np.flatnonzero(ph.anatomy_labels.any(axis=(0, 2))).max())
+    below = ph.hu[:, back + 1:, :]
+    assert float(below.max()) > 200 and not ph.anatomy_labels[:, back + 1:, :].any()
+    kinds = [les.kind for les in ph.lesions]
+    assert "metal" in kinds and kinds.count("contrast") == 1
+    contrast = next(les for les in ph.lesions if les.kind == "contrast")
+    assert contrast.density_mg_cm3 is None and contrast.mass_mg is None
+    assert 250 <= ph.acquisition["contrast_hu"] <= 400
+    # Opacified lumen is bright in the image; plaques keep their own ids.
+    assert float(np.median(ph.hu[ph.lesion_labels == contrast.id])) > 200
+    verts = [VertebraTruth("L3", 100, 72), VertebraTruth("L4", 62, 34)]
+    assert level_span(80, 90, verts) == "L3"
+    assert level_span(65, 70, verts) == "L3-L4"
+    assert level_span(40, 95, verts) == "L3-L4"
+    assert level_span(-100, -90, verts) is None
+
+
+def test_sample_study_is_small_and_complete(tmp_path: Path) -> None:
+    from calcdetect.phantoms import make_sample_study
+
+    out = make_sample_study(tmp_path / "sample")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size < 8e6
+    truth = json.loads((out / "truth" / "truth.json").read_text())
+    assert {les["region"] for les in truth["lesions"]} >= {"aorta", "iliac", "renal", "ligamentum_flavum"}
+    assert pydicom.dcmread(next((out / "dicom").glob("*.dcm"))).PatientID == "PHANTOM-2024"

@@ -15,6 +15,8 @@ from calcdetect.phantoms.radiograph import (
     RadiographSettings,
     aac8_from_intervals,
     aac24_from_intervals,
+    ct_effective_kev,
+    equalise,
     generate_lateral_radiograph,
     hu_to_mu,
     kauppila_grade,
@@ -25,9 +27,6 @@ from calcdetect.phantoms.radiograph import (
 
 MU_WATER_60 = 0.02059  # 1/mm, NIST XCOM water at 60 keV
 
-# Noise-free, blur-free, parallel beam: the detector sees the exact line integral.
-EXACT = RadiographSettings(photons_per_pixel=None, blur_fwhm_mm=0.0, divergent_groups=1,
-                           detector_pixel_mm=1.0)
 
 
 def _affine(spacing, origin=(0.0, 0.0, 0.0)):
@@ -56,6 +55,9 @@ def test_hu_to_mu_water_air_and_bone():
     # Calcium gains on water below the CT's 70 keV: 1000 HU is more than 2x water.
     assert mu[2] > 2.1 * mu[1]
     assert hu_to_mu(np.array([1000.0]), 80.0)[0] < 2.0 * hu_to_mu(np.array([0.0]), 80.0)[0]
+    # Bone HU from an 80 kVp CT are "inflated": the same material maps to less attenuation.
+    assert hu_to_mu(np.array([1000.0]), 60.0, ct_effective_kev(80.0))[0] < mu[2]
+    assert ct_effective_kev(120.0) == 70.0 and ct_effective_kev(None) == 70.0
 
 
 def test_line_integral_of_known_cube():
@@ -69,8 +71,9 @@ def test_line_integral_of_known_cube():
 @pytest.mark.parametrize("groups", [1, 4])
 def test_detector_sees_cube_line_integral_and_magnification(groups):
     ph = _cube_phantom()
+    # Noise-, blur- and scatter-free: the detector sees the exact line integral.
     s = RadiographSettings(photons_per_pixel=None, blur_fwhm_mm=0.0, divergent_groups=groups,
-                           detector_pixel_mm=0.5)
+                           detector_pixel_mm=0.5, scatter_per_attenuation=0.0)
     rg = generate_lateral_radiograph(ph, s)
     rows, cols = rg.image.shape
     centre = rg.image[rows // 2 - 2: rows // 2 + 3, cols // 2 - 2: cols // 2 + 3]
@@ -93,6 +96,21 @@ def test_noise_and_blur_change_the_image_but_keep_the_mean():
                                                              obesity_fat_mm=100.0))
     r, c = fat.image.shape[0] // 2, fat.image.shape[1] // 2
     assert fat.image[r, c] > clean.image[r, c] + 1.0  # 100 mm of fat adds ~1.9
+
+
+@pytest.mark.parametrize("thickness_voxels", [10, 30])
+def test_exposure_control_keeps_body_noise_at_the_target(thickness_voxels):
+    hu = np.full((40, 40, 40), -1000.0, np.float32)
+    hu[:, :, 5:5 + thickness_voxels] = 0.0  # 50 or 150 mm of water (5 mm voxels along i)
+    spacing = (2.0, 2.0, 5.0)
+    ph = SimpleNamespace(hu=hu, affine=_affine(spacing), spacing=spacing, anatomy_labels=None,
+                         lesion_labels=None, lesions=[])
+    s = RadiographSettings(photons_per_pixel=1e4, blur_fwhm_mm=0.0, divergent_groups=1,
+                           detector_pixel_mm=1.0, scatter_per_attenuation=0.0, seed=4)
+    img = generate_lateral_radiograph(ph, s).image
+    centre = img[img.shape[0] // 2 - 15: img.shape[0] // 2 + 15, img.shape[1] // 2 - 15: img.shape[1] // 2 + 15]
+    # Relative noise of N detected quanta is 1/sqrt(N), whatever the patient size.
+    assert float(centre.std()) == pytest.approx(1e-2, rel=0.3)
 
 
 def test_settings_are_validated():
@@ -281,8 +299,18 @@ def test_dx_dicom_round_trip(tmp_path, spine_radiograph):
     assert truth["aac24"]["total"] == 5
     assert set(truth["vertebrae"]["L1"]["corners_px"]) == {
         "anterior_superior", "posterior_superior", "anterior_inferior", "posterior_inferior"}
-    labels = np.load(out / "truth" / "calcification_labels.npy")
-    assert np.array_equal(labels, spine_radiograph.lesion_labels)
+    from PIL import Image
+
+    labels = np.array(Image.open(out / "truth" / "calcification_labels.png"))
+    assert labels.dtype == np.uint16 and np.array_equal(labels, spine_radiograph.lesion_labels)
+    mask = np.array(Image.open(out / "truth" / "calcification_mask.png"))
+    assert np.array_equal(mask > 0, spine_radiograph.lesion_labels > 0)  # both lesions are aortic targets
+    with np.load(out / "truth" / "lesion_masks.npz") as masks:
+        for rec in truth["lesions"]:
+            crop = masks[str(rec["id"])]
+            r0, c0, r1, c1 = rec["bbox_px"]
+            assert crop.shape == (r1 - r0, c1 - c0) and int(crop.sum()) == rec["area_px"]
+            assert np.all(labels[r0:r1, c0:c1][crop] > 0)
     with pytest.raises(FileExistsError):
         write_radiograph_phantom(spine_radiograph, tmp_path / "rg")
 
@@ -386,5 +414,61 @@ def test_ct_phantom_aac24_and_lesion_truth(ct_radiograph):
               if 3 <= rec["centroid_px"][0] < rows - 3 and 3 <= rec["centroid_px"][1] < cols - 3]
     assert len(inside) >= 10
     assert all(rec["area_px"] > 0 for rec in inside)  # every lesion in the field projects
-    outside = [rec for rec in rg.lesions if rec not in inside]
-    assert all(rec["area_px"] <= 4 for rec in outside)  # at most a sliver at the edge
+    far = [rec for rec in rg.lesions if not -10 <= rec["centroid_px"][0] < rows + 10]
+    assert all(rec["area_px"] == 0 and rec["bbox_px"] is None for rec in far)
+
+
+def test_cli_entry_validates_and_writes(tmp_path):
+    pytest.importorskip("calcdetect.phantoms.ct")
+    from calcdetect.phantoms.radiograph import cli_phantom_radiograph
+
+    with pytest.raises(ValueError, match="effective_kev"):
+        cli_phantom_radiograph(tmp_path / "x", seed=1, bogus=3)
+    with pytest.raises(ValueError, match="unknown CT phantom option"):
+        cli_phantom_radiograph(tmp_path / "x", seed=1, ct_options={"nope": 1})
+    out = cli_phantom_radiograph(
+        tmp_path / "rg", seed=1, detector_pixel_mm=1.5,
+        ct_options={"matrix": 96, "pixel_mm": 3.0, "slice_thickness_mm": 5.0, "fov": ("T12", "L5")})
+    truth = json.loads((out / "truth" / "truth.json").read_text())
+    assert truth["kind"] == "radiograph" and truth["aac24"] is not None
+    assert (out / "dicom" / "DX000.dcm").is_file()
+
+
+def test_presentation_log_stores_scaled_line_integral_and_equalised_lifts_edges():
+    from dataclasses import replace
+
+    ph = _spine_phantom()
+    base = RadiographSettings(seed=3, detector_pixel_mm=0.8, photons_per_pixel=None, presentation="log")
+    log_rg = generate_lateral_radiograph(ph, base)
+    stored = log_rg.stored_pixels().astype(float)
+    assert stored == pytest.approx(np.clip(np.rint(log_rg.image * 409.5), 0, 4095))
+    eq_rg = generate_lateral_radiograph(ph, replace(base, presentation="equalised"))
+    assert np.array_equal(eq_rg.image, log_rg.image)  # the truth image is always raw log-attenuation
+    eq = eq_rg.stored_pixels().astype(float)
+    assert eq.min() == 0 and eq.max() == 4095  # windowed to the body
+    # Equalisation lifts a small dense spot (up to 1 + gain) over a wide gradient
+    # it leaves alone: the spot's share of the dynamic range grows.
+    yy, xx = np.mgrid[0:400, 0:400]
+    img = (6.0 * xx / 400.0).astype(np.float32)
+    img[195:205, 195:205] += 0.3
+    out = equalise(img, 0.5, 25.0, 3.0)
+    inner = (slice(100, 300), slice(100, 300))
+
+    def spot_share(a):
+        return (a[200, 200] - a[200, 190]) / np.ptp(a[inner])
+
+    assert spot_share(out) > 2.5 * spot_share(img)
+    with pytest.raises(ConfigError, match="presentation"):
+        RadiographSettings(presentation="fancy")
+
+
+def test_uids_are_deterministic_and_differ_between_sources():
+    s = RadiographSettings(detector_pixel_mm=2.0, photons_per_pixel=None)
+    a1 = generate_lateral_radiograph(_cube_phantom(), s)
+    a2 = generate_lateral_radiograph(_cube_phantom(), s)
+    other = _cube_phantom()
+    other.hu[0, 0, 0] = 500.0
+    b = generate_lateral_radiograph(other, s)
+    assert a1.series_uid == a2.series_uid and a1.sop_uid == a2.sop_uid
+    assert b.series_uid != a1.series_uid
+    assert len({a1.study_uid, a1.series_uid, a1.sop_uid}) == 3

@@ -61,7 +61,7 @@ def test_dataset_errors(tmp_path):
         discover_cases("nnunet", tmp_path)
     with pytest.raises(InputError, match="TotalSegmentator"):
         discover_cases("totalsegmentator", tmp_path)
-    with pytest.raises(ConfigError, match="nnU-Net raw layout"):
+    with pytest.raises(InputError, match="no DICOM SEG"):
         discover_cases("dicomseg", tmp_path)
     root = make_nnunet(tmp_path / "nn")
     (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "tumour": 1}}))
@@ -143,3 +143,15 @@ def test_train_config_yaml(tmp_path):
         TrainConfig.from_yaml(p)
     with pytest.raises(ConfigError, match="does not exist"):
         TrainConfig.from_yaml(tmp_path / "none.yaml")
+
+
+def test_parse_data_spec():
+    from pathlib import Path
+
+    from calcdetect.training import parse_data_spec
+
+    assert parse_data_spec("nnUNet=/d/x=y") == ("nnunet", Path("/d/x=y"))
+    with pytest.raises(ConfigError, match="KIND=PATH"):
+        parse_data_spec("/data")
+    with pytest.raises(ConfigError, match="unknown kind"):
+        parse_data_spec("kaggle=/data")

@@ -79,6 +79,12 @@ def test_resume_continues_and_keeps_one_row_per_epoch(trained, datasets, tmp_pat
         train(TrainConfig.from_dict(other), datasets, run, Device("cpu"), epochs=3, resume=True)
 
 
+def test_time_budget_stops_after_one_epoch(datasets, tmp_path):
+    result = train(TrainConfig.from_dict(TINY), datasets, tmp_path, Device("cpu"), epochs=50, max_minutes=1e-6)
+    assert result.epochs_completed == 1
+    assert "epochs run: 1 of 50" in (tmp_path / "model.md").read_text()
+
+
 def test_resume_without_checkpoint_and_no_data(tmp_path, datasets):
     with pytest.raises(InputError, match="no checkpoint"):
         train(TrainConfig.from_dict(TINY), datasets, tmp_path, Device("cpu"), resume=True)

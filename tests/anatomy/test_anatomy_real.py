@@ -1,0 +1,87 @@
+"""Rule anatomy on a real low-dose PET/CT series (thoracolumbar junction).
+
+Read with pydicom directly (independent of calcdetect.io): sorted by z, rescaled
+to HU; axial DICOM with IOP (1,0,0,0,1,0) already has rows going posterior and
+columns going left, so only k (increasing z = superior) needs ordering.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calcdetect.anatomy import build_anatomy
+from calcdetect.anatomy.regions import structure
+from calcdetect.device import Device
+from calcdetect.types import AcquisitionInfo, Volume
+
+SERIES = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "ct_abdomen_petct_siemens"
+
+
+def _load(folder: Path) -> Volume:
+    pydicom = pytest.importorskip("pydicom")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    ds = [pydicom.dcmread(str(p)) for p in files]
+    ds = [d for d in ds if hasattr(d, "ImagePositionPatient")]
+    ds.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    try:
+        arr = np.stack([d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in ds])
+    except Exception as exc:  # no JPEG 2000 decoder installed
+        pytest.skip(f"cannot decode the series: {exc}")
+    assert [float(v) for v in ds[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    ps = [float(v) for v in ds[0].PixelSpacing]
+    z = [float(d.ImagePositionPatient[2]) for d in ds]
+    sk = float(np.median(np.diff(z)))
+    aff = np.zeros((4, 4))
+    aff[0, 2], aff[1, 1], aff[2, 0] = ps[1], ps[0], sk
+    aff[:3, 3] = [float(v) for v in ds[0].ImagePositionPatient]
+    aff[3, 3] = 1.0
+    return Volume(arr.astype(np.float32), (sk, ps[0], ps[1]), aff, AcquisitionInfo("CT"))
+
+
+@pytest.fixture(scope="module")
+def real_anatomy():
+    if not SERIES.is_dir():
+        pytest.skip(f"real data not present at {SERIES}")
+    vol = _load(SERIES)
+    return vol, build_anatomy(vol, Device("cpu"))
+
+
+def test_canal_found_on_every_slice(real_anatomy):
+    vol, am = real_anatomy
+    canal = am.labels == structure("spinal_canal").label
+    sj, si = vol.spacing[1], vol.spacing[2]
+    for k in range(vol.shape[0]):
+        assert canal[k].any(), k
+        area = canal[k].sum() * sj * si
+        assert 80.0 < area < 600.0, (k, area)  # an adult canal is ~1.5-3 cm2
+    # the canal is dark (CSF / cord / epidural fat), not bone
+    assert np.median(vol.array[canal]) < 100.0
+
+
+def test_aorta_anterior_left_of_the_spine(real_anatomy):
+    vol, am = real_anatomy
+    aorta = am.labels == structure("aorta").label
+    canal = am.labels == structure("spinal_canal").label
+    ok = 0
+    for k in range(vol.shape[0]):
+        if not (aorta[k].any() and canal[k].any()):
+            continue
+        ja, ia = np.argwhere(aorta[k]).mean(axis=0)
+        jc, ic = np.argwhere(canal[k]).mean(axis=0)
+        # patient left = larger column; anterior = smaller row, in front of the body
+        if ia > ic + 3 and ja < jc - 40:
+            ok += 1
+    assert ok >= 0.8 * vol.shape[0]
+    # the lumen is blood (this study is contrast-enhanced: ~150 HU), not bone or fat
+    assert 0.0 < np.median(vol.array[aorta]) < 300.0
+
+
+def test_no_levels_without_anchors_on_a_partial_scan(real_anatomy):
+    _, am = real_anatomy
+    # 40 mm around the thoracolumbar junction: neither sacrum nor a rib-free
+    # vertebra below the last rib is visible, so levels must stay unassigned
+    assert all(lv is None for lv in am.slice_levels)
+    assert any("not assigned" in n for n in am.notes)

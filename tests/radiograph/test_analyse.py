@@ -1,0 +1,94 @@
+"""analyse_radiograph end to end on synthetic images, refusals, findings, report lines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from calcdetect.errors import UnsupportedSeriesError
+from calcdetect.radiograph.aac import AAC_LEVELS
+from calcdetect.radiograph.analyse import analyse_radiograph, check_lateral_spine, radiograph_report_lines
+from calcdetect.radiograph.synthetic import make_synthetic_lateral
+from calcdetect.types import AcquisitionInfo, Kind, Radiograph
+
+
+
+def test_ap_view_refused(lateral_left, to_radiograph):
+    with pytest.raises(UnsupportedSeriesError, match="AP view.*LATERAL"):
+        check_lateral_spine(to_radiograph(lateral_left, view="AP"))
+
+
+@pytest.mark.parametrize("desc", ["CHEST LAT", "HIP", "Left hand PA"])
+def test_non_spine_description_refused(lateral_left, desc):
+    rg = Radiograph(lateral_left.image, (0.5, 0.5), AcquisitionInfo("CR", series_description=desc), view="unknown")
+    with pytest.raises(UnsupportedSeriesError, match="not the lumbar spine"):
+        check_lateral_spine(rg)
+
+
+def test_missing_spacing_refused(lateral_left):
+    rg = Radiograph(lateral_left.image, None, AcquisitionInfo("DX"), view="lateral")
+    with pytest.raises(UnsupportedSeriesError, match="no pixel spacing.*--pixel-spacing"):
+        analyse_radiograph(rg)
+
+
+def test_small_field_refused(lateral_left):
+    rg = Radiograph(lateral_left.image[:200, :200], (0.5, 0.5), AcquisitionInfo("DX"), view="lateral")
+    with pytest.raises(UnsupportedSeriesError, match="field of view"):
+        check_lateral_spine(rg)
+
+
+def test_no_spine_content_refused():
+    rng = np.random.default_rng(1)
+    rg = Radiograph(rng.normal(0, 1, (700, 600)).astype(np.float32), (0.5, 0.5), AcquisitionInfo("DX"))
+    with pytest.raises(UnsupportedSeriesError, match="spine"):
+        analyse_radiograph(rg)
+
+
+@pytest.mark.parametrize("which", ["lateral_left", "lateral_right"])
+def test_scores_close_to_truth(which, request, to_radiograph):
+    ph = request.getfixturevalue(which)
+    a = analyse_radiograph(to_radiograph(ph))
+    assert a.aac24 is not None, a.warnings
+    assert abs(a.aac24["total"] - ph.aac24_total) <= 2, (a.aac24, ph.aac24_segments)
+    per_wall = [
+        abs(a.aac24["segments"][lv][w] - ph.aac24_segments[lv][w]) for lv in AAC_LEVELS for w in ("anterior", "posterior")
+    ]
+    assert sum(per_wall) <= 3
+    # the calcium found overlaps the drawn deposits
+    assert (a.calcification_mask & ph.calcification_mask).sum() >= 0.5 * ph.calcification_mask.sum()
+    assert a.severity in ("low", "moderate", "high") and "three groups" in a.severity_grouping
+
+
+def test_findings_one_per_calcified_segment(lateral_left, to_radiograph):
+    a = analyse_radiograph(to_radiograph(lateral_left))
+    calcified = [lv for lv in AAC_LEVELS if any(a.aac24["segments"][lv].values())]
+    assert [f.level for f in a.findings] == calcified
+    for f in a.findings:
+        assert f.region == "aorta" and f.kind == Kind.ATHEROSCLEROTIC
+        assert f.lesion.volume_mm3 == 0.0 and f.lesion.max_diameter_mm > 0
+        assert all(math.isnan(v) for v in f.lesion.centroid_lps_mm)
+        assert f.lesion.mask.shape[0] == 1 and f.lesion.mask.any()
+        assert "wall" in (f.segment or "")
+
+
+def test_no_plaque_scores_zero_and_says_so(to_radiograph):
+    ph = make_synthetic_lateral(3, spacing_mm=0.5, plaque_burden=0.0)
+    a = analyse_radiograph(to_radiograph(ph))
+    assert a.aac24["total"] == 0 and a.findings == () and a.severity == "low"
+    findings, impression = radiograph_report_lines(a)
+    assert findings[0].startswith("No calcification of the abdominal aorta")
+    assert "AAC-24 score 0" in impression[0]
+
+
+def test_report_lines_name_levels_and_score(lateral_left, to_radiograph):
+    a = analyse_radiograph(to_radiograph(lateral_left))
+    findings, impression = radiograph_report_lines(a)
+    total = a.aac24["total"]
+    assert total > 0
+    assert f"AAC-24 score {total}" in findings[0] and "anterior to L" in findings[0]
+    assert impression and f"AAC-24 score {total} ({a.severity})" in impression[0]
+    assert any("lumbosacral" in line for line in findings)
+    summary = a.summary()
+    assert summary["aac24"]["total"] == total and summary["severity_grouping"] == a.severity_grouping

@@ -1,0 +1,43 @@
+"""Corner and level detection on synthetic lateral images (both facing directions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calcdetect.radiograph.vertebrae import find_vertebrae
+
+
+@pytest.mark.parametrize("which", ["lateral_left", "lateral_right"])
+def test_levels_and_corners(which, request):
+    ph = request.getfixturevalue(which)
+    det = find_vertebrae(ph.image, (ph.spacing_mm, ph.spacing_mm))
+    assert det.anchored, det.warnings
+    assert det.anterior == ("left" if ph.anterior_left else "right")
+    found = det.by_level()
+    for level in ("L1", "L2", "L3", "L4", "L5"):
+        assert level in found, f"{level} missing: {[v.level for v in det.vertebrae]}"
+        err_mm = np.linalg.norm(found[level].corners_rc - ph.corners[level], axis=1) * ph.spacing_mm
+        # corner order matters: sup-ant, sup-post, inf-post, inf-ant
+        assert np.median(err_mm) < 3.0, (level, err_mm)
+        assert err_mm.max() < 6.0, (level, err_mm)
+        assert 0.0 <= found[level].confidence <= 1.0
+
+
+def test_no_spine_gives_no_anchored_levels():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, (600, 500)).astype(np.float32)
+    det = find_vertebrae(noise, (0.5, 0.5))
+    assert not det.anchored or len(det.vertebrae) < 3
+
+
+def test_cut_field_of_view_is_flagged(lateral_left):
+    # when the image ends less than a vertebra below the lowest disc, the sacrum
+    # cannot be confirmed: either no levels are named, or a warning says to check them
+    ph = lateral_left
+    bottom = int(ph.corners["L4"][:, 0].max()) + 10
+    det = find_vertebrae(ph.image[:bottom], (0.5, 0.5))
+    if det.anchored:
+        assert any("check the level labels" in w for w in det.warnings), det.warnings
+    else:
+        assert any("lumbosacral" in w for w in det.warnings), det.warnings

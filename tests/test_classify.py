@@ -1,0 +1,197 @@
+"""classify(): lesion x anatomy -> Finding, on a hand-built anatomy map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calcdetect.anatomy.regions import Region, structure
+from calcdetect.classify import classify, morphology_of
+from calcdetect.types import AcquisitionInfo, AnatomyMap, Kind, Lesion, Morphology, Volume
+
+SHAPE = (40, 80, 80)  # k, j, i
+SP = (2.0, 1.0, 1.0)
+
+
+def _lab(name: str) -> int:
+    return structure(name).label
+
+
+def _affine(spacing=SP, origin=(0.0, 0.0, 0.0)) -> np.ndarray:
+    a = np.zeros((4, 4))
+    a[0, 2], a[1, 1], a[2, 0] = spacing[2], spacing[1], spacing[0]
+    a[:3, 3] = origin
+    a[3, 3] = 1.0
+    return a
+
+
+def _disk(shape2d, jc, ic, r):
+    jj, ii = np.mgrid[: shape2d[0], : shape2d[1]]
+    return (jj - jc) ** 2 + (ii - ic) ** 2 <= r * r
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Aorta (k >= 20) bifurcating into iliacs; kidneys at k 24-36; spine; LF zone."""
+    labels = np.full(SHAPE, _lab("body"), dtype=np.uint8)
+    nj, ni = SHAPE[1:]
+    for k in range(SHAPE[0]):
+        labels[k][_disk((nj, ni), 50, 40, 9)] = _lab("vertebrae_L3")
+        labels[k][_disk((nj, ni), 65, 40, 4)] = _lab("spinal_canal")
+        ring = _disk((nj, ni), 65, 40, 8) & ~_disk((nj, ni), 65, 40, 4)
+        ring[:65] = False
+        labels[k][ring] = _lab("ligamentum_flavum_zone")
+        if k >= 20:
+            labels[k][_disk((nj, ni), 30, 46, 7)] = _lab("aorta")  # lumen 4 mm + 3 mm wall
+        else:
+            labels[k][_disk((nj, ni), 30, 52, 5)] = _lab("common_iliac_artery_left")
+            labels[k][_disk((nj, ni), 30, 30, 5)] = _lab("common_iliac_artery_right")
+        if 24 <= k <= 36:
+            labels[k][_disk((nj, ni), 55, 68, 10)] = _lab("kidney_left")
+            labels[k][_disk((nj, ni), 55, 68, 6)] = _lab("kidney_medulla_left")
+            labels[k][_disk((nj, ni), 55, 64, 3)] = _lab("collecting_system_left")
+    levels = tuple("L4" if k < 10 else "L3-L4" if k < 14 else "L3" if k < 26 else "L2-L3" if k < 29 else "L2"
+                   for k in range(SHAPE[0]))
+    am = AnatomyMap(labels=labels, affine=_affine(), slice_levels=levels)
+    vol = Volume(np.zeros(SHAPE, np.float32), SP, _affine(), AcquisitionInfo("CT"))
+    return vol, am
+
+
+def _lesion(vol: Volume, mask: np.ndarray, *, lucent: bool = False, peak: float = 400.0) -> Lesion:
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    pts = idx * np.array(vol.spacing)
+    c = pts - pts.mean(0)
+    ev = np.sort(np.linalg.eigvalsh(np.cov(c.T)))[::-1] if len(pts) > 3 else np.array([1.0, 1.0, 1.0])
+    axes = 4 * np.sqrt(np.clip(ev, 0, None))
+    diam = float(np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1)).max()) + 1.0
+    cen = idx.mean(0)
+    return Lesion(
+        label=1, bbox=(*lo.tolist(), *hi.tolist()), mask=mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]],
+        voxel_count=len(idx), volume_mm3=len(idx) * 2.0, agatston=0.0, mass_mg=0.0, peak_hu=peak,
+        mean_hu=peak, centroid_lps_mm=tuple(vol.index_to_lps(cen).tolist()), centroid_kji=tuple(cen.tolist()),
+        max_diameter_mm=diam, axes_mm=tuple(axes.tolist()),
+        elongation=float(1 - axes[1] / axes[0]) if axes[0] > 0 else 0.0, central_lucency=lucent,
+    )
+
+
+def _box(k0, k1, j0, j1, i0, i1):
+    m = np.zeros(SHAPE, bool)
+    m[k0:k1, j0:j1, i0:i1] = True
+    return m
+
+
+def test_plaque_in_the_aortic_wall_is_aortic(scene):
+    vol, am = scene
+    les = _lesion(vol, _box(28, 31, 24, 27, 46, 49))  # wall (4-7 mm from the centre), anterior
+    (f,) = classify([les], am, vol)
+    assert f.region == Region.AORTA.value
+    assert f.kind is Kind.ATHEROSCLEROTIC
+    assert f.structure == "aorta"
+    assert f.side is None
+    assert f.level == "L2-L3"  # slices 28-30: L2-L3 disc and L2
+    assert f.confidence > 0.5
+    assert f.id == "F001"
+
+
+def test_lesion_two_mm_outside_the_wall_is_still_aortic(scene):
+    vol, am = scene
+    # the aorta label (lumen + wall) ends at radius 7 around (30, 46); put the
+    # lesion at radius 9-10 (2-3 mm outside)
+    les = _lesion(vol, _box(30, 32, 30, 32, 55, 57))
+    lab = am.labels[30:32, 30:32, 55:57]
+    assert not (lab == _lab("aorta")).any()
+    (f,) = classify([les], am, vol)
+    assert f.region == Region.AORTA.value
+    assert 0 < f.confidence < 0.6  # placed by distance: less sure than overlap
+
+
+def test_far_lesion_is_other(scene):
+    vol, am = scene
+    (f,) = classify([_lesion(vol, _box(30, 32, 5, 8, 5, 8))], am, vol)
+    assert f.region == Region.OTHER.value
+    assert f.kind is Kind.UNKNOWN
+
+
+def test_stone_in_collecting_system_and_medullary_nephrocalcinosis(scene):
+    vol, am = scene
+    stone = _lesion(vol, _box(29, 31, 54, 57, 63, 66))
+    medulla = _lesion(vol, _box(29, 30, 58, 60, 70, 72))
+    cortex = _lesion(vol, _box(29, 30, 55, 56, 76, 78))
+    f1, f2, f3 = classify([stone, medulla, cortex], am, vol)
+    assert (f1.region, f1.kind, f1.side, f1.segment) == ("renal", Kind.STONE, "left", "collecting system")
+    assert (f2.kind, f2.segment) == (Kind.NEPHROCALCINOSIS, "medullary")
+    assert (f3.kind, f3.segment) == (Kind.NEPHROCALCINOSIS, "cortical")
+    assert [f.id for f in (f1, f2, f3)] == ["F001", "F002", "F003"]
+
+
+def test_ring_lesion_in_the_pelvis_is_a_phlebolith_not_vascular(scene):
+    vol, am = scene
+    # below the bifurcation (k < 20), 2 mm beside the left iliac wall, lucent centre
+    m = _box(8, 11, 38, 42, 56, 60)
+    m[9, 39:41, 57:59] = False
+    les = _lesion(vol, m, lucent=True)
+    (f,) = classify([les], am, vol)
+    assert f.region == Region.OTHER.value
+    assert f.kind is Kind.PHLEBOLITH
+    assert f.morphology is Morphology.RING
+
+
+def test_iliac_plaque_gets_side_and_segment(scene):
+    vol, am = scene
+    (f,) = classify([_lesion(vol, _box(5, 8, 26, 28, 50, 53))], am, vol)
+    assert (f.region, f.side, f.segment, f.kind) == ("iliac", "left", "common", Kind.ATHEROSCLEROTIC)
+    assert f.level == "L4"
+
+
+def test_ligamentum_flavum_side_from_midline(scene):
+    vol, am = scene
+    left = _lesion(vol, _box(15, 18, 68, 71, 44, 47))  # i > canal centre 40: patient left
+    right = _lesion(vol, _box(15, 18, 68, 71, 33, 36))
+    fl, fr = classify([left, right], am, vol)
+    assert (fl.region, fl.kind, fl.side) == ("ligamentum_flavum", Kind.LIGAMENT, "left")
+    assert fr.side == "right"
+    assert fl.level == "L3-L4" or fl.level == "L3"
+
+
+def test_bone_and_metal_are_other(scene):
+    vol, am = scene
+    bone = _lesion(vol, _box(15, 18, 47, 52, 38, 42))
+    metal = _lesion(vol, _box(28, 30, 26, 28, 44, 46), peak=3500.0)
+    fb, fm = classify([bone, metal], am, vol)
+    assert (fb.region, fb.kind) == ("other", Kind.BONE)
+    assert (fm.region, fm.kind) == ("other", Kind.METAL)
+
+
+def test_anatomy_on_a_coarser_grid_is_mapped_through_lps(scene):
+    vol, am = scene
+    coarse = am.labels[::2, ::2, ::2]
+    aff = _affine((SP[0] * 2, SP[1] * 2, SP[2] * 2))
+    levels = am.slice_levels[::2]
+    am2 = AnatomyMap(labels=np.ascontiguousarray(coarse), affine=aff, slice_levels=levels)
+    les = _lesion(vol, _box(29, 31, 54, 57, 63, 66))
+    (f,) = classify([les], am2, vol)
+    assert f.kind is Kind.STONE
+
+
+def test_morphology_rules():
+    vol = Volume(np.zeros(SHAPE, np.float32), (1.0, 1.0, 1.0), _affine((1.0, 1.0, 1.0)), AcquisitionInfo("CT"))
+    dot = _lesion(vol, _box(5, 6, 5, 7, 5, 7))
+    line = _lesion(vol, _box(5, 6, 5, 6, 5, 25))
+    arc = np.zeros(SHAPE, bool)
+    t = np.linspace(0, np.pi, 80)
+    arc[5, np.round(20 + 15 * np.sin(t)).astype(int), np.round(20 + 15 * np.cos(t)).astype(int)] = True
+    curve = _lesion(vol, arc)
+    blob = _lesion(vol, _box(5, 10, 5, 10, 5, 10))
+    ring = _lesion(vol, _box(5, 10, 5, 10, 5, 10), lucent=True)
+    sp = (1.0, 1.0, 1.0)
+    assert morphology_of(dot, sp) is Morphology.PUNCTATE
+    assert morphology_of(line, sp) is Morphology.LINEAR
+    assert morphology_of(curve, sp) is Morphology.CURVILINEAR
+    assert morphology_of(blob, sp) is Morphology.PLAQUE
+    assert morphology_of(ring, sp) is Morphology.RING
+
+
+def test_empty_input_gives_no_findings(scene):
+    vol, am = scene
+    assert classify([], am, vol) == []
