@@ -159,7 +159,8 @@ def segment_bone(
     border_px = int(settings.border_hole_max_mm2 / (spacing[1] * spacing[2]))
     holes_big = fill_holes_per_slice(closed_np, sub_hu, settings.marrow_min_hu,
                                      border_max_px=border_px) & ~closed_np
-    holes_pits = _enclosed_pits(closed_np, dense_sub, sub_hu, settings.marrow_min_hu)
+    holes_pits = _enclosed_pits(closed_np, closed_np | holes_big, dense_sub, sub_hu,
+                                settings.marrow_min_hu)
     filled_np = dense_sub | holes_big | holes_pits
     if tdev is not None:
         filled = torch.as_tensor(filled_np, device=tdev)
@@ -185,14 +186,15 @@ def segment_bone(
     return out
 
 
-def _enclosed_pits(closed: np.ndarray, dense: np.ndarray, hu: np.ndarray,
+def _enclosed_pits(closed: np.ndarray, inside: np.ndarray, dense: np.ndarray, hu: np.ndarray,
                    min_mean_hu: float) -> np.ndarray:
-    """Voxels the closing added that are enclosed by dense bone in their slice.
+    """Voxels the closing added that are enclosed by bone in their slice.
 
-    Equivalent to the holes of ``dense`` inside ``closed``, but computed on the
-    (sparse) added voxels: a 4-connected in-plane group of them is a pit when no
-    member has an in-plane neighbour outside ``closed`` (or outside the array),
-    and its mean HU is marrow-like.
+    Computed on the (sparse) added voxels ``closed & ~dense``: a 4-connected
+    in-plane group of them is a pit when no member has an in-plane neighbour
+    outside ``inside`` (the closed mask with its filled marrow holes) or outside
+    the array, and its mean HU is marrow-like. Groups that reach soft tissue are
+    the closing's bridges and are left out.
     """
     added = closed & ~dense
     out = np.zeros_like(added)
@@ -206,11 +208,10 @@ def _enclosed_pits(closed: np.ndarray, dense: np.ndarray, hu: np.ndarray,
     for axis, coord in ((1, j), (2, i)):
         for d in (-1, 1):
             moved = coord + d
-            inside = (moved >= 0) & (moved < added.shape[axis])
-            nb = (k, np.where(inside, moved, 0), i) if axis == 1 else (k, j, np.where(inside, moved, 0))
-            leaks[ids[~inside | ~closed[nb]]] = True
-    mean = np.bincount(ids, weights=hu.reshape(-1)[idx] if hu.flags.c_contiguous
-                       else hu[np.unravel_index(idx, hu.shape)], minlength=n + 1)
+            ok = (moved >= 0) & (moved < added.shape[axis])
+            nb = (k, np.where(ok, moved, 0), i) if axis == 1 else (k, j, np.where(ok, moved, 0))
+            leaks[ids[~ok | ~inside[nb]]] = True
+    mean = np.bincount(ids, weights=hu[k, j, i].astype(np.float64), minlength=n + 1)
     mean /= np.maximum(np.bincount(ids, minlength=n + 1), 1)
     good = ~leaks & (mean >= min_mean_hu)
     out.reshape(-1)[idx[good[ids]]] = True

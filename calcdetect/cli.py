@@ -129,6 +129,7 @@ def phantom_ct(
     bottom: Annotated[Optional[str], typer.Option(help="Bottom of the field of view (a vertebra, S1 or FH).")] = None,
     contrast: Annotated[Optional[bool], typer.Option("--contrast/--no-contrast", help="Arterial-phase iodinated contrast.")] = None,
     metal: Annotated[Optional[bool], typer.Option("--metal/--no-metal", help="Hip prosthesis and pedicle screws.")] = None,
+    table: Annotated[Optional[bool], typer.Option("--table/--no-table", help="Include the scanner table under the patient.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing study folder.")] = False,
 ) -> None:
     """A synthetic torso CT (T10 to the femoral heads) with exact calcification truth."""
@@ -136,7 +137,7 @@ def phantom_ct(
 
     options = {
         "matrix": matrix, "pixel_mm": pixel_mm, "slice_thickness_mm": slice_thickness, "kvp": kvp,
-        "noise_sigma_hu": noise, "contrast": contrast, "metal": metal,
+        "noise_sigma_hu": noise, "contrast": contrast, "metal": metal, "table": table,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if top or bottom:
@@ -160,6 +161,22 @@ def phantom_radiograph(
 
     path = _phantom_errors(cli_phantom_radiograph, output, seed, overwrite=overwrite, obesity_fat_mm=obesity_mm)
     out.print(f"radiograph phantom (seed {seed}) -> {path}/dicom, truth in {path}/truth")
+
+
+@phantom_app.command("qrm")
+def phantom_qrm(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Study folder to write (dicom/ and truth/).")],
+    slice_thickness: Annotated[float, typer.Option("--slice-thickness", help="Slice thickness in mm (0.5-5).")],
+    kvp: Annotated[float, typer.Option(help="Tube voltage (80-140 kVp).")] = 120.0,
+    noise: Annotated[float, typer.Option(help="Noise sigma in HU.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing study folder.")] = False,
+) -> None:
+    """A QRM-like calibration insert: 1/3/5 mm cylinders at 200/400/800 mg HA/cm3, with true volume and mass."""
+    from calcdetect.phantoms.qrm import cli_phantom_qrm
+
+    path = _phantom_errors(cli_phantom_qrm, output, slice_thickness, kvp=kvp, noise_sigma_hu=noise, seed=seed, overwrite=overwrite)
+    out.print(f"QRM phantom ({slice_thickness} mm slices) -> {path}/dicom, truth in {path}/truth")
 
 
 @app.command()

@@ -156,7 +156,8 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), stops.tolist()))
 
 
-def _seed(bone: np.ndarray, body_centres: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float] | None:
+def _seed(bone: np.ndarray, body_centres: np.ndarray,
+          spacing: tuple[float, float, float]) -> tuple[float, float] | None:
     """(j, i) of the most persistent bone near the midline of the posterior body half.
 
     Ribs and the sternum move or lie anteriorly; the column is bone on nearly every
@@ -298,7 +299,7 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
     segments = _segments(ratio, s, sk)
     segments = _mark_sacrum(segments, bone, column, body_centre, s, (sk, sj, si))
     segments = _mark_ribs(segments, bone, column, body_centre, s, (sk, sj, si))
-    segments, notes = _assign_levels(segments)
+    segments, notes = _assign_levels(segments, sk)
     slice_levels = _slice_levels(segments, nk)
     discs = _disc_mask(hu, bodies, segments, nk)
     lf = _lf_zone(canal, canal_centre, s, sj, si)
@@ -527,7 +528,8 @@ def _mark_ribs(segs: list[Segment], bone: np.ndarray, column: np.ndarray, centre
     return out
 
 
-def _assign_levels(segs: list[Segment]) -> tuple[list[Segment], list[str]]:
+def _assign_levels(segs: list[Segment], sk: float,
+                   max_body_mm: float = 45.0) -> tuple[list[Segment], list[str]]:
     """Name segments from the sacrum and/or T12 anchor (see module docstring)."""
     notes: list[str] = []
     if not segs:
@@ -538,8 +540,9 @@ def _assign_levels(segs: list[Segment]) -> tuple[list[Segment], list[str]]:
     t12_idx = None
     if rib_idx:
         lowest = min(rib_idx)
-        # Valid only with a rib-free, non-sacral segment visible below it.
-        if any(not segs[n].ribs and not segs[n].sacrum for n in range(lowest)):
+        # Valid only with a complete (not cut by the scan), rib-free, non-sacral
+        # segment visible below it: a cut one may have its ribs out of view.
+        if any(not segs[n].ribs and not segs[n].sacrum and not segs[n].partial for n in range(lowest)):
             t12_idx = lowest
     s1 = VERTEBRA_LEVELS.index("S1")
     t12 = VERTEBRA_LEVELS.index("T12")
@@ -556,11 +559,24 @@ def _assign_levels(segs: list[Segment]) -> tuple[list[Segment], list[str]]:
                      "the sacrum is not in the field of view")
     else:
         return segs, [NO_ANCHOR_NOTE]
-    out = []
-    for n, g in enumerate(segs):
-        pos = anchor_pos - (n - anchor_idx)
-        level = VERTEBRA_LEVELS[pos] if 0 <= pos < len(VERTEBRA_LEVELS) else None
-        out.append(Segment(g.k0, g.k1, level, g.sacrum, g.ribs, g.partial))
+    # Counting walks away from the anchor; a segment far taller than a vertebral
+    # body means discs were not resolved (thin discs, thick slices), so the
+    # count stops there rather than run on wrong.
+    names: list[str | None] = [None] * len(segs)
+    for step in (1, -1):
+        n = anchor_idx
+        while 0 <= n < len(segs):
+            g = segs[n]
+            pos = anchor_pos - (n - anchor_idx)
+            if not 0 <= pos < len(VERTEBRA_LEVELS):
+                break
+            if not g.sacrum and n != anchor_idx and (g.k1 - g.k0 + 1) * sk > max_body_mm:
+                notes.append(f"vertebral levels beyond {names[n - step]} not assigned: intervertebral "
+                             "discs could not be resolved")
+                break
+            names[n] = VERTEBRA_LEVELS[pos]
+            n += step
+    out = [Segment(g.k0, g.k1, names[n], g.sacrum, g.ribs, g.partial) for n, g in enumerate(segs)]
     return out, notes
 
 

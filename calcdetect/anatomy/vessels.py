@@ -35,7 +35,7 @@ __all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels"]
 @dataclass(frozen=True)
 class VesselSettings:
     aorta_radius_mm: tuple[float, float] = (6.5, 17.0)
-    iliac_radius_mm: tuple[float, float] = (3.0, 7.0)
+    iliac_radius_mm: tuple[float, float] = (3.0, 8.0)
     wall_mm: float = 3.0
     common_iliac_mm: float = 40.0
     internal_iliac_mm: float = 40.0
@@ -361,13 +361,16 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             # the other side's tube is not this side's artery
             forbid |= taken[order]
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,
-                     spacing, s, start=(jb, ib), forbid=forbid, use_near=False)
+                     spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(4.5, 8.0))
         centre = np.full((nk, 2), np.nan)
         radius = np.full(nk, np.nan)
         for n, k in enumerate(order):
             centre[k] = sub.centre[n]
             radius[k] = sub.radius_mm[n]
+        # bridge short gaps (a weak edge on a slice, a branching point), then
         # keep only the run attached to the bifurcation
+        bridged = _bridge_gaps(_drop_outliers(Tube(centre, radius, np.zeros(nk)), spacing), spacing)
+        centre, radius = bridged.centre.copy(), bridged.radius_mm.copy()
         present = np.isfinite(radius)
         for k in order:
             if not present[k]:

@@ -123,7 +123,8 @@ class CTPhantomSettings:
     ectatic : bool
         Fusiform infrarenal dilatation of the aorta (x1.5).
     contrast : bool
-        Arterial-phase iodinated contrast in the aorta and iliac arteries (250-400 HU).
+        Arterial-phase iodinated contrast in the aorta and iliac arteries
+        (250-400 HU at 120 kVp, scaled by :func:`physics.iodine_scale` at other kVp).
     metal : bool
         Left hip prosthesis and L4/L5 pedicle screws.
     distractors : bool
@@ -286,7 +287,11 @@ def generate_ct_phantom(settings: CTPhantomSettings) -> CTPhantom:
     lay = _layout(s)
     g = _grid(s, lay)
     rng = lambda n: np.random.default_rng([s.seed, n])  # noqa: E731 - one stream per component
-    contrast_hu = float(rng(2).uniform(250, 400)) if s.contrast else None
+    contrast_hu = None
+    if s.contrast:
+        # Arterial phase: 250-400 HU at 120 kVp, scaled for iodine at other kVp.
+        blood = physics.TISSUE_HU["blood"]
+        contrast_hu = blood + (float(rng(2).uniform(250, 400)) - blood) * physics.iodine_scale(s.kvp)
 
     # Anatomy is point-sampled, so for thick slices it is painted on a finer z grid
     # and box-averaged over each slice: bone edges and endplates get the partial

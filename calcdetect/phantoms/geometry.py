@@ -280,9 +280,16 @@ class Capsule:
         return ex * ex + ey * ey + ez * ez <= self.radius**2
 
 
-def _angle_diff(a: np.ndarray, b: float) -> np.ndarray:
-    """Absolute wrapped difference of angles (radians)."""
-    return np.abs((a - b + np.pi) % (2 * np.pi) - np.pi)
+def _within_angle(dx: np.ndarray, dy: np.ndarray, theta: float, half_angle: float) -> np.ndarray:
+    """Whether the direction (dx, dy) lies within ``half_angle`` of ``theta`` (radians).
+
+    Uses cos(difference) = (d . u) / |d| instead of arctan2: no transcendental
+    per sample.
+    """
+    if half_angle >= np.pi:
+        return np.ones(np.broadcast_shapes(np.shape(dx), np.shape(dy)), bool)
+    dot = dx * np.float32(math.cos(theta)) + dy * np.float32(math.sin(theta))
+    return dot >= np.float32(math.cos(half_angle)) * np.sqrt(dx * dx + dy * dy)
 
 
 @dataclass(frozen=True)
@@ -315,12 +322,11 @@ class TubeWallArc:
     def inside(self, X, Y, Z):
         d, dx, dy = self.tube.dist(X, Y, Z)
         r = self.tube.radius(Z)
-        ang = np.arctan2(dy, dx)
         z0, z1 = max(self.z0, self.tube.z0), min(self.z1, self.tube.z1)
         return (
             (Z >= z0) & (Z <= z1)
             & (d >= r + self.r_in) & (d <= r + self.r_out)
-            & (_angle_diff(ang, self.theta) <= self.half_angle)
+            & _within_angle(dx, dy, self.theta, self.half_angle)
         )
 
 
@@ -355,10 +361,9 @@ class EllipticRingArc:
         dx, dy = X - cx, Y - cy
         q_out = (dx / (self.a + self.s1)) ** 2 + (dy / (self.b + self.s1)) ** 2
         q_in = (dx / (self.a + self.s0)) ** 2 + (dy / (self.b + self.s0)) ** 2
-        ang = np.arctan2(dy, dx)
         return (
             (Z >= self.z0) & (Z <= self.z1) & (q_out <= 1.0) & (q_in > 1.0)
-            & (_angle_diff(ang, self.theta) <= self.half_angle)
+            & _within_angle(dx, dy, self.theta, self.half_angle)
         )
 
 

@@ -389,8 +389,6 @@ def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> 
         f = _finding(lv, lw, seg_img, len(findings) + 1, spacing, by[lv].confidence)  # type: ignore[arg-type]
         if f is not None:
             findings.append(f)
-    if spacing is not None and radiograph.spacing_source == "ImagerPixelSpacing":
-        warnings.append("calcified lengths are at the detector (not corrected for magnification)")
     return RadiographAnalysis(
         vertebrae=verts,
         aortic_zone=zone_poly,

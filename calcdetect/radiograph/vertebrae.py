@@ -298,22 +298,40 @@ def _disc_positions(q: np.ndarray, period: float, valid: np.ndarray) -> tuple[li
         if typical > -MIN_DISC_CONTRAST * fine:
             return [], noise  # no vertebral rhythm above the noise: not a spine column
         mins = [i for i in mins if qs[i] < 0.35 * typical]
-    mins.sort(key=lambda i: qs[i])  # deepest first
-
     def pick(per: float) -> list[int]:
-        out: list[int] = []
-        for i in mins:
-            if all(abs(i - j) >= 0.6 * per for j in out):
-                out.append(i)
-        return sorted(out)
+        """The deepest chain of dips spaced like vertebrae (0.7-1.35 periods apart,
+        or about two periods where one disc is hidden)."""
+        c = sorted(mins)
+        if not c:
+            return []
+        depth = np.array([-float(qs[i]) for i in c])
+        best = depth.copy()
+        prev = np.full(len(c), -1)
+        for i in range(len(c)):
+            for j in range(i):
+                d = c[i] - c[j]
+                if 0.7 * per <= d <= 1.35 * per:
+                    cand = best[j] + depth[i]
+                elif 1.7 * per <= d <= 2.5 * per:
+                    cand = best[j] + depth[i] - 0.5 * float(np.median(depth))
+                else:
+                    continue
+                if cand > best[i]:
+                    best[i], prev[i] = cand, j
+        k = int(np.argmax(best))
+        chain = []
+        while k >= 0:
+            chain.append(c[k])
+            k = int(prev[k])
+        return sorted(chain)
 
     chosen = pick(period)
-    # the autocorrelation can lock onto a harmonic; the chosen dips' own spacing
-    # is the better period estimate when they disagree
-    if len(chosen) >= 4:
+    # the autocorrelation can lock onto a harmonic; the chain's own spacing is the
+    # better period estimate when they disagree
+    if len(chosen) >= 3:
         gaps = np.diff(chosen)
         gaps = gaps[(gaps > 25 / STEP_MM) & (gaps < 50 / STEP_MM)]
-        if gaps.size >= 2 and abs(float(np.median(gaps)) - period) > 0.15 * period:
+        if gaps.size >= 2 and abs(float(np.median(gaps)) - period) > 0.1 * period:
             period = float(np.median(gaps))
             chosen = pick(period)
     # a disc missed at the top (under the ribs): look one period above the first

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calcdetect.types import AcquisitionInfo, Lesion, Volume
+from calcdetect.types import AcquisitionInfo, Volume
 
 SPACING = (2.5, 1.5, 1.5)  # (sk, sj, si) mm
 NJ = NI = 200  # 300 mm in plane
@@ -136,7 +136,6 @@ def make_ct(*, n_lumbar: int = 5, ribs: bool = True, sacrum: bool = True, kidney
         aj, ai = vb_j - VB_RADIUS_MM - 15.0, 18.0
         bif_z = next((0.5 * (z0 + z1) for lv, z0, z1 in segs if lv == "L4"), None)
         am = np.zeros(hu.shape, bool)
-        top = nk * sk
         zabove = kk >= (bif_z if bif_z is not None else 0.0)
         am |= zabove & ((dj - aj) ** 2 + (di - ai) ** 2 <= AORTA_RADIUS_MM**2)
         if bif_z is not None:
@@ -148,14 +147,14 @@ def make_ct(*, n_lumbar: int = 5, ribs: bool = True, sacrum: bool = True, kidney
         hu[am] = 40.0
         out.aorta = am
         out.bifurcation_z = bif_z
-        del top
     if kidneys:
         zc = next((z1 for lv, z0, z1 in segs if lv == "L1"), None)
         if zc is not None:
             for side, name in ((1.0, "left"), (-1.0, "right")):
                 kc_i, kc_j = side * 68.0, vb_j + 5.0
                 kid = ((di - kc_i) / 25.0) ** 2 + ((dj - kc_j) / 20.0) ** 2 + ((kk - zc) / 50.0) ** 2 <= 1.0
-                sinus = ((di - kc_i + side * 14.0) / 10.0) ** 2 + ((dj - kc_j) / 8.0) ** 2 + ((kk - zc) / 20.0) ** 2 <= 1.0
+                sinus = (((di - kc_i + side * 14.0) / 10.0) ** 2 + ((dj - kc_j) / 8.0) ** 2
+                         + ((kk - zc) / 20.0) ** 2 <= 1.0)
                 # open the sinus medially (hilum)
                 hilum = (np.abs(dj - kc_j) <= 6.0) & (np.abs(kk - zc) <= 12.0) & (side * (di - kc_i) < -12.0) & kid
                 hu[full(kid)] = 30.0
@@ -166,38 +165,3 @@ def make_ct(*, n_lumbar: int = 5, ribs: bool = True, sacrum: bool = True, kidney
     hu[full(~body)] = -1000.0
     out.volume = Volume(hu.astype(np.float32), SPACING, affine_for(hu.shape), AcquisitionInfo("CT", kvp=120.0))
     return out
-
-
-def make_lesion(volume: Volume, mask: np.ndarray, *, label: int = 1, central_lucency: bool = False,
-                hu_value: float = 400.0) -> Lesion:
-    """A Lesion from a full-volume bool mask, with simple shape descriptors."""
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    sub = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    sp = np.asarray(volume.spacing, dtype=float)
-    pts = idx * sp
-    c = pts - pts.mean(axis=0)
-    if len(pts) >= 3:
-        ev = np.sort(np.linalg.eigvalsh(np.cov(c.T)))[::-1]
-        axes = tuple(float(4.0 * np.sqrt(max(e, 0.0))) for e in ev)
-    else:
-        axes = (float(sp.max()), 0.0, 0.0)
-    d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).max() + float(sp.min()) if len(pts) < 4000 else 0.0
-    elong = 1.0 - axes[1] / axes[0] if axes[0] > 0 else 0.0
-    cen = idx.mean(axis=0)
-    n = int(mask.sum())
-    return Lesion(
-        label=label, bbox=(*lo.tolist(), *hi.tolist()), mask=sub, voxel_count=n,
-        volume_mm3=n * float(np.prod(sp)), agatston=0.0, mass_mg=0.0, peak_hu=hu_value, mean_hu=hu_value,
-        centroid_lps_mm=tuple(float(v) for v in volume.index_to_lps(cen)),  # type: ignore[arg-type]
-        centroid_kji=tuple(float(v) for v in cen),  # type: ignore[arg-type]
-        max_diameter_mm=float(d), axes_mm=axes, elongation=float(elong), flatness=0.0,  # type: ignore[arg-type]
-        central_lucency=central_lucency,
-    )
-
-
-def ball(shape: tuple[int, int, int], centre_kji: tuple[float, float, float], radius_mm: float,
-         spacing=SPACING) -> np.ndarray:
-    kk, jj, ii = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    sk, sj, si = spacing
-    return ((kk - centre_kji[0]) * sk) ** 2 + ((jj - centre_kji[1]) * sj) ** 2 + ((ii - centre_kji[2]) * si) ** 2 <= radius_mm**2

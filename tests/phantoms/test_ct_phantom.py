@@ -243,3 +243,16 @@ def test_sample_study_is_small_and_complete(tmp_path: Path) -> None:
     truth = json.loads((out / "truth" / "truth.json").read_text())
     assert {les["region"] for les in truth["lesions"]} >= {"aorta", "iliac", "renal", "ligamentum_flavum"}
     assert pydicom.dcmread(next((out / "dicom").glob("*.dcm"))).PatientID == "PHANTOM-2024"
+
+
+def test_random_settings_in_clinical_ranges() -> None:
+    from calcdetect.phantoms.ct import random_settings
+
+    drawn = [random_settings(seed) for seed in range(30)]
+    for s in drawn:
+        s.validate()
+        assert 0.6 <= s.pixel_mm <= 1.0 and 0.625 <= s.slice_thickness_mm <= 5
+        assert 80 <= s.kvp <= 140 and 10 <= s.noise_sigma_hu <= 40
+    assert random_settings(3) == random_settings(3)
+    assert len({s.kvp for s in drawn}) > 1 and len({s.slice_thickness_mm for s in drawn}) > 1
+    assert random_settings(3, kvp=100.0).kvp == 100.0

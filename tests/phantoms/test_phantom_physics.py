@@ -53,3 +53,9 @@ def test_add_correlated_noise_in_place_and_deterministic() -> None:
     c = np.zeros_like(a)
     physics.add_correlated_noise(c, 20.0, 0.8, (1, 3))
     assert not np.array_equal(a, c)
+
+
+def test_iodine_enhancement_rises_at_low_kvp() -> None:
+    assert physics.iodine_scale(120) == pytest.approx(1.0)
+    assert physics.iodine_scale(80) == pytest.approx(1.6)
+    assert physics.iodine_scale(80) > physics.iodine_scale(100) > 1.0 > physics.iodine_scale(140)
