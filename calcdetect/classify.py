@@ -7,7 +7,7 @@ Placement, in order:
    region-bearing structure holding most of its voxels wins;
 2. **distance**: otherwise the nearest region-bearing structure within
    ``max_distance_mm`` (default 4 mm: calcified plaque can sit just outside an
-   estimated wall);
+   estimated wall), unless a vertebra (or other bone) is nearer;
 3. otherwise **other**, with a look-alike kind where a rule recognises one.
 
 Look-alikes are tested before vascular / renal placement, so that they are never
@@ -166,6 +166,13 @@ def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> 
     at = np.unravel_index(int(np.argmin(d)), d.shape)
     if not np.isfinite(d[at]) or d[at] > max_mm:
         return None
+    bone = np.isin(sub, _BONE_LABELS)
+    if bone.any():
+        # A speck on the edge of a vertebra belongs to the bone, not to a vessel
+        # a few mm away: only place by distance when no bone is nearer.
+        bone_d = float(np.where(les, ndi.distance_transform_edt(~bone, sampling=sp), np.inf).min())
+        if bone_d <= d[at]:
+            return None
     return int(sub[ik[at], ij[at], ii[at]]), float(d[at])
 
 

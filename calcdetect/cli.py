@@ -65,12 +65,13 @@ def _root(
 
 @app.command()
 def run(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="DICOM folder (searched recursively), DICOM file, or NIfTI file.")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="DICOM folder (searched recursively), DICOM file, NIfTI file, or a PNG / JPEG / TIFF radiograph.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created; must not be inside INPUT).")],
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     anatomy: Annotated[Optional[Path], typer.Option(help="Folder of TotalSegmentator masks to use instead of calcdetect's anatomy estimate.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Anatomy network weights (.safetensors) to use.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Run settings YAML (default: configs/run.yaml).")] = None,
+    pixel_spacing: Annotated[Optional[float], typer.Option("--pixel-spacing", help="Pixel spacing in mm for a PNG / JPEG / TIFF radiograph.")] = None,
     no_overlays: Annotated[bool, typer.Option("--no-overlays", help="Skip overlay PNGs.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -85,7 +86,10 @@ def run(
         raise _fail(f"--model {model} does not exist; pass a .safetensors file from models/ or a training run", EXIT_BAD_ARGUMENTS)
     try:
         overrides = {"outputs": {"overlays": False}} if no_overlays else None
-        settings = load_run_settings(config, device=device, anatomy_dir=anatomy, model_path=model, overrides=overrides)
+        settings = load_run_settings(
+            config, device=device, anatomy_dir=anatomy, model_path=model,
+            pixel_spacing_mm=pixel_spacing, overrides=overrides,
+        )
         summary = run_pipeline(input_path, output, settings)
     except (InputError, ConfigError, DeviceError) as exc:
         raise _fail(str(exc), EXIT_BAD_ARGUMENTS) from None
@@ -103,7 +107,7 @@ def run(
         out.print("skipped files: " + ", ".join(f"{n} {why}" for why, n in summary.skipped_files.items()))
     out.print(f"results: {output / 'run.json'}")
     if summary.n_processed == 0:
-        raise _fail("no usable CT series found in the input (see run.json for each series' reason)", EXIT_NO_USABLE_SERIES)
+        raise _fail("no usable series found in the input (see run.json for each series' reason)", EXIT_NO_USABLE_SERIES)
 
 
 def _phantom_errors(func, *args, **kwargs):

@@ -33,6 +33,7 @@ class RunSettings:
     overlays: bool = True
     write_masks: bool = True
     max_overlay_slices: int = 40
+    pixel_spacing_mm: float | None = None  # for PNG / JPEG / TIFF radiographs only
 
 
 def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
@@ -59,6 +60,7 @@ def load_run_settings(
     device: str = "auto",
     anatomy_dir: Path | None = None,
     model_path: Path | None = None,
+    pixel_spacing_mm: float | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> RunSettings:
     """Read a run config (default ``configs/run.yaml``) and resolve the device once."""
@@ -89,4 +91,5 @@ def load_run_settings(
         overlays=bool(outputs.get("overlays", True)),
         write_masks=bool(outputs.get("masks", True)),
         max_overlay_slices=int(outputs.get("max_overlay_slices", 40)),
+        pixel_spacing_mm=pixel_spacing_mm,
     )

@@ -21,7 +21,7 @@ from calcdetect.bone import segment_bone
 from calcdetect.candidates import CandidateSettings, Candidates, find_candidates
 from calcdetect.classify import classify
 from calcdetect.config import RunSettings
-from calcdetect.errors import CalcdetectError, InputError
+from calcdetect.errors import CalcdetectError, InputError, UnsupportedSeriesError
 from calcdetect.export.atomic import atomic_write_json, atomic_write_text
 from calcdetect.export.findings_json import (
     RUN_SCHEMA,
@@ -31,8 +31,10 @@ from calcdetect.export.findings_json import (
 )
 from calcdetect.export.overlays import write_overlays
 from calcdetect.ids import series_key
-from calcdetect.report import draft_report
-from calcdetect.types import AnatomyMap, Finding, Report, Volume
+from calcdetect.radiograph import analyse_radiograph, load_plain_image, radiograph_report_lines, write_radiograph_overlay
+from calcdetect.radiograph.io_image import PLAIN_IMAGE_SUFFIXES
+from calcdetect.report import DRAFT_HEADER, draft_report
+from calcdetect.types import AnatomyMap, Finding, Radiograph, Report, Volume
 
 __all__ = ["CTAnalysis", "SeriesOutcome", "RunSummary", "analyse_ct", "run"]
 
@@ -92,9 +94,15 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     device = settings.device
     bone_mask = segment_bone(volume.array, volume.spacing, device)
     anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir)
-    aorta = _structure_mask(anatomy, volume, "aorta")
     candidates = find_candidates(
-        volume, device, settings.candidates, blood_pool_mask=aorta, bone_mask=bone_mask
+        volume, device, settings.candidates,
+        blood_pool_mask=_structure_mask(anatomy, volume, ("aorta",)),
+        # On contrast scans enhanced vessels pass the default bone threshold: let
+        # the candidate stage segment bone at its contrast-adapted threshold.
+        bone_mask=None if volume.info.contrast_agent else bone_mask,
+        # Plaque on the vertebral cortex and ligamentum flavum calcium against the
+        # laminae fuse with bone; the anatomy says where they may lie.
+        protect_mask=_structure_mask(anatomy, volume, _PROTECTED),
     )
     findings = tuple(classify(candidates.lesions, anatomy, volume))
     report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes)
@@ -102,12 +110,21 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)
 
 
-def _structure_mask(anatomy: AnatomyMap, volume: Volume, name: str) -> np.ndarray | None:
+_PROTECTED = (
+    "aorta", "ligamentum_flavum_zone",
+    "common_iliac_artery_left", "common_iliac_artery_right",
+    "external_iliac_artery_left", "external_iliac_artery_right",
+    "internal_iliac_artery_left", "internal_iliac_artery_right",
+)
+
+
+def _structure_mask(anatomy: AnatomyMap, volume: Volume, names: tuple[str, ...]) -> np.ndarray | None:
+    """Union of named structures on the CT grid (``None`` if absent or on another grid)."""
     from calcdetect.anatomy.regions import structure
 
     if anatomy.labels.shape != volume.shape:
-        return None  # a coarser anatomy grid: candidates estimate the blood pool themselves
-    mask = anatomy.labels == structure(name).label
+        return None
+    mask = np.isin(anatomy.labels, [structure(n).label for n in names])
     return mask if mask.any() else None
 
 
@@ -153,12 +170,48 @@ def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSetti
     return written
 
 
+# -------------------------------------------------------------------- radiograph
+
+
+def _process_radiograph(radiograph: Radiograph, key: str, out_dir: Path, settings: RunSettings) -> SeriesOutcome:
+    """AAC-24 on a lateral lumbar radiograph; refusals (AP view, hip ...) raise UnsupportedSeriesError."""
+    analysis = analyse_radiograph(radiograph, settings.device)
+    findings_lines, impression_lines = radiograph_report_lines(analysis)
+    report = Report(
+        header=DRAFT_HEADER,
+        findings="\n".join(findings_lines),
+        impression="\n".join(f"{n}. {t}" for n, t in enumerate(impression_lines, start=1)) or "1. Not scored.",
+    )
+    warnings = tuple(radiograph.warnings) + tuple(analysis.warnings)
+    doc = findings_document(
+        radiograph_summary(radiograph), analysis.findings, report, warnings,
+        extra={"aac24": analysis.aac24, "radiograph": analysis.summary(), "device": str(settings.device)},
+    )
+    series_dir = out_dir / key
+    written = [
+        atomic_write_json(series_dir / "findings.json", doc),
+        atomic_write_text(series_dir / "report.txt", report.text()),
+    ]
+    if settings.overlays:
+        written.append(write_radiograph_overlay(radiograph, analysis, series_dir / "overlays" / "radiograph.png"))
+    return SeriesOutcome(
+        key=key, kind="radiograph", modality=radiograph.info.modality, n_images=1, status=PROCESSED,
+        warnings=warnings, n_findings=len(analysis.findings),
+        outputs=tuple(str(p.relative_to(out_dir)) for p in written),
+        input_summary=radiograph_summary(radiograph),
+    )
+
+
 # ------------------------------------------------------------------------ input
 
 
+def _is_plain_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in PLAIN_IMAGE_SUFFIXES
+
+
 def _inputs(input_path: Path) -> tuple[list[Any], dict[str, int], int]:
-    """Series groups (DICOM) or a single NIfTI, with skipped-file counts."""
-    if io.is_nifti(input_path):
+    """Series groups (DICOM), or a single NIfTI or plain image, with skipped-file counts."""
+    if io.is_nifti(input_path) or _is_plain_image(input_path):
         return [input_path], {}, 1
     discovery = io.discover(input_path)
     return list(discovery.groups), dict(discovery.skipped_files), discovery.n_files
@@ -196,11 +249,10 @@ def _process_group(group: Any, out_dir: Path, settings: RunSettings) -> SeriesOu
             return replace(_process_volume(volume, group.key, out_dir, settings), kind=group.kind)
         if group.kind == "radiograph":
             radiograph = io.load_radiograph(group, memory_budget_bytes=settings.memory_budget_bytes)
-            return replace(
-                base, status=NOT_ANALYSED, warnings=tuple(radiograph.warnings),
-                reason="radiograph loaded; radiograph analysis is not available in this version",
-                input_summary=radiograph_summary(radiograph),
-            )
+            return _process_radiograph(radiograph, group.key, out_dir, settings)
+    except UnsupportedSeriesError as exc:  # valid, but not what calcdetect analyses
+        log.info("series %s skipped: %s", group.key, exc)
+        return replace(base, status=SKIPPED, reason=str(exc))
     except CalcdetectError as exc:
         log.warning("series %s not processed: %s", group.key, exc)
         return replace(base, status=FAILED, reason=f"{type(exc).__name__}: {exc}")
@@ -209,12 +261,18 @@ def _process_group(group: Any, out_dir: Path, settings: RunSettings) -> SeriesOu
 
 def _outcomes(input_path: Path, out_dir: Path, settings: RunSettings, items: list[Any]) -> Iterator[SeriesOutcome]:
     for item in items:
-        if isinstance(item, Path):  # NIfTI
-            key = series_key("nifti:" + item.name)
+        if isinstance(item, Path):  # a NIfTI volume or a plain radiograph image
+            key = series_key("file:" + item.name)
             try:
-                yield _process_volume(io.load_nifti(item), key, out_dir, settings)
+                if _is_plain_image(item):
+                    radiograph = load_plain_image(item, settings.pixel_spacing_mm)
+                    yield _process_radiograph(radiograph, key, out_dir, settings)
+                else:
+                    yield _process_volume(io.load_nifti(item), key, out_dir, settings)
+            except UnsupportedSeriesError as exc:
+                yield SeriesOutcome(key, "radiograph", None, 1, SKIPPED, str(exc))
             except CalcdetectError as exc:
-                yield SeriesOutcome(key, "ct_volume", "CT", 0, FAILED, f"{type(exc).__name__}: {exc}")
+                yield SeriesOutcome(key, "file", None, 0, FAILED, f"{type(exc).__name__}: {exc}")
             continue
         log.info("series %s: %s, %d image(s)", item.key, item.kind, item.n_images)
         yield _process_group(item, out_dir, settings)

@@ -58,6 +58,7 @@ class AcquisitionInfo:
     contrast_agent: str | None = None
     contrast_route: str | None = None
     series_description: str | None = None
+    body_part_examined: str | None = None
     study_uid_hash: str | None = None
     series_uid_hash: str | None = None
     frame_of_reference_hash: str | None = None

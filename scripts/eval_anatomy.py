@@ -22,6 +22,7 @@ import numpy as np
 
 from calcdetect.anatomy import build_anatomy
 from calcdetect.anatomy.regions import STRUCTURES, VERTEBRA_LEVELS, Region, structure
+from calcdetect.bone import segment_bone
 from calcdetect.device import Device
 from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
 from calcdetect.types import AcquisitionInfo, Volume
@@ -56,7 +57,9 @@ def evaluate(seed: int, pixel_mm: float, thickness: float, matrix: int, classify
                                                slice_thickness_mm=thickness, **kw))
     vol = Volume(ph.hu, tuple(ph.spacing), ph.affine, AcquisitionInfo("CT", kvp=ph.settings.kvp))
     t0 = time.perf_counter()
-    am = build_anatomy(vol, Device("cpu"))
+    # as the pipeline does: one bone segmentation shared by anatomy and candidates
+    bone = segment_bone(vol.array, vol.spacing, Device("cpu"))
+    am = build_anatomy(vol, Device("cpu"), bone_mask=bone)
     secs = time.perf_counter() - t0
     pred, true = am.labels, ph.anatomy_labels
     vert = [s.label for s in STRUCTURES if s.is_bone and s.name.startswith(("vertebrae_", "sacrum"))]
@@ -87,11 +90,11 @@ def evaluate(seed: int, pixel_mm: float, thickness: float, matrix: int, classify
     res["notes"] = list(am.notes)
     res["true_bifurcation"] = ph.anatomy.get("bifurcation", {}).get("level")
     if classify_too:
-        res.update(_classify_eval(ph, vol, am))
+        res.update(_classify_eval(ph, vol, am, bone))
     return res
 
 
-def _classify_eval(ph, vol: Volume, am) -> dict:
+def _classify_eval(ph, vol: Volume, am, bone: np.ndarray) -> dict:
     """Classify the candidate lesions and compare with the truth lesion each overlaps.
 
     Region accuracy over truth lesions that a candidate hits; look-alike errors
@@ -101,17 +104,21 @@ def _classify_eval(ph, vol: Volume, am) -> dict:
     from calcdetect.candidates import find_candidates
     from calcdetect.classify import classify
 
-    cands = find_candidates(vol, Device("cpu"))
+    aorta = am.labels == structure("aorta").label
+    cands = find_candidates(vol, Device("cpu"), blood_pool_mask=aorta if aorta.any() else None, bone_mask=bone)
     findings = classify(cands.lesions, am, vol)
     truth = {t.id: t for t in ph.lesions}
     hits, region_ok, kind_ok, level_ok, lookalike_err = 0, 0, 0, 0, 0
     confusions: dict[str, int] = {}
+    false_pos: dict[str, int] = {}
     for f in findings:
         les = f.lesion
         k0, j0, i0, k1, j1, i1 = les.bbox
         ids = ph.lesion_labels[k0:k1, j0:j1, i0:i1][les.mask]
         ids = ids[ids > 0]
         if ids.size == 0:
+            # a finding on no truth lesion: a false positive, counted by region
+            false_pos[f.region] = false_pos.get(f.region, 0) + 1
             continue
         t = truth[int(np.bincount(ids).argmax())]
         hits += 1
@@ -128,7 +135,7 @@ def _classify_eval(ph, vol: Volume, am) -> dict:
             "cls_kind_acc": round(kind_ok / hits, 3) if hits else None,
             "cls_level_overlap_acc": round(level_ok / hits, 3) if hits else None,
             "cls_lookalike_called_vascular_or_renal": lookalike_err,
-            "cls_confusions": confusions}
+            "cls_confusions": confusions, "cls_false_positive_findings_by_region": false_pos}
 
 
 def main() -> None:
@@ -144,7 +151,8 @@ def main() -> None:
             for s in args.seeds]
     for r in rows:
         print(json.dumps(r))
-    keys = [k for k in rows[0] if k.startswith(("dice_", "level_acc", "cls_")) and k != "cls_confusions"]
+    keys = [k for k in rows[0] if k.startswith(("dice_", "level_acc", "cls_"))
+            and k not in ("cls_confusions", "cls_false_positive_findings_by_region")]
     summary = {k: round(float(np.mean([r[k] for r in rows if r[k] is not None])), 3)
                for k in keys if any(r[k] is not None for r in rows)}
     print("mean", json.dumps(summary))

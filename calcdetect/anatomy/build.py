@@ -4,12 +4,14 @@ The recipe:
 
 1. spine (column, bodies, canal, discs, ligamentum flavum zone, levels) -- spine.py;
 2. aorta and iliac arteries, tracked along the spine -- vessels.py;
-3. kidneys with collecting system and medulla -- kidneys.py;
+3. kidneys with collecting system and medulla, and a coarse ureter zone down to
+   the pelvic brim -- kidneys.py;
 4. structures given by TotalSegmentator masks (``external_dir``) replace the
    rule estimate of the same structures -- external.py;
 5. everything painted into one label volume with the registry's label ids, in an
-   order that lets the structures that carry a report region win over context:
-   body < kidney < spine < vessels.
+   order that lets the structures that carry a report region win over context
+   but keeps bone bone: body < ureter zone < kidney < iliac arteries < vertebrae
+   < disc < canal < ligamentum flavum zone < aorta (outside the vertebrae).
 
 The rules run on CPU (numpy / scipy / scikit-image); ``device`` is accepted for
 the pipeline's uniform signature and for the CNN path.
@@ -23,7 +25,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from calcdetect.anatomy.external import levels_from_vertebrae, load_totalsegmentator, split_iliac
-from calcdetect.anatomy.kidneys import Kidney, find_kidneys, subdivide_kidney
+from calcdetect.anatomy.kidneys import Kidney, find_kidneys, subdivide_kidney, ureter_zone
 from calcdetect.anatomy.regions import (
     STRUCTURES,
     VERTEBRA_LEVELS,
@@ -178,13 +180,27 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
             source["spinal_canal"] = "totalsegmentator"
 
     layers: list[tuple[str, np.ndarray]] = [("body", _body(hu))]
+    if np.isfinite(body_centre).all():
+        bif = vessels.bifurcation_k if vessels is not None else None
+        if bif is None and aorta.any():
+            bif = int(np.flatnonzero(aorta.any(axis=(1, 2))).min())
+        # down to the pelvic brim, ~30 mm below the aortic bifurcation
+        brim = None if bif is None else max(bif - int(round(30.0 / spacing[0])), 0)
+        for side, kid in kidneys.items():
+            layers.append((f"ureter_{side}", ureter_zone(kid.collecting_system, side, body_centre, front,
+                                                         spacing, brim)))
     layers += kid_masks
+    # Iliac zones below the spine layers: near the sacrum and L5 the tracked
+    # tubes (and the coarse internal iliac zone) must not claim vertebral bone.
+    layers += [(n, iliac[n]) for n in _ILIACS if n in iliac]
     if _has_structure("vertebrae_unlabelled"):
         layers.append(("vertebrae_unlabelled", unlabelled_column))
     layers += vertebrae
     layers += [("intervertebral_disc", discs), ("spinal_canal", canal), ("ligamentum_flavum_zone", lf)]
-    layers += [(n, iliac[n]) for n in _ILIACS if n in iliac]
-    layers.append(("aorta", aorta))
+    # The aortic wall margin may reach the anterior cortex: plaque outside the
+    # body stays aortic, the body itself stays bone.
+    column = np.any([m for _, m in vertebrae], axis=0) if vertebrae else None
+    layers.append(("aorta", aorta if column is None else aorta & ~column))
     labels = compose_labels(hu.shape, layers)
     return AnatomyMap(labels=labels, affine=volume.affine.copy(), slice_levels=tuple(slice_levels),
                       source=source, notes=tuple(dict.fromkeys(notes)))

@@ -8,7 +8,7 @@ the spine, posteriorly, from about T12 to L3. Per side:
    when the levels are known);
 2. a 3-D erosion (4, then 6, then 8 mm until a candidate appears) cuts the
    thin bridges to the liver, spleen, psoas and bowel; the most compact
-   plausible component is kept (centroid 45-130 mm from the midline, extent
+   plausible component is kept (centroid 45-95 mm from the midline, extent
    under 180 mm cranio-caudally and 90 mm in plane, not cut by the search
    window's faces) and grown back inside the soft-tissue mask.
 
@@ -16,7 +16,8 @@ The **collecting system** is the renal sinus: the part of the kidney's per-slice
 convex hull that is not parenchyma (fat, urine, a stone) -- so a stone in the
 pelvis or a calyx falls in it. **Medulla** vs cortex is by depth from the
 kidney's outer surface: parenchyma deeper than ``cortex_mm`` (default 6 mm) is
-medulla. Ureters are not traced (see the module's limitations in the README).
+medulla. Ureters are not traced: ``ureter_zone`` gives a coarse zone along
+their usual course from the renal pelvis to the pelvic brim.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
-__all__ = ["KidneySettings", "Kidney", "find_kidneys", "subdivide_kidney"]
+__all__ = ["KidneySettings", "Kidney", "find_kidneys", "subdivide_kidney", "ureter_zone"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class KidneySettings:
     cortex_mm: float = 6.0
     min_volume_ml: float = 20.0
     max_volume_ml: float = 450.0
-    lateral_mm: tuple[float, float] = (45.0, 130.0)
+    lateral_mm: tuple[float, float] = (45.0, 95.0)  # centroid from the midline; the spleen lies further out
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,19 @@ def _best_component(lab: np.ndarray, ball: np.ndarray, edge: np.ndarray, box: tu
         zext = (bb[0].stop - bb[0].start) * sk
         if zext > 180.0 or (bb[1].stop - bb[1].start) * sj > 90.0 or (bb[2].stop - bb[2].start) * si > 90.0:
             continue
-        comp = lab[bb] == cid
         # The liver / spleen / muscles are cut by the search window; a kidney
-        # floats in perirenal fat inside it.
+        # floats in perirenal fat inside it. (Grow in a box padded by the ball,
+        # or the growth could never reach the window's faces.)
+        pad = tuple(slice(max(b.start - (n_ // 2) - 1, 0), b.stop + (n_ // 2) + 1)
+                    for b, n_ in zip(bb, ball.shape))
+        comp = lab[pad] == cid
         grown = ndi.binary_dilation(comp, structure=ball)
-        touch = float((grown & edge[bb]).sum()) / max(float(grown.sum()), 1.0)
-        if touch > 0.03:
+        touch = float((grown & edge[pad]).sum()) / max(float(grown.sum()), 1.0)
+        # the cranial / caudal faces are cut planes: any contact means the
+        # structure continues beyond the searched levels (psoas, liver)
+        nk_box = lab.shape[0]
+        z_cut = (pad[0].start == 0 and grown[0].any()) or (pad[0].stop >= nk_box and grown[-1].any())
+        if touch > 0.03 or z_cut:
             continue
         ck, cj, ci = stats["centroids"][cid]
         kc = int(np.clip(round(ck) + box[0].start, 0, nk - 1))
@@ -195,7 +203,7 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
                 continue
             lat = (ii - ic) * si * sign
             ap = (jj - jc) * sj
-            window[k] = (lat > s.lateral_mm[0] - 30.0) & (lat < s.lateral_mm[1]) & (ap > -50.0) & (ap < 60.0)
+            window[k] = (lat > s.lateral_mm[0] - 30.0) & (lat < s.lateral_mm[1] + 35.0) & (ap > -50.0) & (ap < 60.0)
         if not window.any():
             continue
         # Work in the window's bounding box (3-D filters on the full CT are slow).
@@ -234,4 +242,40 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         if kid.sum() * sk * sj * si / 1000.0 < s.min_volume_ml:
             continue
         out[side] = subdivide_kidney(kid, spacing, side, s.cortex_mm, hu)
+    return out
+
+
+def ureter_zone(collecting_system: np.ndarray, side: str, body_centre: np.ndarray, body_front: np.ndarray,
+                spacing: tuple[float, float, float], k_stop: int | None, radius_mm: float = 8.0,
+                lateral_mm: float = 40.0, anterior_mm: float = 8.0) -> np.ndarray:
+    """A coarse zone where the abdominal ureter runs (it is not traced).
+
+    From the renal pelvis (the collecting system's lowest slices) the ureter runs
+    caudally on the front of the psoas, about ``lateral_mm`` from the midline
+    and just anterior of the vertebral bodies' front; the zone's centre moves
+    linearly from the pelvis onto that line over 15 mm and follows it down to
+    ``k_stop`` (the pelvic brim; 100 mm below the renal pelvis when unknown). It is a disk of ``radius_mm`` per slice.
+    """
+    out = np.zeros(collecting_system.shape, dtype=bool)
+    ks = np.flatnonzero(collecting_system.any(axis=(1, 2)))
+    if ks.size == 0:
+        return out
+    sk, sj, si = spacing
+    k_top = int(ks.min())
+    pj, pi = ndi.center_of_mass(collecting_system[k_top])
+    sign = 1.0 if side == "left" else -1.0
+    stop = max(k_top - int(100.0 / sk), 0) if k_stop is None else max(int(k_stop), 0)
+    nj, ni = out.shape[1:]
+    ramp = max(15.0 / sk, 1.0)
+    for k in range(k_top - 1, stop - 1, -1):
+        if not (np.isfinite(body_centre[k]).all() and np.isfinite(body_front[k])):
+            continue
+        tj = body_front[k] - anterior_mm / sj
+        ti = body_centre[k, 1] + sign * lateral_mm / si
+        f = min((k_top - k) / ramp, 1.0)
+        jc, ic = (1 - f) * pj + f * tj, (1 - f) * pi + f * ti
+        j0, j1 = int(max(jc - radius_mm / sj - 1, 0)), int(min(jc + radius_mm / sj + 2, nj))
+        i0, i1 = int(max(ic - radius_mm / si - 1, 0)), int(min(ic + radius_mm / si + 2, ni))
+        jj, ii = np.mgrid[j0:j1, i0:i1]
+        out[k, j0:j1, i0:i1] = ((jj - jc) * sj) ** 2 + ((ii - ic) * si) ** 2 <= radius_mm**2
     return out

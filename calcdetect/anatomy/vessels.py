@@ -186,7 +186,7 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
            radius_mm: tuple[float, float], spacing: tuple[float, float, float], s: VesselSettings,
            start: tuple[float, float] | None = None, forbid: np.ndarray | None = None,
            prefer_mm: tuple[float, float] | None = None, use_near: bool = True,
-           midline_i: np.ndarray | None = None) -> Tube:
+           midline_i: np.ndarray | None = None, blood_hu: tuple[float, float] | None = None) -> Tube:
     sk, sj, si = spacing
     radii_px = np.arange(max(radius_mm[0] / si, 2.0), radius_mm[1] / si + 0.5, 1.0)
     cands: list[list[tuple[float, float, float, float]]] = []
@@ -201,7 +201,7 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
             allowed &= ~forbid[k][w]
             near = forbid[k][w] if use_near else None
         mid = None if midline_i is None else float(midline_i[k]) - w[1].start
-        c = _circle_candidates(img, allowed, radii_px, s.n_candidates, hu[k][w], bone[k][w], s.blood_hu,
+        c = _circle_candidates(img, allowed, radii_px, s.n_candidates, hu[k][w], bone[k][w], blood_hu or s.blood_hu,
                                near, si, prefer_mm or radius_mm, mid)
         cands.append([(a, j + w[0].start, i + w[1].start, r) for a, j, i, r in c])
     return _viterbi(cands, spacing, s, start)
@@ -340,6 +340,11 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
     sk, sj, si = spacing
     nk = hu.shape[0]
     jb, ib = aorta.centre[bif]
+    # The iliacs carry the aorta's blood: their lumen has its HU (contrast or
+    # not), which tells them from bowel loops and muscle of other density.
+    ks = np.flatnonzero(aorta.present)
+    lumen = float(np.median([hu[k, int(round(aorta.centre[k, 0])), int(round(aorta.centre[k, 1]))] for k in ks]))
+    iliac_hu = (lumen - 60.0, lumen + 60.0)
     out: dict[str, np.ndarray] = {}
     taken: np.ndarray | None = None
     for side, sign in (("left", 1.0), ("right", -1.0)):
@@ -361,7 +366,8 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             # the other side's tube is not this side's artery
             forbid |= taken[order]
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,
-                     spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(4.5, 8.0))
+                     spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(4.5, 8.0),
+                     blood_hu=iliac_hu)
         centre = np.full((nk, 2), np.nan)
         radius = np.full(nk, np.nan)
         for n, k in enumerate(order):

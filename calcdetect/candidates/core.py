@@ -167,29 +167,8 @@ def find_candidates(
             raise ValueError(f"{name} shape {m.shape} differs from the volume's {volume.shape}; "
                              "masks must be on the Volume grid")
 
-    if settings.threshold_hu is not None:
-        thr = float(settings.threshold_hu)
-    else:
-        thr = calcium_threshold_hu(volume.info.kvp)
-        if volume.info.kvp is None:
-            warnings.append("kVp unknown: the 120 kVp calcium threshold of 130 HU was assumed.")
-
-    blood_hu = None
-    if blood_pool_mask is not None and blood_pool_mask.any():
-        vals = arr[blood_pool_mask.astype(bool)].astype(np.float64)
-        blood_hu = float(np.median(vals))
-        if blood_hu > settings.contrast_blood_hu:
-            sd = 1.4826 * float(np.median(np.abs(vals - blood_hu)))  # robust SD (MAD)
-            raised = max(thr, blood_hu + max(3.0 * sd, CONTRAST_MIN_RAISE_HU))
-            warnings.append(
-                f"Contrast-enhanced blood pool (median {blood_hu:.0f} HU): calcium threshold "
-                f"raised from {thr:.0f} to {raised:.0f} HU; fainter calcifications may be missed "
-                "and the Agatston score is not comparable with non-contrast scans."
-            )
-            thr = raised
-    elif volume.info.contrast_agent:
-        warnings.append("The DICOM header reports contrast but no blood-pool mask was given; "
-                        "the calcium threshold was not adapted.")
+    thr, blood_hu, notes = _threshold(volume, settings, blood_pool_mask)
+    warnings.extend(notes)
 
     if tdev is not None:
         import torch
@@ -204,12 +183,7 @@ def find_candidates(
     metal_excl = np.zeros_like(metal)
     if metal.any():
         metal_excl = _dilate_on(metal, spacing, METAL_MARGIN_MM, tdev)
-        ks = np.flatnonzero(metal.any(axis=(1, 2)))
-        warnings.append(
-            f"Metal (>= {settings.metal_hu:.0f} HU) in slices {ks[0]}-{ks[-1]} (k index): "
-            f"excluded with a {METAL_MARGIN_MM:.0f} mm margin; streak artefact may still "
-            "hide or mimic calcification nearby."
-        )
+        warnings.append(_metal_warning(metal, settings.metal_hu))
 
     if not settings.exclude_bone:
         bone = np.zeros(volume.shape, dtype=bool)
@@ -264,6 +238,42 @@ def find_candidates(
         warnings=tuple(warnings),
         bone_adjacent=adjacent,
     )
+
+
+def _threshold(volume: Volume, settings: CandidateSettings,
+               blood_pool_mask: np.ndarray | None) -> tuple[float, float | None, list[str]]:
+    """Calcium threshold (kVp, then contrast), blood-pool median HU and warnings."""
+    notes: list[str] = []
+    if settings.threshold_hu is not None:
+        thr = float(settings.threshold_hu)
+    else:
+        thr = calcium_threshold_hu(volume.info.kvp)
+        if volume.info.kvp is None:
+            notes.append("kVp unknown: the 120 kVp calcium threshold of 130 HU was assumed.")
+    blood_hu = None
+    if blood_pool_mask is not None and blood_pool_mask.any():
+        vals = volume.array[blood_pool_mask.astype(bool)].astype(np.float64)
+        blood_hu = float(np.median(vals))
+        if blood_hu > settings.contrast_blood_hu:
+            sd = 1.4826 * float(np.median(np.abs(vals - blood_hu)))  # robust SD (MAD)
+            raised = max(thr, blood_hu + max(3.0 * sd, CONTRAST_MIN_RAISE_HU))
+            notes.append(
+                f"Contrast-enhanced blood pool (median {blood_hu:.0f} HU): calcium threshold "
+                f"raised from {thr:.0f} to {raised:.0f} HU; fainter calcifications may be missed "
+                "and the Agatston score is not comparable with non-contrast scans."
+            )
+            thr = raised
+    elif volume.info.contrast_agent:
+        notes.append("The DICOM header reports contrast but no blood-pool mask was given; "
+                     "the calcium threshold was not adapted.")
+    return thr, blood_hu, notes
+
+
+def _metal_warning(metal: np.ndarray, metal_hu: float) -> str:
+    ks = np.flatnonzero(metal.any(axis=(1, 2)))
+    return (f"Metal (>= {metal_hu:.0f} HU) in slices {ks[0]}-{ks[-1]} (k index): excluded "
+            f"with a {METAL_MARGIN_MM:.0f} mm margin; streak artefact may still hide or "
+            "mimic calcification nearby.")
 
 
 def _torch_dev(device: Device) -> Any:

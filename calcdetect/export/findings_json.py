@@ -77,6 +77,7 @@ def _info_dict(info: AcquisitionInfo) -> dict[str, Any]:
         "contrast_agent": info.contrast_agent,
         "contrast_route": info.contrast_route,
         "series_description": info.series_description,
+        "body_part_examined": info.body_part_examined,
         "study_uid_hash": info.study_uid_hash,
         "series_uid_hash": info.series_uid_hash,
     }

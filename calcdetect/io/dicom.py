@@ -196,6 +196,7 @@ def acquisition_info(path: Path, modality: str = "CT") -> AcquisitionInfo:
             contrast_agent=text(get("ContrastBolusAgent")),
             contrast_route=text(get("ContrastBolusRoute")),
             series_description=text(ds.get("SeriesDescription")),
+            body_part_examined=text(ds.get("BodyPartExamined")),
             study_uid_hash=_hashed(ds.get("StudyInstanceUID")),
             series_uid_hash=_hashed(ds.get("SeriesInstanceUID")),
             frame_of_reference_hash=_hashed(ds.get("FrameOfReferenceUID")),

@@ -8,7 +8,7 @@ on load), so a weight file always says which module it belongs to.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch

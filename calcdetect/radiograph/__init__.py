@@ -21,7 +21,12 @@ from calcdetect.radiograph.analyse import (
     check_lateral_spine,
     radiograph_report_lines,
 )
-from calcdetect.radiograph.io_image import PLAIN_IMAGE_SUFFIXES, load_plain_image, radiograph_from_ct
+from calcdetect.radiograph.io_image import (
+    PLAIN_IMAGE_SUFFIXES,
+    dicom_body_part,
+    load_plain_image,
+    radiograph_from_ct,
+)
 from calcdetect.radiograph.overlay import write_radiograph_overlay
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "VertebraResult",
     "analyse_radiograph",
     "check_lateral_spine",
+    "dicom_body_part",
     "kauppila_grade",
     "load_plain_image",
     "radiograph_from_ct",

@@ -103,7 +103,7 @@ def detect_calcification(
     zone: np.ndarray,
     step_mm: float,
     *,
-    k_sigma: float = 3.2,
+    k_sigma: float = 3.6,
     min_length_mm: float = 4.0,
     min_aspect: float = 2.0,
     max_angle_deg: float = 30.0,

@@ -133,10 +133,13 @@ def _words(text: str | None) -> set[str]:
     return set(re.findall(r"[A-Z]+", (text or "").upper()))
 
 
-def check_lateral_spine(radiograph: Radiograph, *, need_spacing: bool = True) -> None:
+def check_lateral_spine(
+    radiograph: Radiograph, *, body_part: str | None = None, need_spacing: bool = True
+) -> None:
     """Refuse radiographs this stage cannot score, with a message that says why.
 
-    Checks, in order: the view (AP / PA refused), the body part / description
+    Checks, in order: the view (AP / PA refused), the body part (``body_part``,
+    e.g. DICOM BodyPartExamined, or one carried on ``radiograph.info``) / description
     (hip, chest, extremities ... refused), the pixel spacing (needed for sizes
     and for the anatomical priors in mm) and the field of view (too small to show
     L1-L4). A ``"unknown"`` view is allowed: the content check in
@@ -153,7 +156,9 @@ def check_lateral_spine(radiograph: Radiograph, *, need_spacing: bool = True) ->
             "LATERAL lumbar spine radiograph - provide the lateral view"
         )
     info = radiograph.info
-    body = getattr(info, "body_part_examined", None) or getattr(info, "body_part", None)
+    # BodyPartExamined: passed by the caller (see io_image.dicom_body_part) until
+    # AcquisitionInfo carries it
+    body = body_part or getattr(info, "body_part_examined", None) or getattr(info, "body_part", None)
     words = _words(body) | _words(info.series_description)
     bad = sorted(words & _NOT_SPINE)
     if bad and not (_words(body) & _SPINE):
@@ -200,7 +205,7 @@ def _strip_mask_to_image(det: SpineDetection, calc: np.ndarray, shape: tuple[int
 
 
 def _finding(level: str, walls: list[WallExtent], mask: np.ndarray, index: int,
-             spacing: tuple[float, float], confidence: float) -> Finding | None:
+             confidence: float) -> Finding | None:
     rr, cc = np.nonzero(mask)
     if rr.size == 0:
         return None
@@ -265,7 +270,9 @@ def _implausible(det: SpineDetection) -> str | None:
     return None
 
 
-def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> RadiographAnalysis:
+def analyse_radiograph(
+    radiograph: Radiograph, device: Device | None = None, *, body_part: str | None = None
+) -> RadiographAnalysis:
     """Find T12-L5, the aortic zone, aortic calcification and the AAC-24 score.
 
     Parameters
@@ -275,6 +282,8 @@ def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> 
     device
         Accepted for the pipeline's uniform signature; the rule-based method runs
         on the CPU (it takes well under a second).
+    body_part
+        DICOM BodyPartExamined when the caller has it (see :func:`check_lateral_spine`).
 
     Returns
     -------
@@ -296,7 +305,7 @@ def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> 
     0
     """
     del device  # rules only (see docstring)
-    check_lateral_spine(radiograph)
+    check_lateral_spine(radiograph, body_part=body_part)
     spacing = tuple(float(s) for s in radiograph.pixel_spacing)  # type: ignore[union-attr]
     image = np.asarray(radiograph.array, np.float32)
     warnings = list(radiograph.warnings)
@@ -308,6 +317,8 @@ def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> 
             f"{len(det.vertebrae)}); this does not look like a lateral lumbar spine radiograph"
         )
     reason = _implausible(det)
+    if reason is None and not det.side_known:
+        reason = "no posterior elements or body outline show which way the patient faces"
     if reason and radiograph.view != "lateral":
         # nothing says this is a lateral spine and the content disagrees: refuse
         raise UnsupportedSeriesError(
@@ -386,7 +397,7 @@ def analyse_radiograph(radiograph: Radiograph, device: Device | None = None) -> 
         r0, r1 = max(0, int(np.floor(s0))), int(np.ceil(s1))
         seg[r0:r1] = calc[r0:r1]
         seg_img = _strip_mask_to_image(det, seg, image.shape, spacing)  # type: ignore[arg-type]
-        f = _finding(lv, lw, seg_img, len(findings) + 1, spacing, by[lv].confidence)  # type: ignore[arg-type]
+        f = _finding(lv, lw, seg_img, len(findings) + 1, by[lv].confidence)
         if f is not None:
             findings.append(f)
     return RadiographAnalysis(

@@ -20,7 +20,7 @@ import numpy as np
 from calcdetect.errors import InputError
 from calcdetect.types import AcquisitionInfo, Radiograph, Volume
 
-__all__ = ["load_plain_image", "radiograph_from_ct", "PLAIN_IMAGE_SUFFIXES"]
+__all__ = ["load_plain_image", "radiograph_from_ct", "dicom_body_part", "PLAIN_IMAGE_SUFFIXES"]
 
 PLAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _MU_WATER_PER_MM = 0.0206  # ~60 keV, the effective energy of a lateral lumbar exposure
@@ -144,3 +144,24 @@ def radiograph_from_ct(volume: Volume) -> Radiograph:
         spacing_source="ct",
         warnings=("reconstructed from CT: a parallel-beam lateral projection, no magnification",),
     )
+
+
+def dicom_body_part(path: Path | str) -> str | None:
+    """BodyPartExamined (else Study Description) of a DICOM file, for the view check.
+
+    Only these two technical description fields are read (no patient data); the
+    value is used to refuse non-spine radiographs and is never written out.
+    Returns ``None`` when the file has neither or cannot be read.
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True,
+                             specific_tags=["BodyPartExamined", "StudyDescription"])
+    except Exception:  # unreadable header: the loader has already said why
+        return None
+    for attr in ("BodyPartExamined", "StudyDescription"):
+        value = str(ds.get(attr) or "").strip()
+        if value:
+            return value
+    return None

@@ -108,6 +108,7 @@ class SpineDetection:
     anchored: bool
     anterior: str  # "left" | "right" in the original image
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    side_known: bool = True  # False: the facing side was assumed, not seen
 
     def by_level(self) -> dict[str, Vertebra]:
         return {v.level: v for v in self.vertebrae if v.level}
@@ -168,7 +169,12 @@ def _column_path(c: np.ndarray, depth_mm: float) -> tuple[np.ndarray, np.ndarray
     per = _periodicity(c)
     scale = float(np.percentile(np.abs(ridge), 95)) or 1.0
     resp = per * np.clip(0.5 + ridge / scale, 0.1, 2.0)
-    resp = resp / (float(np.percentile(resp, 99)) or 1.0)
+    # each row counts about equally: a row's response relative to its own maximum
+    # (softened), so that the pelvis or a femoral head, far brighter and more
+    # structured than the lumbar bodies, cannot pull the whole path to itself
+    row_max = np.max(np.where(np.isfinite(resp), resp, 0), axis=1, keepdims=True)
+    floor = 0.2 * float(np.median(row_max))
+    resp = resp / np.maximum(row_max, floor + 1e-12)
     # keep the path off the image border (the filters are meaningless there)
     edge = w_in // 2 + w_out
     resp[:, :edge] = -np.inf
@@ -364,7 +370,8 @@ def _strip_and_edges(img: np.ndarray, spacing: tuple[float, float], cols: np.nda
     # ~1.5 vertebrae: discs and overlapping ribs weaken single rows)
     pr_s = np.interp(np.arange(n_s) * STEP_MM, rows * COARSE_MM, np.clip(path_resp, 0, None))
     pr_s = ndimage.uniform_filter1d(pr_s, int(50 / STEP_MM), mode="nearest")
-    valid = pr_s > 0.3 * np.percentile(pr_s, 90)
+    # relative to the median row (the pelvis and femoral heads can outshine the spine)
+    valid = pr_s > 0.3 * float(np.median(pr_s[pr_s > 0])) if (pr_s > 0).any() else pr_s > 0
     # body edges across the spine: the band of vertebral rhythm tells where the
     # bodies are, the median intensity profile (robust to discs and ribs) the edges
     prof = ndimage.gaussian_filter1d(np.median(S[valid] if valid.any() else S, axis=0), 1.0 / STEP_MM)
@@ -409,7 +416,7 @@ def _bodies_in_front_of_canal(prof: np.ndarray, band: tuple[int, int]) -> tuple[
     dip = float(hp[dip_at])
     plateau = float(np.median(hp[dip_at - int(45 / STEP_MM) : dip_at - int(12 / STEP_MM)]))
     inside = float(hp[band[0] : band[1]].max())
-    if dip < 0 and plateau - dip > 0.6 * (inside - dip):
+    if plateau - dip > 0.6 * (inside - dip) and plateau > dip + 1e-9:
         return max(0, dip_at - int(50 / STEP_MM)), dip_at
     return band
 
@@ -539,6 +546,7 @@ def find_vertebrae(
     rows = np.arange(len(cols))
     strip, valid, t_ant, t_post = _strip_and_edges(img, spacing, cols, rows, path_resp, flipped=False)
     side = anterior
+    side_known = True
     if side is None:
         # the body outline first (the abdomen / chest is always deeper in front of the
         # spine than the back behind it); the posterior elements when the outline is cut
@@ -552,6 +560,7 @@ def find_vertebrae(
                 "outline); assumed the usual display (anterior on the image's left)"
             )
             side = "left"
+            side_known = False
     if side == "right":
         img = img[:, ::-1]
         cols = (c.shape[1] - 1) - cols
@@ -639,4 +648,4 @@ def find_vertebrae(
             )
     else:
         warnings.append("no vertebral bodies were found along the spine column")
-    return SpineDetection(strip, tuple(verts), depth_mm, anchored, side, tuple(warnings))
+    return SpineDetection(strip, tuple(verts), depth_mm, anchored, side, tuple(warnings), side_known)

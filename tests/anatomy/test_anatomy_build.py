@@ -102,3 +102,20 @@ def test_regions_out_of_view_on_a_cropped_scan(trunk):
 def test_bone_mask_shape_mismatch_is_a_clear_error(trunk):
     with pytest.raises(ValueError, match="bone_mask shape"):
         build_anatomy(trunk.volume, Device("cpu"), bone_mask=np.zeros((2, 2, 2), bool))
+
+
+def test_ureter_zone_runs_caudally_from_each_kidney(trunk, trunk_anatomy):
+    labels = trunk_anatomy.labels
+    canal = labels == _lab("spinal_canal")
+    for side, sign in (("left", 1), ("right", -1)):
+        ureter = labels == _lab(f"ureter_{side}")
+        kidney_ks = np.flatnonzero(np.isin(labels, [_lab(f"kidney_{side}"),
+                                                    _lab(f"collecting_system_{side}")]).any(axis=(1, 2)))
+        ks = np.flatnonzero(ureter.any(axis=(1, 2)))
+        assert ks.size > 0, side
+        assert ks.min() < kidney_ks.min()  # continues below the lower pole
+        k = int(ks.min()) + 2
+        ju, iu = np.argwhere(ureter[k]).mean(axis=0)
+        jc, ic = np.argwhere(canal[k]).mean(axis=0)
+        assert sign * (iu - ic) * SPACING[2] > 25.0  # beside the spine on its own side
+        assert ju < jc  # anterior of the canal
