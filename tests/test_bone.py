@@ -196,8 +196,13 @@ def test_sparse_morphology_equals_scipy_property():
     check()
 
 
-def test_broad_plaque_fused_to_cortex_needs_protect_mask():
-    """A flat plaque fused to the cortex is bone by shape; the anatomy can protect it."""
+def test_protect_mask_never_turns_bone_into_lesions():
+    """A protected zone (anatomy estimate) overlapping bone must not release the bone.
+
+    A flat plaque fused broadly to the cortex is bone by shape and is lost even in a
+    protected zone (documented limitation): releasing bone in anatomy zones turned
+    laminae into "ligamentum flavum calcifications" on phantoms.
+    """
     shape = (28, 72, 80)
     centre = (21.0, 32.0, 32.0)
     outer = _ellipsoid(shape, centre, (14.0, 14.0, 18.0))
@@ -209,13 +214,10 @@ def test_broad_plaque_fused_to_cortex_needs_protect_mask():
     vol = _volume(arr)
     plain = find_candidates(vol, CPU)
     assert not (plain.labels > 0)[coat].any()  # documented limitation
-    protect = dilate(coat, SPACING, 1.0)
+    protect = dilate(coat, SPACING, 3.0)  # a generous zone reaching into the bone
     c = find_candidates(vol, CPU, protect_mask=protect)
-    kept = (c.labels > 0) & coat
-    assert kept.sum() >= 0.9 * coat.sum()
-    assert len(c.lesions) >= 1 and all(les.peak_hu <= 1000.0 for les in c.lesions)
-    # Only cortex inside the protected 1 mm rim may join the plaque, never the body.
-    assert not (c.labels > 0)[erode(outer, SPACING, 1.0)].any()
+    assert not (c.labels > 0)[outer].any()
+    assert not (c.labels > 0)[c.bone_mask].any()
 
 
 def test_marrow_of_a_bone_cut_by_the_field_of_view_is_filled():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -199,11 +200,45 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
     layers += [("intervertebral_disc", discs), ("spinal_canal", canal), ("ligamentum_flavum_zone", lf)]
     # The aortic wall margin may reach the anterior cortex: plaque outside the
     # body stays aortic, the body itself stays bone.
-    column = np.any([m for _, m in vertebrae], axis=0) if vertebrae else None
-    layers.append(("aorta", aorta if column is None else aorta & ~column))
+    column = np.any([m for _, m in vertebrae], axis=0) if vertebrae else np.zeros(hu.shape, bool)
+    column |= spine.column | spine.bodies
+    # Bone outside the column -- ribs above the kidneys' lower poles, the pelvis
+    # below -- keeps a bone label so that specks on its edge are not placed in
+    # a neighbouring vessel zone by distance.
+    layers += _other_bone(bone, column | canal, slice_levels, vessels, volume.voxel_volume_mm3)
+    layers.append(("aorta", aorta & ~column & ~discs))
     labels = compose_labels(hu.shape, layers)
     return AnatomyMap(labels=labels, affine=volume.affine.copy(), slice_levels=tuple(slice_levels),
                       source=source, notes=tuple(dict.fromkeys(notes)))
+
+
+def _other_bone(bone: np.ndarray, column: np.ndarray, levels: tuple[str | None, ...],
+                vessels: Vessels | None, voxel_mm3: float) -> list[tuple[str, np.ndarray]]:
+    """Bone that is not the vertebral column, as ``ribs`` (above) or ``hip_bones``
+    (below the L5 body / the aortic bifurcation; ribs everywhere when neither
+    is known)."""
+    other = bone & ~column
+    if not other.any():
+        return []
+    # Only large components are bone (>= 1.5 ml, as in calcdetect.bone): a
+    # thresholded mask also holds stones and plaques, which must keep their
+    # organ's label.
+    lab = cc3d.connected_components(other, connectivity=26)
+    counts = np.bincount(lab.ravel())
+    counts[0] = 0
+    keep = np.flatnonzero(counts * voxel_mm3 >= 1500.0)
+    other = np.isin(lab, keep) if keep.size else np.zeros_like(other)
+    nk = bone.shape[0]
+    split = None
+    l5 = [k for k, lv in enumerate(levels) if lv == "L5"]
+    if l5:
+        split = max(l5)
+    elif vessels is not None and vessels.bifurcation_k is not None:
+        split = vessels.bifurcation_k
+    hips = np.zeros_like(other)
+    if split is not None:
+        hips[: min(split + 1, nk)] = other[: min(split + 1, nk)]
+    return [("ribs", other & ~hips), ("hip_bones", hips)]
 
 
 def _level_range(levels: tuple[str | None, ...], cranial: str, caudal: str) -> tuple[int, int] | None:

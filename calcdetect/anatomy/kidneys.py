@@ -60,9 +60,10 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
 
     Works on a rule mask or an external (TotalSegmentator) mask alike. The sinus
     is the part of the per-slice convex hull that is not parenchyma; with ``hu``
-    given, only its low-density part (fat / urine, < 10 HU smoothed) and dense voxels
-    within 2 mm of that count (a stone lies in fat or urine), while dense voxels
-    enclosed by parenchyma stay parenchyma (nephrocalcinosis).
+    given, only its low-density part (fat / urine, < 10 HU smoothed), soft
+    tissue within 2 mm of it, and calcium components with at least half their
+    voxels within 2 mm of it count (a stone lies in fat or urine), while
+    calcium enclosed by parenchyma stays parenchyma (nephrocalcinosis).
     """
     if not mask.any():
         e = np.zeros_like(mask)
@@ -90,7 +91,17 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
         near_low = np.zeros_like(sinus)
         st = np.ones((1, 2 * max(int(round(2.0 / sj)), 1) + 1, 2 * max(int(round(2.0 / si)), 1) + 1), bool)
         near_low = ndi.binary_dilation(low, structure=st)
-        keep = low | (sinus & (smooth >= 10.0) & near_low)
+        # Soft tissue (hilar vessels) near the fat stays sinus voxel by voxel;
+        # calcium is decided per component by the share of its voxels within
+        # 2 mm of fat / urine: a stone sits in it (only its core is further),
+        # papillary or medullary calcium touches a calyx on one side at most.
+        soft = sinus & (smooth >= 10.0) & (hu < 130.0) & near_low
+        calc = sinus & (hu >= 130.0)
+        lab, n = ndi.label(calc)
+        keep = low | soft
+        if n:
+            share = np.asarray(ndi.mean(near_low, lab, index=np.arange(1, n + 1)))
+            keep |= np.isin(lab, np.flatnonzero(share >= 0.5) + 1)
         parenchyma |= sinus & ~keep
         sinus = keep
     # A thin sliver along a concave edge is not a sinus.

@@ -134,10 +134,11 @@ def find_candidates(
         An external skeleton mask, used instead of :func:`segment_bone`
         (ignored when ``settings.exclude_bone`` is False).
     protect_mask : numpy.ndarray, optional
-        Voxels never excluded as bone or bone margin (e.g. the aortic wall or
-        the ligamentum-flavum zone from the anatomy stage): a calcification
-        fused broadly to the cortex can only be told from bone by where it is.
-        The blood pool is always protected (its contrast is not marrow).
+        Zones where the bone's halo margin is not excluded (the aortic wall, the
+        ligamentum-flavum zone from the anatomy stage), so calcium lying on the
+        cortex survives. Bone itself stays excluded everywhere: a calcification
+        fused broadly into the bone mask is lost (a known limit). The blood pool
+        is always removed from the bone mask (its contrast is not marrow).
     _torch_device : torch.device, optional
         Force the torch path on this device (CPU parity tests).
 
@@ -197,14 +198,16 @@ def find_candidates(
                             _torch_device=tdev)
     if blood_pool_mask is not None:
         bone = bone & ~blood_pool_mask.astype(bool)
-    if protect_mask is not None:
-        bone = bone & ~protect_mask.astype(bool)
     # The margin is at least one pixel in-plane: the cortex's partial-volume halo
     # is about a pixel wide whatever the pixel size.
     margin = max(BONE_MARGIN_MM, spacing[1], spacing[2])
     bone_excl = _dilate_on(bone, spacing, margin, tdev) if bone.any() else bone
     if protect_mask is not None:
-        bone_excl &= ~protect_mask.astype(bool)
+        # In protected zones (vessel walls, ligamentum flavum) only the bone itself
+        # is excluded, not its halo margin: a plaque lying on the cortex survives.
+        # The bone is never released there: anatomy estimates overlap the laminae
+        # and vertebral bodies, and releasing them turned bone into "lesions".
+        bone_excl &= ~(protect_mask.astype(bool) & ~bone)
 
     calc &= ~metal_excl
     calc &= ~bone_excl

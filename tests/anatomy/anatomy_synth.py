@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calcdetect.types import AcquisitionInfo, Volume
+from calcdetect.types import AcquisitionInfo, Lesion, Volume
 
 SPACING = (2.5, 1.5, 1.5)  # (sk, sj, si) mm
 NJ = NI = 200  # 300 mm in plane
@@ -46,13 +46,15 @@ class Synth:
     sinus: dict[str, np.ndarray] = field(default_factory=dict)
     canal: np.ndarray | None = None
     bifurcation_z: float | None = None
+    lesions: dict[str, np.ndarray] = field(default_factory=dict)  # name -> mask
 
     def k_of(self, z_mm: float) -> int:
         return int(round(z_mm / SPACING[0]))
 
 
 def make_ct(*, n_lumbar: int = 5, ribs: bool = True, sacrum: bool = True, kidneys: bool = True,
-            n_thoracic: int = 2, aorta: bool = True, seed: int = 0, noise: float = 5.0) -> Synth:
+            n_thoracic: int = 2, aorta: bool = True, seed: int = 0, noise: float = 5.0,
+            lesions: bool = True) -> Synth:
     """A trunk: box vertebrae with discs on a sacrum, ribs on the thoracic ones,
     an aorta anterior-left bifurcating at L4, kidneys at T12-L2."""
     rng = np.random.default_rng(seed)
@@ -161,7 +163,56 @@ def make_ct(*, n_lumbar: int = 5, ribs: bool = True, sacrum: bool = True, kidney
                 hu[full((sinus | hilum) & kid)] = -60.0
                 out.kidneys[name] = full(kid & ~(sinus | hilum))
                 out.sinus[name] = full((sinus | hilum) & kid)
+    if lesions:
+        _add_lesions(out, hu, kk, jj, ii, jc, ic, segs, vb_j)
     hu += rng.normal(0.0, noise, hu.shape).astype(np.float32)
     hu[full(~body)] = -1000.0
     out.volume = Volume(hu.astype(np.float32), SPACING, affine_for(hu.shape), AcquisitionInfo("CT", kvp=120.0))
     return out
+
+
+def _add_lesions(out: Synth, hu: np.ndarray, kk, jj, ii, jc: float, ic: float, segs, vb_j: float) -> None:
+    """Calcifications with known identity: an aortic wall plaque at L2, a stone
+    in the left renal sinus, a ring-shaped phlebolith low in the pelvis."""
+    shape = hu.shape
+    dj, di = jj - jc, ii - ic
+    z = {lv: 0.5 * (z0 + z1) for lv, z0, z1 in segs}
+    if out.aorta is not None and "L2" in z:
+        aj, ai = vb_j - VB_RADIUS_MM - 15.0, 18.0
+        r = np.sqrt((dj - aj) ** 2 + (di - ai) ** 2)
+        ang = np.arctan2(dj - aj, di - ai)
+        plaque = (np.abs(kk - z["L2"]) <= 4.0) & (r >= AORTA_RADIUS_MM - 0.5) & (r <= AORTA_RADIUS_MM + 1.5)
+        plaque &= (ang > -2.4) & (ang < -1.2)  # anterior-left arc of the wall
+        out.lesions["aortic_plaque"] = np.broadcast_to(plaque, shape).copy()
+    if "left" in out.sinus and "L1" in z:
+        zc = next(z1 for lv, z0, z1 in segs if lv == "L1")
+        stone = ((kk - zc) ** 2 + (dj - (vb_j + 5.0)) ** 2 + (di - (68.0 - 14.0)) ** 2) <= 3.0**2
+        out.lesions["renal_stone"] = np.broadcast_to(stone, shape).copy()
+    if "S1" in z:
+        # pelvis, anterior of the sacrum, away from the iliac arteries
+        d2 = (kk - (z["S1"] - 10.0)) ** 2 + (dj - (vb_j - 45.0)) ** 2 + (di - 70.0) ** 2
+        ring = (d2 <= 3.0**2) & (d2 > 1.2**2)
+        out.lesions["phlebolith"] = np.broadcast_to(ring, shape).copy()
+    for m in out.lesions.values():
+        hu[m] = 450.0
+
+
+def make_lesion(volume: Volume, mask: np.ndarray, *, central_lucency: bool = False) -> Lesion:
+    """A Lesion from a full-volume bool mask with simple shape descriptors."""
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    sp = np.asarray(volume.spacing, dtype=float)
+    pts = idx * sp
+    ev = np.sort(np.linalg.eigvalsh(np.cov((pts - pts.mean(axis=0)).T)))[::-1]
+    axes = 4.0 * np.sqrt(np.clip(ev, 0.0, None))
+    diam = float(np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).max()) + float(sp.min())
+    cen = idx.mean(axis=0)
+    n = len(idx)
+    return Lesion(
+        label=1, bbox=(*lo.tolist(), *hi.tolist()), mask=mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]],
+        voxel_count=n, volume_mm3=n * float(np.prod(sp)), agatston=0.0, mass_mg=0.0, peak_hu=450.0,
+        mean_hu=450.0, centroid_lps_mm=tuple(float(v) for v in volume.index_to_lps(cen)),
+        centroid_kji=tuple(float(v) for v in cen), max_diameter_mm=diam,
+        axes_mm=tuple(float(a) for a in axes), elongation=float(1.0 - axes[1] / axes[0]) if axes[0] else 0.0,
+        central_lucency=central_lucency,
+    )

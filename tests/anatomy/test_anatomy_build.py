@@ -119,3 +119,22 @@ def test_ureter_zone_runs_caudally_from_each_kidney(trunk, trunk_anatomy):
         jc, ic = np.argwhere(canal[k]).mean(axis=0)
         assert sign * (iu - ic) * SPACING[2] > 25.0  # beside the spine on its own side
         assert ju < jc  # anterior of the canal
+
+
+def test_end_to_end_classification_on_built_anatomy(trunk, trunk_anatomy):
+    """Rule anatomy -> classify: plaque -> aorta, sinus stone -> renal stone,
+    pelvic ring -> phlebolith (never vascular or renal)."""
+    from anatomy_synth import make_lesion
+
+    from calcdetect.classify import classify
+    from calcdetect.types import Kind
+
+    vol = trunk.volume
+    names = ["aortic_plaque", "renal_stone", "phlebolith"]
+    lesions = [make_lesion(vol, trunk.lesions[n], central_lucency=(n == "phlebolith")) for n in names]
+    plaque, stone, phleb = classify(lesions, trunk_anatomy, vol)
+    assert (plaque.region, plaque.kind) == ("aorta", Kind.ATHEROSCLEROTIC)
+    assert plaque.level == "L2"
+    assert plaque.segment == "infrarenal"  # L2 lies below the renal hila (L1 lower end)
+    assert (stone.region, stone.kind, stone.side) == ("renal", Kind.STONE, "left")
+    assert (phleb.region, phleb.kind) == ("other", Kind.PHLEBOLITH)
