@@ -144,16 +144,37 @@ def _renal_lines(findings: Sequence[Finding]) -> list[str]:
     return lines
 
 
+def _sides_text(findings: Sequence[Finding]) -> str:
+    sides = {f.side for f in findings if f.side}
+    return "bilateral" if sides == {"left", "right"} else (sides.pop() if sides else "")
+
+
 def _lf_lines(findings: Sequence[Finding]) -> list[str]:
+    # One sentence per level when few levels are involved, one multilevel sentence
+    # otherwise: radiologists summarise, they do not list every fleck.
+    by_level: dict[str | None, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_level[f.level].append(f)
+    levels = sorted((lv for lv in by_level if lv), key=level_index)
+    largest = max(findings, key=lambda f: f.lesion.max_diameter_mm)
+    if len(levels) > 3:
+        span = format_level_span(levels)
+        lo, hi = span.split("-") if span and "-" in span else (span, span)
+        at = f" at {largest.level}" if largest.level else ""
+        return [
+            f"Multilevel calcification of the ligamentum flavum from {lo} to {hi}, "
+            f"{_sides_text(findings)}, the largest {_fmt_mm(largest.lesion.max_diameter_mm)}{at}."
+            .replace(", ,", ",")
+        ]
     lines = []
-    key = lambda f: (level_index(f.level) if f.level else 99.0, f.side or "")  # noqa: E731
-    for f in sorted(findings, key=key):
-        level = f" at {f.level}" if f.level else ""
-        side = f", {f.side}" if f.side else ""
-        lines.append(
-            f"Calcification of the ligamentum flavum{level}{side}, "
-            f"{_fmt_mm(f.lesion.max_diameter_mm)}."
-        )
+    for level in levels + ([None] if None in by_level else []):
+        group = by_level[level]
+        size = _fmt_mm(max(f.lesion.max_diameter_mm for f in group))
+        where = f" at {level}" if level else ""
+        sides = _sides_text(group)
+        sides = f", {sides}" if sides else ""
+        size_text = f", {size}" if len(group) == 1 else f", the largest {size}"
+        lines.append(f"Calcification of the ligamentum flavum{where}{sides}{size_text}.")
     return lines
 
 

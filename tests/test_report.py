@@ -101,3 +101,25 @@ def test_lookalikes_are_not_reported_as_calcification():
 @pytest.mark.parametrize("note", ["Transitional lumbosacral anatomy suspected."])
 def test_anatomy_notes_reach_the_findings(note):
     assert note in draft_report([], ALL_IN_FOV, notes=[note]).findings
+
+
+def test_multilevel_ligamentum_flavum_is_summarised_in_one_sentence():
+    levels = ["L1", "L2", "L3-L4", "L5-S1", "L2"]
+    lf = [
+        finding(Region.LIGAMENTUM_FLAVUM, kind=Kind.LIGAMENT, side=side, level=lv, diameter=d)
+        for lv, side, d in zip(levels, ["left", "right", "left", "right", "left"], [5, 7, 16, 28, 3])
+    ]
+    report = draft_report(lf, ALL_IN_FOV)
+    lines = [l for l in report.findings.splitlines() if "ligamentum flavum" in l]
+    assert lines == [
+        "Multilevel calcification of the ligamentum flavum from L1 to S1, bilateral, the largest 28 mm at L5-S1."
+    ]
+
+
+def test_two_flecks_at_one_level_share_a_sentence():
+    lf = [
+        finding(Region.LIGAMENTUM_FLAVUM, kind=Kind.LIGAMENT, side=s, level="T11-T12", diameter=d)
+        for s, d in (("left", 4.0), ("right", 2.0))
+    ]
+    report = draft_report(lf, ALL_IN_FOV)
+    assert "Calcification of the ligamentum flavum at T11-T12, bilateral, the largest 4 mm." in report.findings

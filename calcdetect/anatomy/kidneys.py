@@ -61,7 +61,7 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
     Works on a rule mask or an external (TotalSegmentator) mask alike. The sinus
     is the part of the per-slice convex hull that is not parenchyma; with ``hu``
     given, only its low-density part (fat / urine, < 10 HU smoothed), soft
-    tissue within 2 mm of it, and calcium components with at least half their
+    tissue within 2 mm of it, and calcium components with at least 75 % of their
     voxels within 2 mm of it count (a stone lies in fat or urine), while
     calcium enclosed by parenchyma stays parenchyma (nephrocalcinosis).
     """
@@ -85,10 +85,13 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
     parenchyma = mask.copy()
     if hu is not None and sinus.any():
         # Smoothed: single noisy voxels of medulla (~30 HU) must not pass for
-        # urine (~0-15 HU) or sinus fat.
-        smooth = ndi.gaussian_filter(hu.astype(np.float32), sigma=(0.0, 1.5 / sj, 1.5 / si))
+        # urine (~0-15 HU) or sinus fat. Calcium is left out of the average
+        # (normalised convolution), so a stone does not lift the fat around it.
+        sig = (0.0, 1.5 / sj, 1.5 / si)
+        w = (hu < 130.0).astype(np.float32)
+        smooth = ndi.gaussian_filter(np.where(w > 0, hu, 0.0).astype(np.float32), sigma=sig)
+        smooth /= np.maximum(ndi.gaussian_filter(w, sigma=sig), 1e-3)
         low = sinus & (smooth < 10.0)
-        near_low = np.zeros_like(sinus)
         st = np.ones((1, 2 * max(int(round(2.0 / sj)), 1) + 1, 2 * max(int(round(2.0 / si)), 1) + 1), bool)
         near_low = ndi.binary_dilation(low, structure=st)
         # Soft tissue (hilar vessels) near the fat stays sinus voxel by voxel;
@@ -101,7 +104,7 @@ def subdivide_kidney(mask: np.ndarray, spacing: tuple[float, float, float], side
         keep = low | soft
         if n:
             share = np.asarray(ndi.mean(near_low, lab, index=np.arange(1, n + 1)))
-            keep |= np.isin(lab, np.flatnonzero(share >= 0.5) + 1)
+            keep |= np.isin(lab, np.flatnonzero(share >= 0.75) + 1)
         parenchyma |= sinus & ~keep
         sinus = keep
     # A thin sliver along a concave edge is not a sinus.

@@ -116,6 +116,9 @@ STRUCTURES: tuple[Structure, ...] = tuple(
         Structure(30, "spinal_canal", None),
         Structure(31, "ligamentum_flavum_zone", Region.LIGAMENTUM_FLAVUM),
         Structure(32, "intervertebral_disc", None),
+        # The column when levels cannot be assigned (no sacrum or rib anchor in view):
+        # still bone, so specks on it are not reported as calcification.
+        Structure(33, "vertebrae_unlabelled", None, is_bone=True),
         Structure(40, "aorta", Region.AORTA, snomed="15825003"),
         Structure(41, "common_iliac_artery_left", Region.ILIAC, "left", "common"),
         Structure(42, "common_iliac_artery_right", Region.ILIAC, "right", "common"),

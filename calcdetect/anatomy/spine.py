@@ -62,7 +62,7 @@ class SpineSettings:
     disc_ratio: float = 0.4  # body area / typical body area below which a slice is disc
     min_segment_mm: float = 8.0
     sacrum_width_mm: float = 95.0
-    sacrum_tail_mm: float = 20.0
+    sacrum_tail_mm: float = 15.0
     rib_lateral_mm: float = 60.0
     lf_thickness_mm: float = 5.0
 

@@ -98,6 +98,7 @@ def write_ct_series(
     extra_tags: dict[str, Any] | None = None,
     seed: int | None = None,
     overwrite: bool = False,
+    transfer_syntax: str | None = None,
 ) -> list[Path]:
     """Write ``array_hu`` as a CT Image Storage series, one file per slice.
 
@@ -128,6 +129,9 @@ def write_ct_series(
         Replace existing ``.dcm`` files in ``out_dir``; otherwise an existing
         non-empty series there is an error (mixing two series in one folder
         would silently corrupt both).
+    transfer_syntax : str, optional
+        A lossless transfer syntax UID to compress with (e.g.
+        ``pydicom.uid.JPEG2000Lossless`` or ``RLELossless``); default uncompressed.
 
     Returns
     -------
@@ -187,6 +191,10 @@ def write_ct_series(
             )
             for key, value in (extra_tags or {}).items():
                 setattr(ds, key, value)
+            if transfer_syntax is not None:
+                # Lossless only (RLE, JPEG 2000 lossless, JPEG-LS lossless): the
+                # pixels must stay exactly the HU the truth was computed from.
+                ds.compress(transfer_syntax)
             name = f"CT{k:03d}.dcm"
             ds.save_as(tmp_dir / name, enforce_file_format=True)
             names.append(name)

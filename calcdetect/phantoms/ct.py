@@ -375,10 +375,13 @@ def generate_ct_phantom(settings: CTPhantomSettings) -> CTPhantom:
                      acquisition=acquisition, settings=s)
 
 
-def write_ct_phantom(phantom: CTPhantom, out_dir: Path, *, overwrite: bool = False) -> Path:
+def write_ct_phantom(
+    phantom: CTPhantom, out_dir: Path, *, overwrite: bool = False, transfer_syntax: str | None = None
+) -> Path:
     """Write ``DIR/dicom/`` (CT series) and ``DIR/truth/`` (truth.json + NIfTI labels).
 
-    Returns ``out_dir``.
+    ``transfer_syntax``: a lossless transfer syntax UID to compress the DICOM with
+    (default uncompressed). Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     s = phantom.settings
@@ -387,6 +390,7 @@ def write_ct_phantom(phantom: CTPhantom, out_dir: Path, *, overwrite: bool = Fal
         phantom.hu, phantom.spacing, phantom.affine, out_dir / "dicom",
         kvp=s.kvp, kernel=s.kernel, series_description=f"calcdetect CT phantom seed {s.seed}",
         slice_thickness_mm=s.slice_thickness_mm, seed=s.seed, extra_tags=extra, overwrite=overwrite,
+        transfer_syntax=transfer_syntax,
     )
     truth = out_dir / "truth"
     write_label_nifti(phantom.lesion_labels, phantom.affine, truth / "lesions.nii.gz")
@@ -409,11 +413,12 @@ def cli_phantom_ct(out_dir: Path, seed: int = 0, *, overwrite: bool = False, **o
     return write_ct_phantom(generate_ct_phantom(settings), out_dir, overwrite=overwrite)
 
 
-# The README demo study: L1 to S1 at 5 mm (a routine abdominal reconstruction),
-# 256 x 256 at 1.5 mm: ~5 MB of uncompressed DICOM, every truth region present.
+# The README demo study: L1 to the femoral heads (the sacrum anchors the level
+# count), 3 mm slices, 256 x 256 at 1.5 mm, JPEG 2000 lossless (a few MB, and the
+# demo exercises a compressed transfer syntax); every truth region present.
 SAMPLE_SETTINGS = CTPhantomSettings(
-    seed=2024, matrix=256, pixel_mm=1.5, slice_thickness_mm=5.0, fov=("L1", "S1"),
-    noise_sigma_hu=12.0, plaque_burden=0.7, renal_stones=2, nephrocalcinosis=False,
+    seed=2024, matrix=256, pixel_mm=1.5, slice_thickness_mm=3.0, fov=("L1", "FH"),
+    noise_sigma_hu=12.0, plaque_burden=0.6, renal_stones=2, nephrocalcinosis=False,
     ureteral_stone=True, lf_calcification="multilevel",
 )
 
@@ -424,4 +429,8 @@ def make_sample_study(out_dir: Path, *, overwrite: bool = False) -> Path:
     Same bytes on every run (fixed seed, fixed UIDs and dates); used to build
     ``data_samples/``.
     """
-    return write_ct_phantom(generate_ct_phantom(SAMPLE_SETTINGS), out_dir, overwrite=overwrite)
+    from pydicom.uid import JPEG2000Lossless
+
+    return write_ct_phantom(
+        generate_ct_phantom(SAMPLE_SETTINGS), out_dir, overwrite=overwrite, transfer_syntax=JPEG2000Lossless
+    )

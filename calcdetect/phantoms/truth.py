@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from calcdetect.anatomy.regions import format_level_span
-from calcdetect.export.atomic import atomic_write_json, atomic_write_with
+from calcdetect.export.atomic import atomic_write_json
+from calcdetect.io.nifti import kji_lps_to_ras, write_nifti
 
 __all__ = [
     "TRUTH_SCHEMA",
@@ -32,7 +32,6 @@ __all__ = [
 TRUTH_SCHEMA = "calcdetect-truth/1"
 
 # NIfTI world space is RAS; ours is LPS.
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -81,26 +80,16 @@ class VertebraTruth:
 
 
 def nifti_affine_from_kji(affine_kji: np.ndarray) -> np.ndarray:
-    """NIfTI affine (``(i, j, k) -> RAS``) for data transposed to ``[i, j, k]``.
-
-    Our affine maps ``(k, j, i, 1) -> LPS``; reordering its columns to
-    ``(i, j, k)`` and negating x and y gives the RAS affine NIfTI expects.
-    """
+    """NIfTI affine (``(i, j, k) -> RAS``) for a ``(k, j, i) -> LPS`` affine (see calcdetect.io.nifti)."""
     affine_kji = np.asarray(affine_kji, dtype=np.float64)
     if affine_kji.shape != (4, 4):
         raise ValueError(f"affine must be 4x4, got {affine_kji.shape}")
-    return _LPS_TO_RAS @ affine_kji[:, [2, 1, 0, 3]]
+    return kji_lps_to_ras(affine_kji)
 
 
 def write_label_nifti(labels_kji: np.ndarray, affine_kji: np.ndarray, path: Path) -> Path:
-    """Write an integer label volume ``[k, j, i]`` as NIfTI (atomically)."""
-    data = np.ascontiguousarray(np.transpose(labels_kji, (2, 1, 0)))
-    img = nib.Nifti1Image(data, nifti_affine_from_kji(affine_kji))
-    img.header.set_data_dtype(data.dtype)
-    img.header.set_xyzt_units("mm")
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
-    return atomic_write_with(path, lambda p: nib.save(img, str(p)), suffix=".nii.gz")
+    """Write an integer label volume ``[k, j, i]`` as NIfTI (atomically), via the io writer."""
+    return write_nifti(labels_kji, affine_kji, path)
 
 
 def level_span(z0: float, z1: float, vertebrae: list[VertebraTruth]) -> str | None:
