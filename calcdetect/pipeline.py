@@ -6,6 +6,7 @@ them together and decides what is written where. Read ``run`` top to bottom.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from calcdetect.bone import segment_bone
 from calcdetect.candidates import CandidateSettings, Candidates, find_candidates
 from calcdetect.classify import classify
 from calcdetect.config import RunSettings
+from calcdetect.device import Device
 from calcdetect.errors import CalcdetectError, InputError, UnsupportedSeriesError
 from calcdetect.export.atomic import atomic_write_json, atomic_write_text
 from calcdetect.export.findings_json import (
@@ -94,6 +96,8 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     device = settings.device
     bone_mask = segment_bone(volume.array, volume.spacing, device)
     anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir)
+    if settings.model_path is not None:
+        anatomy = _with_cnn_anatomy(anatomy, volume, settings)
     candidates = find_candidates(
         volume, device, settings.candidates,
         blood_pool_mask=_structure_mask(anatomy, volume, ("aorta",)),
@@ -108,6 +112,31 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes)
     warnings = tuple(volume.warnings) + tuple(candidates.warnings)
     return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)
+
+
+@functools.lru_cache(maxsize=2)
+def _anatomy_model(path: Path, device: Device) -> Any:
+    """Load the anatomy network once per run (per path and device)."""
+    from calcdetect.nets import load_model
+
+    return load_model(path, device)
+
+
+def _with_cnn_anatomy(rules: AnatomyMap, volume: Volume, settings: RunSettings) -> AnatomyMap:
+    """The network's labels where it predicts a structure; the rules fill the rest.
+
+    The rules keep what the network does not segment (ureters, medulla, ...) and
+    the network's vertebral levels replace the rule count where it has one.
+    """
+    from calcdetect.nets import segment_anatomy
+
+    cnn = segment_anatomy(volume, _anatomy_model(Path(settings.model_path), settings.device), settings.device)
+    if cnn.labels.shape != rules.labels.shape:
+        return rules
+    labels = np.where(cnn.labels > 0, cnn.labels, rules.labels).astype(rules.labels.dtype)
+    levels = tuple(c if c is not None else r for c, r in zip(cnn.slice_levels, rules.slice_levels))
+    source = {**rules.source, **{name: "cnn" for name in cnn.source}, "model": Path(settings.model_path).name}
+    return AnatomyMap(labels, rules.affine, levels, source, rules.notes + cnn.notes)
 
 
 _PROTECTED = (

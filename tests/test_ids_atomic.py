@@ -36,3 +36,10 @@ def test_failed_write_leaves_the_old_file_untouched(tmp_path):
         atomic_write_json(target, {"bad": float("nan")})  # NaN is not valid JSON
     assert target.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["report.txt"]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    path = atomic_write_text(tmp_path / "r.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

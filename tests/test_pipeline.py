@@ -138,3 +138,23 @@ def test_bad_arguments_exit_code(tmp_path, case):
     assert result.exit_code == EXIT_BAD_ARGUMENTS, result.output
     assert "error:" in result.output
     assert not (tmp_path / "in" / "out").exists()
+
+
+def test_model_option_uses_the_shipped_network(mixed_folder, tmp_path):
+    model = Path(__file__).resolve().parents[1] / "models" / "anatomy_phantom_v0.safetensors"
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(mixed_folder), "-o", str(out), "--device", "cpu",
+                                 "--model", str(model), "--no-overlays"])
+    assert result.exit_code == EXIT_OK, result.output
+    run = json.loads((out / "run.json").read_text())
+    key = next(s["key"] for s in run["series"] if s["status"] == "processed")
+    doc = json.loads((out / key / "findings.json").read_text())
+    assert doc["anatomy"]["source"]["model"] == model.name
+    assert doc["anatomy"]["source"]["aorta"] == "cnn"
+    assert not (out / key / "overlays").exists()
+
+
+def test_missing_model_file_is_a_bad_argument(mixed_folder, tmp_path):
+    result = runner.invoke(app, ["run", str(mixed_folder), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "x.safetensors")])
+    assert result.exit_code == EXIT_BAD_ARGUMENTS
+    assert "does not exist" in result.output

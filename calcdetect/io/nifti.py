@@ -28,6 +28,7 @@ from calcdetect.types import AcquisitionInfo, Volume
 __all__ = [
     "is_nifti",
     "load_nifti",
+    "read_nifti_array",
     "write_nifti",
     "write_nifti_labels",
     "kji_lps_to_ras",
@@ -68,27 +69,20 @@ def is_nifti(path: Path) -> bool:
     )
 
 
-def load_nifti(path: Path, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> Volume:
-    """Load a NIfTI volume (HU or labels) onto the canonical LPS grid.
+def read_nifti_array(
+    path: Path, *, dtype: type = np.float32, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read a 3-D NIfTI file onto the canonical grid: ``(array [k, j, i], affine, warnings)``.
 
-    Parameters
-    ----------
-    path : pathlib.Path
-        ``.nii`` or ``.nii.gz``; 3-D, or 4-D with a single volume.
-    memory_budget_bytes : int
-        Refuse before reading voxels when float32 data would exceed it.
-
-    Returns
-    -------
-    Volume
-        ``array`` float32 ``[k, j, i]`` (i -> L, j -> P, k -> S), values as stored
-        after the NIfTI scale slope / intercept. ``info`` has no acquisition
-        facts (NIfTI does not carry them); a warning says so.
+    Floating ``dtype`` applies the NIfTI scale slope / intercept; an integer
+    ``dtype`` (label maps) keeps the stored values. Flips and axis swaps only.
 
     Raises
     ------
     InputError
         Not a readable NIfTI file, or not a single 3-D volume.
+    MemoryBudgetError
+        The voxels would exceed ``memory_budget_bytes``.
     """
     path = Path(path)
     if not is_nifti(path):
@@ -111,18 +105,47 @@ def load_nifti(path: Path, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) 
             f"{needed / 1024**3:.1f} GiB, over the memory budget of "
             f"{memory_budget_bytes / 1024**3:.1f} GiB; raise memory_budget_bytes"
         )
-    warnings = ["NIfTI input: no acquisition facts (kVp, kernel, thickness); values taken as HU"]
+    warnings = []
     qcode, scode = int(img.header["qform_code"]), int(img.header["sform_code"])
     if qcode == 0 and scode == 0:
         warnings.append("NIfTI header has no qform / sform: orientation is a guess (RAS assumed)")
     try:
-        data = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            data = np.asarray(img.get_fdata(dtype=np.float32))
+        else:
+            data = np.asanyarray(img.dataobj)
+        data = data.reshape(shape)
     except Exception as exc:
         raise InputError(f"cannot read the voxels of NIfTI file {path.name}: {exc}") from exc
     array = np.transpose(data, (2, 1, 0))  # (i, j, k) -> (k, j, i)
-    affine = ras_to_kji_lps(img.affine)
-    array, affine = to_canonical(array, affine)
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    array, affine = to_canonical(array, ras_to_kji_lps(img.affine))
+    return np.ascontiguousarray(array).astype(dtype, copy=False), affine, warnings
+
+
+def load_nifti(path: Path, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> Volume:
+    """Load a NIfTI volume (HU) onto the canonical LPS grid.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        ``.nii`` or ``.nii.gz``; 3-D, or 4-D with a single volume.
+    memory_budget_bytes : int
+        Refuse before reading voxels when float32 data would exceed it.
+
+    Returns
+    -------
+    Volume
+        ``array`` float32 ``[k, j, i]`` (i -> L, j -> P, k -> S), values as stored
+        after the NIfTI scale slope / intercept. ``info`` has no acquisition
+        facts (NIfTI does not carry them); a warning says so.
+
+    Raises
+    ------
+    InputError
+        Not a readable NIfTI file, or not a single 3-D volume.
+    """
+    array, affine, warnings = read_nifti_array(path, memory_budget_bytes=memory_budget_bytes)
+    warnings.insert(0, "NIfTI input: no acquisition facts (kVp, kernel, thickness); values taken as HU")
     spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
     return Volume(
         array=array,
