@@ -86,6 +86,8 @@ from calcdetect.anatomy.regions import VERTEBRA_LEVELS, Region
 from calcdetect.errors import InputError
 from calcdetect.export.atomic import atomic_write_json
 from calcdetect.ids import hash_uid
+from calcdetect.radiograph.aac import AAC24_GROUPS
+from calcdetect.radiograph.aac import severity_group as aac24_group
 
 __all__ = [
     "TRUTH_SCHEMA",
@@ -113,12 +115,6 @@ SIZE_BINS_MM3: tuple[tuple[str, float, float], ...] = (
     (">=100 mm3", 100.0, math.inf),
 )
 
-# AAC-24 severity groups: (label, low, high), half-open; the one place they live.
-AAC24_GROUPS: tuple[tuple[str, float, float], ...] = (
-    ("low", -math.inf, 2.0),
-    ("moderate", 2.0, 6.0),
-    ("high", 6.0, math.inf),
-)
 
 # Centroid matching tolerance: max(MIN_MATCH_DISTANCE_MM, MATCH_DIAMETER_FRACTION x diameter).
 MIN_MATCH_DISTANCE_MM = 5.0
@@ -472,14 +468,6 @@ def _size_bin(volume_mm3: Any) -> str:
         if lo <= volume_mm3 < hi:
             return label
     return "unknown size"
-
-
-def aac24_group(total: float) -> str:
-    """AAC-24 severity group of a total score (see ``AAC24_GROUPS``)."""
-    for label, lo, hi in AAC24_GROUPS:
-        if lo <= total < hi:
-            return label
-    raise ValueError(f"AAC-24 total {total!r} is outside every group")
 
 
 def icc_2_1(ratings: np.ndarray) -> float | None:

@@ -78,6 +78,7 @@ from calcdetect.anatomy.regions import Region, structure, vertebra_label
 from calcdetect.errors import ConfigError
 from calcdetect.export.atomic import atomic_write_json, atomic_write_with
 from calcdetect.ids import hash_uid
+from calcdetect.radiograph.aac import kauppila_grade, union_length  # one AAC definition for truth and prediction
 
 __all__ = [
     "RadiographSettings",
@@ -484,50 +485,6 @@ def _detect(line_integral: np.ndarray, settings: RadiographSettings) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- AAC scoring
-
-
-def union_length(intervals: Sequence[tuple[float, float]], lo: float, hi: float) -> float:
-    """Length of the union of ``intervals`` clipped to ``[lo, hi]``.
-
-    >>> union_length([(0, 2), (1, 3), (5, 6)], 0.5, 5.5)
-    3.0
-    """
-    clipped = sorted((max(a, lo), min(b, hi)) for a, b in (sorted(iv) for iv in intervals))
-    total, cur_a, cur_b = 0.0, None, None
-    for a, b in clipped:
-        if b <= a:
-            continue
-        if cur_b is None or a > cur_b:
-            if cur_b is not None:
-                total += cur_b - cur_a
-            cur_a, cur_b = a, b
-        else:
-            cur_b = max(cur_b, b)
-    if cur_b is not None:
-        total += cur_b - cur_a
-    return float(total)
-
-
-def kauppila_grade(fraction: float) -> int:
-    """Kauppila wall grade of a calcified length fraction of the segment.
-
-    The project's convention (issue #3 / #6, shared with
-    :mod:`calcdetect.radiograph.aac`, so truth and prediction agree): 0 none;
-    1 up to one third; 2 more than one third up to two thirds; 3 more than two
-    thirds; boundaries inclusive downwards, with a 1e-9 tolerance because 1/3
-    and 2/3 are not exact in floating point. (Kauppila et al. 1997 word it as
-    "less than one third" / "two thirds or more"; only exact boundaries differ.)
-
-    >>> [kauppila_grade(f) for f in (0.0, 0.2, 1 / 3, 0.5, 2 / 3, 0.9)]
-    [0, 1, 1, 2, 2, 3]
-    """
-    if not math.isfinite(fraction) or fraction <= _TOL:
-        return 0
-    if fraction <= 1.0 / 3.0 + _TOL:
-        return 1
-    if fraction <= 2.0 / 3.0 + _TOL:
-        return 2
-    return 3
 
 
 def _wall_fractions(

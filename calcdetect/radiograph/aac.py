@@ -30,6 +30,8 @@ Severity groups: one constant, ``SEVERITY_GROUPING``, names the grouping used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +42,10 @@ __all__ = [
     "SEVERITY_GROUPING",
     "AORTA_MIDLINE_FRACTION",
     "kauppila_grade",
+    "union_length",
     "aac8_grade",
     "severity_group",
+    "AAC24_GROUPS",
     "detect_calcification",
     "WallExtent",
     "score_segments",
@@ -59,11 +63,33 @@ AORTA_MIDLINE_FRACTION = 0.38
 _TOL = 1e-9  # 1/3 and 2/3 are not exact in floating point
 
 
+def union_length(intervals: Sequence[tuple[float, float]], lo: float, hi: float) -> float:
+    """Length of the union of ``intervals`` clipped to ``[lo, hi]``.
+
+    >>> union_length([(0, 2), (1, 3), (5, 6)], 0.5, 5.5)
+    3.0
+    """
+    clipped = sorted((max(a, lo), min(b, hi)) for a, b in (sorted(iv) for iv in intervals))
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in clipped:
+        if b <= a:
+            continue
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return float(total)
+
+
 def kauppila_grade(fraction: float) -> int:
     """Kauppila wall grade (0-3) of a calcified length fraction of one segment.
 
-    The project's convention (issue #6, shared with the phantom truth in
-    ``calcdetect.phantoms.radiograph``): 1 up to a third, 2 more than a third up to
+    The project's convention (issue #6; the phantom truth in
+    ``calcdetect.phantoms.radiograph`` uses this same function): 1 up to a third, 2 more than a third up to
     two thirds, 3 more than two thirds; boundaries inclusive downwards.
 
     >>> [kauppila_grade(f) for f in (0.0, 0.1, 1 / 3, 0.5, 2 / 3, 1.0)]
@@ -89,13 +115,20 @@ def aac8_grade(length_in_heights: float) -> int:
     return int(min(4, np.ceil(length_in_heights - _TOL)))
 
 
-def severity_group(aac24: int) -> str:
+#: The groups as (label, low, high), half-open: the one place they live.
+AAC24_GROUPS: tuple[tuple[str, float, float], ...] = (
+    ("low", -float("inf"), 2.0),
+    ("moderate", 2.0, 6.0),
+    ("high", 6.0, float("inf")),
+)
+
+
+def severity_group(aac24: float) -> str:
     """``"low"`` (0-1), ``"moderate"`` (2-5) or ``"high"`` (>= 6); see ``SEVERITY_GROUPING``."""
-    if aac24 < 2:
-        return "low"
-    if aac24 < 6:
-        return "moderate"
-    return "high"
+    for label, lo, hi in AAC24_GROUPS:
+        if lo <= aac24 < hi:
+            return label
+    raise ValueError(f"AAC-24 total {aac24!r} is outside every group")
 
 
 def detect_calcification(

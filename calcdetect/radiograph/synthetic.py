@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from calcdetect.radiograph.aac import AAC_LEVELS, kauppila_grade
+from calcdetect.radiograph.aac import AAC_LEVELS, kauppila_grade, union_length
 
 __all__ = ["SyntheticLateral", "make_synthetic_lateral"]
 
@@ -50,21 +50,6 @@ class SyntheticLateral:
     @property
     def aac24_total(self) -> int:
         return int(sum(v for seg in self.aac24_segments.values() for v in seg.values()))
-
-
-def _union_length(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
-    clipped = sorted((max(a, lo), min(b, hi)) for a, b in intervals if min(b, hi) > max(a, lo))
-    total, cur_a, cur_b = 0.0, None, None
-    for a, b in clipped:
-        if cur_b is None or a > cur_b:
-            if cur_b is not None:
-                total += cur_b - cur_a
-            cur_a, cur_b = a, b
-        else:
-            cur_b = max(cur_b, b)
-    if cur_b is not None:
-        total += cur_b - cur_a
-    return total
 
 
 def make_synthetic_lateral(
@@ -228,7 +213,7 @@ def make_synthetic_lateral(
         y0, y1, th = body_rows[lv]
         aac[lv] = {}
         for wall in ("anterior", "posterior"):
-            frac = _union_length(walls[wall], y0, y1) / (y1 - y0)
+            frac = union_length(walls[wall], y0, y1) / (y1 - y0)
             aac[lv][wall] = kauppila_grade(frac)
 
     # --- imaging: blur, noise growing with obesity.
