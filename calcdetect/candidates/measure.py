@@ -74,7 +74,16 @@ def measure_components(
       of a component in an axial slice, ``area_mm2 x weight(region peak HU)``,
       multiplied by ``slice_spacing / 3 mm``. Agatston is defined on 3 mm slices;
       the factor keeps contiguous thinner slices from inflating the score.
-    * ``mass_mg = c x mean_HU x volume_mL``.
+    * ``mass_mg``: partial-volume-corrected calcium mass,
+      ``c x sum(HU - background) x voxel_mL`` over the lesion plus a margin of
+      ``PV_MARGIN_MM`` (at least one voxel, so at least one slice along z) of
+      sub-threshold neighbours; the background is the median HU of a shell
+      ``BG_SHELL_MM`` out. The classic mass score ``c x mean_HU x volume`` of
+      the thresholded voxels drops the blurred tails: on the QRM-like phantom it
+      lost 40-80 % of the mass of the 200-400 mg/cm3 inserts; this keeps the 3
+      and 5 mm inserts within 3 % (one exception, see the issue notes). Thin
+      plaques next to bone or lumen are still under-measured on anatomical
+      phantoms.
     * ``max_diameter_mm``: longest chord between voxel centres (convex hull of
       the surface voxels) plus one voxel's extent along that chord, so a rod of
       ``n`` voxels measures ``n`` voxel lengths; a single voxel gives its larger
@@ -149,7 +158,7 @@ def _measure(
                 voxel_count=count,
                 volume_mm3=float(vol),
                 agatston=float(stats["agatston"][lid]),
-                mass_mg=float(cal * mean_hu * vol / 1000.0),
+                mass_mg=_integrated_mass_mg(volume, labels, int(lid), b0, b1, thr, cal),
                 peak_hu=float(stats["hu_max"][lid]),
                 mean_hu=mean_hu,
                 centroid_lps_mm=tuple(float(v) for v in volume.index_to_lps(centroid_kji)),
@@ -162,6 +171,39 @@ def _measure(
             )
         )
     return lesions
+
+
+PV_MARGIN_MM = 2.5
+BG_SHELL_MM = 4.5
+
+
+def _ellipsoid_footprint(spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """A voxel ellipsoid of ``radius_mm``, at least one voxel along every axis."""
+    r = [max(1, int(round(radius_mm / s))) for s in spacing]
+    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    return (zz / r[0]) ** 2 + (yy / r[1]) ** 2 + (xx / r[2]) ** 2 <= 1.0
+
+
+def _integrated_mass_mg(volume: Volume, labels: np.ndarray, lid: int, b0: np.ndarray, b1: np.ndarray,
+                        thr: float, cal: float) -> float:
+    """Calcium mass from the HU excess over the local background (see measure_components)."""
+    from scipy.ndimage import binary_dilation
+
+    spacing = tuple(float(s) for s in volume.spacing)
+    outer_fp = _ellipsoid_footprint(spacing, BG_SHELL_MM)
+    pad = np.array(outer_fp.shape) // 2 + 1
+    lo = np.maximum(b0 - pad, 0)
+    hi = np.minimum(b1 + pad, labels.shape)
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    lab, hu = labels[crop], volume.array[crop]
+    mask = lab == lid
+    free = (lab == 0) & (hu < thr)  # neither this nor another lesion, nor dense tissue
+    near = binary_dilation(mask, _ellipsoid_footprint(spacing, PV_MARGIN_MM))
+    shell = binary_dilation(mask, outer_fp) & ~near & free
+    background = float(np.median(hu[shell])) if shell.sum() >= 8 else 0.0
+    region = mask | (near & free)
+    excess = float((hu[region].astype(np.float64) - background).sum())
+    return max(0.0, cal * excess * float(np.prod(spacing)) / 1000.0)
 
 
 def _torch_dev(device: Device) -> Any:
