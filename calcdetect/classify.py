@@ -107,6 +107,10 @@ class _Context:
         else:
             renal_k = _level_k(anatomy.slice_levels, "L1-L2")
         t12_k = _level_k(anatomy.slice_levels, "T12")
+        if t12_k is None:
+            # No level count: the lung bases stand in for the thoraco-abdominal junction.
+            lung_k = np.flatnonzero((labels == structure("lung").label).any(axis=(1, 2)))
+            t12_k = float(lung_k.min()) if lung_k.size else None
         aorta = labels == structure("aorta").label
         iliac = np.isin(labels, [s.label for s in STRUCTURES if s.region is Region.ILIAC])
         pelvis_k = None

@@ -191,9 +191,12 @@ def _impression(by_region: Mapping[Region, list[Finding]]) -> list[str]:
     vascular = [r for r in (Region.AORTA, Region.ILIAC) if by_region.get(r)]
     if vascular:
         total = sum(f.lesion.agatston for r in vascular for f in by_region[r])
-        names = " and ".join(
-            "abdominal aorta" if r == Region.AORTA else "iliac arteries" for r in vascular
+        segments = {f.segment for f in by_region.get(Region.AORTA, [])}
+        aorta_name = (
+            "thoracic and abdominal aorta" if "thoracic" in segments and len(segments) > 1
+            else "thoracic aorta" if segments == {"thoracic"} else "abdominal aorta"
         )
+        names = " and ".join(aorta_name if r == Region.AORTA else "iliac arteries" for r in vascular)
         items.append(f"Atherosclerotic calcification of the {names} (total Agatston {total:.0f}).")
     renal = by_region.get(Region.RENAL, [])
     stones = [f for f in renal if f.kind in (Kind.STONE, Kind.URETERAL_STONE)]

@@ -123,3 +123,11 @@ def test_two_flecks_at_one_level_share_a_sentence():
     ]
     report = draft_report(lf, ALL_IN_FOV)
     assert "Calcification of the ligamentum flavum at T11-T12, bilateral, the largest 4 mm." in report.findings
+
+
+def test_thoracic_aortic_calcium_is_named_thoracic_in_the_impression():
+    findings = [finding(Region.AORTA, segment="thoracic", agatston=100.0),
+                finding(Region.AORTA, segment=None, agatston=50.0)]
+    report = draft_report(findings, ALL_IN_FOV)
+    assert "descending thoracic aorta" in report.findings
+    assert "thoracic and abdominal aorta (total Agatston 150)" in report.impression

@@ -180,7 +180,20 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
             lf = _lf_from_canal(canal, spacing)
             source["spinal_canal"] = "totalsegmentator"
 
-    layers: list[tuple[str, np.ndarray]] = [("body", _body(hu))]
+    body = _body(hu)
+    lung = _lung_fields(hu, body)
+    lung_k = np.flatnonzero(lung.any(axis=(1, 2)))
+    if lung_k.size:
+        # The aortic bifurcation (~L4) lies >= ~100 mm below the lung bases
+        # (~T10-T12; k grows superiorly): a tracked "bifurcation" nearer is the
+        # aorta beside the IVC or the arch's branches.
+        above_base = np.arange(nk) >= lung_k.min() - ILIAC_BELOW_LUNG_MM / spacing[0]
+        dropped = [n for n, m in iliac.items() if m[above_base].any()]
+        for n in dropped:
+            iliac[n] = iliac[n] & ~above_base[:, None, None]
+        if dropped:
+            notes.append("iliac artery candidates within 100 mm of the lung bases were discarded")
+    layers: list[tuple[str, np.ndarray]] = [("body", body), ("lung", lung)]
     if np.isfinite(body_centre).all():
         bif = vessels.bifurcation_k if vessels is not None else None
         if bif is None and aorta.any():
@@ -274,6 +287,22 @@ def _lf_from_canal(canal: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
         out[k] = ring[k]
         out[k, : int(np.ceil(jc))] = False
     return out
+
+
+LUNG_HU = -500.0
+ILIAC_BELOW_LUNG_MM = 100.0
+LUNG_FRACTION = 0.20  # of the body cross-section: bowel gas rarely fills this much
+
+
+def _lung_fields(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Air-density tissue inside the body on slices where it fills >= 20 % of the body.
+
+    Marks the chest (above the diaphragm domes) when no vertebral level is known:
+    aorta there is thoracic, and there are no iliac arteries.
+    """
+    air = (hu < LUNG_HU) & body
+    frac = air.sum(axis=(1, 2)) / np.maximum(body.sum(axis=(1, 2)), 1)
+    return air & (frac >= LUNG_FRACTION)[:, None, None]
 
 
 def _body(hu: np.ndarray) -> np.ndarray:

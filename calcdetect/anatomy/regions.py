@@ -147,6 +147,7 @@ STRUCTURES: tuple[Structure, ...] = tuple(
         Structure(83, "psoas_left", None, "left"),
         Structure(84, "psoas_right", None, "right"),
         Structure(85, "body", None),
+        Structure(86, "lung", None, snomed="39607008"),
     ]
 )
 
