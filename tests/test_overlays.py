@@ -43,3 +43,18 @@ def test_overlay_files_hold_no_identifiers(tmp_path):
         data = path.read_bytes()
         assert b"DOE" not in data and b"JOHN" not in data
         assert Image.open(path).info.get("Comment") is None
+
+
+def test_overview_leaves_out_unnamed_specks(tmp_path):
+    from dataclasses import replace
+
+    from calcdetect.export.overlays import mip_overlay
+
+    volume, labels, finding = _volume_with_plaque()
+    labels[5, 5:7, 5:7] = 2  # a noise speck, classified other/unknown
+    speck = replace(finding, id="F2", lesion=replace(finding.lesion, label=2), region="other", kind=Kind.UNKNOWN)
+    image = np.asarray(mip_overlay(volume, labels, [finding, speck], axis=1).convert("RGB"))
+    blue = np.abs(image.astype(int) - np.asarray(REGION_COLOURS["other"])).sum(axis=2) < 60
+    red = np.abs(image.astype(int) - np.asarray(REGION_COLOURS["aorta"])).sum(axis=2) < 120
+    assert red[40:].any()  # the plaque is shown (below the legend strip)
+    assert not blue[40:].any()  # the speck is not

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from calcdetect.anatomy.regions import Region
 from calcdetect.export.atomic import atomic_write_with
-from calcdetect.types import Finding, Volume
+from calcdetect.types import Finding, Kind, Volume
 
 __all__ = ["REGION_COLOURS", "window", "axial_overlay", "mip_overlay", "write_overlays"]
 
@@ -101,8 +101,11 @@ def mip_overlay(volume: Volume, labels: np.ndarray, findings: Sequence[Finding],
     so that superior is at the top.
     """
     grey = window(volume.array.max(axis=axis), *BONE_WINDOW)[::-1]
-    lab = labels.max(axis=axis)[::-1] if findings else np.zeros_like(grey, dtype=np.int32)
-    region_of = {f.lesion.label: f.region for f in findings}
+    # Unnamed specks (noise, bone edges) would bury the picture: the overview
+    # shows reported findings and named look-alikes; findings.json keeps all.
+    shown = [f for f in findings if not (f.region == Region.OTHER.value and f.kind == Kind.UNKNOWN)]
+    lab = _project_labels(labels, [f.lesion.label for f in shown], axis)[::-1]
+    region_of = {f.lesion.label: f.region for f in shown}
     masks = []
     for region, colour in REGION_COLOURS.items():
         ids = [lbl for lbl, r in region_of.items() if r == region]
@@ -114,6 +117,13 @@ def mip_overlay(volume: Volume, labels: np.ndarray, findings: Sequence[Finding],
     height = max(1, int(round(image.height * sk / s_other)))
     image = image.resize((image.width, height), Image.Resampling.BILINEAR)
     return _with_legend(image)
+
+
+def _project_labels(labels: np.ndarray, keep: Sequence[int], axis: int) -> np.ndarray:
+    """Max projection of only the ``keep`` labels (others are zeroed first)."""
+    if not keep:
+        return np.zeros(np.delete(labels.shape, axis), dtype=np.int32)
+    return np.where(np.isin(labels, keep), labels, 0).max(axis=axis)
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:
