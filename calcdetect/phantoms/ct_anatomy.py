@@ -654,30 +654,55 @@ def _paint_posterior_elements(canvas: Canvas, lay: _Layout, bone_hu: float) -> N
         canvas.paint(box, lf, T["ligament"], lf_lab)
 
 
+def _sacrum_half_width(lay: _Layout, t):
+    """Half-width (mm) of the sacrum incl. the alae at fraction ``t`` of its length.
+
+    ~100-115 mm across the S1 alae, tapering through S3 (~70 mm) to the apex.
+    """
+    return (53.0 + 0.8 * (lay.s1.ax - 25.0)) * np.interp(t, [0.0, 0.3, 0.55, 1.0], [1.0, 0.95, 0.62, 0.2])
+
+
+def _sacrum_mask(lay: _Layout, X, Y, Z, d: float = 0.0) -> np.ndarray:
+    """The sacrum (body, alae, dorsal wall) shrunk by ``d`` mm (grown where ``d < 0``).
+
+    The alae are blunt laterally (|x|^4 profile) so that they present a broad
+    auricular surface to the iliac bones at the sacro-iliac joints; they reach
+    up to the S1 upper endplate, the body part only to mid-S1 (above that the
+    generic vertebra painter draws the S1 body with its tilted endplate).
+    """
+    z_top = lay.s1.z_top
+    L = lay.sacrum_len
+    t = np.clip((z_top - Z) / L, 0, 1)
+    yb = lay.yb(Z).astype(np.float32)
+    tilt = np.cos(np.arctan(lay.slope(Z))).astype(np.float32)
+    lower = Z <= z_top - 0.5 * lay.s1.h
+    body = lower & ((X / (25 * (1 - 0.6 * t) - d)) ** 2
+                    + ((Y - yb) / ((16 * (1 - 0.45 * t)) / tilt - d)) ** 2 <= 1)
+    ala_w = np.maximum(_sacrum_half_width(lay, t) - d, 1.0)
+    ala_b = np.maximum(13.5 * (1 - 0.4 * t) - d, 1.0)
+    ala = (Z <= z_top - 2.0) & ((np.abs(X) / ala_w) ** 4 + ((Y - yb - 6) / ala_b) ** 2 <= 1)
+    dorsal = lower & ((X / (30 * (1 - 0.5 * t) - d)) ** 2
+                      + ((Y - yb - 22 * (1 - 0.3 * t)) / (8.0 - d)) ** 2 <= 1)
+    return body | ala | dorsal
+
+
 def _paint_sacrum(canvas: Canvas, lay: _Layout, canc: float, cort: float) -> None:
     g = canvas.grid
     z_top = lay.s1.z_top
     L = lay.sacrum_len
-    box = g.box((-70, 70), (lay.s1.yc - 40, lay.s1.yc + 140), (z_top - L, z_top - 0.5 * lay.s1.h))
+    half = float(_sacrum_half_width(lay, 0.0)) + 4.0
+    box = g.box((-half, half), (lay.s1.yc - 40, lay.s1.yc + 140), (z_top - L, z_top))
     if Grid.empty(box):
         return
     X, Y, Z = g.coords(box)
-    t = np.clip((z_top - Z) / L, 0, 1)
-    yb = lay.yb(Z).astype(np.float32)
-    tilt = np.cos(np.arctan(lay.slope(Z))).astype(np.float32)
-
-    def parts(d: float):
-        body = (X / (25 * (1 - 0.6 * t) - d)) ** 2 + ((Y - yb) / ((16 * (1 - 0.45 * t)) / tilt - d)) ** 2 <= 1
-        ala_w = np.clip(54 * (1 - 1.6 * t), 1, None) - d
-        ala = ((X / ala_w) ** 2 + ((Y - yb - 6) / (13 * (1 - 0.4 * t) - d)) ** 2 <= 1) & (t < 0.6)
-        dorsal = (X / (30 * (1 - 0.5 * t) - d)) ** 2 + ((Y - yb - 22 * (1 - 0.3 * t)) / (8.0 - d)) ** 2 <= 1
-        return body | ala | dorsal
-
-    outer = parts(0.0)
-    inner = parts(1.5)
-    canvas.paint(box, outer, cort, _SACRUM)
-    canvas.paint(box, inner, canc, _SACRUM)
-    # The S1 body from the generic vertebra painter keeps its tilted upper endplate.
+    outer = _sacrum_mask(lay, X, Y, Z, 0.0)
+    inner = _sacrum_mask(lay, X, Y, Z, 1.5)
+    # Keep the S1 body (texture, endplate) drawn by the vertebra painter above mid-S1.
+    v = lay.s1
+    _, vv, _ = _body_local(X, Y, Z, v)
+    keep = (Z > z_top - 0.5 * v.h) & ((X / v.ax) ** 2 + (vv / v.ay) ** 2 <= 1.0)
+    canvas.paint(box, outer & ~keep, cort, _SACRUM)
+    canvas.paint(box, inner & ~keep, canc, _SACRUM)
 
 
 def _paint_canal(canvas: Canvas, lay: _Layout) -> None:
@@ -707,29 +732,74 @@ def _paint_pelvis(canvas: Canvas, lay: _Layout, kvp: float, rng: np.random.Gener
     g = canvas.grid
     canc = float(physics.density_to_hu(rng.uniform(130, 200), kvp, T["marrow"]))
     cort = float(physics.density_to_hu(1500, kvp, T["marrow"]))
-    crest = 0.5 * (lay.by_level("L4").z_bottom + lay.by_level("L5").z_top) + rng.uniform(-5, 5)
+    # Iliac crest at about the L4 body (lower half), ± 5 mm.
+    l4 = lay.by_level("L4")
+    crest = 0.5 * (l4.zc + l4.z_bottom) + rng.uniform(-5, 5)
     acet = lay.z_fh + 22.0
     hip = _LABEL["hip_bones"]
+    si_gap = 3.0  # sacro-iliac joint space (mm)
+    cort_t = 1.8  # cortical thickness of the iliac plate (mm)
+    sac_lo = lay.s1.z_top - 0.5 * lay.sacrum_len  # lower end of the SI joint (~S2/S3)
     for sx in (-1, 1):
         box = g.box((sx * 10, sx * 150) if sx > 0 else (-150, -10), (-90, 140), (acet - 5, crest))
         if not Grid.empty(box):
             X, Y, Z = g.coords(box)
             t = np.clip((crest - Z) / (crest - acet), 0, 1)
             yb_s1 = lay.s1.yc
-            cx = sx * (58.0 + 10 * t)
-            cy = yb_s1 - 20 + 0 * t
-            A, B = 66 - 22 * t, 50 - 14 * t
+            # Iliac wing: a thin curved plate (elliptic arc in each axial section,
+            # convex laterally, concave towards the iliac fossa) flaring laterally
+            # and superiorly; narrowing and thickening towards the acetabulum.
+            cx = sx * (58.0 + 14.0 * t)
+            cy = yb_s1 - 20 - 8.0 * t
+            A, B = 68 - 36 * t ** 1.6, 50 - 16 * t
             dx, dy = X - cx, Y - cy
             rho = np.sqrt((dx / A) ** 2 + (dy / B) ** 2)
             theta = np.arctan2(dy, sx * dx)  # 0 lateral, +pi/2 posterior
             grad = np.sqrt((np.cos(theta) / A) ** 2 + (np.sin(theta) / B) ** 2)
             drad = (rho - 1) / np.maximum(grad, 1e-3)
-            thick = 3.0 + 4.0 * t + 4.0 * np.clip((theta - 1.0) / 0.8, 0, 1)
-            arc = (theta > -0.75 + 0.4 * t) & (theta < 1.95 - 0.9 * t)
+            # Half-thickness: ~3.5 mm in the wing (1.8 mm cortex each side + thin
+            # cancellous core), thicker at the crest, posteriorly (iliac
+            # tuberosity) and in the body of the ilium above the acetabulum.
+            thick = (3.2 + 1.5 * np.clip(1 - (crest - Z) / 8.0, 0, 1)
+                     + 6.0 * np.clip((t - 0.6) / 0.4, 0, 1) ** 1.5
+                     + 3.0 * np.clip((theta - 1.2) / 0.6, 0, 1))
+            # Arched crest: highest mid-wing, lower at the anterior and posterior spines.
+            arch = Z <= crest - 10.0 * ((theta - 0.6) / 1.35) ** 2
+            arc = (theta > -0.75 + 0.4 * t) & (theta < 1.95 - 0.9 * t) & arch
             wing = arc & (np.abs(drad) <= thick)
-            wing_in = arc & (np.abs(drad) <= thick - 1.5)
-            canvas.paint(box, wing, cort, hip)
-            canvas.paint(box, wing_in, canc, hip)
+            wing_in = arc & (np.abs(drad) <= thick - cort_t)
+            # Auricular part: the posterior ilium facing the sacral ala across the
+            # SI joint, from just above S1 down to ~S2/S3; its medial (joint) surface
+            # follows the ala at ``si_gap`` mm.
+            aur_top = min(crest - 6.0, lay.s1.z_top + 10.0)
+            zc_a, hz_a = 0.5 * (aur_top + sac_lo), 0.5 * (aur_top - sac_lo)
+            aur = np.zeros(wing.shape, bool)
+            aur_in = np.zeros(wing.shape, bool)
+            x_hi = float(_sacrum_half_width(lay, 0.0)) + si_gap + 19.0
+            kk = np.flatnonzero(np.abs(Z[:, 0, 0] - zc_a) <= hz_a)
+            ii = np.flatnonzero((sx * X[0, 0, :] >= 15.0) & (sx * X[0, 0, :] <= x_hi))
+            if kk.size and ii.size:
+                sub = (slice(kk[0], kk[-1] + 1), slice(None), slice(ii[0], ii[-1] + 1))
+                Xs, Zs = X[:, :, sub[2]], Z[sub[0]]
+                xa = sx * Xs - (_sacrum_half_width(lay, np.clip((lay.s1.z_top - Zs) / lay.sacrum_len, 0, 1))
+                                + si_gap + 5.0)
+                ya = Y - lay.yb(Zs).astype(np.float32) - 10.0
+                za = ((Zs - zc_a) / hz_a) ** 4
+                za_in = ((Zs - zc_a) / (hz_a - cort_t)) ** 4
+                aur[sub] = (xa / 13.0) ** 2 + (ya / 19.0) ** 2 + za <= 1.0
+                aur_in[sub] = (xa / (13.0 - cort_t)) ** 2 + (ya / (19.0 - cort_t)) ** 2 + za_in <= 1.0
+            # The joint space: nothing within ``si_gap`` of the sacrum; cortex on the joint surface.
+            # (evaluated only on the candidate bone voxels near the sacrum: fast)
+            outer = wing | aur
+            inner = wing_in | aur_in
+            cand = outer & (Z <= lay.s1.z_top + 1.0) & (np.abs(X) <= float(_sacrum_half_width(lay, 0.0)) + 12.0)
+            if cand.any():
+                shp = cand.shape
+                xc, yc, zc = (np.broadcast_to(a, shp)[cand] for a in (X, Y, Z))
+                outer[cand] &= ~_sacrum_mask(lay, xc, yc, zc, -si_gap)
+                inner[cand] &= ~_sacrum_mask(lay, xc, yc, zc, -(si_gap + cort_t))
+            canvas.paint(box, outer, cort, hip)
+            canvas.paint(box, inner & outer, canc, hip)
         # Acetabulum: a thick shell around the femoral head, open laterally-inferiorly.
         c = (sx * lay.x_fh, lay.y_fh, lay.z_fh)
         r = lay.r_fh

@@ -119,24 +119,30 @@ def _add_plaques(p: _LesionPainter, rng: np.random.Generator) -> None:
             zhi = min(zhi, renal_z + 40 if rng.random() < 0.8 else zhi)
         if zhi - zlo < 4:
             continue
+        # Wall calcification: arcs of the wall 0.5-2 mm thick and 5-35 mm long
+        # (punctate foci shorter), 400-1200 mg HA/cm3. On a lateral radiograph
+        # the beam is tangential to the anterior and posterior walls, so an arc
+        # there is seen edge-on along its chord (~1 cm): the linear densities
+        # that AAC-24 grades.
         u = rng.random()
-        if u < 0.45:
-            morph, half, length = "punctate", rng.uniform(0.15, 0.3), rng.uniform(1.5, 4)
+        if u < 0.3:
+            morph, half, length = "punctate", rng.uniform(0.2, 0.4), rng.uniform(2, 5)
         elif u < 0.85 + 0.1 * (1 - s.plaque_burden):
-            morph, half, length = "curvilinear", rng.uniform(0.35, 0.9), rng.uniform(4, 14)
+            morph, half, length = "curvilinear", rng.uniform(0.4, 0.9), rng.uniform(5, 20)
         else:
-            morph, half, length = "plaque", rng.uniform(0.9, 2.3), rng.uniform(12, 35)
+            morph, half, length = "plaque", rng.uniform(0.9, 2.0), rng.uniform(12, 35)
         for _ in range(6):
             z0 = rng.uniform(zlo, max(zlo, zhi - length))
             length = min(length, zhi - z0)  # stay on this vessel segment
-            # Posterior and lateral walls calcify most; some anterior.
+            # The posterior wall calcifies most, then the anterior and posterolateral
+            # walls; the lateral walls least.
             theta = float(rng.choice([math.pi / 2, math.pi / 4, 3 * math.pi / 4, -math.pi / 2, 0.0, math.pi],
-                                     p=[0.3, 0.17, 0.17, 0.16, 0.1, 0.1])) + rng.normal(0, 0.25)
-            thick = rng.uniform(1.2, 2.4)
+                                     p=[0.35, 0.15, 0.15, 0.2, 0.075, 0.075])) + rng.normal(0, 0.2)
+            thick = rng.uniform(0.8, 2.0)
             shape = TubeWallArc(tube, z0, z0 + length, theta, half, -0.5, -0.5 + thick)
             zc = z0 + length / 2
             segment = seg if name != "aorta" else ("infrarenal" if zc < renal_z else "suprarenal")
-            rec = p.add(shape, rng.uniform(400, 1000), region=region, kind="atherosclerotic", side=side,
+            rec = p.add(shape, rng.uniform(400, 1200), region=region, kind="atherosclerotic", side=side,
                         segment=segment, morphology=morph, structure_name=_vessel_structure(name))
             if rec is not None:
                 break

@@ -256,3 +256,36 @@ def test_random_settings_in_clinical_ranges() -> None:
     assert random_settings(3) == random_settings(3)
     assert len({s.kvp for s in drawn}) > 1 and len({s.slice_thickness_mm for s in drawn}) > 1
     assert random_settings(3, kvp=100.0).kvp == 100.0
+
+
+def test_s1_width_includes_sacral_alae() -> None:
+    """At S1 the sacrum with its alae is >= 95 mm wide and, joined across the
+    sacro-iliac joints, forms the wide bony ring the level counter looks for."""
+    from calcdetect.anatomy.spine import _component_width_mm
+    from calcdetect.bone import segment_bone
+    from calcdetect.device import Device
+
+    ph = generate_ct_phantom(CTPhantomSettings(seed=3, matrix=160, pixel_mm=2.0, slice_thickness_mm=3.0,
+                                               fov=("L5", "S1"), noise_sigma_hu=0.0, metal=False))
+    s1 = next(v for v in ph.anatomy["vertebrae"] if v["level"] == "S1")
+    sk, sj, si = ph.spacing
+    bone = segment_bone(ph.hu, tuple(ph.spacing), Device("cpu"))
+    ic = -ph.affine[0, 3] / ph.affine[0, 2]  # x = 0 (midline)
+    sac_w, ring_w = [], []
+    for k in range(ph.hu.shape[0]):
+        z = ph.affine[2, 0] * k + ph.affine[2, 3]
+        if not s1["z_bottom_mm"] <= z <= s1["z_top_mm"]:
+            continue
+        sac = ph.anatomy_labels[k] == vertebra_label("S1")
+        if not sac.any():
+            continue
+        cols = np.flatnonzero(sac.any(axis=0))
+        sac_w.append((cols[-1] - cols[0] + 1) * si)
+        jc = float(np.flatnonzero(sac[:, int(round(ic))]).mean())
+        ring_w.append(_component_width_mm(bone[k], (jc, ic), sj, si))
+    assert len(sac_w) >= 5
+    assert 95.0 <= float(np.median(sac_w)) <= 125.0, sac_w
+    assert float(np.median(ring_w)) >= 95.0, ring_w
+    # the iliac bones lie lateral to the alae, across a joint space
+    hip = ph.anatomy_labels == structure("hip_bones").label
+    assert hip.any()
