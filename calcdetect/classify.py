@@ -56,6 +56,9 @@ class ClassifySettings:
     thin_ratio: float = 0.015  # volume / max_diameter^3 below which a lesion is line-like
     metal_hu: float = 3000.0
     phlebolith_max_mm: float = 8.0
+    # The ligamentum flavum spans one interlaminar space (~15-20 mm tall); a
+    # "ligament calcification" much longer than that is posterior-element bone.
+    ligament_max_mm: float = 30.0
 
 
 _REGION_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.region is not None), dtype=np.int64)
@@ -340,6 +343,8 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         return _finding(n, les, Region.ILIAC, Kind.ATHEROSCLEROTIC, morph, conf, best.side, level,
                         best.segment, best.name)
     if best.region is Region.LIGAMENTUM_FLAVUM:
+        if les.max_diameter_mm > s.ligament_max_mm:
+            return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5, level=level)
         side = _midline_side(ctx, les, idx)
         return _finding(n, les, Region.LIGAMENTUM_FLAVUM, Kind.LIGAMENT, morph, conf, side, level, None, best.name)
     if best.region is Region.RENAL:

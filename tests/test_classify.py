@@ -195,3 +195,15 @@ def test_morphology_rules():
 def test_empty_input_gives_no_findings(scene):
     vol, am = scene
     assert classify([], am, vol) == []
+
+
+def test_ligament_calcification_longer_than_an_interlaminar_space_is_bone(scene):
+    from dataclasses import replace
+
+    vol, am = scene
+    mask = _box(15, 18, 68, 71, 44, 47)  # the left ligament spot of the test above
+    short = _lesion(vol, mask)
+    long = replace(short, max_diameter_mm=60.0)  # as long as two vertebrae
+    assert classify([short], am, vol)[0].region == "ligamentum_flavum"
+    (f,) = classify([long], am, vol)
+    assert (f.region, f.kind) == ("other", Kind.BONE)
