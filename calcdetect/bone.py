@@ -21,7 +21,14 @@ Recipe (all radii are balls in mm on the anisotropic grid)
    cut off here and so keeps its identity as a candidate. Laminae and ribs
    (>= ~4 mm) survive; a larger radius would strip them too.
 5. Connected components (26-connected, cc3d) of at least ``min_volume_mm3``
-   (1500 mm3) are bone; smaller dense things (calcifications) are not.
+   (1500 mm3) are bone; smaller dense things (calcifications) are not. A
+   *compact* component (elongation of its principal axes below
+   ``compact_max_elongation``, 0.5) is bone only from ``compact_min_volume_mm3``
+   (6000 mm3, a 22 mm ball) or when it touches the first or last slice: in the
+   abdomen the small isolated bones are rib segments (long and thin), while a
+   round dense blob of 1.5-6 mL is a renal calculus, a calcified node or a
+   calcified aneurysm wall, which must reach the candidate stage. Bones cut by
+   the field of view stay bone.
 6. Voxels of ``exclude_mask`` (e.g. the contrast-filled aortic lumen, which hole
    filling would otherwise take for marrow inside a calcified ring) are removed.
 
@@ -36,8 +43,10 @@ Known limitations (shape and HU cannot do better; the anatomy can):
   of the lamina) becomes bone. ``find_candidates(..., protect_mask=...)`` with
   the aortic / iliac wall or the ligamentum-flavum zone from the anatomy stage
   keeps such calcifications.
-* A calculus larger than ``min_volume_mm3`` and thicker than the opening (a
-  large staghorn) is taken for bone.
+* A calculus larger than ``compact_min_volume_mm3``, or a branched one larger
+  than ``min_volume_mm3`` (a staghorn), is taken for bone.
+* A small compact bone away from the skeleton (an ossicle, the coccyx tip
+  separated by the opening) becomes a candidate; the classifier names it.
 * Thin bony tips stripped by the opening (spinous processes, osteophytes,
   endplate rims) can appear as small candidates next to the bone;
   ``Candidates.bone_adjacent`` lists them for the classifier.
@@ -76,10 +85,12 @@ class BoneSettings:
     open_mm: float = 1.5
     marrow_min_hu: float = 60.0
     min_volume_mm3: float = 1500.0
+    compact_min_volume_mm3: float = 6000.0
+    compact_max_elongation: float = 0.5
     border_hole_max_mm2: float = 2500.0
 
     def __post_init__(self) -> None:
-        for name in ("close_mm", "open_mm", "min_volume_mm3"):
+        for name in ("close_mm", "open_mm", "min_volume_mm3", "compact_min_volume_mm3"):
             if getattr(self, name) < 0:
                 raise ValueError(f"BoneSettings.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -177,13 +188,41 @@ def segment_bone(
     idx = np.flatnonzero(opened_np)
     ids = lab.reshape(-1)[idx]
     counts = np.bincount(ids, minlength=n + 1)
-    big = counts * float(np.prod(spacing)) >= settings.min_volume_mm3
+    volume_mm3 = counts * float(np.prod(spacing))
+    big = volume_mm3 >= settings.min_volume_mm3
+    big[0] = False
+    doubtful = np.flatnonzero(big & (volume_mm3 < settings.compact_min_volume_mm3))
+    if doubtful.size:
+        compact = _compact_interior(lab, idx, ids, doubtful, spacing, settings.compact_max_elongation,
+                                    touches_ends=(bb[0].start == 0, bb[0].stop == array.shape[0]))
+        big[compact] = False
     keep = np.zeros(opened_np.shape, dtype=bool)
     keep.reshape(-1)[idx[big[ids]]] = True
     out[bb] = keep
     if exclude_mask is not None:
         out &= ~exclude_mask.astype(bool)
     return out
+
+
+def _compact_interior(lab: np.ndarray, idx: np.ndarray, ids: np.ndarray, candidates: np.ndarray,
+                      spacing: tuple[float, float, float], max_elongation: float,
+                      touches_ends: tuple[bool, bool]) -> np.ndarray:
+    """Labels among ``candidates`` that are round (elongation below ``max_elongation``)
+    and do not reach the first / last slice of the volume (a bone cut by the FOV)."""
+    sel = np.isin(ids, candidates)
+    kji = np.column_stack(np.unravel_index(idx[sel], lab.shape))
+    sub_ids = ids[sel]
+    out = []
+    for c in candidates:
+        pts = kji[sub_ids == c]
+        if (touches_ends[0] and pts[:, 0].min() == 0) or (touches_ends[1] and pts[:, 0].max() == lab.shape[0] - 1):
+            continue
+        xyz = pts * np.asarray(spacing, dtype=np.float64)
+        ev = np.sort(np.linalg.eigvalsh(np.cov(xyz.T)))[::-1]
+        l1, l2 = np.sqrt(np.maximum(ev[:2], 0.0))
+        if l1 > 0 and 1.0 - l2 / l1 < max_elongation:
+            out.append(int(c))
+    return np.asarray(out, dtype=np.int64)
 
 
 def _enclosed_pits(closed: np.ndarray, inside: np.ndarray, dense: np.ndarray, hu: np.ndarray,

@@ -44,7 +44,15 @@ Metrics
 * Sensitivity is pooled, and split by region, by truth volume (``SIZE_BINS_MM3``)
   and by truth ``kind`` (atherosclerotic, stone, nephrocalcinosis, ligament ...).
 * **False positives** are predicted findings with a reportable region (not
-  ``"other"``) that match nothing or match a distractor.
+  ``"other"``) that match nothing or match a distractor. An unmatched finding
+  that is a *piece* of a truth lesion (shares voxels with it; without masks,
+  its centroid is within that lesion's tolerance or bounding box grown by
+  ``FRAGMENT_MARGIN_MM``) is counted as a fragment, not
+  a false positive -- unless the lesion is a distractor: a piece of a
+  phlebolith called vascular is still a false positive. Conversely a truth
+  lesion left unmatched whose voxels lie inside a finding matched to another
+  lesion (two plaques fused by the threshold) counts as found, with that
+  finding's region, side and level.
 * **Distractors mislabelled**: distractors matched to a prediction whose region is
   not ``"other"``; the rate is over all distractors.
 * Region / side / level accuracy are over matched targets. Sides compare as given
@@ -118,6 +126,10 @@ SIZE_BINS_MM3: tuple[tuple[str, float, float], ...] = (
 
 # Centroid matching tolerance: max(MIN_MATCH_DISTANCE_MM, MATCH_DIAMETER_FRACTION x diameter).
 MIN_MATCH_DISTANCE_MM = 5.0
+# Issue 4's sensitivity target counts lesions of at least this diameter (truth
+# ``diameter_mm``; equivalent-sphere diameter when absent).
+TARGET_MIN_DIAMETER_MM = 3.0
+FRAGMENT_MARGIN_MM = 2.0  # the blur of a phantom's slice profile and PSF
 MATCH_DIAMETER_FRACTION = 0.5
 
 _REGIONS = tuple(r.value for r in Region)
@@ -410,8 +422,9 @@ def _match_by_mask(
     truth_mask: Path,
     pred_mask: Path,
     warnings: list[str],
-) -> list[tuple[int, int]] | None:
-    """Hungarian matching maximising shared voxels; ``None`` when the grids differ."""
+) -> tuple[list[tuple[int, int]], np.ndarray] | None:
+    """Hungarian matching maximising shared voxels, and the truth x prediction
+    overlap (voxels); ``None`` when the grids differ."""
     t_lab, t_aff = _load_label_volume(truth_mask)
     p_lab, p_aff = _load_label_volume(pred_mask)
     if t_lab.shape != p_lab.shape or not np.allclose(t_aff, p_aff, atol=1e-3):
@@ -420,7 +433,7 @@ def _match_by_mask(
         )
         return None
     if not truth or not pred:
-        return []
+        return [], np.zeros((len(truth), len(pred)))
     both = (t_lab > 0) & (p_lab > 0)
     t_vals, p_vals = t_lab[both].astype(np.int64), p_lab[both].astype(np.int64)
     pairs, counts = np.unique(np.stack([t_vals, p_vals]), axis=1, return_counts=True)
@@ -433,7 +446,8 @@ def _match_by_mask(
             if tid is not None and pid is not None:
                 overlap[r, c] = overlap_by_label.get((tid, pid), 0)
     rows, cols = linear_sum_assignment(-overlap)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if overlap[r, c] > 0]
+    matches = [(int(r), int(c)) for r, c in zip(rows, cols) if overlap[r, c] > 0]
+    return matches, overlap
 
 
 # --------------------------------------------------------------------------- metrics helpers
@@ -535,6 +549,7 @@ class _Tally:
 
     n_scans: int = 0
     sens_region: _Counter = field(default_factory=_Counter)
+    sens_region_3mm: _Counter = field(default_factory=_Counter)
     sens_size: _Counter = field(default_factory=_Counter)
     sens_right_region: _Counter = field(default_factory=_Counter)
     sens_kind: _Counter = field(default_factory=_Counter)
@@ -545,6 +560,7 @@ class _Tally:
     false_positives: int = 0
     fp_unmatched: int = 0
     fp_on_distractor: int = 0
+    fragments: int = 0
     fp_by_region: dict[str, int] = field(default_factory=dict)
     distractors: int = 0
     distractors_mislabelled: int = 0
@@ -567,14 +583,18 @@ def _score_lesions(
     t_les = list(truth.lesions)
     p_fnd = list(pred.findings) if pred is not None else []
     matches: list[tuple[int, int]] | None = None
+    overlap: np.ndarray | None = None
     method = "centroid"
     if pred is not None and truth.mask_path is not None and pred.mask_path is not None:
-        matches = _match_by_mask(t_les, p_fnd, truth.mask_path, pred.mask_path, warnings)
-        method = "mask" if matches is not None else "centroid"
+        by_mask = _match_by_mask(t_les, p_fnd, truth.mask_path, pred.mask_path, warnings)
+        if by_mask is not None:
+            matches, overlap = by_mask
+            method = "mask"
     if matches is None:
         matches = _match_by_centroid(t_les, p_fnd)
     t_to_p = dict(matches)
     p_matched = {c: r for r, c in matches}
+    fragments = _fragments(t_les, p_fnd, p_matched, overlap)
 
     row = {"study": str(truth.path), "prediction": str(pred.path) if pred else None,
            "kind": truth.kind, "match_method": method, "targets": 0, "detected": 0,
@@ -582,6 +602,11 @@ def _score_lesions(
     roles = [_role(les) for les in t_les]
     for r, les in enumerate(t_les):
         fnd = p_fnd[t_to_p[r]] if r in t_to_p else None
+        if fnd is None and overlap is not None and overlap.shape[1] and overlap[r].max() > 0:
+            # Merged: this lesion's voxels are inside a finding matched to a
+            # neighbouring lesion (two plaques fused by the threshold): found.
+            fnd = p_fnd[int(np.argmax(overlap[r]))]
+            row["merged"] = row.get("merged", 0) + 1
         if roles[r] == "calibration":
             tally.inserts.add("calibration inserts", fnd is not None)
             if fnd is not None:
@@ -597,6 +622,8 @@ def _score_lesions(
         row["targets"] += 1
         row["detected"] += int(fnd is not None)
         tally.sens_region.add(les["region"], fnd is not None)
+        if _truth_diameter_mm(les) >= TARGET_MIN_DIAMETER_MM:
+            tally.sens_region_3mm.add(les["region"], fnd is not None)
         tally.sens_size.add(_size_bin(les.get("volume_mm3")), fnd is not None)
         tally.sens_right_region.add(les["region"], fnd is not None and fnd["region"] == les["region"])
         tally.sens_kind.add(str(les.get("kind") or "unknown"), fnd is not None)
@@ -609,12 +636,15 @@ def _score_lesions(
             tally.level_exact.add(les["region"], fnd.get("level") == les["level"])
             tally.level_within1.add(les["region"], dist is not None and dist <= 1)
         _add_errors(les, fnd, tally)
+    row["fragments"] = len(fragments)
+    tally.fragments += len(fragments)
     for c, fnd in enumerate(p_fnd):
         if fnd["region"] == _OTHER:
             continue
-        if c not in p_matched:
+        owner = p_matched.get(c, fragments.get(c))
+        if owner is None:
             tally.fp_unmatched += 1
-        elif roles[p_matched[c]] == "distractor":
+        elif roles[owner] == "distractor":
             tally.fp_on_distractor += 1
         else:
             continue
@@ -622,6 +652,48 @@ def _score_lesions(
         tally.fp_by_region[fnd["region"]] = tally.fp_by_region.get(fnd["region"], 0) + 1
     tally.false_positives += row["false_positives"]
     return row
+
+
+def _fragments(truth: Sequence[Mapping[str, Any]], pred: Sequence[Mapping[str, Any]],
+               matched: Mapping[int, int], overlap: np.ndarray | None) -> dict[int, int]:
+    """Unmatched predictions that are pieces of a truth lesion: prediction -> truth index.
+
+    A cluster of nephrocalcinosis foci or a plaque broken by noise is one truth
+    lesion but several components; the extra pieces are not false positives.
+    A piece shares voxels with the truth lesion, or its centroid lies in the
+    truth lesion's bounding box grown by ``FRAGMENT_MARGIN_MM`` (the truth masks
+    are unblurred, so a blurred focus of a cluster can miss them), or -- without
+    masks -- within the truth lesion's matching tolerance.
+    """
+    out: dict[int, int] = {}
+    boxes = [_truth_box_mm(t) for t in truth]
+    for c in range(len(pred)):
+        if c in matched:
+            continue
+        if overlap is not None and overlap.shape[0] and overlap[:, c].max() > 0:
+            out[c] = int(np.argmax(overlap[:, c]))
+            continue
+        xyz = np.asarray(pred[c]["centroid_lps_mm"], dtype=np.float64)
+        inside = [r for r, b in enumerate(boxes)
+                  if b is not None and np.all(xyz >= b[0] - FRAGMENT_MARGIN_MM) and np.all(xyz <= b[1] + FRAGMENT_MARGIN_MM)]
+        if inside:
+            out[c] = inside[0]
+            continue
+        if overlap is None:
+            hits = _match_by_centroid(truth, [pred[c]])
+            if hits:
+                out[c] = hits[0][0]
+    return out
+
+
+def _truth_box_mm(les: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The truth lesion's LPS bounding box (``bbox.mm`` = x0, y0, z0, x1, y1, z1), if given."""
+    box = les.get("bbox")
+    mm = box.get("mm") if isinstance(box, Mapping) else None
+    if not isinstance(mm, (list, tuple)) or len(mm) != 6:
+        return None
+    arr = np.asarray(mm, dtype=np.float64)
+    return np.minimum(arr[:3], arr[3:]), np.maximum(arr[:3], arr[3:])
 
 
 def _role(les: Mapping[str, Any]) -> str:
@@ -648,6 +720,8 @@ class EvaluationReport:
     n_studies: int
     n_scans_scored: int
     sensitivity_by_region: dict[str, dict[str, Any]]
+    sensitivity_by_region_3mm: dict[str, dict[str, Any]]
+    sensitivity_3mm: float | None
     sensitivity_by_size: dict[str, dict[str, Any]]
     sensitivity_by_kind: dict[str, dict[str, Any]]
     sensitivity_overall: float | None
@@ -656,6 +730,7 @@ class EvaluationReport:
     false_positives_per_scan: float | None
     false_positives_unmatched: int
     false_positives_on_distractors: int
+    fragments: int
     false_positives_by_region: dict[str, int]
     region_accuracy: float | None
     side_accuracy: float | None
@@ -685,6 +760,9 @@ class EvaluationReport:
                 ("  found and in the right region", _fmt(self.sensitivity_right_region))]
         for name, d in self.sensitivity_by_region.items():
             rows.append((f"  sensitivity {name}", _fmt_count(d)))
+        rows.append((f"sensitivity, targets >= {TARGET_MIN_DIAMETER_MM:g} mm", _fmt(self.sensitivity_3mm)))
+        for name, d in self.sensitivity_by_region_3mm.items():
+            rows.append((f"  >= {TARGET_MIN_DIAMETER_MM:g} mm {name}", _fmt_count(d)))
         for name, d in self.sensitivity_by_size.items():
             rows.append((f"  sensitivity {name}", _fmt_count(d)))
         for name, d in self.sensitivity_by_kind.items():
@@ -693,6 +771,7 @@ class EvaluationReport:
             ("false positives per scan", _fmt(self.false_positives_per_scan, pct=False)),
             ("  unmatched / on distractors",
              f"{self.false_positives_unmatched} / {self.false_positives_on_distractors}"),
+            ("pieces of a found lesion (not FP)", str(self.fragments)),
             ("region accuracy", _fmt(self.region_accuracy)),
             ("side accuracy (errors)", f"{_fmt(self.side_accuracy)} ({self.side_errors})"),
             ("level accuracy exact", _fmt(self.level_accuracy_exact)),
@@ -915,6 +994,8 @@ def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
         n_studies=len(truths),
         n_scans_scored=tally.n_scans,
         sensitivity_by_region=tally.sens_region.to_dict(_REGIONS),
+        sensitivity_by_region_3mm=tally.sens_region_3mm.to_dict(_REGIONS),
+        sensitivity_3mm=_pooled(tally.sens_region_3mm),
         sensitivity_by_size=tally.sens_size.to_dict([label for label, _, _ in SIZE_BINS_MM3]),
         sensitivity_by_kind=tally.sens_kind.to_dict(),
         sensitivity_overall=_pooled(tally.sens_region),
@@ -923,6 +1004,7 @@ def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
         false_positives_per_scan=_rate(tally.false_positives, tally.n_scans),
         false_positives_unmatched=tally.fp_unmatched,
         false_positives_on_distractors=tally.fp_on_distractor,
+        fragments=tally.fragments,
         false_positives_by_region={r: tally.fp_by_region[r] for r in _REGIONS if r in tally.fp_by_region},
         region_accuracy=_pooled(tally.region_acc),
         side_accuracy=_rate(side_hits, side_total),

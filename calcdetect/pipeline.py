@@ -107,6 +107,7 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         # Plaque on the vertebral cortex and ligamentum flavum calcium against the
         # laminae fuse with bone; the anatomy says where they may lie.
         protect_mask=_structure_mask(anatomy, volume, _PROTECTED),
+        ligament_mask=_structure_mask(anatomy, volume, ("ligamentum_flavum_zone",)),
     )
     findings = tuple(classify(candidates.lesions, anatomy, volume))
     report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes)
@@ -140,7 +141,7 @@ def _with_cnn_anatomy(rules: AnatomyMap, volume: Volume, settings: RunSettings) 
 
 
 _PROTECTED = (
-    "aorta", "ligamentum_flavum_zone",
+    "aorta",
     "common_iliac_artery_left", "common_iliac_artery_right",
     "external_iliac_artery_left", "external_iliac_artery_right",
     "internal_iliac_artery_left", "internal_iliac_artery_right",
@@ -157,6 +158,10 @@ def _structure_mask(anatomy: AnatomyMap, volume: Volume, names: tuple[str, ...])
     return mask if mask.any() else None
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
 def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSettings) -> list[Path]:
     volume = analysis.volume
     doc = findings_document(
@@ -167,6 +172,8 @@ def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSetti
         extra={
             "threshold_hu": analysis.candidates.threshold_hu,
             "blood_pool_hu": analysis.candidates.blood_pool_hu,
+            "noise_sd_hu": _round(analysis.candidates.noise_sd_hu),
+            "noise_gate_hu": _round(analysis.candidates.noise_gate_hu),
             "anatomy": {
                 "source": analysis.anatomy.source,
                 "notes": list(analysis.anatomy.notes),

@@ -464,3 +464,39 @@ def test_radiograph_vertebral_corners(tmp_path):
     assert v["level_accuracy"] == pytest.approx(0.5)
     assert v["corner_error_mm_mean"] == pytest.approx((5 * 0.16 + 0.0) / 2)
     assert "vertebral bodies found" in rep.table()
+
+
+def test_pieces_of_a_cluster_are_fragments_not_false_positives(tmp_path):
+    # Lesion 3 (renal) is a cluster: its bounding box holds two more findings.
+    lesions = copy.deepcopy(TRUTH_LESIONS)
+    lesions[2]["bbox"] = {"mm": [-66.0, 14.0, 114.0, -54.0, 26.0, 126.0]}
+    lesions[3]["bbox"] = {"mm": [48.0, 8.0, -22.0, 52.0, 12.0, -18.0]}
+    pieces = [_finding(lesions[2], id=f"F02{n}", centroid_lps_mm=[-65.0 + 3 * n, 25.0, 114.5])
+              for n in range(2)]
+    outside = _finding(lesions[2], id="F030", centroid_lps_mm=[-60.0, 20.0, 140.0])  # 20 mm away
+    phlebolith_piece = _finding(lesions[3], id="F031", region="iliac",
+                                centroid_lps_mm=[53.5, 10.0, -20.0])
+    rep = _study(tmp_path, _perfect() + pieces + [outside, phlebolith_piece], lesions)
+    assert rep.fragments == 3
+    # The far finding is a false positive; so is a piece of a distractor called vascular.
+    assert rep.false_positives == 2
+    assert rep.false_positives_unmatched == 1 and rep.false_positives_on_distractors == 1
+
+
+def test_two_truth_lesions_fused_into_one_finding_are_both_found(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    truth = _write_truth(tmp_path / "t", copy.deepcopy(TRUTH_LESIONS[:2]))
+    lab = np.zeros((8, 8, 8), np.int16)
+    lab[1:3, 1:3, 1:3] = 1
+    lab[3:5, 1:3, 1:3] = 2
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(truth / "truth" / "lesions.nii.gz"))
+    findings = [_finding(TRUTH_LESIONS[0], mask_label=5)]
+    series = _write_pred(tmp_path / "run", findings)
+    pred = np.zeros_like(lab)
+    pred[1:5, 1:3, 1:3] = 5
+    nib.save(nib.Nifti1Image(pred, np.eye(4)), str(series / "lesions.nii.gz"))
+    rep = evaluate(series, truth)
+    assert rep.sensitivity_overall == 1.0
+    # The fused finding carries the aortic lesion's region: wrong for the iliac one.
+    assert rep.region_accuracy == 0.5
+    assert rep.per_study[0]["merged"] == 1
