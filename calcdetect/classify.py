@@ -22,6 +22,10 @@ Aortic segments: ``thoracic`` above the T12 body's centre (the aortic hiatus);
 the renal hila (centroid of the collecting systems) when the kidneys are
 labelled, else the L1-L2 disc; ``None`` when neither is known.
 
+Level: the vertebral levels (or disc spaces) of the slices holding the lesion's
+half-maximum core (blur must not add a neighbouring level), summarised as a span
+("L2-L4"); none below the first sacral segment (the true pelvis).
+
 Confidence is the fraction of the lesion inside the structure (or a distance
 decay outside it), scaled down for lesions of a few voxels.
 """
@@ -61,6 +65,10 @@ class ClassifySettings:
     ligament_max_mm: float = 30.0
 
 
+SOFT_TISSUE_HU = 40.0
+S1_DEFAULT_HEIGHT_MM = 30.0
+S1_TOLERANCE_MM = 10.0
+
 _REGION_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.region is not None), dtype=np.int64)
 _BONE_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.is_bone), dtype=np.int64)
 
@@ -96,6 +104,7 @@ class _Context:
     renal_k: float | None  # anatomy slice of the renal arteries
     t12_k: float | None  # anatomy slice of the T12 body centre
     pelvis_k: float | None  # anatomy slices below this are pelvis (aortic bifurcation)
+    pelvis_floor_k: int | None = None  # below this slice no vertebral level is given
 
     @staticmethod
     def of(anatomy: AnatomyMap, volume: Volume) -> _Context:
@@ -121,7 +130,24 @@ class _Context:
             pelvis_k = float(np.nonzero(aorta.any(axis=(1, 2)))[0].min())
         else:
             pelvis_k = _level_k(anatomy.slice_levels, "L5")
-        return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k)  # type: ignore[arg-type]
+        floor = _below_s1_k(anatomy.slice_levels, sp[0])
+        return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k, floor)  # type: ignore[arg-type]
+
+
+def _below_s1_k(levels: tuple[str | None, ...], slice_mm: float) -> int | None:
+    """First slice that still counts as S1: the sacrum's top minus the height of
+    one segment (L5's, else 30 mm) and 10 mm of tolerance; ``None`` when S1 is absent.
+
+    The rules label the whole sacrum "S1"; a lesion deep in the pelvis gets no
+    level, as in radiology reports (and in the phantom truth).
+    """
+    s1 = [k for k, lv in enumerate(levels) if lv == "S1"]
+    if not s1:
+        return None
+    l5 = sum(1 for lv in levels if lv == "L5")
+    height_mm = l5 * slice_mm if l5 * slice_mm >= 15.0 else S1_DEFAULT_HEIGHT_MM
+    # k increases superiorly on the canonical grid: the sacrum's top is max(s1).
+    return int(np.floor(max(s1) - (height_mm + S1_TOLERANCE_MM) / slice_mm))
 
 
 def _level_k(levels: tuple[str | None, ...], level: str) -> float | None:
@@ -216,8 +242,25 @@ def _size_factor(les: Lesion) -> float:
     return float(min(1.0, 0.5 + 0.05 * (les.voxel_count - 1) / 0.9))
 
 
+def _core_voxels(les: Lesion, volume: Volume) -> np.ndarray:
+    """The lesion's voxels at or above half its peak over soft tissue (``[k, j, i]``).
+
+    Blur (slice profile, kernel) spreads a lesion over neighbouring slices at low
+    HU; its half-maximum core keeps the true extent, so a plaque within L3 is
+    not reported as "L3-L4" because its blurred edge reaches the disc.
+    """
+    vox = _lesion_voxels(les)
+    hu = volume.array[tuple(vox.T)]
+    core = hu >= SOFT_TISSUE_HU + 0.5 * (les.peak_hu - SOFT_TISSUE_HU)
+    return vox[core] if core.any() else vox
+
+
 def _level(ctx: _Context, idx: np.ndarray) -> str | None:
     ks = np.unique(np.clip(idx[:, 0], 0, len(ctx.anatomy.slice_levels) - 1))
+    if ctx.pelvis_floor_k is not None:
+        # Below the first sacral segment (the true pelvis) there is no
+        # vertebral level to give: "external iliac artery", not "at S3".
+        ks = ks[ks >= ctx.pelvis_floor_k]
     levels = [ctx.anatomy.slice_levels[k] for k in ks]
     return format_level_span([lv for lv in levels if lv])
 
@@ -307,7 +350,7 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
     labs = _labels_at(ctx, idx)
     counts = {int(v): int(c) for v, c in zip(*np.unique(labs, return_counts=True))}
     morph = morphology_of(les, ctx.volume.spacing, s)
-    level = _level(ctx, idx)
+    level = _level(ctx, _to_anatomy(ctx, _core_voxels(les, ctx.volume)))
     total = max(len(labs), 1)
     size = _size_factor(les)
 

@@ -207,3 +207,31 @@ def test_ligament_calcification_longer_than_an_interlaminar_space_is_bone(scene)
     assert classify([short], am, vol)[0].region == "ligamentum_flavum"
     (f,) = classify([long], am, vol)
     assert (f.region, f.kind) == ("other", Kind.BONE)
+
+
+def test_level_comes_from_the_lesion_core_not_its_blurred_edge(scene):
+    vol0, am = scene
+    arr = np.zeros(SHAPE, np.float32)
+    mask = _box(29, 34, 27, 30, 44, 47)  # aortic wall; k 29-33 are "L2" (k >= 29)
+    arr[mask] = 600.0
+    tail = _box(27, 29, 27, 30, 44, 47)  # slice-profile blur reaching the L2-L3 disc
+    arr[tail] = 150.0
+    vol = Volume(arr, vol0.spacing, vol0.affine, vol0.info)
+    f = classify([_lesion(vol, mask | tail, peak=600.0)], am, vol)[0]
+    assert f.region == "aorta" and f.level == "L2"
+    # A lesion that really spans the disc keeps both levels.
+    arr[tail] = 600.0
+    f = classify([_lesion(vol, mask | tail, peak=600.0)], am, vol)[0]
+    assert f.level == "L2-L3"
+
+
+def test_no_vertebral_level_deep_in_the_pelvis(scene):
+    vol, am0 = scene
+    # The rules label the whole sacrum "S1": k 0-29 here, L5 (20 mm) above.
+    levels = tuple("S1" if k < 30 else "L5" for k in range(SHAPE[0]))
+    am = AnatomyMap(labels=am0.labels, affine=am0.affine, slice_levels=levels)
+    deep = classify([_lesion(vol, _box(2, 5, 28, 31, 28, 31))], am, vol)[0]
+    high = classify([_lesion(vol, _box(16, 19, 28, 31, 28, 31))], am, vol)[0]
+    assert deep.region == high.region == "iliac"
+    assert deep.level is None  # ~50 mm below the top of the sacrum
+    assert high.level == "S1"
