@@ -177,29 +177,31 @@ PV_MARGIN_MM = 2.5
 BG_SHELL_MM = 4.5
 
 
-def _ellipsoid_footprint(spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
-    """A voxel ellipsoid of ``radius_mm``, at least one voxel along every axis."""
-    r = [max(1, int(round(radius_mm / s))) for s in spacing]
-    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
-    return (zz / r[0]) ** 2 + (yy / r[1]) ** 2 + (xx / r[2]) ** 2 <= 1.0
+def _ellipsoid_radii(spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """Voxel semi-axes of a ``radius_mm`` ball, at least one voxel along every axis."""
+    return np.array([max(1, int(round(radius_mm / s))) for s in spacing], dtype=np.float64)
 
 
 def _integrated_mass_mg(volume: Volume, labels: np.ndarray, lid: int, b0: np.ndarray, b1: np.ndarray,
                         thr: float, cal: float) -> float:
     """Calcium mass from the HU excess over the local background (see measure_components)."""
-    from scipy.ndimage import binary_dilation
+    from scipy.ndimage import distance_transform_edt
 
     spacing = tuple(float(s) for s in volume.spacing)
-    outer_fp = _ellipsoid_footprint(spacing, BG_SHELL_MM)
-    pad = np.array(outer_fp.shape) // 2 + 1
+    r_near = _ellipsoid_radii(spacing, PV_MARGIN_MM)
+    r_outer = _ellipsoid_radii(spacing, BG_SHELL_MM)
+    pad = r_outer.astype(int) + 1
     lo = np.maximum(b0 - pad, 0)
     hi = np.minimum(b1 + pad, labels.shape)
     crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     lab, hu = labels[crop], volume.array[crop]
     mask = lab == lid
     free = (lab == 0) & (hu < thr)  # neither this nor another lesion, nor dense tissue
-    near = binary_dilation(mask, _ellipsoid_footprint(spacing, PV_MARGIN_MM))
-    shell = binary_dilation(mask, outer_fp) & ~near & free
+    # One distance transform per ellipsoid instead of binary dilations: with the
+    # sampling 1 / semi-axis, "distance <= 1" is exactly the voxel ellipsoid
+    # dilation (and ~10x faster on a crop).
+    near = distance_transform_edt(~mask, sampling=1.0 / r_near) <= 1.0 + 1e-9
+    shell = (distance_transform_edt(~mask, sampling=1.0 / r_outer) <= 1.0 + 1e-9) & ~near & free
     background = float(np.median(hu[shell])) if shell.sum() >= 8 else 0.0
     region = mask | (near & free)
     excess = float((hu[region].astype(np.float64) - background).sum())
