@@ -134,7 +134,10 @@ MATCH_DIAMETER_FRACTION = 0.5
 
 _REGIONS = tuple(r.value for r in Region)
 _OTHER = Region.OTHER.value
-_MEASURES = (("volume", "volume_mm3"), ("agatston", "agatston"), ("mass", "mass_mg"))
+# (name, truth key, prediction key): both volumes are scored against the true volume.
+_MEASURES = (("volume", "volume_mm3", "volume_mm3"),
+             ("volume (PV-corrected)", "volume_mm3", "volume_pv_mm3"),
+             ("agatston", "agatston", "agatston"), ("mass", "mass_mg", "mass_mg"))
 _FINDING_REQUIRED = ("id", "region", "centroid_lps_mm")
 _FINDINGS_TOP_REQUIRED = ("schema", "input", "findings")
 _PROJECTION_MODALITIES = ("DX", "CR", "DR", "RG", "PX")
@@ -564,7 +567,7 @@ class _Tally:
     fp_by_region: dict[str, int] = field(default_factory=dict)
     distractors: int = 0
     distractors_mislabelled: int = 0
-    errors: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in _MEASURES})
+    errors: dict[str, list[float]] = field(default_factory=lambda: {m[0]: [] for m in _MEASURES})
     aac_truth: list[float] = field(default_factory=list)
     aac_pred: list[float] = field(default_factory=list)
     aac_wall_pairs: list[tuple[int, int]] = field(default_factory=list)
@@ -704,8 +707,8 @@ def _role(les: Mapping[str, Any]) -> str:
 
 
 def _add_errors(les: Mapping[str, Any], fnd: Mapping[str, Any], tally: _Tally) -> None:
-    for name, key in _MEASURES:
-        t, p = les.get(key), fnd.get(key)
+    for name, t_key, p_key in _MEASURES:
+        t, p = les.get(t_key), fnd.get(p_key)
         if isinstance(t, (int, float)) and isinstance(p, (int, float)) and t > 0:
             tally.errors[name].append(100.0 * (p - t) / t)
 

@@ -211,6 +211,9 @@ class Lesion:
     elongation: float = 0.0
     flatness: float = 0.0
     central_lucency: bool = False
+    # Partial-volume-corrected volume (integrated HU excess / peak excess); the
+    # threshold volume above is the conventional volume score.
+    volume_pv_mm3: float | None = None
 
 
 @dataclass(frozen=True)

@@ -376,3 +376,23 @@ def test_mass_recovers_partial_volume_of_a_blurred_sphere():
     assert len(c.lesions) == 1
     true_mass = cal * excess_hu * float(sphere.sum()) * float(np.prod(spacing)) / 1000.0
     assert c.lesions[0].mass_mg == pytest.approx(true_mass, rel=0.05)
+
+
+def test_partial_volume_corrected_volume_on_the_qrm_inserts():
+    """Threshold volume is biased by blur (-76..+61 % at 1 mm slices); the integrated
+    excess over the peak excess recovers the 3 and 5 mm inserts within 15 %."""
+    from calcdetect.phantoms.qrm import generate_qrm_phantom
+
+    ph = generate_qrm_phantom(1.0, noise_sigma_hu=5.0, seed=1, matrix=256, pixel_mm=1.2,
+                              z_extent_mm=20.0)
+    vol = Volume(ph.hu, ph.spacing, ph.affine, AcquisitionInfo("CT", kvp=120))
+    c = find_candidates(vol, Device("cpu"))
+    checked = 0
+    for ins in ph.inserts:
+        if ins.diameter_mm < 3.0:
+            continue
+        hit = [les for les in c.lesions if (c.labels[ph.lesion_labels == ins.id] == les.label).any()]
+        assert len(hit) == 1, f"insert {ins.diameter_mm} mm / {ins.density_mg_cm3} mg/cm3 not found once"
+        assert hit[0].volume_pv_mm3 == pytest.approx(ins.volume_mm3, rel=0.15)
+        checked += 1
+    assert checked == 6

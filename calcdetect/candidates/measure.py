@@ -84,6 +84,13 @@ def measure_components(
       and 5 mm inserts within 3 % (one exception, see the issue notes). Thin
       plaques next to bone or lumen are still under-measured on anatomical
       phantoms.
+    * ``volume_pv_mm3``: partial-volume-corrected volume, the same integrated
+      excess divided by the lesion's peak excess over the background (exact for
+      a uniform object with a plateau; blur preserves the integral). On the
+      QRM-like phantom: within 11 % for the 3 and 5 mm inserts at 0.5-1 mm
+      slices and the 5 mm inserts at 3 mm; a 3 mm insert at 3 mm slices has no
+      plateau (its peak is diluted) and is overestimated by 30-90 %.
+      ``volume_mm3`` stays the conventional threshold volume (volume score).
     * ``max_diameter_mm``: longest chord between voxel centres (convex hull of
       the surface voxels) plus one voxel's extent along that chord, so a rod of
       ``n`` voxels measures ``n`` voxel lengths; a single voxel gives its larger
@@ -150,6 +157,8 @@ def _measure(
         centroid_kji = stats["kji_sum"][lid] / count
         mean_hu = float(stats["hu_sum"][lid] / count)
         vol = count * vox_mm3
+        peak = float(stats["hu_max"][lid])
+        excess_hu_mm3, peak_excess = _integrated_excess(volume, labels, int(lid), b0, b1, thr, peak)
         lesions.append(
             Lesion(
                 label=int(lid),
@@ -158,8 +167,8 @@ def _measure(
                 voxel_count=count,
                 volume_mm3=float(vol),
                 agatston=float(stats["agatston"][lid]),
-                mass_mg=_integrated_mass_mg(volume, labels, int(lid), b0, b1, thr, cal),
-                peak_hu=float(stats["hu_max"][lid]),
+                mass_mg=cal * excess_hu_mm3 / 1000.0,
+                peak_hu=peak,
                 mean_hu=mean_hu,
                 centroid_lps_mm=tuple(float(v) for v in volume.index_to_lps(centroid_kji)),
                 centroid_kji=tuple(float(v) for v in centroid_kji),
@@ -168,6 +177,7 @@ def _measure(
                 elongation=float(stats["elongation"][lid]),
                 flatness=float(stats["flatness"][lid]),
                 central_lucency=has_central_lucency(mask, volume.array[crop], thr),
+                volume_pv_mm3=excess_hu_mm3 / peak_excess if peak_excess > 0 else float(vol),
             )
         )
     return lesions
@@ -182,9 +192,10 @@ def _ellipsoid_radii(spacing: tuple[float, float, float], radius_mm: float) -> n
     return np.array([max(1, int(round(radius_mm / s))) for s in spacing], dtype=np.float64)
 
 
-def _integrated_mass_mg(volume: Volume, labels: np.ndarray, lid: int, b0: np.ndarray, b1: np.ndarray,
-                        thr: float, cal: float) -> float:
-    """Calcium mass from the HU excess over the local background (see measure_components)."""
+def _integrated_excess(volume: Volume, labels: np.ndarray, lid: int, b0: np.ndarray, b1: np.ndarray,
+                       thr: float, peak_hu: float) -> tuple[float, float]:
+    """``(sum(HU - background) x voxel_mm3, peak - background)`` of one lesion
+    (see measure_components: mass and partial-volume-corrected volume)."""
     from scipy.ndimage import distance_transform_edt
 
     spacing = tuple(float(s) for s in volume.spacing)
@@ -205,7 +216,7 @@ def _integrated_mass_mg(volume: Volume, labels: np.ndarray, lid: int, b0: np.nda
     background = float(np.median(hu[shell])) if shell.sum() >= 8 else 0.0
     region = mask | (near & free)
     excess = float((hu[region].astype(np.float64) - background).sum())
-    return max(0.0, cal * excess * float(np.prod(spacing)) / 1000.0)
+    return max(0.0, excess * float(np.prod(spacing))), float(peak_hu - background)
 
 
 def _torch_dev(device: Device) -> Any:

@@ -58,6 +58,7 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
         "segment": f.segment,
         "structure": f.structure,
         "mean_hu": _r(les.mean_hu, 1),
+        "volume_pv_mm3": None if les.volume_pv_mm3 is None else _r(les.volume_pv_mm3),
         "voxel_count": int(les.voxel_count),
         "bbox_kji": [int(v) for v in les.bbox],
         "mask_label": int(les.label),
