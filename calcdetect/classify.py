@@ -111,27 +111,31 @@ class _Context:
         same = anatomy.labels.shape == volume.shape and np.allclose(anatomy.affine, volume.affine, atol=1e-4)
         to_anat = None if same else np.linalg.inv(anatomy.affine) @ volume.affine
         sp = tuple(float(v) for v in np.linalg.norm(anatomy.affine[:3, :3], axis=0))
-        labels = anatomy.labels
-        renal_k = None
-        cs = np.isin(labels, [structure("collecting_system_left").label, structure("collecting_system_right").label])
-        if cs.any():
-            renal_k = float(np.nonzero(cs)[0].mean())
-        else:
-            renal_k = _level_k(anatomy.slice_levels, "L1-L2")
+        per_slice = _slice_histogram(anatomy.labels)  # [k, label] voxel counts, one pass
+        ks = np.arange(per_slice.shape[0], dtype=np.float64)
+        cs = per_slice[:, [structure("collecting_system_left").label,
+                           structure("collecting_system_right").label]].sum(axis=1)
+        renal_k = float((ks * cs).sum() / cs.sum()) if cs.any() else _level_k(anatomy.slice_levels, "L1-L2")
         t12_k = _level_k(anatomy.slice_levels, "T12")
         if t12_k is None:
             # No level count: the lung bases stand in for the thoraco-abdominal junction.
-            lung_k = np.flatnonzero((labels == structure("lung").label).any(axis=(1, 2)))
+            lung_k = np.flatnonzero(per_slice[:, structure("lung").label])
             t12_k = float(lung_k.min()) if lung_k.size else None
-        aorta = labels == structure("aorta").label
-        iliac = np.isin(labels, [s.label for s in STRUCTURES if s.region is Region.ILIAC])
-        pelvis_k = None
-        if aorta.any() and iliac.any():
-            pelvis_k = float(np.nonzero(aorta.any(axis=(1, 2)))[0].min())
-        else:
-            pelvis_k = _level_k(anatomy.slice_levels, "L5")
+        aorta_k = np.flatnonzero(per_slice[:, structure("aorta").label])
+        iliac_any = per_slice[:, [s.label for s in STRUCTURES if s.region is Region.ILIAC]].any()
+        pelvis_k = float(aorta_k.min()) if aorta_k.size and iliac_any else _level_k(anatomy.slice_levels, "L5")
         floor = _below_s1_k(anatomy.slice_levels, sp[0])
         return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k, floor)  # type: ignore[arg-type]
+
+
+def _slice_histogram(labels: np.ndarray) -> np.ndarray:
+    """Voxel count of every label in every slice (``[k, label]``), one pass over the map."""
+    n_labels = max(int(s.label) for s in STRUCTURES) + 1
+    out = np.zeros((labels.shape[0], n_labels), dtype=np.int64)
+    for k in range(labels.shape[0]):
+        counts = np.bincount(labels[k].ravel(), minlength=n_labels)
+        out[k] = counts[:n_labels]
+    return out
 
 
 def _below_s1_k(levels: tuple[str | None, ...], slice_mm: float) -> int | None:
