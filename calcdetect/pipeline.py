@@ -110,7 +110,7 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         ligament_mask=_structure_mask(anatomy, volume, ("ligamentum_flavum_zone",)),
     )
     findings = tuple(classify(candidates.lesions, anatomy, volume))
-    report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes)
+    report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes + candidates.warnings)
     warnings = tuple(volume.warnings) + tuple(candidates.warnings)
     return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)
 

@@ -236,7 +236,8 @@ def draft_report(
         Which report regions the scan covers: a region with no finding gets its
         negative sentence when covered and the "not included" sentence when not.
     notes
-        Caveats to append to Findings (e.g. transitional anatomy, contrast).
+        Caveats for the reader (transitional anatomy, levels not counted,
+        contrast); they go to ``Report.notes``, not into the Findings wording.
 
     Examples
     --------
@@ -265,7 +266,6 @@ def draft_report(
             lines.append(REGIONS[region].negative)
         else:
             lines.append(REGIONS[region].not_in_fov)
-    lines.extend(notes)
 
     impression = _impression(by_region)
     if not impression:
@@ -280,4 +280,5 @@ def draft_report(
         header=DRAFT_HEADER,
         findings="\n".join(lines) if lines else "No findings.",
         impression="\n".join(numbered),
+        notes="\n".join(f"- {n}" for n in dict.fromkeys(notes)),
     )

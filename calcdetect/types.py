@@ -239,6 +239,12 @@ class Report:
     header: str
     findings: str
     impression: str
+    # Caveats for the reader (level counting, field of view, contrast): kept out
+    # of the report's wording so that the draft reads as a radiologist writes.
+    notes: str = ""
 
     def text(self) -> str:
-        return f"{self.header}\n\nFINDINGS:\n{self.findings}\n\nIMPRESSION:\n{self.impression}\n"
+        body = f"{self.header}\n\nFINDINGS:\n{self.findings}\n\nIMPRESSION:\n{self.impression}\n"
+        if self.notes:
+            body += f"\nNOTES (calcdetect, for the reader; not part of the report):\n{self.notes}\n"
+        return body

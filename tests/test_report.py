@@ -99,8 +99,13 @@ def test_lookalikes_are_not_reported_as_calcification():
 
 
 @pytest.mark.parametrize("note", ["Transitional lumbosacral anatomy suspected."])
-def test_anatomy_notes_reach_the_findings(note):
-    assert note in draft_report([], ALL_IN_FOV, notes=[note]).findings
+def test_anatomy_notes_reach_the_reader_outside_the_report_wording(note):
+    report = draft_report([], ALL_IN_FOV, notes=[note, note])
+    assert note not in report.findings and note not in report.impression
+    assert report.notes == f"- {note}"  # once, even if two stages raised it
+    text = report.text()
+    assert text.index("IMPRESSION:") < text.index("NOTES (calcdetect") < text.index(note)
+    assert "NOTES" not in draft_report([], ALL_IN_FOV).text()
 
 
 def test_multilevel_ligamentum_flavum_is_summarised_in_one_sentence():

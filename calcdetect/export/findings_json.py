@@ -128,7 +128,8 @@ def findings_document(
         "warnings": list(dict.fromkeys(warnings)),  # de-duplicated, order kept
         "findings": [finding_to_dict(f) for f in findings],
         "report": (
-            {"header": report.header, "findings": report.findings, "impression": report.impression}
+            {"header": report.header, "findings": report.findings, "impression": report.impression,
+             "notes": report.notes}
             if report
             else {"header": "", "findings": "", "impression": ""}
         ),
