@@ -33,7 +33,7 @@ decay outside it), scaled down for lesions of a few voxels.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -63,6 +63,10 @@ class ClassifySettings:
     # The ligamentum flavum spans one interlaminar space (~15-20 mm tall); a
     # "ligament calcification" much longer than that is posterior-element bone.
     ligament_max_mm: float = 30.0
+    # Renal pattern (see _renal_pattern): foci smaller than this, when at least
+    # nephrocalcinosis_min_foci of them are in one kidney, are nephrocalcinosis.
+    nephrocalcinosis_max_mm: float = 6.0
+    nephrocalcinosis_min_foci: int = 3
 
 
 SOFT_TISSUE_HU = 40.0
@@ -92,7 +96,33 @@ def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
     """
     s = settings or ClassifySettings()
     ctx = _Context.of(anatomy, volume)
-    return [classify_lesion(les, ctx, n, s) for n, les in enumerate(lesions, start=1)]
+    findings = [classify_lesion(les, ctx, n, s) for n, les in enumerate(lesions, start=1)]
+    return _renal_pattern(findings, s)
+
+
+def _renal_pattern(findings: list[Finding], s: ClassifySettings) -> list[Finding]:
+    """Calculus or nephrocalcinosis from the pattern in each kidney, not location alone.
+
+    The papillae abut the calyces, so medullary foci often fall in an estimated
+    collecting system, and a calyceal stone in an estimated pyramid: location
+    alone called a cluster of 2 mm foci "six calculi". In a kidney with at least
+    ``nephrocalcinosis_min_foci`` small (< ``nephrocalcinosis_max_mm``) foci the
+    small ones are medullary nephrocalcinosis; a focus of that size or larger is
+    a calculus wherever it lies.
+    """
+    out = list(findings)
+    for side in ("left", "right"):
+        renal = [n for n, f in enumerate(out) if f.region == Region.RENAL.value and f.side == side
+                 and f.kind in (Kind.STONE, Kind.NEPHROCALCINOSIS)]
+        small = [n for n in renal if out[n].lesion.max_diameter_mm < s.nephrocalcinosis_max_mm]
+        cluster = len(small) >= s.nephrocalcinosis_min_foci
+        for n in renal:
+            f = out[n]
+            if f.lesion.max_diameter_mm >= s.nephrocalcinosis_max_mm and f.kind is Kind.NEPHROCALCINOSIS:
+                out[n] = replace(f, kind=Kind.STONE, segment="collecting system")
+            elif cluster and n in small and f.kind is Kind.STONE:
+                out[n] = replace(f, kind=Kind.NEPHROCALCINOSIS, segment="medullary")
+    return out
 
 
 @dataclass(frozen=True)

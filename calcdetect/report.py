@@ -106,6 +106,14 @@ def _pole(f: Finding) -> str | None:
     return None
 
 
+def _article(number_text: str) -> str:
+    """ "A" or "An" before a number as read aloud: an 8 mm, an 11 mm, an 18 mm, an 80 mm."""
+    digits = number_text.split()[0].split(".")[0]
+    spoken_vowel = digits.startswith("8") or digits in ("11", "18") or (
+        len(digits) in (5, 6) and digits.startswith(("11", "18")))
+    return "An" if spoken_vowel else "A"
+
+
 def _renal_lines(findings: Sequence[Finding]) -> list[str]:
     lines = []
     stones = [f for f in findings if f.kind == Kind.STONE]
@@ -120,7 +128,7 @@ def _renal_lines(findings: Sequence[Finding]) -> list[str]:
         pole = _pole(largest)
         where = f" in the {pole}" if pole else ""
         if len(side_stones) == 1:
-            lines.append(f"A {size} calculus in the {side} kidney{where}.")
+            lines.append(f"{_article(size)} {size} calculus in the {side} kidney{where}.")
         else:
             lines.append(
                 f"{number_word(len(side_stones))} calculi in the {side} kidney, "
@@ -130,7 +138,8 @@ def _renal_lines(findings: Sequence[Finding]) -> list[str]:
     for f in sorted(ureteral, key=lambda f: (f.side or "", f.level or "")):
         level = f" at the level of {f.level}" if f.level else ""
         side = f"{f.side} " if f.side else ""
-        lines.append(f"A {_fmt_mm(f.lesion.max_diameter_mm)} {side}ureteral calculus{level}.")
+        size = _fmt_mm(f.lesion.max_diameter_mm)
+        lines.append(f"{_article(size)} {size} {side}ureteral calculus{level}.")
     nephro = [f for f in findings if f.kind == Kind.NEPHROCALCINOSIS]
     if nephro:
         sides = {f.side for f in nephro if f.side}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calcdetect.anatomy.regions import Region, structure
-from calcdetect.classify import classify, morphology_of
+from calcdetect.classify import ClassifySettings, classify, morphology_of
 from calcdetect.types import AcquisitionInfo, AnatomyMap, Kind, Lesion, Morphology, Volume
 
 SHAPE = (40, 80, 80)  # k, j, i
@@ -118,11 +118,31 @@ def test_stone_in_collecting_system_and_medullary_nephrocalcinosis(scene):
     stone = _lesion(vol, _box(29, 31, 54, 57, 63, 66))
     medulla = _lesion(vol, _box(29, 30, 58, 60, 70, 72))
     cortex = _lesion(vol, _box(29, 30, 55, 56, 76, 78))
-    f1, f2, f3 = classify([stone, medulla, cortex], am, vol)
+    # Two foci in a kidney: location decides.
+    f1, f2 = classify([stone, medulla], am, vol)
     assert (f1.region, f1.kind, f1.side, f1.segment) == ("renal", Kind.STONE, "left", "collecting system")
     assert (f2.kind, f2.segment) == (Kind.NEPHROCALCINOSIS, "medullary")
+    assert [f.id for f in (f1, f2)] == ["F001", "F002"]
+    (f3,) = classify([cortex], am, vol)
     assert (f3.kind, f3.segment) == (Kind.NEPHROCALCINOSIS, "cortical")
-    assert [f.id for f in (f1, f2, f3)] == ["F001", "F002", "F003"]
+
+
+def test_cluster_of_small_foci_is_nephrocalcinosis_and_a_large_focus_a_calculus(scene):
+    vol, am = scene
+    # Three 2-3 mm foci, one of them on the estimated collecting system (papilla
+    # tips abut the calyces): the pattern is medullary nephrocalcinosis.
+    foci = [_lesion(vol, _box(29, 30, 54, 56, 63, 65)), _lesion(vol, _box(31, 32, 58, 60, 70, 72)),
+            _lesion(vol, _box(33, 34, 50, 52, 70, 72))]
+    fs = classify(foci, am, vol)
+    assert [f.kind for f in fs] == [Kind.NEPHROCALCINOSIS] * 3
+    # A 9 mm calcification in the estimated medulla is a (calyceal) calculus.
+    big = _lesion(vol, _box(28, 31, 56, 62, 68, 74))
+    (fb,) = classify([big], am, vol)
+    assert big.max_diameter_mm >= 6.0
+    assert (fb.region, fb.kind, fb.segment) == ("renal", Kind.STONE, "collecting system")
+    # By location alone (rule switched off) it would have been nephrocalcinosis.
+    (fl,) = classify([big], am, vol, ClassifySettings(nephrocalcinosis_max_mm=100.0))
+    assert fl.kind is Kind.NEPHROCALCINOSIS
 
 
 def test_ring_lesion_in_the_pelvis_is_a_phlebolith_not_vascular(scene):
