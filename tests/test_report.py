@@ -138,9 +138,9 @@ def test_thoracic_aortic_calcium_is_named_thoracic_in_the_impression():
     assert "thoracic and abdominal aorta (total Agatston 150)" in report.impression
 
 
-@pytest.mark.parametrize("size, article", [(8.0, "An"), (11.0, "An"), (18.0, "An"), (7.0, "A"),
-                                           (1.0, "A"), (80.0, "An"), (12.0, "A")])
+@pytest.mark.parametrize("size, article", [(8.0, "An"), (11.0, "An"), (18.0, "An"), (7.0, "A"), (8.4, "An"),
+                                           (5.0, "A"), (80.0, "An"), (12.0, "A")])
 def test_calculus_sentence_uses_the_right_article(size, article):
     stone = finding(Region.RENAL, kind=Kind.STONE, side="left", diameter=size)
     lines = draft_report([stone], ALL_IN_FOV).findings.splitlines()
-    assert any(line.startswith(f"{article} {int(size)} mm calculus in the left kidney") for line in lines)
+    assert any(line.startswith(f"{article} {size:.0f} mm calculus in the left kidney") for line in lines)
