@@ -500,3 +500,25 @@ def test_two_truth_lesions_fused_into_one_finding_are_both_found(tmp_path):
     # The fused finding carries the aortic lesion's region: wrong for the iliac one.
     assert rep.region_accuracy == 0.5
     assert rep.per_study[0]["merged"] == 1
+
+
+def test_eval_ct_matrix_script_runs_a_case_end_to_end(tmp_path, capsys):
+    """scripts/eval_ct.py: phantom -> DICOM -> calcdetect run -> evaluate, one small case."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "eval_ct.py"
+    spec = importlib.util.spec_from_file_location("eval_ct", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # The design cycles kVp / noise / thickness with the case's position in the list.
+    s = mod.case_settings(5, 505, 128, ("L3", "L4"))
+    assert (s.kvp, s.noise_sigma_hu, s.slice_thickness_mm, s.contrast) == (100.0, 40.0, 1.25, False)
+    assert mod.parse_seeds("500-502,510") == [500, 501, 502, 510]
+    out_json = tmp_path / "m.json"
+    argv = ["--seeds", "508", "--matrix", "128", "--fov", "L3-L4", "--cache", str(tmp_path / "c"),
+            "--json", str(out_json)]
+    assert mod.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "s508_m128_kv80_n10_t0.625_L3-L4" in out and "sensitivity, targets >= 3 mm" in out
+    metrics = json.loads(out_json.read_text())
+    assert metrics["n_scans_scored"] == 1 and metrics["per_study"][0]["match_method"] == "mask"
