@@ -10,6 +10,11 @@ Usage::
 
     .venv/bin/python scripts/eval_anatomy.py --seeds 1 2 3 [--pixel-mm 1.0 --thickness 2.5 --matrix 384]
         [--classify]   # also candidates + classify against the lesion truth
+        [--random]     # acquisition drawn per seed (held-out check: --seeds 200 ... 209 --random)
+
+Classification metrics are over truth lesions that a finding overlaps: region
+accuracy (also per truth region), side and exact level (string equality, as
+``calcdetect evaluate``) over the vascular / renal / ligament lesions that have one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -24,7 +30,7 @@ from calcdetect.anatomy import build_anatomy
 from calcdetect.anatomy.regions import STRUCTURES, VERTEBRA_LEVELS, Region, structure
 from calcdetect.bone import segment_bone
 from calcdetect.device import Device
-from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
+from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom, random_settings
 from calcdetect.types import AcquisitionInfo, Volume
 
 
@@ -51,10 +57,22 @@ def truth_levels(phantom, nk: int) -> list[str | None]:
     return out
 
 
+def phantom_settings(seed: int, pixel_mm: float, thickness: float, matrix: int, randomised: bool = False,
+                     **kw) -> CTPhantomSettings:
+    """Fixed acquisition, or (``randomised``) kVp / noise / pixel / thickness / kernel /
+    lesion mix drawn by the seed with the thickness capped at 3 mm (issue #4's range)."""
+    if randomised:
+        st = random_settings(seed, matrix=matrix, **kw)
+        if st.slice_thickness_mm > 3.0:
+            st = replace(st, slice_thickness_mm=3.0)
+        return st
+    return CTPhantomSettings(seed=seed, matrix=matrix, pixel_mm=pixel_mm, slice_thickness_mm=thickness, **kw)
+
+
 def evaluate(seed: int, pixel_mm: float, thickness: float, matrix: int, classify_too: bool = False,
-             **kw) -> dict:
-    ph = generate_ct_phantom(CTPhantomSettings(seed=seed, matrix=matrix, pixel_mm=pixel_mm,
-                                               slice_thickness_mm=thickness, **kw))
+             randomised: bool = False, **kw) -> dict:
+    st = phantom_settings(seed, pixel_mm, thickness, matrix, randomised, **kw)
+    ph = generate_ct_phantom(st)
     vol = Volume(ph.hu, tuple(ph.spacing), ph.affine, AcquisitionInfo("CT", kvp=ph.settings.kvp))
     t0 = time.perf_counter()
     # as the pipeline does: one bone segmentation shared by anatomy and candidates
@@ -68,14 +86,21 @@ def evaluate(seed: int, pixel_mm: float, thickness: float, matrix: int, classify
     def lab(name: str) -> int:
         return structure(name).label
 
-    res: dict = {"seed": seed, "shape": list(vol.shape), "spacing": list(vol.spacing), "seconds": round(secs, 1)}
+    res: dict = {"seed": seed, "shape": list(vol.shape), "spacing": [round(v, 3) for v in vol.spacing],
+                 "kvp": st.kvp, "noise_hu": st.noise_sigma_hu, "contrast": st.contrast,
+                 "seconds": round(secs, 1)}
     res["dice_aorta"] = dice(pred == lab("aorta"), true == lab("aorta"))
     res["dice_iliac"] = dice(np.isin(pred, iliac), np.isin(true, iliac))
     for side in ("left", "right"):
         names = [f"kidney_{side}", f"kidney_medulla_{side}", f"collecting_system_{side}"]
         ids = [lab(n) for n in names]
         res[f"dice_kidney_{side}"] = dice(np.isin(pred, ids), np.isin(true, ids))
+    for seg in ("common", "external", "internal"):
+        ids = [lab(f"{seg}_iliac_artery_{side}") for side in ("left", "right")]
+        # per segment, sides kept apart: a left label on the right artery is wrong
+        res[f"dice_iliac_{seg}"] = dice(*(np.stack([arr == i for i in ids]) for arr in (pred, true)))
     res["dice_vertebrae"] = dice(np.isin(pred, vert), np.isin(true, vert))
+    res["dice_lf_zone"] = dice(pred == lab("ligamentum_flavum_zone"), true == lab("ligamentum_flavum_zone"))
     res["dice_canal"] = dice(pred == lab("spinal_canal"), true == lab("spinal_canal"))
     tl = truth_levels(ph, vol.shape[0])
     pl = list(am.slice_levels)
@@ -109,6 +134,8 @@ def _classify_eval(ph, vol: Volume, am, bone: np.ndarray) -> dict:
     findings = classify(cands.lesions, am, vol)
     truth = {t.id: t for t in ph.lesions}
     hits, region_ok, kind_ok, level_ok, lookalike_err = 0, 0, 0, 0, 0
+    side_n = side_ok = level_n = level_exact = 0
+    by_region: dict[str, list[int]] = {}
     confusions: dict[str, int] = {}
     false_pos: dict[str, int] = {}
     for f in findings:
@@ -125,6 +152,16 @@ def _classify_eval(ph, vol: Volume, am, bone: np.ndarray) -> dict:
         region_ok += f.region == t.region
         kind_ok += f.kind.value == t.kind
         level_ok += bool(f.level and t.level and (set(f.level.split("-")) & set(t.level.split("-"))))
+        tally = by_region.setdefault(t.region, [0, 0])
+        tally[0] += 1
+        tally[1] += f.region == t.region
+        if t.side is not None and t.region != "other":
+            side_n += 1
+            side_ok += f.side == t.side
+        if t.level is not None and t.region != "other":
+            # as calcdetect.evaluate: exact string equality, truth levels only
+            level_n += 1
+            level_exact += f.level == t.level
         if t.region == "other" and f.region in ("aorta", "iliac", "renal"):
             lookalike_err += 1
         if f.region != t.region or f.kind.value != t.kind:
@@ -134,6 +171,9 @@ def _classify_eval(ph, vol: Volume, am, bone: np.ndarray) -> dict:
             "cls_region_acc": round(region_ok / hits, 3) if hits else None,
             "cls_kind_acc": round(kind_ok / hits, 3) if hits else None,
             "cls_level_overlap_acc": round(level_ok / hits, 3) if hits else None,
+            "cls_level_exact_acc": round(level_exact / level_n, 3) if level_n else None,
+            "cls_side_acc": round(side_ok / side_n, 3) if side_n else None,
+            "cls_region_acc_by_truth_region": {r: f"{ok}/{n}" for r, (n, ok) in sorted(by_region.items())},
             "cls_lookalike_called_vascular_or_renal": lookalike_err,
             "cls_confusions": confusions, "cls_false_positive_findings_by_region": false_pos}
 
@@ -143,18 +183,25 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--pixel-mm", type=float, default=1.0)
     ap.add_argument("--thickness", type=float, default=2.5)
-    ap.add_argument("--matrix", type=int, default=384)
+    ap.add_argument("--matrix", type=int, default=None, help="384 (fixed acquisition) or 512 (--random)")
     ap.add_argument("--contrast", action="store_true")
     ap.add_argument("--classify", action="store_true", help="also run candidates + classify vs lesion truth")
+    ap.add_argument("--random", action="store_true",
+                    help="acquisition drawn per seed (random_settings: kVp 80-140, noise 10-40 HU, "
+                         "pixel 0.6-1 mm, slices 0.625-3 mm, kernels, contrast in ~20%%)")
     args = ap.parse_args()
-    rows = [evaluate(s, args.pixel_mm, args.thickness, args.matrix, args.classify, contrast=args.contrast)
-            for s in args.seeds]
-    for r in rows:
-        print(json.dumps(r))
+    kw = {"contrast": True} if args.contrast else {}
+    matrix = args.matrix or (512 if args.random else 384)
+    rows = []
+    for s in args.seeds:
+        rows.append(evaluate(s, args.pixel_mm, args.thickness, matrix, args.classify,
+                             randomised=args.random, **kw))
+        print(json.dumps(rows[-1]), flush=True)
     keys = [k for k in rows[0] if k.startswith(("dice_", "level_acc", "cls_"))
-            and k not in ("cls_confusions", "cls_false_positive_findings_by_region")]
-    summary = {k: round(float(np.mean([r[k] for r in rows if r[k] is not None])), 3)
-               for k in keys if any(r[k] is not None for r in rows)}
+            and k not in ("cls_confusions", "cls_false_positive_findings_by_region",
+                          "cls_region_acc_by_truth_region")]
+    summary = {k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 3)
+               for k in keys if any(r.get(k) is not None for r in rows)}
     print("mean", json.dumps(summary))
 
 

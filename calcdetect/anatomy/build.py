@@ -13,6 +13,13 @@ The recipe:
    but keeps bone bone: body < ureter zone < kidney < iliac arteries < vertebrae
    < disc < canal < ligamentum flavum zone < aorta (outside the vertebrae).
 
+The rules run on a coarse work grid (about 2 x 2 x 2.5 mm, see grid.py) inside
+the body's bounding box, and the labels are brought back to the CT grid by
+nearest neighbour: a 512 x 512 x 400 CT takes seconds, not minutes, and the
+AnatomyMap still overlays the CT voxel for voxel. Before the spine is found, a
+contrast-filled aorta that passes the bone threshold is carved out of the bone
+mask (vessels.enhanced_lumen).
+
 The rules run on CPU (numpy / scipy / scikit-image); ``device`` is accepted for
 the pipeline's uniform signature and for the CNN path.
 """
@@ -25,6 +32,14 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
+from calcdetect.anatomy.grid import (
+    WORK_SPACING_MM,
+    block_majority,
+    to_fine_labels,
+    to_fine_levels,
+    work_grid,
+    work_volume,
+)
 from calcdetect.anatomy.external import levels_from_vertebrae, load_totalsegmentator, split_iliac
 from calcdetect.anatomy.kidneys import Kidney, find_kidneys, subdivide_kidney, ureter_zone
 from calcdetect.anatomy.regions import (
@@ -34,8 +49,8 @@ from calcdetect.anatomy.regions import (
     level_index,
     structure,
 )
-from calcdetect.anatomy.spine import Spine, body_mask_2d, find_spine
-from calcdetect.anatomy.vessels import Vessels, find_vessels
+from calcdetect.anatomy.spine import Spine, body_centres_of, body_masks, find_spine
+from calcdetect.anatomy.vessels import Vessels, enhanced_lumen, find_vessels
 from calcdetect.device import Device
 from calcdetect.types import AnatomyMap, Volume
 
@@ -74,14 +89,29 @@ def compose_labels(shape: tuple[int, int, int], masks: list[tuple[str, np.ndarra
     """Paint ``(structure name, bool mask)`` pairs in order; later ones win."""
     labels = np.zeros(shape, dtype=np.uint8)
     for name, m in masks:
-        if m is not None and m.any():
-            labels[m] = _label(name)
+        if m is not None:
+            # copyto with where= paints without materialising index arrays
+            np.copyto(labels, np.uint8(_label(name)), where=m)
     return labels
 
 
+def _union(masks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """OR of bool masks, one at a time (no stacked temporary)."""
+    out = np.zeros(shape, dtype=bool)
+    for m in masks:
+        out |= m
+    return out
+
+
 def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | None = None,
-                  external_dir: Path | None = None) -> AnatomyMap:
-    """Anatomy of a CT volume on its own grid.
+                  external_dir: Path | None = None,
+                  work_spacing_mm: tuple[float, float, float] = WORK_SPACING_MM) -> AnatomyMap:
+    """Anatomy of a CT volume, labelled on the volume's own grid.
+
+    The rules run on a coarser work grid (``work_spacing_mm``, block-averaged HU,
+    majority bone; see :mod:`calcdetect.anatomy.grid`) and the labels are brought
+    back to the CT grid by nearest neighbour, so the result overlays the CT
+    voxel for voxel whatever grid the rules used.
 
     Parameters
     ----------
@@ -101,33 +131,73 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
         Labels use the registry's Structure ids; ``slice_levels`` are ``None``
         where no level could be assigned (the notes say why).
     """
+    if bone_mask is not None and bone_mask.shape != volume.shape:
+        raise ValueError(f"bone_mask shape {bone_mask.shape} does not match the volume {volume.shape}")
+    grid = work_grid(volume.shape, volume.spacing, work_spacing_mm)
+    coarse = work_volume(volume, grid)
+    bone = block_majority(bone_mask, grid) if bone_mask is not None else None
+    # Air around the patient holds no anatomy: the rules run in the body's box.
+    body = body_masks(coarse.array)
+    box = _body_box(body)
+    am = _rule_anatomy(_crop(coarse, box), None if bone is None else bone[box], external_dir, body[box])
+    labels = np.zeros(coarse.shape, dtype=am.labels.dtype)
+    labels[box] = am.labels
+    if not grid.identity:
+        labels = to_fine_labels(labels, grid)
+    return AnatomyMap(labels=labels, affine=volume.affine.copy(),
+                      slice_levels=to_fine_levels(am.slice_levels, grid), source=am.source, notes=am.notes)
+
+
+def _body_box(body: np.ndarray, margin: int = 3) -> tuple[slice, slice, slice]:
+    """In-plane bounding box of the body over all slices, plus ``margin`` pixels."""
+    _, nj, ni = body.shape
+    rows = np.flatnonzero(body.any(axis=(0, 2)))
+    cols = np.flatnonzero(body.any(axis=(0, 1)))
+    if rows.size == 0:
+        return slice(None), slice(0, nj), slice(0, ni)
+    return (slice(None), slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, nj)),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, ni)))
+
+
+def _crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    """The volume inside ``box``, its affine moved to the box's first voxel."""
+    shift = np.eye(4)
+    shift[:3, 3] = [sl.start or 0 for sl in box]
+    return Volume(volume.array[box], volume.spacing, volume.affine @ shift, volume.info, volume.warnings)
+
+
+def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Path | None,
+                  body: np.ndarray) -> AnatomyMap:
+    """The rules (and external masks) on ``volume``'s grid -- the work grid, body box."""
     hu = volume.array
     spacing = tuple(float(v) for v in volume.spacing)
     nk = hu.shape[0]
-    if bone_mask is not None and bone_mask.shape != hu.shape:
-        raise ValueError(f"bone_mask shape {bone_mask.shape} does not match the volume {hu.shape}")
     notes: list[str] = []
     source: dict[str, str] = {}
 
-    spine = find_spine(hu, spacing, bone=bone_mask)
-    notes.extend(spine.notes)
     bone = bone_mask if bone_mask is not None else hu >= 200.0
+    # An iodine-filled aorta passes any bone threshold that keeps cancellous
+    # bone; taken for bone it would join the column and hide from the vessel
+    # search. Round homogeneous tubes at blood-pool HU are carved out first.
+    lumen = enhanced_lumen(hu, bone, spacing)
+    if lumen.any():
+        bone = bone & ~lumen
+        notes.append("contrast-enhanced vessel lumen found inside the bone mask and removed from it")
+    spine = find_spine(hu, spacing, bone=bone, body=body)
+    notes.extend(spine.notes)
     if spine.found:
         source["spine"] = "rules"
         body_centre = spine.body_centre
         front = _body_front(spine, nk)
     else:
-        body_centre = np.full((nk, 2), np.nan)
-        for k in range(nk):
-            bm = body_mask_2d(hu[k])
-            if bm.any():
-                body_centre[k] = ndi.center_of_mass(bm)
+        body_centre = body_centres_of(body, min_px=0)
         front = body_centre[:, 0]
     vessels: Vessels | None = None
     kidneys: dict[str, Kidney] = {}
     if np.isfinite(body_centre).all():
+        sacrum_top = max((g.k1 for g in spine.segments if g.sacrum), default=None)
         vessels = find_vessels(hu, spacing, body_centre, front, bone,
-                               spine_mask=spine.column | spine.bodies)
+                               spine_mask=spine.column | spine.bodies, sacrum_top_k=sacrum_top)
         notes.extend(vessels.notes)
         vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
         contrast = _contrast_suspected(volume, hu, vessels)
@@ -144,7 +214,7 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
     vertebrae: list[tuple[str, np.ndarray]] = [
         (f"vertebrae_{lv}" if lv != "S1" else "sacrum", m) for lv, m in spine.vertebra_levels.items()
     ]
-    unlabelled_column = spine.column & ~np.any([m for _, m in vertebrae], axis=0) if vertebrae else spine.column
+    unlabelled_column = spine.column & ~_union([m for _, m in vertebrae], hu.shape)
     canal, lf, discs = spine.canal, spine.lf_zone, spine.discs
     aorta = vessels.aorta if vessels is not None else np.zeros(hu.shape, bool)
     iliac = dict(vessels.iliac) if vessels is not None else {}
@@ -180,7 +250,6 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
             lf = _lf_from_canal(canal, spacing)
             source["spinal_canal"] = "totalsegmentator"
 
-    body = _body(hu)
     lung = _lung_fields(hu, body)
     lung_k = np.flatnonzero(lung.any(axis=(1, 2)))
     if lung_k.size:
@@ -213,8 +282,7 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
     layers += [("intervertebral_disc", discs), ("spinal_canal", canal), ("ligamentum_flavum_zone", lf)]
     # The aortic wall margin may reach the anterior cortex: plaque outside the
     # body stays aortic, the body itself stays bone.
-    column = np.any([m for _, m in vertebrae], axis=0) if vertebrae else np.zeros(hu.shape, bool)
-    column |= spine.column | spine.bodies
+    column = _union([m for _, m in vertebrae] + [spine.column, spine.bodies], hu.shape)
     # Bone outside the column -- ribs above the kidneys' lower poles, the pelvis
     # below -- keeps a bone label so that specks on its edge are not placed in
     # a neighbouring vessel zone by distance.
@@ -236,11 +304,7 @@ def _other_bone(bone: np.ndarray, column: np.ndarray, levels: tuple[str | None, 
     # Only large components are bone (>= 1.5 ml, as in calcdetect.bone): a
     # thresholded mask also holds stones and plaques, which must keep their
     # organ's label.
-    lab = cc3d.connected_components(other, connectivity=26)
-    counts = np.bincount(lab.ravel())
-    counts[0] = 0
-    keep = np.flatnonzero(counts * voxel_mm3 >= 1500.0)
-    other = np.isin(lab, keep) if keep.size else np.zeros_like(other)
+    other = cc3d.dust(other, threshold=int(np.ceil(1500.0 / voxel_mm3)), connectivity=26, in_place=True)
     nk = bone.shape[0]
     split = None
     l5 = [k for k, lv in enumerate(levels) if lv == "L5"]
@@ -303,13 +367,6 @@ def _lung_fields(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
     air = (hu < LUNG_HU) & body
     frac = air.sum(axis=(1, 2)) / np.maximum(body.sum(axis=(1, 2)), 1)
     return air & (frac >= LUNG_FRACTION)[:, None, None]
-
-
-def _body(hu: np.ndarray) -> np.ndarray:
-    out = np.zeros(hu.shape, dtype=bool)
-    for k in range(hu.shape[0]):
-        out[k] = body_mask_2d(hu[k])
-    return out
 
 
 def _contrast_suspected(volume: Volume, hu: np.ndarray, vessels: Vessels) -> bool:

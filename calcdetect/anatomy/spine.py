@@ -36,8 +36,11 @@ __all__ = [
     "Segment",
     "find_spine",
     "body_mask_2d",
+    "body_masks",
+    "fill_holes_per_slice",
     "disk",
     "dilate2d",
+    "dilate_in_plane",
     "NO_ANCHOR_NOTE",
     "TRANSITIONAL_NOTE",
 ]
@@ -118,6 +121,36 @@ def dilate2d(mask: np.ndarray, radius_px: float) -> np.ndarray:
     return out
 
 
+def dilate_in_plane(mask: np.ndarray, radius_mm: float, sj: float, si: float) -> np.ndarray:
+    """Every slice of a ``[k, j, i]`` stack dilated by a disk of ``radius_mm``, at once.
+
+    An exact in-plane Euclidean distance, per slice, inside the mask's bounding box
+    plus the radius.
+    """
+    return distance_in_plane(mask, radius_mm, sj, si) <= radius_mm + 1e-6
+
+
+def distance_in_plane(mask: np.ndarray, reach_mm: float, sj: float, si: float) -> np.ndarray:
+    """In-plane distance (mm, float32) of every voxel to the mask on its slice,
+    exact up to ``reach_mm`` and ``inf`` beyond the mask's box grown by it."""
+    out = np.full(mask.shape, np.inf, dtype=np.float32)
+    if not mask.any():
+        return out
+    radius_mm = reach_mm
+    _, nj, ni = mask.shape
+    rj, ri = int(np.ceil(radius_mm / sj)) + 1, int(np.ceil(radius_mm / si)) + 1
+    ks = np.flatnonzero(mask.any(axis=(1, 2)))
+    rows, cols = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
+    box = (slice(ks[0], ks[-1] + 1), slice(max(rows[0] - rj, 0), min(rows[-1] + rj + 1, nj)),
+           slice(max(cols[0] - ri, 0), min(cols[-1] + ri + 1, ni)))
+    sub = mask[box]
+    dist = out[box]
+    for n in np.flatnonzero(sub.any(axis=(1, 2))):
+        # 2-D distance per slice: a 3-D transform would also sweep along k
+        dist[n] = ndi.distance_transform_edt(~sub[n], sampling=(sj, si))
+    return out
+
+
 def bbox2d(mask: np.ndarray, margin_px: int) -> tuple[slice, slice]:
     """Bounding box of a non-empty 2-D mask grown by ``margin_px`` (clipped)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -134,6 +167,52 @@ def body_mask_2d(slice_hu: np.ndarray, threshold_hu: float = -400.0) -> np.ndarr
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     return ndi.binary_fill_holes(lab == int(np.argmax(sizes)))
+
+
+# In-plane connectivity for labelling a [k, j, i] stack slice by slice in one call:
+# ndimage numbers labels in raster order, so each slice's labels form one
+# contiguous range and never join across slices.
+_PLANE4 = np.zeros((3, 3, 3), dtype=bool)
+_PLANE4[1] = ndi.generate_binary_structure(2, 1)
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Per-slice ``binary_fill_holes`` of a ``[k, j, i]`` stack in one labelling pass.
+
+    Background not 4-connected (in its slice) to the slice border is a hole.
+    """
+    lab, n = ndi.label(~mask, structure=_PLANE4)
+    if n == 0:
+        return mask.copy()
+    hole = np.ones(n + 1, dtype=bool)
+    hole[0] = False
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        hole[edge.ravel()] = False
+    return mask | hole[lab]
+
+
+def body_masks(hu: np.ndarray, threshold_hu: float = -400.0) -> np.ndarray:
+    """The patient's body on every slice: the largest 3-D component above air,
+    with the holes of each slice (lungs, bowel gas) filled.
+
+    Like :func:`body_mask_2d` slice by slice, but with two 3-D labellings
+    (cc3d) for the whole stack instead of two per slice. A hole is background
+    not connected to the in-plane border of the stack.
+    """
+    m = hu > threshold_hu
+    if not m.any():
+        return m
+    lab = cc3d.connected_components(m, connectivity=6)
+    counts = np.bincount(lab.ravel())
+    counts[0] = 0
+    body = lab == int(np.argmax(counts))
+    del lab
+    bg = cc3d.connected_components(~body, connectivity=6)
+    hole = np.ones(int(bg.max()) + 1, dtype=bool)
+    hole[0] = False
+    for edge in (bg[:, 0, :], bg[:, -1, :], bg[:, :, 0], bg[:, :, -1]):
+        hole[edge.ravel()] = False
+    return body | hole[bg]
 
 
 def _interp_nan(values: np.ndarray) -> np.ndarray:
@@ -177,35 +256,36 @@ def _seed(bone: np.ndarray, body_centres: np.ndarray,
     return float(j), float(i)
 
 
-def _column_slice(bone2d: np.ndarray, centre: tuple[float, float], s: SpineSettings,
+def _column_stack(lab: np.ndarray, bone: np.ndarray, centres: np.ndarray, s: SpineSettings,
                   sj: float, si: float) -> np.ndarray:
-    """The column's bone on one slice: components crossing a midline strip.
+    """The column's bone on every slice: components crossing a midline strip.
 
-    The strip (+-12 mm of the centre line, from 25 mm anterior to 60 mm posterior of
-    ``centre``) crosses the body, the arch and the spinous process but not the ribs,
-    the sternum or the aorta in front of the body.
+    ``lab`` labels the bone after a 1-pixel closing, slice by slice. The strip
+    (+-12 mm of ``centres[k]``, from 25 mm anterior to ``column_posterior_mm``
+    posterior of it) crosses the body, the arch and the spinous process but not
+    the ribs, the sternum or the aorta in front of the body; the result is
+    clipped to a box around the column so that ribs or the pelvis joined at a
+    joint do not drag half the skeleton in.
     """
-    closed = ndi.binary_closing(bone2d, structure=disk(1.0)) | bone2d
-    lab, n = ndi.label(closed)
-    if n == 0:
-        return np.zeros_like(bone2d)
-    nj, ni = bone2d.shape
-    jc, ic = centre
-    j0, j1 = int(max(jc - 25.0 / sj, 0)), int(min(jc + s.column_posterior_mm / sj + 1, nj))
-    i0, i1 = int(max(ic - 12.0 / si, 0)), int(min(ic + 12.0 / si + 1, ni))
-    ids = np.unique(lab[j0:j1, i0:i1])
-    ids = ids[ids > 0]
-    col = np.isin(lab, ids) & bone2d
-    # Clip to a box around the column so ribs or the pelvis joined at a joint do
-    # not drag half the skeleton in.
-    box = np.zeros_like(col)
-    box[int(max(jc - s.column_anterior_mm / sj, 0)) : int(min(jc + s.column_posterior_mm / sj + 1, nj)),
-        int(max(ic - s.column_half_width_mm / si, 0)) : int(min(ic + s.column_half_width_mm / si + 1, ni))] = True
-    return col & box
+    nk, nj, ni = bone.shape
+    keep = np.zeros(int(lab.max()) + 1, dtype=bool)
+    box = np.zeros(bone.shape, dtype=bool)
+    for k in range(nk):
+        jc, ic = centres[k]
+        if not np.isfinite(jc):
+            continue
+        j0, j1 = int(max(jc - 25.0 / sj, 0)), int(min(jc + s.column_posterior_mm / sj + 1, nj))
+        i0, i1 = int(max(ic - 12.0 / si, 0)), int(min(ic + 12.0 / si + 1, ni))
+        keep[lab[k, j0:j1, i0:i1].ravel()] = True
+        box[k, int(max(jc - s.column_anterior_mm / sj, 0)) : int(min(jc + s.column_posterior_mm / sj + 1, nj)),
+            int(max(ic - s.column_half_width_mm / si, 0)) : int(min(ic + s.column_half_width_mm / si + 1, ni))] = True
+    keep[0] = False
+    return keep[lab] & bone & box
 
 
 def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
-               bone: np.ndarray | None = None, settings: SpineSettings | None = None) -> Spine:
+               bone: np.ndarray | None = None, settings: SpineSettings | None = None,
+               body: np.ndarray | None = None) -> Spine:
     """Find the vertebral column, canal, discs, levels and ligamentum flavum zone.
 
     Parameters
@@ -217,6 +297,8 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
     bone : ndarray of bool, optional
         A bone mask to use instead of ``hu >= settings.bone_hu``.
     settings : SpineSettings, optional
+    body : ndarray of bool, optional
+        The body mask (:func:`body_masks`) when the caller has it already.
 
     Returns
     -------
@@ -230,33 +312,41 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
         bone = hu >= s.bone_hu
     bone = bone.astype(bool, copy=False)
 
-    body_centres = np.full((nk, 2), np.nan)
-    for k in range(nk):
-        bm = body_mask_2d(hu[k])
-        if bm.sum() > 100:
-            body_centres[k] = ndi.center_of_mass(bm)
+    body_centres = body_centres_of(body if body is not None else body_masks(hu))
     empty = np.zeros(hu.shape, dtype=bool)
     seed = _seed(bone, body_centres, (sk, sj, si)) if np.isfinite(body_centres).any() else None
     if seed is None:
         return Spine(empty, empty, empty, empty, empty, np.full((nk, 2), np.nan), np.full((nk, 2), np.nan),
                      (), (None,) * nk, ("no vertebral column found",), found=False)
+    # Everything up to the level count happens in a box around the seed that
+    # holds the column with room for lordosis / scoliosis: a tenth of the slice,
+    # so the per-slice morphology costs a tenth.
+    full_shape, bone_full = hu.shape, bone
+    box = _column_box(seed, hu.shape, s, sj, si)
+    off = np.array([box[1].start, box[2].start], dtype=float)
+    hu, bone = hu[box], bone[box]
+    seed = (seed[0] - off[0], seed[1] - off[1])
+    nj, ni = hu.shape[1:]
+
+    def paste(m: np.ndarray) -> np.ndarray:
+        out = np.zeros(full_shape, dtype=bool)
+        out[box] = m
+        return out
 
     # Pass 1: select the column around the fixed seed, pass 2 around a smoothed
     # per-slice track (follows lordosis / kyphosis).
-    column = np.zeros(hu.shape, dtype=bool)
-    track = np.full((nk, 2), np.nan)
-    for k in range(nk):
-        col = _column_slice(bone[k], seed, s, sj, si)
-        if col.sum() * sj * si > 100.0:
-            track[k] = ndi.center_of_mass(col)
+    # One closing and one labelling of the whole stack serve both passes.
+    closed_lab, _ = ndi.label(ndi.binary_closing(bone, structure=disk(1.0)[None]) | bone, structure=_PLANE4)
+    col = _column_stack(closed_lab, bone, np.tile(seed, (nk, 1)), s, sj, si)
+    area = col.sum(axis=(1, 2)) * sj * si
+    track = np.where((area > 100.0)[:, None], body_centres_of(col, min_px=0), np.nan)
     if not np.isfinite(track).any():
         return Spine(empty, empty, empty, empty, empty, np.full((nk, 2), np.nan), np.full((nk, 2), np.nan),
                      (), (None,) * nk, ("no vertebral column found",), found=False)
     track = _interp_nan(track)
     win = max(int(round(30.0 / sk)) | 1, 1)
     track = ndi.median_filter(track, size=(win, 1), mode="nearest")
-    for k in range(nk):
-        column[k] = _column_slice(bone[k], (track[k, 0], track[k, 1]), s, sj, si)
+    column = _column_stack(closed_lab, bone, track, s, sj, si)
 
     canal, canal_centre = _find_canal(hu, column, track, s, (sk, sj, si))
     # A 3 mm closing bridges gaps in the cortex of osteoporotic or fatty bodies
@@ -297,8 +387,10 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
 
     ratio = areas / typical if typical > 0 else np.zeros(nk)
     segments = _segments(ratio, s, sk)
-    segments = _mark_sacrum(segments, bone, column, body_centre, s, (sk, sj, si))
-    segments = _mark_ribs(segments, bone, column, body_centre, s, (sk, sj, si))
+    # The sacrum's alae and the ribs reach beyond the box: full slices there.
+    column_full, centre_full = paste(column), body_centre + off
+    segments = _mark_sacrum(segments, bone_full, column_full, centre_full, s, (sk, sj, si))
+    segments = _mark_ribs(segments, bone_full, column_full, centre_full, s, (sk, sj, si))
     segments, notes = _assign_levels(segments, sk)
     slice_levels = _slice_levels(segments, nk)
     discs = _disc_mask(hu, bodies, segments, nk)
@@ -311,8 +403,33 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
         m[seg.k0 : seg.k1 + 1] = filled[seg.k0 : seg.k1 + 1]
         by_level[seg.level] = m
     _assign_disc_slices(by_level, filled, segments)
-    return Spine(filled, bodies, canal, discs, lf, body_centre, canal_centre, tuple(segments),
-                 slice_levels, tuple(notes), True, by_level)
+    return Spine(paste(filled), paste(bodies), paste(canal), paste(discs), paste(lf), centre_full,
+                 canal_centre + off, tuple(segments), slice_levels, tuple(notes), True,
+                 {lv: paste(m) for lv, m in by_level.items()})
+
+
+def body_centres_of(body: np.ndarray, min_px: int = 100) -> np.ndarray:
+    """``(nk, 2)`` centre of mass ``(j, i)`` of the body per slice (NaN if under ``min_px``)."""
+    nk, nj, ni = body.shape
+    area = body.sum(axis=(1, 2), dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cj = (body.sum(axis=2, dtype=np.int64) * np.arange(nj)).sum(axis=1) / area
+        ci = (body.sum(axis=1, dtype=np.int64) * np.arange(ni)).sum(axis=1) / area
+    out = np.column_stack([cj, ci]).astype(np.float64)
+    out[area <= min_px] = np.nan
+    return out
+
+
+def _column_box(seed: tuple[float, float], shape: tuple[int, int, int], s: SpineSettings,
+                sj: float, si: float, drift_mm: float = 40.0) -> tuple[slice, slice, slice]:
+    """The column's box around the seed: its anterior / posterior / lateral reach plus
+    ``drift_mm`` for curvature, clipped to the slice."""
+    _, nj, ni = shape
+    j0 = int(max(seed[0] - (s.column_anterior_mm + drift_mm) / sj, 0))
+    j1 = int(min(seed[0] + (s.column_posterior_mm + drift_mm) / sj + 1, nj))
+    i0 = int(max(seed[1] - (s.column_half_width_mm + drift_mm) / si, 0))
+    i1 = int(min(seed[1] + (s.column_half_width_mm + drift_mm) / si + 1, ni))
+    return slice(None), slice(j0, j1), slice(i0, i1)
 
 
 def _find_canal(hu: np.ndarray, column: np.ndarray, track: np.ndarray, s: SpineSettings,
@@ -474,19 +591,14 @@ def _mark_ribs(segs: list[Segment], bone: np.ndarray, column: np.ndarray, centre
     if not segs:
         return segs
     sk, sj, si = spacing
-    grown = np.zeros_like(column)
-    for k in range(column.shape[0]):
-        if column[k].any():
-            grown[k] = dilate2d(column[k], 3.0 / si)
+    dist = distance_in_plane(column, 10.0, sj, si)
+    grown = dist <= 3.0
     rest = bone & ~grown
     if not rest.any():
         return segs
     lab = cc3d.connected_components(rest, connectivity=26)
     stats = cc3d.statistics(lab)
-    near = np.zeros_like(column)
-    for k in range(column.shape[0]):
-        if column[k].any():
-            near[k] = dilate2d(column[k], 10.0 / si) & ~grown[k]
+    near = (dist <= 10.0) & ~grown
     touching = np.unique(lab[near & (lab > 0)])
     attach_k: list[float] = []
     sac_top = max((g.k1 for g in segs if g.sacrum), default=-1)
@@ -620,12 +732,8 @@ def _lf_zone(canal: np.ndarray, centre: np.ndarray, s: SpineSettings, sj: float,
     zone is the canal dilated by ``lf_thickness_mm`` minus the canal, keeping the
     posterior half (behind the canal centre) on every slice.
     """
-    lf = np.zeros_like(canal)
-    nj = canal.shape[1]
-    jj = np.arange(nj)[:, None]
-    for k in range(canal.shape[0]):
-        if not canal[k].any() or not np.isfinite(centre[k, 0]):
-            continue
-        ring = dilate2d(canal[k], s.lf_thickness_mm / si) & ~canal[k]
-        lf[k] = ring & (jj > centre[k, 0])
-    return lf
+    ring = dilate_in_plane(canal, s.lf_thickness_mm, sj, si) & ~canal
+    # behind the canal centre, on slices where the canal and its centre are known
+    jj = np.arange(canal.shape[1])[None, :, None]
+    behind = jj > np.where(np.isfinite(centre[:, 0]), centre[:, 0], np.inf)[:, None, None]
+    return ring & behind

@@ -10,13 +10,32 @@ programming (Viterbi), trading circle quality against jumps between slices.
 The bifurcation is the lowest slice of that path. Below it two smaller tubes are
 tracked the same way, one on each side, starting at the aorta's last position:
 the common iliac arteries. A common iliac artery is about 40 mm long, so the
-tracked tube more than ``common_iliac_mm`` (path length) below the bifurcation
+tracked tube below the division level is labelled external iliac. The common
+iliac artery divides in front of the sacro-iliac joint, at the upper sacrum:
+``division_below_sacrum_mm`` below the top of the sacrum when the spine gives it,
+else ``common_iliac_mm`` of path length below the aortic bifurcation. The
 is labelled external iliac, and the internal iliac is approximated by a tube
 running posteriorly and medially from the division point into the pelvis (a
 coarse zone, documented as such; its branches are not tracked).
 
 Calcified plaque sits in the wall, so every lumen disk is grown by
 ``wall_mm`` (default 3 mm) before it is labelled.
+
+What keeps the paths on the arteries (each measured on phantoms):
+
+* each slice also gets its neighbours' best circles at a reduced score, so a
+  slice with a weak wall does not force the path off the tube (where the
+  absent state would forget its position and let it resume on a neighbour);
+* the aorta ends where its radius, walking down, halves (the path may slide
+  into one common iliac for centimetres);
+* an iliac path is one run from the bifurcation (no restarts after 15 mm),
+  and its common part is expected on the line from the bifurcation to the front
+  of the sacro-iliac joint: a Gaussian prior on the circles' scores, and the
+  course filled in along that line where tracking stopped short.
+
+On contrast-enhanced scans the lumen passes the bone threshold:
+:func:`enhanced_lumen` finds it in the bone mask (round, homogeneous, at
+blood-pool HU, continuous along z) so that it can be removed from the bone.
 """
 
 from __future__ import annotations
@@ -26,10 +45,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.feature import canny, peak_local_max
+from skimage.feature import canny
 from skimage.transform import hough_circle
 
-__all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels"]
+__all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels", "EnhancedLumenSettings", "enhanced_lumen"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +56,12 @@ class VesselSettings:
     aorta_radius_mm: tuple[float, float] = (6.5, 17.0)
     iliac_radius_mm: tuple[float, float] = (3.0, 8.0)
     wall_mm: float = 3.0
-    common_iliac_mm: float = 40.0
-    internal_iliac_mm: float = 40.0
+    common_iliac_mm: float = 50.0
+    division_below_sacrum_mm: float = 20.0
+    cia_end_lateral_mm: float = 42.0  # the division, in front of the sacro-iliac joint
+    cia_end_anterior_mm: float = 12.0  # ... this far in front of the sacrum
+    cia_fill_radius_mm: float = 5.0  # common iliac lumen where its course is filled in
+    internal_iliac_mm: float = 50.0
     n_candidates: int = 6
     jump_cost_per_mm: float = 0.08
     absent_score: float = 0.25
@@ -87,41 +110,52 @@ def _circle_candidates(img: np.ndarray, allowed: np.ndarray, radii_px: np.ndarra
         return []
     acc = hough_circle(edges, radii_px, normalize=True)
     acc *= allowed[None]
-    # Peaks of the best radius per centre (hough_circle_peaks is ~50x slower).
+    # Peaks of the best radius per centre: local maxima over 5 x 5 pixels
+    # (peak_local_max's min_distance=2; hough_circle_peaks is ~50x slower).
     best = acc.max(axis=0)
     arg = acc.argmax(axis=0)
-    peaks = peak_local_max(best, min_distance=2, num_peaks=5 * n, exclude_border=False)
-    cy, cx = peaks[:, 0], peaks[:, 1]
-    rr = radii_px[arg[cy, cx]]
-    dist = None
+    is_peak = (best > 0) & (best == ndi.maximum_filter(best, size=5, mode="constant"))
+    cy, cx = np.nonzero(is_peak)
+    if cy.size == 0:
+        return []
+    top = np.argsort(-best[cy, cx], kind="stable")[: 5 * n]
+    cy, cx = cy[top], cx[top]
+    r = radii_px[arg[cy, cx]]
+    a = best[cy, cx]
+    # Disk statistics of every peak at once from summed-area tables, over the
+    # square of the same area as the disk of 0.8 r (the lumen without its rim).
+    blood_px = ((hu > blood_hu[0]) & (hu < blood_hu[1]) & ~bone).astype(np.float64)
+    clipped = np.clip(hu, -200.0, 500.0).astype(np.float64)
+    half = np.maximum(np.round(0.8 * r * np.sqrt(np.pi) / 2.0 - 0.5), 0).astype(int)
+    blood = _box_mean(blood_px, cy, cx, half)
+    mean = _box_mean(clipped, cy, cx, half)
+    var = np.maximum(_box_mean(clipped * clipped, cy, cx, half) - mean * mean, 0.0)
+    # A lumen is homogeneous: penalise disks that straddle fat and tissue.
+    homog = 1.0 / (1.0 + np.sqrt(var) / 60.0)
+    r_mm = r * px_mm
+    size = np.where((r_mm >= prefer_mm[0]) & (r_mm <= prefer_mm[1]), 1.0, 0.7)
+    pos = np.ones(cy.size)
     if near is not None and near.any():
         dist = ndi.distance_transform_edt(~near) * px_mm
-    out = []
-    nj, ni = img.shape
-    radii = list(radii_px)
-    for x, y, r in zip(cx, cy, rr):
-        a = acc[radii.index(r), y, x]
-        rb = int(np.ceil(0.8 * r))
-        y0, y1, x0, x1 = max(y - rb, 0), min(y + rb + 1, nj), max(x - rb, 0), min(x + rb + 1, ni)
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        m = (yy - y) ** 2 + (xx - x) ** 2 <= (0.8 * r) ** 2
-        if m.sum() == 0:
-            continue
-        inside = hu[y0:y1, x0:x1][m]
-        blood = np.mean((inside > blood_hu[0]) & (inside < blood_hu[1]) & ~bone[y0:y1, x0:x1][m])
-        # A lumen is homogeneous: penalise disks that straddle fat and tissue.
-        homog = 1.0 / (1.0 + float(np.std(np.clip(inside, -200, 500))) / 60.0)
-        r_mm = r * px_mm
-        size = 1.0 if prefer_mm[0] <= r_mm <= prefer_mm[1] else 0.7
-        pos = 1.0
-        if dist is not None:
-            gap = max(float(dist[y, x]) - r_mm - 8.0, 0.0)
-            pos = float(np.exp(-0.5 * (gap / 10.0) ** 2))
-        side = 0.5 if midline_i is not None and (x - midline_i) * px_mm < -5.0 else 1.0
-        score = float(a) * blood * (0.5 + 0.5 * homog) * size * pos * side
-        out.append((score, float(y), float(x), float(r)))
+        gap = np.maximum(dist[cy, cx] - r_mm - 8.0, 0.0)
+        pos = np.exp(-0.5 * (gap / 10.0) ** 2)
+    side = np.ones(cy.size)
+    if midline_i is not None:
+        side = np.where((cx - midline_i) * px_mm < -5.0, 0.5, 1.0)
+    score = a * blood * (0.5 + 0.5 * homog) * size * pos * side
+    out = [(float(sc), float(y), float(x), float(rr)) for sc, y, x, rr in zip(score, cy, cx, r)]
     out.sort(reverse=True)
     return out[:n]
+
+
+def _box_mean(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Mean of ``img`` over the squares ``[c - half, c + half]`` (clipped to the image)."""
+    sat = np.zeros((img.shape[0] + 1, img.shape[1] + 1))
+    sat[1:, 1:] = img.cumsum(axis=0).cumsum(axis=1)
+    y0, y1 = np.maximum(cy - half, 0), np.minimum(cy + half + 1, img.shape[0])
+    x0, x1 = np.maximum(cx - half, 0), np.minimum(cx + half + 1, img.shape[1])
+    total = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+    return total / np.maximum((y1 - y0) * (x1 - x0), 1)
 
 
 def _viterbi(cands: list[list[tuple[float, float, float, float]]], spacing: tuple[float, float, float],
@@ -149,12 +183,18 @@ def _viterbi(cands: list[list[tuple[float, float, float, float]]], spacing: tupl
         for a, pa in enumerate(prev, start=1):
             for b, cb in enumerate(c, start=1):
                 d = np.hypot((pa[1] - cb[1]) * sj, (pa[2] - cb[2]) * si)
-                dr = abs(pa[3] - cb[3]) * si
+                # radius changes within 2 mm are the quantisation of the radius
+                # steps (one step is a pixel), not a change of vessel
+                dr = max(abs(pa[3] - cb[3]) * si - 2.0, 0.0)
                 trans[a, b] = -s.jump_cost_per_mm * (max(d - 0.5 * sk - 2.0, 0.0) + dr)
             trans[a, 0] = -0.1  # ending a tube costs a little
         # (re)starting one costs more: the absent state forgets the position,
         # so cheap restarts would let the path teleport to a neighbour tube
         trans[0, 1:] = -0.1 if k == 1 or not any(len(x) for x in cands[: k - 1]) else -0.6
+        if start is not None and k * sk > 15.0:
+            # A branch tracked from a known start is one run: once it has ended
+            # (or not begun within 15 mm) a later "restart" is another vessel.
+            trans[0, 1:] = -1e6
         tot = best[-1][:, None] + trans
         back.append(np.argmax(tot, axis=0))
         best.append(tot.max(axis=0) + emit)
@@ -186,7 +226,14 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
            radius_mm: tuple[float, float], spacing: tuple[float, float, float], s: VesselSettings,
            start: tuple[float, float] | None = None, forbid: np.ndarray | None = None,
            prefer_mm: tuple[float, float] | None = None, use_near: bool = True,
-           midline_i: np.ndarray | None = None, blood_hu: tuple[float, float] | None = None) -> Tube:
+           midline_i: np.ndarray | None = None, blood_hu: tuple[float, float] | None = None,
+           expected: np.ndarray | None = None, expected_sd_mm: float = 15.0) -> Tube:
+    """Candidates per slice, then one path (see :func:`_viterbi`).
+
+    ``expected`` (``(len(windows), 2)`` ``(j, i)``, NaN where unknown) is where
+    the vessel should run; a circle's score is weighted by a Gaussian of its
+    distance from there (floored at 0.2: a prior, not a fence).
+    """
     sk, sj, si = spacing
     radii_px = np.arange(max(radius_mm[0] / si, 2.0), radius_mm[1] / si + 0.5, 1.0)
     cands: list[list[tuple[float, float, float, float]]] = []
@@ -203,8 +250,37 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
         mid = None if midline_i is None else float(midline_i[k]) - w[1].start
         c = _circle_candidates(img, allowed, radii_px, s.n_candidates, hu[k][w], bone[k][w], blood_hu or s.blood_hu,
                                near, si, prefer_mm or radius_mm, mid)
-        cands.append([(a, j + w[0].start, i + w[1].start, r) for a, j, i, r in c])
-    return _viterbi(cands, spacing, s, start)
+        c = [(a, j + w[0].start, i + w[1].start, r) for a, j, i, r in c]
+        if expected is not None and np.isfinite(expected[k]).all():
+            ej, ei = expected[k]
+            c = [(a * max(float(np.exp(-0.5 * (((j - ej) * sj) ** 2 + ((i - ei) * si) ** 2) / expected_sd_mm**2)),
+                          0.2), j, i, r) for a, j, i, r in c]
+            c.sort(reverse=True)
+        cands.append(c)
+    return _viterbi(_with_neighbours(cands, spacing), spacing, s, start)
+
+
+def _with_neighbours(cands: list[list[tuple[float, float, float, float]]], spacing: tuple[float, float, float],
+                     n_carry: int = 2, weight: float = 0.6) -> list[list[tuple[float, float, float, float]]]:
+    """Add each slice's neighbours' best circles, at a reduced score, to its candidates.
+
+    A slice where the wall's edge is weak (noise, a plaque, a branch) may miss the
+    vessel among its own circles; the path would then have to leave the tube,
+    and the absent state forgets where it was -- so it could come back on a
+    neighbouring round structure. A carried circle keeps the path on the tube
+    through such a slice.
+    """
+    _, sj, si = spacing
+    out = [list(c) for c in cands]
+    for k in range(len(cands)):
+        for nb in (k - 1, k + 1):
+            if not 0 <= nb < len(cands):
+                continue
+            for sc, j, i, r in cands[nb][:n_carry]:
+                if any(np.hypot((j - c[1]) * sj, (i - c[2]) * si) < 3.0 for c in cands[k]):
+                    continue
+                out[k].append((sc * weight, j, i, r))
+    return [sorted(c, reverse=True) for c in out]
 
 
 def _paint(tube: Tube, shape: tuple[int, int, int], spacing: tuple[float, float, float],
@@ -226,7 +302,7 @@ def _paint(tube: Tube, shape: tuple[int, int, int], spacing: tuple[float, float,
 
 def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
                  body_front: np.ndarray, bone: np.ndarray, *, spine_mask: np.ndarray | None = None,
-                 settings: VesselSettings | None = None) -> Vessels:
+                 settings: VesselSettings | None = None, sacrum_top_k: int | None = None) -> Vessels:
     """Find the aorta and iliac arteries.
 
     Parameters
@@ -269,11 +345,13 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     # Keep the longest run of present slices (the tube is continuous along z).
     runs = _present_runs(aorta_tube.present)
     k0, k1 = max(runs, key=lambda r: r[1] - r[0])
-    # At the bifurcation the path may slip into one common iliac for a few
-    # slices: trim the caudal end while the radius is under 75 % of the median.
-    med_r = float(np.median(aorta_tube.radius_mm[k0 : k1 + 1]))
-    while k0 < k1 and aorta_tube.radius_mm[k0] < 0.75 * med_r:
-        k0 += 1
+    # At the bifurcation the path may slip into one common iliac and follow it
+    # down: the aorta ends where, walking down, its radius halves or its centre
+    # leaves the line it kept above; and never below the top of the sacrum.
+    k0 = max(_bifurcation_cut(aorta_tube.radius_mm, k0, k1),
+             _lateral_departure_cut(aorta_tube.centre, k0, k1, spacing))
+    if sacrum_top_k is not None and k0 <= sacrum_top_k < k1:
+        k0 = sacrum_top_k + 1
     radius = np.full(nk, np.nan)
     radius[k0 : k1 + 1] = aorta_tube.radius_mm[k0 : k1 + 1]
     aorta_tube = Tube(aorta_tube.centre, radius, aorta_tube.score)
@@ -282,10 +360,55 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     iliac = empty
     if k0 > 0:
         bif = k0
-        iliac = _iliacs(hu, bone, aorta_tube, bif, body_centre, spacing, s, aorta, spine_mask)
+        division_k = None
+        if sacrum_top_k is not None:
+            division_k = int(round(sacrum_top_k - s.division_below_sacrum_mm / sk))
+        iliac = _iliacs(hu, bone, aorta_tube, bif, body_centre, spacing, s, aorta, spine_mask, division_k,
+                        body_front)
         if not any(m.any() for m in iliac.values()):
             bif = None
     return Vessels(aorta, iliac, aorta_tube, bif, tuple(notes))
+
+
+def _bifurcation_cut(radius_mm: np.ndarray, k0: int, k1: int, ratio: float = 0.75) -> int:
+    """Lowest slice of the aorta in the run ``k0..k1`` (k grows cranially).
+
+    At the bifurcation the path may slip into one common iliac artery and follow
+    it for centimetres; its radius is about half the aorta's. Walking down from
+    the middle of the run (the top may hold the arch or the scan's edge), the
+    aorta ends above the first slice where the radius, median of three slices,
+    falls under ``ratio`` x the run's median.
+    """
+    r = radius_mm[k0 : k1 + 1]
+    med = float(np.median(r))
+    smooth = ndi.median_filter(r, size=3, mode="nearest") if r.size >= 3 else r
+    for n in range(r.size // 2, -1, -1):
+        if smooth[n] < ratio * med:
+            return min(k0 + n + 1, k1)
+    return k0
+
+
+def _lateral_departure_cut(centre: np.ndarray, k0: int, k1: int, spacing: tuple[float, float, float],
+                           window_mm: float = 40.0, max_mm: float = 12.0) -> int:
+    """Lowest slice of the aorta judged by its course: walking down the lower
+    half of the run, the first
+    slice whose centre lies more than ``max_mm`` sideways from the median centre
+    of the ``window_mm`` above it (three slices in a row) is a common iliac
+    artery diverging from the midline; the aorta's own bends are slower."""
+    sk, _, si = spacing
+    win = max(int(round(window_mm / sk)), 3)
+    # the lower half only: the arch bends sideways at the top of a chest scan
+    top = min(k1 - win, k0 + (k1 - k0) // 2)
+    off = np.zeros(k1 + 1)
+    for k in range(top, k0 - 1, -1):
+        ref = float(np.median(centre[k + 1 : k + 1 + win, 1]))
+        off[k] = abs(centre[k, 1] - ref) * si
+    run = 0
+    for k in range(top, k0 - 1, -1):
+        run = run + 1 if off[k] > max_mm else 0
+        if run == 3:
+            return min(k + 3, k1)
+    return k0
 
 
 def _drop_outliers(tube: Tube, spacing: tuple[float, float, float], window_mm: float = 30.0,
@@ -335,11 +458,22 @@ def _present_runs(present: np.ndarray) -> list[tuple[int, int]]:
 
 def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre: np.ndarray,
             spacing: tuple[float, float, float], s: VesselSettings, aorta_mask: np.ndarray,
-            spine_mask: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Track both iliac arteries caudally from the bifurcation and split them."""
+            spine_mask: np.ndarray | None, division_k: int | None = None,
+            body_front: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Track both iliac arteries caudally from the bifurcation and split them.
+
+    When the division level is known, each common iliac is expected on the
+    straight line from the bifurcation to the front of its sacro-iliac joint
+    (``cia_end_lateral_mm`` from the midline, ``cia_end_anterior_mm`` in front of
+    the sacrum): the iliac veins and bowel loops beside it are round and of
+    blood density too on a plain CT, and this prior keeps the path on the artery.
+    """
     sk, sj, si = spacing
     nk = hu.shape[0]
-    jb, ib = aorta.centre[bif]
+    # The aorta's last slices may already lean into one common iliac: start
+    # from its median centre over the lowest 10 mm.
+    top = min(bif + max(int(round(10.0 / sk)), 1), nk)
+    jb, ib = np.nanmedian(aorta.centre[bif:top], axis=0)
     # The iliacs carry the aorta's blood: their lumen has its HU (contrast or
     # not), which tells them from bowel loops and muscle of other density.
     ks = np.flatnonzero(aorta.present)
@@ -353,7 +487,7 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             # Drift allowance grows with distance from the bifurcation: the iliacs
             # run laterally (up to ~90 mm) and anteriorly along the pelvic brim.
             down = (bif - k) * sk
-            lat = min(15.0 + 0.8 * down, 100.0)
+            lat = min(25.0 + 0.8 * down, 100.0)
             # relative to the aorta's end: the right common iliac crosses the
             # midline when the aorta lies left of it
             lo, hi = (ib - 5.0 / si, ib + lat / si) if sign > 0 else (ib - lat / si, ib + 5.0 / si)
@@ -365,9 +499,16 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
         if taken is not None:
             # the other side's tube is not this side's artery
             forbid |= taken[order]
+        expected = None
+        if division_k is not None and body_front is not None and 0 <= division_k < bif:
+            end = (body_front[division_k] - s.cia_end_anterior_mm / sj,
+                   body_centre[division_k, 1] + sign * s.cia_end_lateral_mm / si)
+            f = np.clip((bif - np.asarray(order, dtype=float)) / (bif - division_k), 0.0, 1.0)
+            expected = np.column_stack([jb + f * (end[0] - jb), ib + f * (end[1] - ib)])
+            expected[np.asarray(order) < division_k] = np.nan  # the external iliac: no prior
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,
-                     spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(4.5, 8.0),
-                     blood_hu=iliac_hu)
+                     spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(3.5, 8.0),
+                     blood_hu=iliac_hu, expected=expected)
         centre = np.full((nk, 2), np.nan)
         radius = np.full(nk, np.nan)
         for n, k in enumerate(order):
@@ -378,31 +519,55 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
         bridged = _bridge_gaps(_drop_outliers(Tube(centre, radius, np.zeros(nk)), spacing), spacing)
         centre, radius = bridged.centre.copy(), bridged.radius_mm.copy()
         present = np.isfinite(radius)
+        started = False
         for k in order:
-            if not present[k]:
+            # the run may begin a few slices down (the tracker allows 15 mm)
+            if present[k]:
+                started = True
+            elif started:
                 radius[: k + 1] = np.nan
                 break
+        if expected is not None:
+            # Down to the division the common iliac's course is known: where the
+            # tracking stopped short (a weak wall, a vein beside it), the rest
+            # of the way is the expected line, painted at a typical radius.
+            for n, k in enumerate(order):
+                if k > division_k and not np.isfinite(radius[k]):
+                    centre[k] = expected[n]
+                    radius[k] = s.cia_fill_radius_mm
         tube = Tube(centre, radius, np.zeros(nk))
         # path length along the centre line from the bifurcation
         length = np.zeros(nk)
         prev, acc = (jb, ib), 0.0
         for k in order:
             if not np.isfinite(radius[k]):
-                break
+                acc += sk  # not tracked (yet): count the slice straight down
+                continue
             acc += float(np.sqrt(sk**2 + ((centre[k, 0] - prev[0]) * sj) ** 2 + ((centre[k, 1] - prev[1]) * si) ** 2))
             length[k] = acc
             prev = tuple(centre[k])
-        common_ks = [k for k in order if np.isfinite(radius[k]) and length[k] <= s.common_iliac_mm]
-        ext_ks = [k for k in order if np.isfinite(radius[k]) and length[k] > s.common_iliac_mm]
+        tracked = [k for k in order if np.isfinite(radius[k])]
+        if division_k is not None and division_k < bif:
+            common_ks = [k for k in tracked if k > division_k]
+        else:
+            common_ks = [k for k in tracked if length[k] <= s.common_iliac_mm]
+        ext_ks = [k for k in tracked if k not in set(common_ks)]
         taken = _paint(tube, hu.shape, spacing, 2.0)
         out[f"common_iliac_artery_{side}"] = _paint(tube, hu.shape, spacing, s.wall_mm, common_ks)
         out[f"external_iliac_artery_{side}"] = _paint(tube, hu.shape, spacing, s.wall_mm, ext_ks)
         internal = np.zeros(hu.shape, dtype=bool)
-        if ext_ks:
-            # Internal iliac: a coarse tube from the division point running 25 mm
-            # posteriorly and 10 mm medially over internal_iliac_mm caudally.
-            kd = ext_ks[0]
-            jd, id_ = centre[kd]
+        division = None
+        if expected is not None and division_k in order:
+            division = division_k, expected[order.index(division_k)]
+        elif ext_ks:
+            division = ext_ks[0], centre[ext_ks[0]]
+        if division is not None and division[1] is not None:
+            # Internal iliac: a coarse zone from the division point descending
+            # posteriorly and a little laterally towards the greater sciatic
+            # foramen (40 mm back, 10 mm out over internal_iliac_mm); its
+            # branches are not tracked.
+            kd = division[0]
+            jd, id_ = division[1]
             n_sl = int(round(s.internal_iliac_mm / sk))
             ic_t = np.full((hu.shape[0], 2), np.nan)
             r_t = np.full(hu.shape[0], np.nan)
@@ -411,8 +576,88 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
                 if k < 0:
                     break
                 f = (n + 1) / n_sl
-                ic_t[k] = (jd + f * 25.0 / sj, id_ - sign * f * 10.0 / si)
-                r_t[k] = 4.0
+                ic_t[k] = (jd + f * 40.0 / sj, id_ + sign * f * 10.0 / si)
+                r_t[k] = 4.5
             internal = _paint(Tube(ic_t, r_t, np.zeros(hu.shape[0])), hu.shape, spacing, s.wall_mm)
         out[f"internal_iliac_artery_{side}"] = internal & ~aorta_mask
     return out
+
+
+@dataclass(frozen=True)
+class EnhancedLumenSettings:
+    """An iodine-filled aorta passes the bone threshold; these tell it from bone."""
+
+    area_mm2: tuple[float, float] = (40.0, 1000.0)  # radius ~3.5-18 mm: aorta and iliac arteries
+    hu: tuple[float, float] = (130.0, 650.0)  # mean of the cross-section (iodinated blood)
+    max_sd_hu: float = 70.0  # a lumen is homogeneous; cortex + marrow is not
+    min_fill: float = 0.6  # area / disk of its largest extent: round
+    min_run_mm: float = 30.0  # continuous over this much of z (or 80 % of a short scan)
+    max_step_mm: float = 10.0  # centre movement between neighbouring slices
+
+
+def enhanced_lumen(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float],
+                   settings: EnhancedLumenSettings | None = None) -> np.ndarray:
+    """Contrast-filled round tubes inside a bone mask (the enhanced aorta), as a mask.
+
+    Per slice, every bone blob that is round, of aortic size and homogeneous at
+    the HU of iodinated blood is a lumen candidate; candidates that line up
+    slice after slice (centre moving < ``max_step_mm``) over ``min_run_mm`` are
+    kept. Vertebral bodies are larger or not homogeneous (cortex around
+    marrow), ribs are not round, kidneys are larger: they stay bone.
+    """
+    s = settings or EnhancedLumenSettings()
+    sk, sj, si = spacing
+    nk = hu.shape[0]
+    lab, n = ndi.label(bone, structure=_PLANE4_3D)
+    out = np.zeros(bone.shape, dtype=bool)
+    if n == 0:
+        return out
+    # per-blob statistics with bincount over the bone voxels (ndimage's
+    # per-label statistics are several times slower)
+    lb, vals = lab[bone], hu[bone].astype(np.float64)
+    count = np.bincount(lb, minlength=n + 1)[1:].astype(np.float64)
+    total = np.bincount(lb, weights=vals, minlength=n + 1)[1:]
+    total_sq = np.bincount(lb, weights=vals * vals, minlength=n + 1)[1:]
+    area = count * sj * si
+    mean = total / np.maximum(count, 1.0)
+    sd = np.sqrt(np.maximum(total_sq / np.maximum(count, 1.0) - mean * mean, 0.0))
+    boxes = ndi.find_objects(lab)
+    blobs: list[list[tuple[int, float, float]]] = [[] for _ in range(nk)]
+    for n_, (a, m, d, box) in enumerate(zip(area, mean, sd, boxes), start=1):
+        if box is None or not (s.area_mm2[0] <= a <= s.area_mm2[1]) or not (s.hu[0] <= m <= s.hu[1]):
+            continue
+        if d > s.max_sd_hu:
+            continue
+        ext_j, ext_i = (box[1].stop - box[1].start) * sj, (box[2].stop - box[2].start) * si
+        extent = max(ext_j, ext_i)
+        if a / (np.pi * (extent / 2.0) ** 2) < s.min_fill:
+            continue
+        blobs[box[0].start].append((n_, 0.5 * (box[1].start + box[1].stop) * sj,
+                                    0.5 * (box[2].start + box[2].stop) * si))
+    # chain candidates along z; keep chains long enough to be a tube
+    min_run = min(s.min_run_mm, 0.8 * nk * sk)
+    chains: list[list[tuple[int, float, float]]] = []  # closed
+    open_: list[list[tuple[int, float, float]]] = []  # ending on the previous slice
+    for k in range(nk):
+        nxt, used = [], set()
+        for b in blobs[k]:
+            near = [n for n, c in enumerate(open_)
+                    if np.hypot(c[-1][1] - b[1], c[-1][2] - b[2]) <= s.max_step_mm]
+            if near:
+                best = max(near, key=lambda n: len(open_[n]))
+                used.add(best)
+                nxt.append(open_[best] + [b])
+            else:
+                nxt.append([b])
+        chains += [c for n, c in enumerate(open_) if n not in used]
+        open_ = nxt
+    chains += open_
+    keep = np.zeros(n + 1, dtype=bool)
+    for c in chains:
+        if len(c) * sk >= min_run:
+            keep[[b[0] for b in c]] = True
+    return keep[lab]
+
+
+_PLANE4_3D = np.zeros((3, 3, 3), dtype=bool)
+_PLANE4_3D[1] = ndi.generate_binary_structure(2, 1)

@@ -85,3 +85,27 @@ def test_no_levels_without_anchors_on_a_partial_scan(real_anatomy):
     # vertebra below the last rib is visible, so levels must stay unassigned
     assert all(lv is None for lv in am.slice_levels)
     assert any("not assigned" in n for n in am.notes)
+
+
+THORAX = SERIES.parent / "ct_thorax_philips"
+
+
+def test_descending_aorta_found_on_a_chest_ct():
+    """A chest CT (no sacrum, the aorta narrowing towards the arch at the top):
+    the descending aorta is tracked over most of the scan, beside the spine,
+    with the bone mask the pipeline uses."""
+    if not THORAX.is_dir():
+        pytest.skip(f"real data not present at {THORAX}")
+    from calcdetect.bone import segment_bone
+
+    vol = _load(THORAX)
+    am = build_anatomy(vol, Device("cpu"), bone_mask=segment_bone(vol.array, vol.spacing, Device("cpu")))
+    aorta = am.labels == structure("aorta").label
+    canal = am.labels == structure("spinal_canal").label
+    slices = [k for k in range(vol.shape[0]) if aorta[k].any()]
+    assert len(slices) >= 0.5 * vol.shape[0]
+    # left of the canal (larger i) on the slices where both are labelled
+    both = [k for k in slices if canal[k].any()]
+    left = [k for k in both
+            if np.argwhere(aorta[k])[:, 1].mean() > np.argwhere(canal[k])[:, 1].mean()]
+    assert len(left) >= 0.8 * len(both)

@@ -1,0 +1,144 @@
+"""The stack-at-once helpers that replaced per-slice loops give the per-slice
+answers, and the vessel-tracking rules that keep the path on the artery."""
+
+from __future__ import annotations
+
+import numpy as np
+from anatomy_synth import SPACING
+from scipy import ndimage as ndi
+
+from calcdetect.anatomy import build_anatomy
+from calcdetect.anatomy.regions import structure
+from calcdetect.anatomy.spine import (
+    body_mask_2d,
+    body_masks,
+    dilate_in_plane,
+    disk,
+    fill_holes_per_slice,
+)
+from calcdetect.anatomy.vessels import (
+    VesselSettings,
+    _bifurcation_cut,
+    _lateral_departure_cut,
+    _viterbi,
+    _with_neighbours,
+    enhanced_lumen,
+)
+from calcdetect.device import Device
+from calcdetect.types import Volume
+
+
+def test_fill_holes_per_slice_matches_slice_by_slice():
+    rng = np.random.default_rng(1)
+    mask = ndi.binary_opening(rng.random((6, 40, 50)) > 0.45)
+    mask[:, 10:30, 10] = mask[:, 10:30, 30] = mask[:, 10, 10:31] = mask[:, 30, 10:31] = True  # a ring
+    expected = np.stack([ndi.binary_fill_holes(m) for m in mask])
+    assert np.array_equal(fill_holes_per_slice(mask), expected)
+    assert fill_holes_per_slice(mask)[:, 20, 20].all()
+
+
+def test_body_masks_fill_lungs_and_drop_a_separate_arm():
+    hu = np.full((5, 80, 100), -1000.0, np.float32)
+    yy, xx = np.mgrid[0:80, 0:100]
+    trunk = ((yy - 40) / 30.0) ** 2 + ((xx - 45) / 35.0) ** 2 <= 1.0
+    lung = ((yy - 40) / 10.0) ** 2 + ((xx - 35) / 8.0) ** 2 <= 1.0
+    arm = ((yy - 40) / 6.0) ** 2 + ((xx - 93) / 4.0) ** 2 <= 1.0
+    hu[:, trunk] = 40.0
+    hu[:, lung] = -850.0
+    hu[:, arm] = 40.0
+    got = body_masks(hu)
+    for k in range(5):
+        assert np.array_equal(got[k], body_mask_2d(hu[k]))
+    assert got[:, 40, 35].all() and not got[:, 40, 93].any()
+
+
+def test_dilate_in_plane_is_a_disk_per_slice():
+    rng = np.random.default_rng(2)
+    mask = np.zeros((4, 60, 60), bool)
+    mask[:, 20:40, 20:40] = rng.random((4, 20, 20)) > 0.97
+    got = dilate_in_plane(mask, 6.0, 1.5, 1.5)
+    expected = np.stack([ndi.binary_dilation(m, structure=disk(6.0 / 1.5)) for m in mask])
+    assert np.array_equal(got, expected)
+
+
+def test_bifurcation_is_where_the_radius_halves_walking_down():
+    # caudal slices first (k grows cranially): the path slid into a common iliac
+    # (6 mm) for four slices below the aorta (11 mm)
+    radius = np.array([6.0, 6.5, 6.0, 6.0] + [11.0] * 20)
+    assert _bifurcation_cut(radius, 0, len(radius) - 1) == 4
+    # no slip: the run starts at the aorta
+    assert _bifurcation_cut(np.full(10, 11.0), 0, 9) == 0
+    # a chest scan: the aorta narrows towards the top of the scan (arch, edge);
+    # that is no bifurcation and must not cut the descending aorta away
+    assert _bifurcation_cut(np.array([14.0] * 20 + [12.0, 10.0, 9.0, 8.0]), 0, 23) == 0
+
+
+def test_a_slice_with_a_weak_wall_does_not_hand_the_path_to_a_neighbour():
+    """The tube is missed on slice 5; from there on a round neighbour 30 mm away
+    scores as well. Carried neighbours keep the path on the tube."""
+    spacing = (2.5, 1.0, 1.0)
+    tube = (0.5, 50.0, 50.0, 10.0)
+    other = (0.55, 50.0, 80.0, 10.0)  # a little rounder than the tube
+    cands = [[tube] if k < 5 else ([other] if k == 5 else [tube, other]) for k in range(12)]
+    path = _viterbi(_with_neighbours(cands, spacing), spacing, VesselSettings())
+    assert np.isfinite(path.radius_mm).all()
+    assert np.allclose(path.centre[:, 1], 50.0)
+
+
+def test_common_iliacs_end_at_the_upper_sacrum(trunk, trunk_anatomy):
+    """The common iliac divides in front of the sacro-iliac joint: no common
+    iliac label more than a few mm below 20 mm under the top of the sacrum."""
+    s1_top = next(z1 for lv, z0, z1 in trunk.segments if lv == "S1")
+    division_k = (s1_top - VesselSettings().division_below_sacrum_mm) / SPACING[0]
+    labels = trunk_anatomy.labels
+    for side in ("left", "right"):
+        common = np.flatnonzero((labels == structure(f"common_iliac_artery_{side}").label).any(axis=(1, 2)))
+        assert common.size and common.min() >= division_k - 2, side
+
+
+def _enhanced(trunk) -> tuple[Volume, np.ndarray]:
+    """The trunk in an arterial phase: iodinated blood at ~300 HU in the aorta,
+    bone mask at the 130 HU calcium threshold (which the lumen passes)."""
+    hu = trunk.volume.array.copy()
+    rng = np.random.default_rng(5)
+    hu[trunk.aorta] = 300.0 + rng.normal(0.0, 15.0, int(trunk.aorta.sum()))
+    vol = Volume(hu, trunk.volume.spacing, trunk.volume.affine, trunk.volume.info)
+    return vol, hu >= 130.0
+
+
+def test_enhanced_aorta_is_carved_out_of_the_bone_mask(trunk):
+    vol, bone = _enhanced(trunk)
+    lumen = enhanced_lumen(vol.array, bone, vol.spacing)
+    inside = trunk.aorta & bone
+    assert (lumen & inside).sum() >= 0.9 * inside.sum()
+    # nothing away from the aorta is carved (a plaque fused to its lumen may
+    # be): the vertebrae, round-ish too but cortex around marrow, stay bone
+    near_aorta = ndi.binary_dilation(trunk.aorta, iterations=2)
+    assert not (lumen & ~near_aorta).any()
+
+
+def test_enhanced_aorta_is_found_with_the_pipeline_bone_mask(trunk):
+    vol, bone = _enhanced(trunk)
+    am = build_anatomy(vol, Device("cpu"), bone_mask=bone)
+    aorta = am.labels == structure("aorta").label
+    above = np.flatnonzero(trunk.aorta.any(axis=(1, 2)))
+    above = above[above * SPACING[0] > trunk.bifurcation_z + 5.0]
+    assert sum(aorta[k].any() for k in above) >= 0.9 * len(above)
+    assert any("contrast-enhanced" in n for n in am.notes)
+    # and its lumen is not labelled vertebra
+    vert = (am.labels >= 1) & (am.labels <= 25)
+    assert not (vert & trunk.aorta).any()
+
+
+def test_aorta_ends_where_its_path_veers_off_the_midline():
+    """Below the bifurcation a path that slid into a common iliac drifts
+    sideways (~0.7 mm per mm); the aorta above keeps its line."""
+    spacing = (2.5, 1.0, 1.0)
+    centre = np.zeros((60, 2))
+    centre[:, 0] = 100.0
+    centre[:, 1] = 120.0
+    centre[:20, 1] = 120.0 + 1.75 * (20 - np.arange(20))  # slices 0-19: the iliac, veering left
+    cut = _lateral_departure_cut(centre, 0, 59, spacing)
+    assert 12 <= cut <= 20
+    # a straight aorta is not cut
+    assert _lateral_departure_cut(np.full((60, 2), 100.0), 0, 59, spacing) == 0
