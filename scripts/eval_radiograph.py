@@ -19,7 +19,8 @@ within 10 mm); the median corner error (mm) of correctly named bodies.
 
 Usage::
 
-    .venv/bin/python scripts/eval_radiograph.py --source phantom --seeds 100-119
+    .venv/bin/python scripts/eval_radiograph.py --source phantom --seeds 120-159
+    .venv/bin/python scripts/eval_radiograph.py --seeds 120-159 --calcium-model rules
     .venv/bin/python scripts/eval_radiograph.py --source synthetic --seeds 100-139
 
 Cases are cached under ``--cache`` (the CT phantom takes ~10 s per case).
@@ -73,12 +74,23 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
+CACHE_VERSION = 2  # 2: per-segment truth and the projected lesion labels are cached too
+
+
 def phantom_case(seed: int, cache: Path) -> dict:
-    """Image, spacing and truth of one projected CT phantom (cached as .npz + .json)."""
+    """Image, spacing and truth of one projected CT phantom (cached as .npz + .json).
+
+    Truth: the AAC-24 total and per-wall grades, the L1-L5 corners (pixels), the
+    projected lesion label image and each lesion's id / region / kind (for
+    looking at failures), and the acquisition conditions.
+    """
     npz, js = cache / f"phantom_{seed}.npz", cache / f"phantom_{seed}.json"
     if npz.exists() and js.exists():
-        z = np.load(npz)
-        return {"image": z["image"], "spacing": tuple(z["spacing"]), **json.loads(js.read_text())}
+        meta = json.loads(js.read_text())
+        if meta.get("cache_version") == CACHE_VERSION:
+            z = np.load(npz)
+            return {"image": z["image"], "spacing": tuple(z["spacing"]), "lesion_labels": z["lesion_labels"],
+                    **meta}
     from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
     from calcdetect.phantoms.radiograph import RadiographSettings, generate_lateral_radiograph
 
@@ -100,15 +112,20 @@ def phantom_case(seed: int, cache: Path) -> dict:
         lv: [v["corners_px"][k] for k in _CORNER_KEYS] for lv, v in ph.vertebrae.items() if lv in LEVELS
     }
     truth = {
+        "cache_version": CACHE_VERSION,
         "aac24": ph.aac24["total"] if ph.aac24 else None,
+        "aac24_segments": ph.aac24["segments"] if ph.aac24 else None,
+        "aac24_fraction": ph.aac24["calcified_fraction"] if ph.aac24 else None,
         "corners": corners,
+        "lesions": [{"id": int(r["id"]), "region": r.get("region"), "kind": r.get("kind"),
+                     "bbox_px": r.get("bbox_px")} for r in ph.lesions],
         "conditions": {"magnification": ph.magnification, "obesity_fat_mm": settings.obesity_fat_mm,
                        "photons_per_pixel": settings.photons_per_pixel},
     }
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(npz, image=ph.image, spacing=np.array(spacing))
+    np.savez_compressed(npz, image=ph.image, spacing=np.array(spacing), lesion_labels=ph.lesion_labels)
     js.write_text(json.dumps(truth))
-    return {"image": ph.image, "spacing": spacing, **truth}
+    return {"image": ph.image, "spacing": spacing, "lesion_labels": ph.lesion_labels, **truth}
 
 
 def synthetic_case(seed: int) -> dict:
@@ -128,14 +145,24 @@ def synthetic_case(seed: int) -> dict:
     }
 
 
-def evaluate(cases: list[tuple[int, dict]]) -> dict:
+def presented(case: dict) -> np.ndarray:
+    """The image a DX system would send "for presentation": the phantom's unsharp-mask
+    equalisation of the log image (``calcdetect.phantoms.radiograph.equalise``, the
+    settings' defaults at the 0.3 mm detector pixel)."""
+    from calcdetect.phantoms.radiograph import RadiographSettings, equalise
+
+    s = RadiographSettings()
+    return equalise(np.asarray(case["image"], np.float32), 0.3, s.equalise_sigma_mm, s.equalise_gain)
+
+
+def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
     pairs, level_hits, level_n, corner_err, times, rows = [], 0, 0, [], [], []
     for seed, case in cases:
         rg = Radiograph(np.asarray(case["image"], np.float32), tuple(case["spacing"]), AcquisitionInfo("DX"),
                         view="lateral")
         t0 = time.perf_counter()
         try:
-            a = analyse_radiograph(rg)
+            a = analyse_radiograph(rg, calcium_model=calcium_model)
             error = None
         except CalcdetectError as exc:
             a, error = None, str(exc)
@@ -184,11 +211,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="100-119", help="e.g. 100-119 or 1,5,9 (held out from development)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
     ap.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
+    ap.add_argument("--presentation", choices=("log", "equalised"), default="log",
+                    help="analyse the raw log-attenuation image or the equalised one a DX file stores")
+    ap.add_argument("--calcium-model", default="default",
+                    help="'default' (the shipped net when present), 'rules' (no net) or a .safetensors path")
     args = ap.parse_args(argv)
     cases = []
     for seed in _seeds(args.seeds):
         cases.append((seed, phantom_case(seed, args.cache) if args.source == "phantom" else synthetic_case(seed)))
-    result = evaluate(cases)
+    if args.presentation == "equalised":
+        cases = [(seed, {**case, "image": presented(case)}) for seed, case in cases]
+    model = args.calcium_model
+    if model == "rules":
+        model = None
+    elif model != "default":
+        from calcdetect.radiograph.aac_net import load_calcium_model
+
+        model = load_calcium_model(Path(model))
+    result = evaluate(cases, model)
+    result["calcium_model"] = args.calcium_model
+    result["presentation"] = args.presentation
     result["source"] = args.source
     summary = {k: v for k, v in result.items() if k != "cases"}
     print(json.dumps(summary, indent=2))

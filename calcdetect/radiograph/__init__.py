@@ -9,8 +9,11 @@ Public surface::
     load_plain_image(path, pixel_spacing_mm) -> Radiograph     PNG / JPEG / TIFF
     radiograph_from_ct(volume) -> Radiograph                    lateral projection of a CT
 
-The method is rule-based (see :mod:`calcdetect.radiograph.vertebrae` and
-:mod:`calcdetect.radiograph.aac`); it runs on the CPU in about a second.
+Vertebrae and levels are found by rules (:mod:`calcdetect.radiograph.vertebrae`);
+aortic calcium by a small 2-D net trained on projected phantoms
+(:mod:`calcdetect.radiograph.aac_net`, ``models/radiograph_aac_v0``) with the rule
+detector (:mod:`calcdetect.radiograph.aac`) as the fallback. It runs on the CPU in
+about a second.
 """
 
 from calcdetect.radiograph.aac import AAC_LEVELS, SEVERITY_GROUPING, kauppila_grade, severity_group

@@ -10,9 +10,10 @@ split into four segments; in each the anterior and the posterior wall get
 
 AAC-24 is the sum (0-24). Definitions used here (and by the synthetic generator):
 
-* **segment** = the vertebral height of L1..L4 along the spine axis (superior to
-  inferior endplate, mean of the anterior and posterior corners), as the issue asks.
-* **calcified length** = union of the calcified rows projected on the spine axis
+* **segment** = the vertebral height of L1..L4 at mid-depth in image rows (the
+  patient's long axis): from the mean row of the two superior corners to that of
+  the two inferior corners, as the phantom truth cuts it in z (:func:`score_rows`).
+* **calcified length** = union of the image rows covered by calcium of that wall
   inside that height (overlapping deposits are not counted twice).
 * **walls** = the aortic zone (anterior vertebral line to one vertebral depth in
   front of it) is split by the aortic mid-line: a point nearer the spine than the
@@ -47,8 +48,11 @@ __all__ = [
     "severity_group",
     "AAC24_GROUPS",
     "detect_calcification",
+    "across_spine",
     "WallExtent",
     "score_segments",
+    "score_rows",
+    "wall_of_pixels",
 ]
 
 AAC_LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
@@ -131,28 +135,49 @@ def severity_group(aac24: float) -> str:
     raise ValueError(f"AAC-24 total {aac24!r} is outside every group")
 
 
+def across_spine(ss: np.ndarray, tt: np.ndarray, max_angle_deg: float = 40.0) -> bool:
+    """Whether a component (strip rows ``ss``, columns ``tt``) is an elongated band whose
+    long axis lies more than ``max_angle_deg`` off the spine axis (1.5 times longer
+    than wide): a rib edge crossing the aortic zone, not a wall deposit."""
+    if ss.size < 3:
+        return False
+    evals, evecs = np.linalg.eigh(np.cov(np.vstack([ss, tt]).astype(float)))
+    major = evecs[:, 1]
+    angle = float(np.degrees(np.arctan2(abs(major[1]), abs(major[0]))))
+    return angle > max_angle_deg and evals[1] > 2.25 * max(evals[0], 1e-9)
+
+
 def detect_calcification(
     strip: np.ndarray,
     zone: np.ndarray,
     step_mm: float,
     *,
-    k_sigma: float = 3.6,
+    k_seed: float = 1.3,
+    k_grow: float = 0.8,
+    opening_mm: tuple[float, float] = (3.0, 9.0),
     min_length_mm: float = 4.0,
-    min_aspect: float = 2.0,
-    max_angle_deg: float = 30.0,
+    min_area_mm2: float = 2.0,
+    max_angle_deg: float = 40.0,
 ) -> np.ndarray:
     """Calcified pixels inside ``zone`` of a straightened strip (rows along the spine).
 
-    A deposit seen edge-on is a thin bright line roughly parallel to the spine, so
-    the detector is a horizontal white top-hat (opening with a line wider than a
-    wall deposit, ~6 mm) that removes everything broad (soft tissue, bowel, bone
-    edges) and keeps thin bright ridges. Thresholds (with hysteresis) come from
-    the *black* top-hat in the zone, which noise fills like the white one but
-    calcium does not: seeds above ``k_sigma / 4`` times its 99.5th percentile,
-    grown down to its 99th percentile; components shorter than ``min_length_mm`` along the spine, less than
-    ``min_aspect`` times longer than wide (principal axes) or whose long axis is more
-    than ``max_angle_deg`` off the spine axis are dropped (noise grains, bowel
-    texture, ribs crossing the zone).
+    Background subtraction, then a noise-adaptive hysteresis threshold:
+
+    * the background is a grey opening with a rectangle ``opening_mm`` (along x
+      across the spine) wider than a wall deposit seen edge-on (1-3 mm) or a
+      punctate focus, so soft tissue, bowel and bone edges stay in the background
+      and thin or small bright deposits are what is left (a white top-hat). The
+      residual is smoothed 1.5 mm along the spine (deposits run along it, noise
+      does not).
+    * the noise reference is the *black* top-hat filtered the same way: quantum
+      noise makes dark and bright specks alike, calcium only bright ones, so its
+      upper percentiles set the threshold for this image's noise (and bowel gas,
+      which is dark, only raises it). Seeds exceed ``k_seed`` times its 99.5th
+      percentile, grown down to ``k_grow`` times its 99th.
+    * components shorter than ``min_length_mm`` along the spine or smaller than
+      ``min_area_mm2`` are noise grains; a component whose axis is more than
+      ``max_angle_deg`` off the spine (and 1.5 times longer than wide) is a rib
+      edge crossing the zone.
 
     Parameters
     ----------
@@ -165,56 +190,94 @@ def detect_calcification(
     """
     if not zone.any():
         return np.zeros_like(zone)
-    sm = ndimage.gaussian_filter(strip, 0.4 / step_mm)
-    width = max(3, int(round(6.0 / step_mm)) | 1)
-    win = max(1, int(round(3.0 / step_mm)))
-    opened = ndimage.grey_opening(sm, size=(1, width))
-    # a little smoothing along the spine: deposits are elongated along s, noise is not
-    raw = sm - opened
+    rows = np.flatnonzero(zone.any(axis=1))
+    cols = np.flatnonzero(zone.any(axis=0))
+    pad = int(round(max(opening_mm) / step_mm)) + 2
+    r0, r1 = max(0, rows[0] - pad), min(strip.shape[0], rows[-1] + pad + 1)
+    c0, c1 = max(0, cols[0] - pad), min(strip.shape[1], cols[-1] + pad + 1)
+    sub = strip[r0:r1, c0:c1]
+    z = zone[r0:r1, c0:c1]
+    sm = ndimage.gaussian_filter(sub, 0.35 / step_mm)
+    size = (max(1, int(round(opening_mm[0] / step_mm)) | 1), max(3, int(round(opening_mm[1] / step_mm)) | 1))
+    win = max(1, int(round(1.5 / step_mm)))
+    raw = sm - ndimage.grey_opening(sm, size=size)
     resp = ndimage.uniform_filter1d(raw, win, axis=0)
-    # The noise reference is the *black* top-hat (closing minus image) filtered the
-    # same way: noise makes dark and bright specks alike, calcium only bright ones.
-    # (The white top-hat's own median / MAD are useless: the opening leaves most
-    # noise pixels at exactly zero.) Dark structures (gas edges) only raise it.
-    raw_black = ndimage.grey_closing(sm, size=(1, width)) - sm
-    ref = ndimage.uniform_filter1d(raw_black, win, axis=0)[zone]
-    ref_raw = raw_black[zone]
-    high = zone & (resp > k_sigma / 4.0 * float(np.percentile(ref, 99.5)))
-    low = zone & (resp > float(np.percentile(ref, 99.0)))
-    core_thr = float(np.percentile(ref_raw, 97.0))
+    black = ndimage.uniform_filter1d(ndimage.grey_closing(sm, size=size) - sm, win, axis=0)[z]
+    high = z & (resp > k_seed * float(np.percentile(black, 99.5)))
+    low = z & (resp > k_grow * float(np.percentile(black, 99.0)))
     lab, n = ndimage.label(low)
+    out = np.zeros_like(zone)
     if n == 0:
-        return np.zeros_like(zone)
+        return out
     keep = np.zeros(n + 1, bool)
     keep[np.unique(lab[high])] = True
     keep[0] = False
-    # the along-spine smoothing lengthens each deposit by half its window at both
-    # ends (and turns oblique lines vertical); judge the shape where the
-    # unsmoothed response is still clearly raised
-    core = raw > core_thr
-    slices = ndimage.find_objects(lab)
-    for i, sl in enumerate(slices, start=1):
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         if sl is None or not keep[i]:
             continue
-        comp = (lab[sl] == i) & core[sl]
-        if not comp.any():
+        ss, tt = np.nonzero(lab[sl] == i)
+        length = (ss.max() - ss.min() + 1) * step_mm
+        if length < min_length_mm or ss.size * step_mm**2 < min_area_mm2:
             keep[i] = False
             continue
-        ss, tt = np.nonzero(comp)
-        length = (ss.max() - ss.min() + 1) * step_mm
-        # principal axis: wall deposits seen edge-on are lines along the spine; noise
-        # grains and bowel texture are round, ribs cross the zone obliquely
-        if ss.size >= 3:
-            cov = np.cov(np.vstack([ss, tt]).astype(float))
-            evals, evecs = np.linalg.eigh(cov)
-            major = evecs[:, 1]
-            angle = float(np.degrees(np.arctan2(abs(major[1]), abs(major[0]))))
-            aspect = float(np.sqrt(max(evals[1], 1e-9) / max(evals[0], 1e-9)))
-        else:
-            angle, aspect = 90.0, 1.0
-        if length < min_length_mm or aspect < min_aspect or angle > max_angle_deg:
-            keep[i] = False
-    return keep[lab] & core
+        if across_spine(ss, tt, max_angle_deg):
+            keep[i] = False  # an elongated band across the spine axis: a rib edge
+    out[r0:r1, c0:c1] = keep[lab]
+    return out
+
+
+def wall_of_pixels(calc: np.ndarray, midline_t: float | np.ndarray) -> np.ndarray:
+    """Per calcified pixel: ``True`` for the posterior wall, ``False`` for the anterior.
+
+    Decided per deposit and strip row by the deposit's mean column on that row
+    against the aortic mid-line (as the phantom truth decides per CT slice), so a
+    broad plaque seen across the lumen counts on one wall per row, not on both.
+    """
+    lab, n = ndimage.label(calc)
+    post = np.zeros(calc.shape, bool)
+    if n == 0:
+        return post
+    ss, tt = np.nonzero(calc)
+    key = lab[ss, tt].astype(np.int64) * calc.shape[0] + ss
+    uniq, inv = np.unique(key, return_inverse=True)
+    mean_t = np.bincount(inv, weights=tt) / np.bincount(inv)
+    mid = np.broadcast_to(np.asarray(midline_t, float), (calc.shape[0],))  # one value, or one per row
+    post[ss, tt] = mean_t[inv] >= mid[ss]
+    return post
+
+
+def score_rows(
+    rows_by_wall: dict[str, np.ndarray],
+    segments: dict[str, tuple[float, float]],
+    row_mm: float,
+) -> list[WallExtent]:
+    """Kauppila grades from calcified image rows per wall.
+
+    Parameters
+    ----------
+    rows_by_wall
+        ``{"anterior": bool[rows], "posterior": bool[rows]}``: image rows (head to
+        foot) where that wall is calcified (union of all deposits).
+    segments
+        Level -> ``(row_top, row_bottom)`` of the vertebral height at mid-depth
+        (mean row of the two superior and of the two inferior corners), as the
+        phantom truth measures the segment in z.
+    row_mm
+        Row spacing (mm).
+    """
+    out: list[WallExtent] = []
+    for level, (a, b) in segments.items():
+        lo, hi = min(a, b), max(a, b)
+        length = max(hi - lo, 1e-6)
+        for wall in ("anterior", "posterior"):
+            rows = rows_by_wall[wall]
+            idx = np.flatnonzero(rows)
+            # each calcified row covers [r - 0.5, r + 0.5)
+            covered = float(np.clip(np.minimum(idx + 0.5, hi) - np.maximum(idx - 0.5, lo), 0, None).sum())
+            frac = min(covered / length, 1.0)
+            out.append(WallExtent(level=level, wall=wall, grade=kauppila_grade(frac), fraction=frac,
+                                  length_mm=covered * row_mm, area_mm2=0.0, s_range=(float(lo), float(hi))))
+    return out
 
 
 @dataclass(frozen=True)

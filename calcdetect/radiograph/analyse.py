@@ -40,7 +40,8 @@ from calcdetect.radiograph.aac import (
     aac8_grade,
     detect_calcification,
     estimate_midline,
-    score_segments,
+    score_rows,
+    wall_of_pixels,
     severity_group,
 )
 from calcdetect.radiograph.vertebrae import LEVELS_T12_L5, SpineDetection, find_vertebrae
@@ -53,14 +54,20 @@ __all__ = [
     "analyse_radiograph",
     "radiograph_report_lines",
     "MIN_FIELD_MM",
+    "AorticZone",
+    "aortic_zone",
 ]
 
 #: The smallest field of view (mm, along the spine) that can show L1-L4 and the sacrum.
 MIN_FIELD_MM = 150.0
 #: Plausibility of a detected lumbar column (see ``_implausible``).
 MIN_BODY_HEIGHT_MM = 19.0
-MIN_BODY_DEPTH_MM = 25.0
+MIN_BODY_DEPTH_MM = 20.0
 MAX_HEIGHT_CV = 0.3
+#: The aortic zone: from this far in front of the anterior vertebral line ...
+ZONE_MARGIN_MM = 2.0
+#: ... to one vertebral depth in front of it, but at least this (an ectatic aorta).
+ZONE_MIN_DEPTH_MM = 32.0
 
 # Body parts / descriptions that are certainly not a lumbar spine (BodyPartExamined
 # defined terms plus common free text). Matched as whole words, upper case.
@@ -259,8 +266,10 @@ def _implausible(det: SpineDetection) -> str | None:
         return None  # nothing will be scored anyway; the warnings say why
     step = det.strip.step_mm if det.strip is not None else 0.5
     heights = np.array([(v.s_inf - v.s_sup) * step for v in named])
-    mean_h = float(heights.mean())
-    cv = float(heights.std() / max(mean_h, 1e-6))
+    # one odd body is allowed (a collapsed vertebra, or L1 cut short under the ribs)
+    typical = np.delete(heights, int(np.argmax(np.abs(heights - np.median(heights))))) if len(heights) > 3 else heights
+    mean_h = float(typical.mean())
+    cv = float(typical.std() / max(mean_h, 1e-6))
     if mean_h < MIN_BODY_HEIGHT_MM:
         return f"vertebral bodies {mean_h:.0f} mm high on average, lumbar bodies are >= {MIN_BODY_HEIGHT_MM:.0f} mm"
     if det.depth_mm < MIN_BODY_DEPTH_MM:
@@ -270,8 +279,98 @@ def _implausible(det: SpineDetection) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class AorticZone:
+    """The aortic zone on the straightened strip: in front of L1-L4's anterior line.
+
+    ``t_line[s]``: the anterior vertebral line (strip column) per strip row,
+    interpolated through L1-L4's anterior corners; ``zone``: bool ``[s, t]``;
+    ``margin`` / ``depth``: its posterior and anterior limits in strip pixels in
+    front of ``t_line``; ``s_top`` / ``s_bot``: its rows.
+    """
+
+    t_line: np.ndarray
+    zone: np.ndarray
+    margin: float
+    depth: float
+    s_top: float
+    s_bot: float
+
+
+def aortic_zone(det: SpineDetection) -> AorticZone:
+    """The aortic zone of an anchored detection with L1-L4 (see :class:`AorticZone`)."""
+    by = det.by_level()
+    strip = det.strip
+    S = strip.image
+    step = strip.step_mm
+    lv_list = [by[lv] for lv in AAC_LEVELS]
+    s_knots = np.array([v.s_sup for v in lv_list] + [v.s_inf for v in lv_list])
+    t_knots = np.array([v.t_ant for v in lv_list] * 2)
+    order = np.argsort(s_knots)
+    s_rows = np.arange(S.shape[0])
+    t_line = np.interp(s_rows, s_knots[order], t_knots[order])
+    s_top = lv_list[0].s_sup - 3.0 / step  # beyond L1-L4: segments are cut in image rows, not strip rows
+    s_bot = min(lv_list[-1].s_inf + 3.0 / step, S.shape[0] - 1)
+    # the anterior cortex is itself a thin bright line and the corner-to-corner line
+    # cuts the body's concave waist: keep 2 mm off it (the posterior aortic wall
+    # lies a few mm in front of the spine)
+    margin = ZONE_MARGIN_MM / step
+    depth = max(det.depth_mm / step, ZONE_MIN_DEPTH_MM / step)
+    tt = np.arange(S.shape[1])[None, :]
+    in_rows = (s_rows >= s_top) & (s_rows <= s_bot)
+    zone = in_rows[:, None] & (tt <= (t_line[:, None] - margin)) & (tt >= (t_line[:, None] - depth))
+    return AorticZone(t_line, zone, float(margin), float(depth), float(s_top), float(s_bot))
+
+
+def _find_calcium(S: np.ndarray, zg: AorticZone, step: float, calcium_model: Any) -> np.ndarray:
+    """Calcified strip pixels: the shipped 2-D net when given, else the rule detector."""
+    if calcium_model is not None:
+        from calcdetect.radiograph.aac_net import predict_calcium
+
+        return predict_calcium(calcium_model, S, zg.t_line, zg.zone, step)
+    return detect_calcification(S, zg.zone, step)
+
+
+def _segment_rows(by: dict, levels: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Image rows of each level's height at mid-depth: the mean row of the two superior
+    corners to that of the two inferior corners (how the phantom truth cuts the
+    aortic segment in z, the patient's long axis)."""
+    out = {}
+    for lv in levels:
+        k = np.asarray(by[lv].corners_rc, float)
+        out[lv] = (float(k[:2, 0].mean()), float(k[2:, 0].mean()))
+    return out
+
+
+def _calcified_rows(strip, calc: np.ndarray, posterior: np.ndarray, n_rows: int,
+                    row_mm: float) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Image rows covered by calcium of each wall, and the calcified area (mm2) per row."""
+    rows = {w: np.zeros(n_rows, bool) for w in ("anterior", "posterior")}
+    area = {w: np.zeros(n_rows) for w in ("anterior", "posterior")}
+    ss, tt = np.nonzero(calc)
+    if ss.size == 0:
+        return rows, area
+    half = 0.5 * strip.step_mm / row_mm  # a strip pixel spans this many image rows either side
+    r = strip.to_image(ss.astype(float), tt.astype(float))[:, 0]
+    for wall, sel in (("anterior", ~posterior[ss, tt]), ("posterior", posterior[ss, tt])):
+        lo = np.clip(np.floor(r[sel] - half + 0.5).astype(int), 0, n_rows - 1)
+        hi = np.clip(np.floor(r[sel] + half + 0.5).astype(int), 0, n_rows - 1)
+        cover = np.zeros(n_rows + 1, int)
+        np.add.at(cover, lo, 1)
+        np.add.at(cover, hi + 1, -1)
+        rows[wall] = np.cumsum(cover)[:n_rows] > 0
+        np.add.at(area[wall], np.clip(np.rint(r[sel]).astype(int), 0, n_rows - 1), strip.step_mm**2)
+    return rows, area
+
+
+def _segment_area(area_rows: np.ndarray, rng: tuple[float, float]) -> float:
+    lo, hi = int(np.floor(rng[0])), int(np.ceil(rng[1]))
+    return float(area_rows[max(lo, 0): max(hi, 0)].sum())
+
+
 def analyse_radiograph(
-    radiograph: Radiograph, device: Device | None = None, *, body_part: str | None = None
+    radiograph: Radiograph, device: Device | None = None, *, body_part: str | None = None,
+    calcium_model: Any = "default",
 ) -> RadiographAnalysis:
     """Find T12-L5, the aortic zone, aortic calcification and the AAC-24 score.
 
@@ -284,6 +383,10 @@ def analyse_radiograph(
         on the CPU (it takes well under a second).
     body_part
         DICOM BodyPartExamined when the caller has it (see :func:`check_lateral_spine`).
+    calcium_model
+        ``"default"``: the shipped aortic-calcium net (``models/radiograph_aac_v0``)
+        when present, else the rule detector; ``None``: rules only; or a model
+        from :func:`calcdetect.radiograph.aac_net.load_calcium_model`.
 
     Returns
     -------
@@ -304,7 +407,11 @@ def analyse_radiograph(
     >>> analyse_radiograph(rg).aac24["total"]
     0
     """
-    del device  # rules only (see docstring)
+    del device  # CPU only: rules plus, when shipped, a small 2-D net (see docstring)
+    if isinstance(calcium_model, str) and calcium_model == "default":
+        from calcdetect.radiograph.aac_net import load_default_calcium_model
+
+        calcium_model = load_default_calcium_model()
     check_lateral_spine(radiograph, body_part=body_part)
     spacing = tuple(float(s) for s in radiograph.pixel_spacing)  # type: ignore[union-attr]
     image = np.asarray(radiograph.array, np.float32)
@@ -352,24 +459,19 @@ def analyse_radiograph(
     S = strip.image
     step = strip.step_mm
     depth_px = det.depth_mm / step
-    # anterior vertebral line per strip row: interpolated through L1-L4's anterior edges
-    lv_list = [by[lv] for lv in AAC_LEVELS]
-    s_knots = np.array([v.s_sup for v in lv_list] + [v.s_inf for v in lv_list])
-    t_knots = np.array([v.t_ant for v in lv_list] * 2)
-    order = np.argsort(s_knots)
+    zg = aortic_zone(det)
+    t_line, zone, margin, zone_depth, s_top, s_bot = zg.t_line, zg.zone, zg.margin, zg.depth, zg.s_top, zg.s_bot
     s_rows = np.arange(S.shape[0])
-    t_line = np.interp(s_rows, s_knots[order], t_knots[order])
-    s_top = lv_list[0].s_sup - 2.0 / step  # a little beyond L1-L4 so edge deposits are whole
-    s_bot = min(lv_list[-1].s_inf + 2.0 / step, S.shape[0] - 1)
-    margin = 2.0 / step  # the anterior cortex is itself a thin bright line: keep off it
-    tt = np.arange(S.shape[1])[None, :]
-    in_rows = (s_rows >= s_top) & (s_rows <= s_bot)
-    zone = in_rows[:, None] & (tt <= (t_line[:, None] - margin)) & (tt >= (t_line[:, None] - depth_px))
-    calc = detect_calcification(S, zone, step)
-    t_ant_mean = float(np.mean([v.t_ant for v in lv_list]))
-    midline = estimate_midline(np.nonzero(calc)[1].astype(float), t_ant_mean, depth_px)
-    segments = {lv: (by[lv].s_sup, by[lv].s_inf) for lv in AAC_LEVELS}
-    walls = score_segments(calc, segments, midline, step)
+    calc = _find_calcium(S, zg, step, calcium_model)
+    # distance in front of the anterior vertebral line (strip pixels) of each deposit pixel
+    cs, ct = np.nonzero(calc)
+    midline_u = -estimate_midline(-(t_line[cs] - ct), 0.0, depth_px)
+    posterior = wall_of_pixels(calc, t_line - midline_u)
+    segments = _segment_rows(by, AAC_LEVELS)
+    row_mm = spacing[0]
+    rows_by_wall, area_by_wall = _calcified_rows(strip, calc, posterior, image.shape[0], row_mm)
+    walls = [replace(w, area_mm2=_segment_area(area_by_wall[w.wall], w.s_range))
+             for w in score_rows(rows_by_wall, segments, row_mm)]
     aac_segments = {lv: {w.wall: w.grade for w in walls if w.level == lv} for lv in AAC_LEVELS}
     fractions = {lv: {w.wall: round(w.fraction, 4) for w in walls if w.level == lv} for lv in AAC_LEVELS}
     total = int(sum(w.grade for w in walls))
@@ -382,7 +484,7 @@ def analyse_radiograph(
     # zone polygon in image coordinates (anterior boundary down, posterior boundary up)
     srows = np.linspace(s_top, s_bot, 24)
     tl = np.interp(srows, s_rows, t_line)
-    front = strip.to_image(srows, tl - depth_px)
+    front = strip.to_image(srows, tl - zone_depth)
     back = strip.to_image(srows[::-1], tl[::-1] - margin)
     zone_poly = np.vstack([front, back])
     mask_img = _strip_mask_to_image(det, calc, image.shape, spacing)  # type: ignore[arg-type]
@@ -392,11 +494,10 @@ def analyse_radiograph(
         lw = [w for w in walls if w.level == lv]
         if not any(w.grade for w in lw):
             continue
-        s0, s1 = segments[lv]
-        seg = np.zeros_like(calc)
-        r0, r1 = max(0, int(np.floor(s0))), int(np.ceil(s1))
-        seg[r0:r1] = calc[r0:r1]
-        seg_img = _strip_mask_to_image(det, seg, image.shape, spacing)  # type: ignore[arg-type]
+        r0, r1 = segments[lv]
+        seg_img = np.zeros_like(mask_img)
+        seg_img[max(0, int(np.floor(r0))): max(0, int(np.ceil(r1)))] = mask_img[
+            max(0, int(np.floor(r0))): max(0, int(np.ceil(r1)))]
         f = _finding(lv, lw, seg_img, len(findings) + 1, by[lv].confidence)
         if f is not None:
             findings.append(f)

@@ -44,6 +44,7 @@ __all__ = ["STEP_MM", "SpineStrip", "Vertebra", "SpineDetection", "find_vertebra
 STEP_MM = 0.5  # straightened-strip sampling (mm): calcium lines are 1-2 mm wide
 COARSE_MM = 2.0
 SACRUM_MIN_MM = 20.0
+SACRAL_DISC_FRACTION = 0.6  # a mobile disc dips at least this much of the typical disc
 MIN_DISC_CONTRAST = 2.5  # typical disc dip, in robust noise SDs of the along-spine profile
 LEVELS_T12_L5: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5")
 _STRIP_ANTERIOR_MM = 130.0  # how far in front of the column centre the strip reaches
@@ -179,8 +180,16 @@ def _column_path(c: np.ndarray, depth_mm: float) -> tuple[np.ndarray, np.ndarray
     edge = w_in // 2 + w_out
     resp[:, :edge] = -np.inf
     resp[:, -edge:] = -np.inf
+    return _dp_path(resp, move=0.25), resp
+
+
+def _dp_path(resp: np.ndarray, *, move: float) -> np.ndarray:
+    """Best top-to-bottom path through ``resp`` with at most one column of drift per row.
+
+    ``move`` is the cost of one column of drift (the response is ~0-1), so the path
+    follows a curved column, not the noise; ``-inf`` marks forbidden columns.
+    """
     h, w = resp.shape
-    move = 0.25  # cost of one column of drift per row (response is ~0-1)
     score = np.where(np.isfinite(resp[0]), resp[0], -1e9)
     back = np.zeros((h, w), np.int8)
     for r in range(1, h):
@@ -193,7 +202,39 @@ def _column_path(c: np.ndarray, depth_mm: float) -> tuple[np.ndarray, np.ndarray
     cols[-1] = int(np.argmax(score))
     for r in range(h - 1, 0, -1):
         cols[r - 1] = cols[r] + back[r, cols[r]]
-    return cols, resp
+    return cols
+
+
+def _body_column_path(c: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The column path moved onto the vertebral bodies (image anterior on the left).
+
+    Along a lateral spine two bands repeat with the vertebral period: the bodies
+    with their discs and, behind them, the pedicles, foramina and facets. The
+    first path (:func:`_column_path`) may lock onto either. The bodies are the
+    *anterior* band: in front of them lies soft tissue, aorta and bowel, which do
+    not repeat. So the periodicity (smoothed along the spine over ~1.5 vertebrae)
+    is scored against the strongest periodicity 14-55 mm in front of each point;
+    a point of the posterior band scores low because the body band lies in front
+    of it. The search stays within 70 mm in front of / 25 mm behind the first path.
+    """
+    per = _periodicity(c)
+    per = ndimage.uniform_filter1d(per, int(50 / COARSE_MM), axis=0, mode="nearest")
+    per = ndimage.uniform_filter1d(per, int(6 / COARSE_MM), axis=1, mode="nearest")
+    h, w = per.shape
+    near, far = int(14 / COARSE_MM), int(55 / COARSE_MM)
+    in_front = np.zeros_like(per)
+    for d in range(near, far + 1):
+        in_front[:, d:] = np.maximum(in_front[:, d:], per[:, :-d])
+    row_max = per.max(axis=1, keepdims=True)
+    floor = 0.2 * float(np.median(row_max))
+    resp = (per - 0.9 * in_front) / np.maximum(row_max, floor + 1e-12)
+    cc = np.arange(w)[None, :]
+    allowed = (cc >= cols[:, None] - int(70 / COARSE_MM)) & (cc <= cols[:, None] + int(25 / COARSE_MM))
+    edge = int(20 / COARSE_MM)
+    allowed[:, :edge] = False
+    allowed[:, w - edge:] = False
+    resp = np.where(allowed, resp, -np.inf)
+    return _dp_path(resp, move=0.1)
 
 
 def _anterior_side(c: np.ndarray, cols: np.ndarray, depth_mm: float) -> tuple[str | None, float]:
@@ -344,10 +385,16 @@ def _disc_positions(q: np.ndarray, period: float, valid: np.ndarray) -> tuple[li
     if chosen and mins:
         first = chosen[0]
         centre = first - period
-        lo, hi = int(centre - 0.25 * period), int(centre + 0.25 * period)
-        if lo >= margin and valid[lo:hi].all():
-            k = lo + int(np.argmin(qs[lo:hi]))
-            if qs[k] < 0.15 * float(np.median(qs[chosen])) and 0 < k < len(qs) - 1:
+        # the disc above L1 often lies within the detrending margin of the strip's top
+        # (the field starts at T11-T12): search down to a few mm from the top, where
+        # the column is valid, and take it when it dips clearly and is a local minimum
+        lo = max(int(centre - 0.3 * period), int(4 / STEP_MM))
+        hi = int(centre + 0.3 * period)
+        ok = valid[lo:hi] if hi > lo else np.zeros(0, bool)
+        if hi - lo > 4 and ok.mean() > 0.3:
+            k = lo + int(np.argmin(np.where(ok, qs[lo:hi], np.inf)))
+            local_min = 0 < k < len(qs) - 1 and qs[k] <= qs[k - 1] and qs[k] <= qs[k + 1]
+            if local_min and qs[k] < 0.3 * float(np.median(qs[chosen])) and first - k >= 0.6 * period:
                 chosen.insert(0, k)
     # fill gaps where a disc was missed (e.g. under a rib or the iliac crest)
     filled = list(chosen)
@@ -361,7 +408,7 @@ def _disc_positions(q: np.ndarray, period: float, valid: np.ndarray) -> tuple[li
 
 
 def _strip_and_edges(img: np.ndarray, spacing: tuple[float, float], cols: np.ndarray, rows: np.ndarray,
-                     path_resp: np.ndarray, flipped: bool) -> tuple[SpineStrip, np.ndarray, int, int]:
+                     path_resp: np.ndarray, flipped: bool, on_bodies: bool = False) -> tuple[SpineStrip, np.ndarray, int, int]:
     """The strip, the rows where the column exists, and the body's two edges (strip columns)."""
     strip = _build_strip(img, spacing, cols, rows, flipped)
     S = strip.image
@@ -376,9 +423,9 @@ def _strip_and_edges(img: np.ndarray, spacing: tuple[float, float], cols: np.nda
     # bodies are, the median intensity profile (robust to discs and ribs) the edges
     prof = ndimage.gaussian_filter1d(np.median(S[valid] if valid.any() else S, axis=0), 1.0 / STEP_MM)
     t0 = strip.t0
-    band = _rhythm_bands(S, valid, strip.t0)
+    band = _rhythm_bands(S, valid, strip.t0, on_bodies)
     moved = False
-    if band is not None:
+    if band is not None and not on_bodies:  # a path on the bodies has no canal to look past
         new_band = _bodies_in_front_of_canal(prof, band)
         moved, band = new_band != band, new_band
     mm = lambda x: int(round(x / STEP_MM))  # noqa: E731
@@ -421,7 +468,8 @@ def _bodies_in_front_of_canal(prof: np.ndarray, band: tuple[int, int]) -> tuple[
     return band
 
 
-def _rhythm_bands(S: np.ndarray, valid: np.ndarray, t_centre: int) -> tuple[int, int] | None:
+def _rhythm_bands(S: np.ndarray, valid: np.ndarray, t_centre: int,
+                  on_bodies: bool = False) -> tuple[int, int] | None:
     """Strip columns of the vertebral bodies: the first band of vertebral rhythm.
 
     Along the spine the bodies and discs alternate, and so do the posterior
@@ -450,12 +498,23 @@ def _rhythm_bands(S: np.ndarray, valid: np.ndarray, t_centre: int) -> tuple[int,
     # bodies or on the posterior elements)
     power = np.where(best > 0.25, best, 0.0) * hp.std(0)
     t0 = t_centre // f
-    power[: max(0, t0 - 85)] = 0
-    power[t0 + 30 :] = 0
+    if on_bodies:  # the path runs on the bodies: their band is the one around it
+        power[: max(0, t0 - 30)] = 0
+        power[t0 + 50 :] = 0
+    else:
+        power[: max(0, t0 - 85)] = 0
+        power[t0 + 30 :] = 0
     if power.max() <= 0:
         return None
     on = power > 0.3 * power.max()
     lab, n = ndimage.label(on)
+    if on_bodies and 0 <= t0 < lab.size:
+        # the band that holds the path, else the nearest one
+        labels = [i for i in range(1, n + 1) if np.count_nonzero(lab == i) >= 12]
+        if labels:
+            i = min(labels, key=lambda i: float(np.min(np.abs(np.flatnonzero(lab == i) - t0))))
+            idx = np.flatnonzero(lab == i)
+            return int(idx[0] * f), int((idx[-1] + 1) * f)
     for i in range(1, n + 1):
         idx = np.flatnonzero(lab == i)
         if idx.size >= 12 and power[idx].max() > 0.4 * power.max():
@@ -504,6 +563,111 @@ def _side_from_posterior_elements(strip: SpineStrip, valid: np.ndarray, t_left: 
     if not votes or abs(sum(votes)) < len(votes):
         return None
     return "left" if votes[0] > 0 else "right"
+
+
+def _disc_depth(S: np.ndarray, d: int, t_a: int, t_b: int) -> float:
+    """How much darker than the bone 6-14 mm above and below a disc at strip row ``d`` is.
+
+    The lower lumbar discs are wedge-shaped and tilted against the strip rows (the
+    path is smoothed over ~15 mm while L5-S1 turns sharply), so a row average
+    smears them; the darkest of several tilted lines (within +-30 degrees) across
+    the central body is taken instead.
+    """
+    ts = np.arange(t_a, t_b, dtype=float)
+    tc = 0.5 * (t_a + t_b)
+    best = -np.inf
+    off = np.r_[-np.arange(int(6 / STEP_MM), int(14 / STEP_MM)), np.arange(int(6 / STEP_MM), int(14 / STEP_MM))]
+    for ang in np.radians(np.arange(-30, 31, 5)):
+        ds = np.tan(ang) * (ts - tc)
+        near = []
+        for o in (-1, 0, 1):
+            near.append(ndimage.map_coordinates(S, [d + o + ds, ts], order=1, mode="nearest").mean())
+        line = float(np.min(near))
+        around = float(np.median([ndimage.map_coordinates(S, [d + k + ds, ts], order=1, mode="nearest").mean()
+                                  for k in off[::4]]))
+        best = max(best, around - line)
+    return best
+
+
+def _drop_sacral_segments(
+    verts: list[Vertebra], discs: list[int], S: np.ndarray, t_a: int, t_b: int
+) -> tuple[list[Vertebra], list[int]]:
+    """Remove "vertebrae" found below the lumbosacral disc (sacral segments).
+
+    The sacral segments are fused: the lines between them are faint ridges, not
+    the dark, disc-high gaps of the mobile spine, but the disc finder may still
+    chain them. The L5-S1 disc is the lowest disc that dips (tilt-tolerant, see
+    :func:`_disc_depth`) at least ``SACRAL_DISC_FRACTION`` as deep as the typical
+    (median) disc of the column above; bodies below it are the sacrum and are dropped.
+    """
+    if len(verts) < 3 or len(discs) < 3:
+        return verts, discs
+    depth = {d: _disc_depth(S, d, t_a, t_b) for d in discs}
+    typical = float(np.median([depth[d] for d in discs[:-2]] or [depth[d] for d in discs]))
+    if typical <= 0:
+        return verts, discs
+    real = [d for d in discs if depth[d] >= SACRAL_DISC_FRACTION * typical]
+    if not real:
+        return verts, discs
+    lumbosacral = max(real)
+    kept = [v for v in verts if v.s_inf <= lumbosacral + 0.5 / STEP_MM + (v.s_inf - v.s_sup) * 0.3]
+    if len(kept) < 3:
+        return verts, discs
+    return kept, [d for d in discs if d <= lumbosacral]
+
+
+def _align_body_edges(verts: list[Vertebra], strip: SpineStrip, tol_mm: float = 5.0) -> list[Vertebra]:
+    """Pull a vertebra whose front or back edge strays from the column back into line.
+
+    On the straightened strip the lumbar bodies' anterior (and posterior) edges lie
+    within a few mm of one another. Near the top of the field the ribs, the crura
+    and the psoas make edges of their own, and an edge search there can jump
+    10-20 mm; such a vertebra keeps its endplates but takes the column's median
+    edge (its corners then lose their own tilt, which is minor next to the error).
+    """
+    if len(verts) < 3:
+        return verts
+    med_a = float(np.median([v.t_ant for v in verts]))
+    med_p = float(np.median([v.t_post for v in verts]))
+    tol = tol_mm / STEP_MM
+    out = []
+    for v in verts:
+        if abs(v.t_ant - med_a) <= tol and abs(v.t_post - med_p) <= tol:
+            out.append(v)
+            continue
+        ss = np.array([v.s_sup, v.s_sup, v.s_inf, v.s_inf])
+        tt = np.array([med_a, med_p, med_p, med_a])
+        out.append(Vertebra(v.level, strip.to_image(ss, tt), v.confidence * 0.7, v.s_sup, v.s_inf, med_a, med_p))
+    return out
+
+
+def _extrapolate_l1(verts: list[Vertebra], strip: SpineStrip) -> Vertebra | None:
+    """L1 one vertebra above L2 when the count from the sacrum reached L2 but not L1.
+
+    The T12-L1 disc is often hidden under the lowest ribs and the crura, so the disc
+    chain may start at L1-L2. L1 is then placed above L2 with the median disc gap
+    and body height of L2-L5 (lumbar bodies differ by a few mm from level to
+    level), its edges those of L2; its confidence is low and the caller warns. ``None``
+    when L1 was found, L2 was not, or the strip does not reach that high.
+    """
+    by = {v.level: v for v in verts if v.level}
+    if "L1" in by or "L2" not in by:
+        return None
+    lower = [by[lv] for lv in ("L2", "L3", "L4", "L5") if lv in by]
+    if len(lower) < 3:
+        return None
+    gaps = [b.s_sup - a.s_inf for a, b in zip(lower[:-1], lower[1:])]
+    height = float(np.median([v.s_inf - v.s_sup for v in lower]))
+    l2 = by["L2"]
+    s_inf = l2.s_sup - float(np.median(gaps))
+    s_sup = s_inf - height
+    if s_sup < 0:
+        return None
+    k = np.asarray(l2.corners_rc, float)
+    shift = strip.to_image(np.array([s_sup, s_inf]), np.array([l2.t_ant, l2.t_ant])) - strip.to_image(
+        np.array([l2.s_sup, l2.s_inf]), np.array([l2.t_ant, l2.t_ant]))
+    corners = np.vstack([k[:2] + shift[0], k[2:] + shift[1]])
+    return Vertebra("L1", corners, 0.3 * l2.confidence, s_sup, s_inf, l2.t_ant, l2.t_post)
 
 
 def find_vertebrae(
@@ -561,10 +725,14 @@ def find_vertebrae(
             )
             side = "left"
             side_known = False
-    if side == "right":
+    flipped = side == "right"
+    if flipped:
         img = img[:, ::-1]
+        c = c[:, ::-1]
         cols = (c.shape[1] - 1) - cols
-        strip, valid, t_ant, t_post = _strip_and_edges(img, spacing, cols, rows, path_resp, flipped=True)
+    cols = _body_column_path(c, cols)
+    strip, valid, t_ant, t_post = _strip_and_edges(img, spacing, cols, rows, path_resp, flipped=flipped,
+                                                   on_bodies=True)
     S = strip.image
     n_s = S.shape[0]
     depth_px = float(t_post - t_ant)
@@ -616,6 +784,8 @@ def find_vertebrae(
                      float(np.mean([st[0, 1], st[3, 1]])), float(np.mean([st[1, 1], st[2, 1]])))
         )
 
+    verts, discs = _drop_sacral_segments(verts, discs, S, a, b)
+    verts = _align_body_edges(verts, strip)
     # level assignment: count up from the lumbosacral junction
     anchored = False
     if verts:
@@ -641,6 +811,13 @@ def find_vertebrae(
                 lv = names[-1 - k] if k < len(names) else None
                 named.append(Vertebra(lv, v.corners_rc, v.confidence, v.s_sup, v.s_inf, v.t_ant, v.t_post))
             verts = list(reversed(named))
+            top = _extrapolate_l1(verts, strip)
+            if top is not None:
+                verts = [top] + verts
+                warnings.append(
+                    "the T12-L1 disc was not seen (ribs overlap it): L1's superior endplate is "
+                    "extrapolated from L2-L5; check L1 on the overlay"
+                )
         else:
             warnings.append(
                 "the lumbosacral junction is not in the image, so vertebral levels could not be "
