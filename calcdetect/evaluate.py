@@ -52,7 +52,7 @@ Metrics
   phlebolith called vascular is still a false positive. Conversely a truth
   lesion left unmatched whose voxels lie inside a finding matched to another
   lesion (two plaques fused by the threshold) counts as found, with that
-  finding's region, side and level.
+  finding's region, side and level (its volume and mass are not scored).
 * **Distractors mislabelled**: distractors matched to a prediction whose region is
   not ``"other"``; the rate is over all distractors.
 * Region / side / level accuracy are over matched targets. Sides compare as given
@@ -605,11 +605,14 @@ def _score_lesions(
     roles = [_role(les) for les in t_les]
     for r, les in enumerate(t_les):
         fnd = p_fnd[t_to_p[r]] if r in t_to_p else None
+        merged = False
         if fnd is None and overlap is not None and overlap.shape[1] and overlap[r].max() > 0:
             # Merged: this lesion's voxels are inside a finding matched to a
-            # neighbouring lesion (two plaques fused by the threshold): found.
+            # neighbouring lesion (two plaques fused by the threshold): found,
+            # but its measurements are the fused finding's, so not scored.
             fnd = p_fnd[int(np.argmax(overlap[r]))]
             row["merged"] = row.get("merged", 0) + 1
+            merged = True
         if roles[r] == "calibration":
             tally.inserts.add("calibration inserts", fnd is not None)
             if fnd is not None:
@@ -638,7 +641,8 @@ def _score_lesions(
             dist = level_distance(fnd.get("level"), les["level"])
             tally.level_exact.add(les["region"], fnd.get("level") == les["level"])
             tally.level_within1.add(les["region"], dist is not None and dist <= 1)
-        _add_errors(les, fnd, tally)
+        if not merged:
+            _add_errors(les, fnd, tally)
     row["fragments"] = len(fragments)
     tally.fragments += len(fragments)
     for c, fnd in enumerate(p_fnd):
