@@ -63,6 +63,12 @@ class ClassifySettings:
     # The ligamentum flavum spans one interlaminar space (~15-20 mm tall); a
     # "ligament calcification" much longer than that is posterior-element bone.
     ligament_max_mm: float = 30.0
+    # A fleck of a few voxels against the laminae cannot be told from the
+    # laminar cortex shaved off by the bone opening: on the tuning phantoms such
+    # flecks (2-30 mm3, often in left/right mirror pairs) were most of the
+    # false "ligament calcifications", while every ligament calcification found
+    # measured more. Flecks smaller than this are "other" (unknown).
+    ligament_min_volume_mm3: float = 30.0
     # Renal pattern (see _renal_pattern): foci smaller than this, when at least
     # nephrocalcinosis_min_foci of them are in one kidney, are nephrocalcinosis.
     nephrocalcinosis_max_mm: float = 6.0
@@ -422,6 +428,8 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
     if best.region is Region.LIGAMENTUM_FLAVUM:
         if les.max_diameter_mm > s.ligament_max_mm:
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5, level=level)
+        if les.volume_mm3 < s.ligament_min_volume_mm3:
+            return _finding(n, les, Region.OTHER, Kind.UNKNOWN, morph, 0.3 * size, level=level)
         side = _midline_side(ctx, les, idx)
         return _finding(n, les, Region.LIGAMENTUM_FLAVUM, Kind.LIGAMENT, morph, conf, side, level, None, best.name)
     if best.region is Region.RENAL:

@@ -255,3 +255,12 @@ def test_no_vertebral_level_deep_in_the_pelvis(scene):
     assert deep.region == high.region == "iliac"
     assert deep.level is None  # ~50 mm below the top of the sacrum
     assert high.level == "S1"
+
+
+def test_a_fleck_against_the_laminae_is_not_reported_as_ligament_calcification(scene):
+    vol, am = scene
+    fleck = _lesion(vol, _box(10, 11, 70, 72, 38, 40))  # 4 voxels, 8 mm3
+    plaque = _lesion(vol, _box(10, 15, 70, 72, 38, 41))  # 30 voxels, 60 mm3
+    f_fleck, f_plaque = classify([fleck, plaque], am, vol)
+    assert (f_fleck.region, f_fleck.kind) == ("other", Kind.UNKNOWN)
+    assert (f_plaque.region, f_plaque.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
