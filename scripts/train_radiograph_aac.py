@@ -39,19 +39,26 @@ CROP = (96, 64)
 def case_sample(seed: int, cache: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(input (2, H, W), target (H, W)) of one cached phantom, or None when L1-L4 were not found."""
     c = phantom_case(seed, cache)
-    det = find_vertebrae(np.asarray(c["image"], np.float32), tuple(c["spacing"]))
+    aortic = [les["id"] for les in c["lesions"] if les["region"] == "aorta"]
+    truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
+    return zone_sample(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth)
+
+
+def zone_sample(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The aortic-zone input the net sees and the truth mask resampled onto it;
+    None when L1-L4 were not all found (no zone to learn from)."""
+    det = find_vertebrae(image, spacing)
     if not det.anchored or any(lv not in det.by_level() for lv in ("L1", "L2", "L3", "L4")):
         return None
     zg = aortic_zone(det)
     x, win = zone_input(det.strip.image, zg.t_line, zg.zone, det.strip.step_mm)
     ss, tt = np.mgrid[win[0], win[1]]
     rc = np.rint(det.strip.to_image(ss.ravel().astype(float), tt.ravel().astype(float))).astype(int)
-    lab = c["lesion_labels"]
-    ok = (rc[:, 0] >= 0) & (rc[:, 0] < lab.shape[0]) & (rc[:, 1] >= 0) & (rc[:, 1] < lab.shape[1])
-    ids = np.zeros(ss.size, np.int64)
-    ids[ok] = lab[rc[ok, 0], rc[ok, 1]]
-    aortic = [les["id"] for les in c["lesions"] if les["region"] == "aorta"]
-    y = np.isin(ids, aortic).reshape(ss.shape).astype(np.float32)
+    ok = (rc[:, 0] >= 0) & (rc[:, 0] < truth.shape[0]) & (rc[:, 1] >= 0) & (rc[:, 1] < truth.shape[1])
+    y = np.zeros(ss.size, np.float32)
+    y[ok] = truth[rc[ok, 0], rc[ok, 1]]
+    y = y.reshape(ss.shape)
     y = np.pad(y, ((0, x.shape[1] - y.shape[0]), (0, x.shape[2] - y.shape[1])))
     return x, y
 
@@ -68,20 +75,7 @@ def synthetic_sample(seed: int) -> tuple[np.ndarray, np.ndarray] | None:
         obesity=float(rng.uniform(0.9, 1.6)), noise=float(rng.uniform(0.7, 2.0)),
         plaque_burden=0.0 if rng.random() < 0.2 else None,
     )
-    det = find_vertebrae(ph.image, (ph.spacing_mm, ph.spacing_mm))
-    if not det.anchored or any(lv not in det.by_level() for lv in ("L1", "L2", "L3", "L4")):
-        return None
-    zg = aortic_zone(det)
-    x, win = zone_input(det.strip.image, zg.t_line, zg.zone, det.strip.step_mm)
-    ss, tt = np.mgrid[win[0], win[1]]
-    rc = np.rint(det.strip.to_image(ss.ravel().astype(float), tt.ravel().astype(float))).astype(int)
-    m = ph.calcification_mask
-    ok = (rc[:, 0] >= 0) & (rc[:, 0] < m.shape[0]) & (rc[:, 1] >= 0) & (rc[:, 1] < m.shape[1])
-    y = np.zeros(ss.size, np.float32)
-    y[ok] = m[rc[ok, 0], rc[ok, 1]]
-    y = y.reshape(ss.shape)
-    y = np.pad(y, ((0, x.shape[1] - y.shape[0]), (0, x.shape[2] - y.shape[1])))
-    return x, y
+    return zone_sample(ph.image, (ph.spacing_mm, ph.spacing_mm), ph.calcification_mask.astype(bool))
 
 
 def batches(samples, rng: np.random.Generator, size: int):

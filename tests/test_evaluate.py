@@ -486,15 +486,12 @@ def test_pieces_of_a_cluster_are_fragments_not_false_positives(tmp_path):
 def test_two_truth_lesions_fused_into_one_finding_are_both_found(tmp_path):
     nib = pytest.importorskip("nibabel")
     truth = _write_truth(tmp_path / "t", copy.deepcopy(TRUTH_LESIONS[:2]))
+    series = _write_pred(tmp_path / "run", [_finding(TRUTH_LESIONS[0], mask_label=5)])
     lab = np.zeros((8, 8, 8), np.int16)
-    lab[1:3, 1:3, 1:3] = 1
-    lab[3:5, 1:3, 1:3] = 2
-    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(truth / "truth" / "lesions.nii.gz"))
-    findings = [_finding(TRUTH_LESIONS[0], mask_label=5)]
-    series = _write_pred(tmp_path / "run", findings)
-    pred = np.zeros_like(lab)
-    pred[1:5, 1:3, 1:3] = 5
-    nib.save(nib.Nifti1Image(pred, np.eye(4)), str(series / "lesions.nii.gz"))
+    lab[1:3, 1:3, 1:3], lab[3:5, 1:3, 1:3] = 1, 2
+    pred = np.where(lab > 0, 5, 0).astype(np.int16)
+    for labels, path in ((lab, truth / "truth"), (pred, series)):
+        nib.save(nib.Nifti1Image(labels, np.eye(4)), str(path / "lesions.nii.gz"))
     rep = evaluate(series, truth)
     assert rep.sensitivity_overall == 1.0
     # The fused finding carries the aortic lesion's region: wrong for the iliac one.
