@@ -124,20 +124,17 @@ def _anatomy_model(path: Path, device: Device) -> Any:
 
 
 def _with_cnn_anatomy(rules: AnatomyMap, volume: Volume, settings: RunSettings) -> AnatomyMap:
-    """The network's labels where it predicts a structure; the rules fill the rest.
+    """The network's labels for the classes its model card trusts; the rules keep the rest.
 
-    The rules keep what the network does not segment (ureters, medulla, ...) and
-    the network's vertebral levels replace the rule count where it has one.
+    Which classes (and whether the levels) come from the network is measured at
+    training time and stored in the weights (``calcdetect.nets.fusion``); a model
+    without that record is trusted for every class it segments.
     """
-    from calcdetect.nets import segment_anatomy
+    from calcdetect.nets import anatomy_with_model
 
-    cnn = segment_anatomy(volume, _anatomy_model(Path(settings.model_path), settings.device), settings.device)
-    if cnn.labels.shape != rules.labels.shape:
-        return rules
-    labels = np.where(cnn.labels > 0, cnn.labels, rules.labels).astype(rules.labels.dtype)
-    levels = tuple(c if c is not None else r for c, r in zip(cnn.slice_levels, rules.slice_levels))
-    source = {**rules.source, **{name: "cnn" for name in cnn.source}, "model": Path(settings.model_path).name}
-    return AnatomyMap(labels, rules.affine, levels, source, rules.notes + cnn.notes)
+    path = Path(settings.model_path)
+    return anatomy_with_model(rules, volume, _anatomy_model(path, settings.device), settings.device,
+                              model_name=path.name)
 
 
 _PROTECTED = (

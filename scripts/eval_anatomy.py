@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from calcdetect.anatomy import build_anatomy
-from calcdetect.anatomy.regions import STRUCTURES, VERTEBRA_LEVELS, Region, structure
+from calcdetect.anatomy.regions import STRUCTURES, Region, structure
 from calcdetect.bone import segment_bone
 from calcdetect.device import Device
 from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom, random_settings
@@ -40,21 +40,10 @@ def dice(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def truth_levels(phantom, nk: int) -> list[str | None]:
-    """Per-slice level from the phantom's vertebra z ranges (disc between)."""
-    verts = sorted(phantom.anatomy["vertebrae"], key=lambda v: VERTEBRA_LEVELS.index(v["level"]))
-    z = [float(phantom.affine[2, 0] * k + phantom.affine[2, 3]) for k in range(nk)]
-    out: list[str | None] = []
-    for zk in z:
-        lv = None
-        for v in verts:
-            if v["z_bottom_mm"] <= zk <= v["z_top_mm"]:
-                lv = v["level"]
-        if lv is None:
-            for up, lo in zip(verts, verts[1:]):
-                if lo["z_top_mm"] < zk < up["z_bottom_mm"]:
-                    lv = f"{up['level']}-{lo['level']}"
-        out.append(lv)
-    return out
+    """Per-slice truth level of a generated phantom (see calcdetect.phantoms.truth)."""
+    from calcdetect.phantoms.truth import truth_slice_levels
+
+    return truth_slice_levels(phantom.anatomy["vertebrae"], phantom.affine, nk)
 
 
 def phantom_settings(seed: int, pixel_mm: float, thickness: float, matrix: int, randomised: bool = False,

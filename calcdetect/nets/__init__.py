@@ -6,6 +6,8 @@ Public surface::
     NetConfig, build_anatomy_net, build_calcium_refiner, build_radiograph_net
     ModelSpec, save_model, load_model, read_spec, write_model_card
     segment_anatomy, extract_candidate_patches, score_candidates
+    COARSE_ANATOMY_CLASSES, count_levels          coarse class set; levels counted from the sacrum
+    fuse_anatomy, anatomy_with_model              rules + CNN anatomy
 """
 
 from calcdetect.nets.builders import (
@@ -18,17 +20,24 @@ from calcdetect.nets.builders import (
 )
 from calcdetect.nets.classes import (
     ANATOMY_CLASSES,
+    COARSE_ANATOMY_CLASSES,
     RADIOGRAPH_CLASSES,
     REFINER_CLASSES,
     classes_to_labels,
     labels_to_classes,
 )
+from calcdetect.nets.fusion import anatomy_with_model, fuse_anatomy
 from calcdetect.nets.inference import segment_anatomy, slice_levels_from_labels
+from calcdetect.nets.levels import count_levels
 from calcdetect.nets.refiner import extract_candidate_patches, score_candidates
 from calcdetect.nets.weights import ModelSpec, load_model, read_spec, save_model, write_model_card
 
 __all__ = [
     "ANATOMY_CLASSES",
+    "COARSE_ANATOMY_CLASSES",
+    "anatomy_with_model",
+    "count_levels",
+    "fuse_anatomy",
     "RADIOGRAPH_CLASSES",
     "REFINER_CLASSES",
     "NetConfig",

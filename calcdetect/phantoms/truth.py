@@ -123,6 +123,27 @@ def level_span(z0: float, z1: float, vertebrae: list[VertebraTruth]) -> str | No
     return format_level_span(levels)
 
 
+def truth_slice_levels(vertebrae: list[dict[str, Any]], affine_kji: np.ndarray, nk: int) -> list[str | None]:
+    """Per-slice level from a phantom's vertebra z ranges (``truth.json`` ``anatomy.vertebrae``):
+    the body a slice cuts, ``"L3-L4"`` between two bodies, ``None`` elsewhere."""
+    from calcdetect.anatomy.regions import VERTEBRA_LEVELS
+
+    verts = sorted(vertebrae, key=lambda v: VERTEBRA_LEVELS.index(v["level"]))
+    out: list[str | None] = []
+    for k in range(nk):
+        zk = float(affine_kji[2, 0] * k + affine_kji[2, 3])
+        lv = None
+        for v in verts:
+            if v["z_bottom_mm"] <= zk <= v["z_top_mm"]:
+                lv = v["level"]
+        if lv is None:
+            for up, lo in zip(verts, verts[1:]):
+                if lo["z_top_mm"] < zk < up["z_bottom_mm"]:
+                    lv = f"{up['level']}-{lo['level']}"
+        out.append(lv)
+    return out
+
+
 def write_truth_json(path: Path, payload: dict[str, Any]) -> Path:
     """Write ``truth.json`` atomically (adds the schema string)."""
     return atomic_write_json(path, {"schema": TRUTH_SCHEMA, **payload})

@@ -10,7 +10,7 @@ import yaml
 
 from calcdetect.errors import ConfigError
 from calcdetect.nets.builders import NetConfig
-from calcdetect.nets.classes import ANATOMY_CLASSES
+from calcdetect.nets.classes import class_set
 
 __all__ = ["AugmentConfig", "PhantomConfig", "TrainConfig"]
 
@@ -85,10 +85,14 @@ class TrainConfig:
 
     Epochs are a fixed number of iterations (nnU-Net style), each iteration a
     batch of random patches centred on a labelled class with probability
-    ``foreground_prob``.
+    ``foreground_prob``. ``classes`` names the output class set (``"anatomy"``:
+    one class per vertebra, 40 channels; ``"coarse"``: 12 channels, levels
+    counted; or an explicit list starting with ``background``); ``net.out_channels``
+    defaults to its length.
     """
 
     net: NetConfig = field(default_factory=NetConfig)
+    classes: Any = "anatomy"
     spacing_mm: tuple[float, float, float] = (3.0, 3.0, 3.0)
     patch_size: tuple[int, int, int] = (64, 64, 64)
     batch_size: int = 2
@@ -115,10 +119,17 @@ class TrainConfig:
         div = self.net.divisor
         if any(p <= 0 or p % div for p in self.patch_size):
             raise ConfigError(f"patch_size {self.patch_size} must be positive multiples of {div} for {self.net.arch}")
-        if self.net.out_channels != len(ANATOMY_CLASSES) or self.net.in_channels != 1 or self.net.spatial_dims != 3:
+        try:
+            names = class_set(self.classes if isinstance(self.classes, str) else tuple(self.classes))
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"classes: {exc.args[0]}") from None
+        if not isinstance(self.classes, str):
+            object.__setattr__(self, "classes", list(names))
+        if self.net.out_channels != len(names) or self.net.in_channels != 1 or self.net.spatial_dims != 3:
             raise ConfigError(
-                f"the anatomy net needs in_channels=1, spatial_dims=3 and out_channels={len(ANATOMY_CLASSES)} "
-                f"(ANATOMY_CLASSES); got {self.net.in_channels}, {self.net.spatial_dims}, {self.net.out_channels}"
+                f"the anatomy net needs in_channels=1, spatial_dims=3 and out_channels={len(names)} "
+                f"(classes {self.classes if isinstance(self.classes, str) else 'list'}); got "
+                f"{self.net.in_channels}, {self.net.spatial_dims}, {self.net.out_channels}"
             )
         for name in ("batch_size", "epochs", "iterations_per_epoch", "val_every"):
             if int(getattr(self, name)) < 1:
@@ -130,17 +141,28 @@ class TrainConfig:
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The output channel names (background first)."""
+        return class_set(self.classes if isinstance(self.classes, str) else tuple(self.classes))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
         d = dict(d or {})
+        try:
+            n_classes = len(class_set(d.get("classes", "anatomy")))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"classes: {exc}") from None
         net = d.pop("net", None)
+        if net is None and n_classes != NetConfig().out_channels:
+            net = {}
         aug = d.pop("augment", None)
         d["phantom"] = _build(PhantomConfig, d.pop("phantom", None), "phantom")
         if net is not None:
             if not isinstance(net, dict):
                 raise ConfigError("net must be a mapping")
             net = dict(net)
-            net.setdefault("out_channels", len(ANATOMY_CLASSES))
+            net.setdefault("out_channels", n_classes)
             d["net"] = NetConfig.from_dict(net)
         d["augment"] = _build(AugmentConfig, aug, "augment")
         return _build(cls, d, "the training config")

@@ -20,12 +20,20 @@ __all__ = ["CaseCache", "PatchDataset", "crop_patch", "build_augmentation"]
 
 
 class CaseCache:
-    """Small LRU cache of preprocessed cases (normalised image, labels, annotated)."""
+    """Small LRU cache of preprocessed cases (normalised image, labels, annotated).
 
-    def __init__(self, paths: Sequence[Path], intensity: dict[str, float], max_items: int = 64) -> None:
+    ``class_lut`` (from :func:`calcdetect.nets.classes.class_remap_lut`) maps the
+    cached class ids (``ANATOMY_CLASSES``) to a training class set; a target
+    class counts as annotated when any class folded into it is.
+    """
+
+    def __init__(self, paths: Sequence[Path], intensity: dict[str, float], max_items: int = 64,
+                 class_lut: np.ndarray | None = None, n_classes: int | None = None) -> None:
         self.paths = list(paths)
         self.intensity = intensity
         self.max_items = max_items
+        self.class_lut = class_lut
+        self.n_classes = n_classes
         self._items: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -39,6 +47,13 @@ class CaseCache:
             image = z["image"].astype(np.float32)
             labels = z["labels"]
             annotated = z["annotated"]
+        if self.class_lut is not None:
+            labels = self.class_lut[labels]
+            remapped = np.zeros(int(self.n_classes or self.class_lut[:len(annotated)].max() + 1), bool)
+            remapped[0] = True
+            for c in np.flatnonzero(annotated):
+                remapped[self.class_lut[c]] |= True
+            annotated = remapped
         it = self.intensity
         image = (np.clip(image, it["clip_low"], it["clip_high"]) - it["mean"]) / it["std"]
         item = (image.astype(np.float32), labels, annotated)

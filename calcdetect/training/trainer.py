@@ -35,7 +35,7 @@ from calcdetect.device import Device
 from calcdetect.errors import ConfigError, InputError
 from calcdetect.export.atomic import atomic_write_json, atomic_write_text, atomic_write_with
 from calcdetect.nets.builders import build_anatomy_net
-from calcdetect.nets.classes import ANATOMY_CLASSES
+from calcdetect.nets.classes import ANATOMY_CLASSES, class_remap_lut
 from calcdetect.nets.inference import predict_classes
 from calcdetect.nets.weights import ModelSpec, save_model, write_model_card
 from calcdetect.training.config import TrainConfig
@@ -113,7 +113,7 @@ def _poly_lr(base: float, fraction: float) -> float:
 
 
 def _validate(model: torch.nn.Module, cache: CaseCache, config: TrainConfig, device: Device) -> np.ndarray:
-    n = len(ANATOMY_CLASSES)
+    n = len(config.class_names)
     rows = []
     for i in range(len(cache)):
         image, labels, annotated = cache.get(i)
@@ -132,8 +132,8 @@ def _validate(model: torch.nn.Module, cache: CaseCache, config: TrainConfig, dev
             return np.nanmean(np.stack(rows), axis=0)
 
 
-def _csv_header() -> list[str]:
-    return ["epoch", "train_loss", "val_mean_dice", "lr", "seconds"] + [f"dice_{c}" for c in ANATOMY_CLASSES[1:]]
+def _csv_header(classes: Sequence[str] = ANATOMY_CLASSES) -> list[str]:
+    return ["epoch", "train_loss", "val_mean_dice", "lr", "seconds"] + [f"dice_{c}" for c in classes[1:]]
 
 
 def _rewrite_csv(path: Path, keep_until_epoch: int) -> None:
@@ -147,12 +147,12 @@ def _rewrite_csv(path: Path, keep_until_epoch: int) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _append_csv(path: Path, row: list[object]) -> None:
+def _append_csv(path: Path, row: list[object], classes: Sequence[str] = ANATOMY_CLASSES) -> None:
     new = not path.is_file()
     with open(path, "a", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(_csv_header())
+            w.writerow(_csv_header(classes))
         w.writerow(row)
 
 
@@ -232,8 +232,10 @@ def train(
     train_ids, val_ids = split_cases(list(by_id), config.val_fraction, salt=f"calcdetect-split/{config.seed}")
     if main:
         atomic_write_json(rundir / "split.json", {"train": train_ids, "validation": val_ids})
-    train_cache = CaseCache([by_id[c].path for c in train_ids], intensity)
-    val_cache = CaseCache([by_id[c].path for c in val_ids], intensity)
+    classes = config.class_names
+    lut = None if classes == ANATOMY_CLASSES else class_remap_lut(ANATOMY_CLASSES, classes)
+    train_cache = CaseCache([by_id[c].path for c in train_ids], intensity, class_lut=lut, n_classes=len(classes))
+    val_cache = CaseCache([by_id[c].path for c in val_ids], intensity, class_lut=lut, n_classes=len(classes))
 
     torch.manual_seed(config.seed)
     model = build_anatomy_net(config.net).to(device.torch)
@@ -261,7 +263,7 @@ def train(
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.is_cuda else None)
 
-    val_dice = np.full(len(ANATOMY_CLASSES), np.nan)
+    val_dice = np.full(len(classes), np.nan)
     last_loss = float("nan")
     t_start = time.perf_counter()
     budget_s = None if max_minutes is None else 60.0 * float(max_minutes)
@@ -326,7 +328,7 @@ def train(
         mean_dice = float(np.nanmean(fg)) if np.isfinite(fg).any() else float("nan")
         seconds = time.perf_counter() - t0
         _append_csv(rundir / "metrics.csv", [epoch + 1, _fmt(last_loss), _fmt(mean_dice), f"{lr:.3g}", f"{seconds:.1f}"]
-                    + [_fmt(float(v)) for v in fg])
+                    + [_fmt(float(v)) for v in fg], classes)
         history.append({"epoch": epoch + 1, "train_loss": last_loss, "val_mean_dice": mean_dice})
         state = {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -342,12 +344,12 @@ def train(
 
     model_path = rundir / "model.safetensors"
     card = rundir / "model.md"
-    dice_named = {ANATOMY_CLASSES[c]: float(val_dice[c]) for c in range(1, len(ANATOMY_CLASSES)) if np.isfinite(val_dice[c])}
+    dice_named = {classes[c]: float(val_dice[c]) for c in range(1, len(classes)) if np.isfinite(val_dice[c])}
     mean = float(np.mean(list(dice_named.values()))) if dice_named else None
     if main:
         kinds = Counter(c.kind for c in cases)
         spec = ModelSpec(
-            task="anatomy", net=config.net, classes=ANATOMY_CLASSES, spacing_mm=config.spacing_mm,
+            task="anatomy", net=config.net, classes=classes, spacing_mm=config.spacing_mm,
             intensity=intensity, patch_size=config.patch_size,
             extra={"name": rundir.name, "epochs": str(epochs_done),
                    "data": ", ".join(f"{k}: {n} cases" for k, n in sorted(kinds.items()))},

@@ -7,6 +7,7 @@ import pytest
 
 from calcdetect.errors import ConfigError, InputError
 from calcdetect.nets import ANATOMY_CLASSES
+from calcdetect.nets.classes import class_set
 from calcdetect.nets.classes import class_index
 from calcdetect.training import TrainConfig, class_for_name, discover_cases, load_case, weak_calcium_mask
 from calcdetect.training.datasets import IGNORE_INDEX, parse_seeds
@@ -128,7 +129,7 @@ def test_weak_calcium_mask():
 
 def test_train_config_yaml(tmp_path):
     cfg = TrainConfig.from_yaml("configs/train.yaml")
-    assert cfg.net.out_channels == len(ANATOMY_CLASSES)
+    assert cfg.net.out_channels == len(cfg.class_names)
     p = tmp_path / "c.yaml"
     p.write_text(cfg.to_yaml())
     assert TrainConfig.from_yaml(p) == cfg
@@ -138,6 +139,20 @@ def test_train_config_yaml(tmp_path):
     p.write_text("patch_size: [60, 64, 64]\n")
     with pytest.raises(ConfigError, match="multiples"):
         TrainConfig.from_yaml(p)
+    coarse_recipe = TrainConfig.from_yaml("configs/train_coarse.yaml")
+    assert coarse_recipe.net.arch == "slab_unet" and coarse_recipe.class_names == class_set("coarse")
+    # class sets: the default net width follows the set; a mismatch or an unknown set is an error
+    assert TrainConfig.from_dict({}).net.out_channels == len(ANATOMY_CLASSES)
+    coarse = TrainConfig.from_dict({"classes": "coarse"})
+    assert coarse.net.out_channels == 12 and coarse.class_names[1] == "vertebrae_unlabelled"
+    assert TrainConfig.from_dict({"classes": "coarse", "net": {"arch": "unet"}}).net.out_channels == 12
+    assert TrainConfig.from_dict({"classes": ["background", "aorta"]}).net.out_channels == 2
+    with pytest.raises(ConfigError, match="out_channels=12"):
+        TrainConfig.from_dict({"classes": "coarse", "net": {"out_channels": 40}})
+    with pytest.raises(ConfigError, match="class set"):
+        TrainConfig.from_dict({"classes": "everything"})
+    with pytest.raises(ConfigError, match="liver_x"):
+        TrainConfig.from_dict({"classes": ["background", "liver_x"]})
     p.write_text("augment: {affine_prob: 2}\n")
     with pytest.raises(ConfigError, match="affine_prob"):
         TrainConfig.from_yaml(p)

@@ -101,3 +101,23 @@ def test_cpu_cuda_parity(trained):
     cpu = segment_anatomy(vol, load_model(trained.model_path, Device("cpu")), Device("cpu"), autocast=False)
     gpu = segment_anatomy(vol, load_model(trained.model_path, Device("cuda", 0)), Device("cuda", 0), autocast=False)
     assert np.mean(cpu.labels == gpu.labels) > 0.99
+
+
+def test_coarse_slab_recipe_trains_and_infers(datasets, tmp_path):
+    """The shipped recipe's shape (coarse classes, 2.5-D slab net) end to end, one tiny epoch."""
+    cfg = {**TINY, "net": {"arch": "slab_unet", "channels": [4, 4, 8, 8, 16]}, "classes": "coarse",
+           "spacing_mm": 2.0, "patch_size": [16, 32, 32], "iterations_per_epoch": 1}
+    result = train(TrainConfig.from_dict(cfg), datasets, tmp_path, Device("cpu"))
+    spec = read_spec(result.model_path)
+    assert spec.classes[1:3] == ("vertebrae_unlabelled", "sacrum") and spec.net.out_channels == 12
+    header = open(tmp_path / "metrics.csv").readline()
+    assert "dice_vertebrae_unlabelled" in header and "dice_vertebrae_L3" not in header
+    model = load_model(result.model_path, Device("cpu"))
+    hu, _ = synthetic_case(7)
+    vol = Volume(hu, (2.0, 2.0, 2.0), affine(), AcquisitionInfo("CT"))
+    for upsample in ("linear", "nearest"):
+        amap = segment_anatomy(vol, model, Device("cpu"), upsample=upsample)
+        assert amap.labels.shape == vol.shape and amap.labels.dtype == np.uint8
+        assert set(np.unique(amap.labels)) <= {0} | {s.label for s in STRUCTURES}
+    with pytest.raises(ConfigError, match="upsample"):
+        segment_anatomy(vol, model, Device("cpu"), upsample="cubic")

@@ -1,0 +1,150 @@
+"""Fuse the CNN anatomy with the rule-based anatomy (both on the Volume grid).
+
+The network is trusted for the structures it was measured better on (its
+``trusted`` classes, by default every class; a shipped model lists them in
+``spec.extra["fuse_classes"]``); the rules keep everything else:
+
+* where the CNN predicts a trusted class, its label wins, except where the
+  rules hold a *more specific* structure of the same class (the medulla inside
+  the CNN's kidney, the external iliac inside its iliac artery): the rules'
+  sub-structure is kept, because the classifier reads it;
+* where the rules hold a trusted class but the CNN predicts background there,
+  the rules' voxel becomes ``body`` (the CNN judged it not to be that structure);
+* structures only the rules segment and the classifier reads directly
+  (ligamentum flavum zone, ureters, ribs, hip bones, femora, costal cartilage)
+  are never overwritten;
+* levels come from the CNN's sacrum count where it has one (``levels="cnn"``)
+  and from the rules otherwise, or from the rules alone (``levels="rules"``);
+  the column voxels are relabelled per vertebra with the chosen levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from calcdetect.anatomy.regions import structure
+from calcdetect.nets.classes import label_to_class_lut
+from calcdetect.nets.levels import label_vertebrae_by_level
+from calcdetect.types import AnatomyMap
+
+__all__ = ["RULES_ONLY", "fuse_anatomy", "trusted_classes"]
+
+#: Rule structures the CNN never overwrites.
+RULES_ONLY: tuple[str, ...] = (
+    "ligamentum_flavum_zone", "ureter_left", "ureter_right", "ribs", "hip_bones", "femur", "costal_cartilage",
+)
+
+
+def trusted_classes(classes: Sequence[str], extra: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The classes a model is trusted for: ``extra["fuse_classes"]`` (comma-separated; ``"none"``: no class) or all."""
+    listed = (extra or {}).get("fuse_classes", "")
+    if listed.strip() == "none":
+        return ()
+    names = tuple(n.strip() for n in listed.split(",") if n.strip()) if listed else tuple(classes[1:])
+    unknown = [n for n in names if n not in classes]
+    if unknown:
+        raise ValueError(f"fuse_classes {unknown} are not classes of the model ({', '.join(classes)})")
+    return names
+
+
+def _pair_table(classes: tuple[str, ...], trusted: frozenset[str], levels: str) -> np.ndarray:
+    """``table[(rules_label << 8) | cnn_label]`` = fused label (uint8, 65,536 entries)."""
+    lut = label_to_class_lut(classes).astype(np.int16)
+    keep = np.zeros(len(classes), bool)
+    keep[[classes.index(n) for n in trusted]] = True
+    generic = np.zeros(256, bool)  # a class's own structure (vs a rule sub-structure of it)
+    for n in classes[1:]:
+        generic[structure(n).label] = True
+    vert = np.zeros(256, bool)
+    vert[1:26] = True
+    vert[structure("vertebrae_unlabelled").label] = True
+    protected = np.zeros(256, bool)
+    protected[[structure(n).label for n in RULES_ONLY]] = True
+    r = np.repeat(np.arange(256), 256)
+    c = np.tile(np.arange(256), 256)
+    rc, cc = lut[r], lut[c]
+    rc_t = np.where(keep[rc], rc, 0)
+    cc_t = np.where(keep[cc], cc, 0)
+    specific_rule = (rc_t == cc_t) & (cc_t > 0) & ~generic[r]
+    if levels == "cnn":
+        specific_rule &= ~vert[r]  # the CNN's counted vertebra labels win
+    out = np.where(cc_t > 0, np.where(specific_rule, r, c), r)
+    out = np.where((cc_t == 0) & (rc_t > 0), structure("body").label, out)
+    out = np.where(protected[r], r, out)
+    sacrum = structure("sacrum").label
+    out = np.where(vert[out] & (out != sacrum), structure("vertebrae_unlabelled").label, out)
+    return out.astype(np.uint8)
+
+
+def fuse_anatomy(
+    rules: AnatomyMap,
+    cnn: AnatomyMap,
+    classes: Sequence[str],
+    *,
+    trusted: Iterable[str] | None = None,
+    levels: str = "cnn",
+) -> AnatomyMap:
+    """Rules + CNN anatomy, as described in the module docstring.
+
+    Parameters
+    ----------
+    rules, cnn
+        Anatomy maps on the same grid (``cnn`` from :func:`segment_anatomy`).
+    classes
+        The model's class names (``spec.classes``).
+    trusted
+        Class names the CNN is trusted for (default: all).
+    levels
+        ``"cnn"`` or ``"rules"``.
+
+    Returns
+    -------
+    AnatomyMap
+        On ``rules``' grid; ``source`` names per structure which side it came from.
+    """
+    if levels not in ("cnn", "rules"):
+        raise ValueError(f"levels must be 'cnn' or 'rules', got {levels!r}")
+    if cnn.labels.shape != rules.labels.shape:
+        return rules
+    classes = tuple(classes)
+    trusted_set = set(classes[1:] if trusted is None else trusted)
+    table = _pair_table(classes, frozenset(trusted_set), levels)
+    # one gather per voxel: the fused label is a function of the (rules, cnn) label pair
+    idx = rules.labels.astype(np.uint16)
+    idx <<= 8
+    idx |= cnn.labels.astype(np.uint16, copy=False)
+    out = table[idx]
+    del idx
+    if levels == "cnn":
+        slice_levels = tuple(cl if cl is not None else rl for cl, rl in zip(cnn.slice_levels, rules.slice_levels))
+    else:
+        slice_levels = tuple(rules.slice_levels)
+    # one level per slice everywhere: the table marked the column (not the sacrum) as unlabelled
+    out = label_vertebrae_by_level(out, slice_levels)
+    source = dict(rules.source)
+    source.update({n: "cnn" for n in trusted_set})
+    source["levels"] = "cnn" if levels == "cnn" and any(lv is not None for lv in cnn.slice_levels) else "rules"
+    notes = tuple(rules.notes) + tuple(cnn.notes)
+    return AnatomyMap(out, rules.affine, slice_levels, source, notes)
+
+
+def anatomy_with_model(rules: AnatomyMap, volume, model, device, *, model_name: str | None = None) -> AnatomyMap:
+    """Segment ``volume`` with a loaded anatomy ``model`` and fuse it with the rules' map.
+
+    The one call the pipeline needs for ``--model``: the trusted classes and the
+    level source come from the model's spec (``extra["fuse_classes"]``,
+    ``extra["fuse_levels"]``, chosen by measurement and recorded on the model
+    card); ``source["model"]`` names the weights file.
+    """
+    from calcdetect.nets.inference import segment_anatomy
+
+    spec = model.spec
+    cnn = segment_anatomy(volume, model, device)
+    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
+                         levels=spec.extra.get("fuse_levels", "cnn"))
+    if model_name:
+        fused = AnatomyMap(fused.labels, fused.affine, fused.slice_levels, {**fused.source, "model": model_name},
+                           fused.notes)
+    return fused
