@@ -26,6 +26,7 @@ the pipeline's uniform signature and for the CNN path.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cc3d
@@ -50,7 +51,7 @@ from calcdetect.anatomy.regions import (
     structure,
 )
 from calcdetect.anatomy.spine import Spine, body_centres_of, body_masks, find_spine
-from calcdetect.anatomy.vessels import Vessels, enhanced_lumen, find_vessels
+from calcdetect.anatomy.vessels import Vessels, enhanced_aorta_mask, enhanced_lumen, find_vessels
 from calcdetect.device import Device
 from calcdetect.types import AnatomyMap, Volume
 
@@ -180,6 +181,7 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
     # bone; taken for bone it would join the column and hide from the vessel
     # search. Round homogeneous tubes at blood-pool HU are carved out first.
     lumen = enhanced_lumen(hu, bone, spacing)
+    bone_with_lumen = bone
     if lumen.any():
         bone = bone & ~lumen
         notes.append("contrast-enhanced vessel lumen found inside the bone mask and removed from it")
@@ -199,6 +201,8 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
         vessels = find_vessels(hu, spacing, body_centre, front, bone,
                                spine_mask=spine.column | spine.bodies, sacrum_top_k=sacrum_top)
         notes.extend(vessels.notes)
+        if lumen.any():
+            vessels = _with_enhanced_aorta(vessels, hu, bone_with_lumen, spacing, body_centre)
         vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
         contrast = _contrast_suspected(volume, hu, vessels)
         kidneys = find_kidneys(hu, spacing, body_centre, spine.column | spine.bodies, contrast=contrast,
@@ -379,6 +383,23 @@ def _contrast_suspected(volume: Volume, hu: np.ndarray, vessels: Vessels) -> boo
         return False
     vals = [hu[k, int(round(tube.centre[k, 0])), int(round(tube.centre[k, 1]))] for k in ks]
     return float(np.median(vals)) > 120.0
+
+
+def _with_enhanced_aorta(vessels: Vessels, hu: np.ndarray, bone: np.ndarray,
+                         spacing: tuple[float, float, float], body_centre: np.ndarray) -> Vessels:
+    """On a contrast scan, the aorta where the enhanced lumen chain runs.
+
+    The circle tracker is built for an unenhanced lumen and can settle on a
+    neighbour of a bright aorta (ct_abdomen_petct_siemens: in front of it);
+    the lumen chain found in the bone mask is the aorta itself.
+    """
+    found = enhanced_aorta_mask(hu, bone, spacing, body_centre, vessels.aorta_tube)
+    if found is None:
+        return vessels
+    mask, ks = found
+    aorta = vessels.aorta.copy()
+    aorta[ks] = mask[ks]
+    return replace(vessels, aorta=aorta)
 
 
 def _check_bifurcation(vessels: Vessels, levels: tuple[str | None, ...], notes: list[str]) -> Vessels:

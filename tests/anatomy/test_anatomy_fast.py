@@ -142,3 +142,36 @@ def test_aorta_ends_where_its_path_veers_off_the_midline():
     assert 12 <= cut <= 20
     # a straight aorta is not cut
     assert _lateral_departure_cut(np.full((60, 2), 100.0), 0, 59, spacing) == 0
+
+
+def test_a_calcified_enhanced_aorta_on_a_short_scan_is_found_where_the_tracker_is_off():
+    """ct_abdomen_petct_siemens in miniature: 40 mm of scan, the enhanced lumen
+    (160 HU) with a dense plaque crescent in its wall (SD 160 HU, MAD ~10 HU),
+    dipping below the bone threshold on one slice; the tracker found nothing."""
+    from calcdetect.anatomy.vessels import Tube, enhanced_aorta_mask
+
+    spacing = (2.0, 1.0, 1.0)
+    nk, nj, ni = 20, 128, 128
+    rng = np.random.default_rng(3)
+    hu = 40.0 + rng.normal(0.0, 8.0, (nk, nj, ni))
+    jj, ii = np.mgrid[:nj, :ni]
+    body = (jj - 85) ** 2 + (ii - 64) ** 2
+    lumen = (jj - 52) ** 2 + (ii - 74) ** 2 <= 10**2
+    crescent = ((jj - 52) ** 2 + (ii - 74) ** 2 <= 12**2) & ~lumen & (jj > 55)
+    for k in range(nk):
+        hu[k][body <= 18**2] = 600.0  # cortex
+        hu[k][body <= 15**2] = 200.0 + rng.normal(0.0, 80.0, int((body <= 15**2).sum()))  # marrow
+        hu[k][lumen] = (125.0 if k == 8 else 160.0) + rng.normal(0.0, 10.0, int(lumen.sum()))
+        hu[k][crescent] = 900.0
+    bone = hu >= 130.0
+    assert enhanced_lumen(hu, bone, spacing)[10][52, 74]  # the plaque no longer hides the lumen
+    body_centre = np.tile([85.0, 64.0], (nk, 1))
+    nothing = Tube(np.full((nk, 2), np.nan), np.full(nk, np.nan), np.zeros(nk))
+    found = enhanced_aorta_mask(hu, bone, spacing, body_centre, nothing)
+    assert found is not None
+    mask, ks = found
+    assert len(ks) >= 15 and 8 in ks  # the gap slice is bridged
+    assert mask[10][52, 74] and not mask[10][85, 64]
+    # Where the tracker already sits on the lumen, its own circle is kept.
+    on = Tube(np.tile([52.0, 74.0], (nk, 1)), np.full(nk, 10.0), np.ones(nk))
+    assert enhanced_aorta_mask(hu, bone, spacing, body_centre, on) is None
