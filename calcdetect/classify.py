@@ -282,14 +282,13 @@ def _size_factor(les: Lesion) -> float:
     return float(min(1.0, 0.5 + 0.05 * (les.voxel_count - 1) / 0.9))
 
 
-def _core_voxels(les: Lesion, volume: Volume) -> np.ndarray:
-    """The lesion's voxels at or above half its peak over soft tissue (``[k, j, i]``).
+def _core_voxels(les: Lesion, vox: np.ndarray, volume: Volume) -> np.ndarray:
+    """The lesion's voxels ``vox`` at or above half its peak over soft tissue (``[k, j, i]``).
 
     Blur (slice profile, kernel) spreads a lesion over neighbouring slices at low
     HU; its half-maximum core keeps the true extent, so a plaque within L3 is
     not reported as "L3-L4" because its blurred edge reaches the disc.
     """
-    vox = _lesion_voxels(les)
     hu = volume.array[tuple(vox.T)]
     core = hu >= SOFT_TISSUE_HU + 0.5 * (les.peak_hu - SOFT_TISSUE_HU)
     return vox[core] if core.any() else vox
@@ -390,7 +389,7 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
     labs = _labels_at(ctx, idx)
     counts = {int(v): int(c) for v, c in zip(*np.unique(labs, return_counts=True))}
     morph = morphology_of(les, ctx.volume.spacing, s)
-    level = _level(ctx, _to_anatomy(ctx, _core_voxels(les, ctx.volume)))
+    level = _level(ctx, _to_anatomy(ctx, _core_voxels(les, vox, ctx.volume)))
     total = max(len(labs), 1)
     size = _size_factor(les)
 

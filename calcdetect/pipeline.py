@@ -151,7 +151,10 @@ def _structure_mask(anatomy: AnatomyMap, volume: Volume, names: tuple[str, ...])
 
     if anatomy.labels.shape != volume.shape:
         return None
-    mask = np.isin(anatomy.labels, [structure(n).label for n in names])
+    # One table lookup per voxel instead of one comparison pass per name.
+    wanted = np.zeros(max(int(anatomy.labels.max()), *(structure(n).label for n in names)) + 1, dtype=bool)
+    wanted[[structure(n).label for n in names]] = True
+    mask = wanted[anatomy.labels]
     return mask if mask.any() else None
 
 

@@ -109,9 +109,7 @@ def _pole(f: Finding) -> str | None:
 def _article(number_text: str) -> str:
     """ "A" or "An" before a number as read aloud: an 8 mm, an 11 mm, an 18 mm, an 80 mm."""
     digits = number_text.split()[0].split(".")[0]
-    spoken_vowel = digits.startswith("8") or digits in ("11", "18") or (
-        len(digits) in (5, 6) and digits.startswith(("11", "18")))
-    return "An" if spoken_vowel else "A"
+    return "An" if digits.startswith("8") or digits in ("11", "18") else "A"
 
 
 def _renal_lines(findings: Sequence[Finding]) -> list[str]:

@@ -39,28 +39,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calcdetect.errors import CalcdetectError  # noqa: E402
+from calcdetect.evaluate import icc_2_1  # noqa: E402
 from calcdetect.radiograph.analyse import analyse_radiograph  # noqa: E402
 from calcdetect.types import AcquisitionInfo, Radiograph  # noqa: E402
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 _CORNER_KEYS = ("anterior_superior", "posterior_superior", "posterior_inferior", "anterior_inferior")
-
-
-def icc21(truth: np.ndarray, pred: np.ndarray) -> float:
-    """ICC(2,1): two-way random, absolute agreement, single rater (Shrout & Fleiss)."""
-    y = np.column_stack([truth, pred]).astype(float)
-    n, k = y.shape
-    if n < 2:
-        return float("nan")
-    grand = y.mean()
-    ss_rows = k * ((y.mean(axis=1) - grand) ** 2).sum()
-    ss_cols = n * ((y.mean(axis=0) - grand) ** 2).sum()
-    ss_err = ((y - grand) ** 2).sum() - ss_rows - ss_cols
-    msr = ss_rows / (n - 1)
-    msc = ss_cols / (k - 1)
-    mse = ss_err / ((n - 1) * (k - 1))
-    denom = msr + (k - 1) * mse + k * (msc - mse) / n
-    return float((msr - mse) / denom) if denom > 0 else float("nan")
 
 
 def _seeds(text: str) -> list[int]:
@@ -196,7 +180,7 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
     return {
         "n_cases": len(cases),
         "n_scored": len(scored),
-        "aac24_icc21": icc21(t_arr, p_arr) if len(scored) > 1 else None,
+        "aac24_icc21": icc_2_1(np.column_stack([t_arr, p_arr])),
         "aac24_mae": float(np.abs(t_arr - p_arr).mean()) if scored else None,
         "level_accuracy": level_hits / level_n if level_n else None,
         "corner_error_mm_median": float(np.median(corner_err)) if corner_err else None,

@@ -18,7 +18,7 @@ the body's bounding box, and the labels are brought back to the CT grid by
 nearest neighbour: a 512 x 512 x 400 CT takes seconds, not minutes, and the
 AnatomyMap still overlays the CT voxel for voxel. Before the spine is found, a
 contrast-filled aorta that passes the bone threshold is carved out of the bone
-mask (vessels.enhanced_lumen).
+mask (vessels.find_lumen_chains).
 
 The rules run on CPU (numpy / scipy / scikit-image); ``device`` is accepted for
 the pipeline's uniform signature and for the CNN path.
@@ -51,7 +51,13 @@ from calcdetect.anatomy.regions import (
     structure,
 )
 from calcdetect.anatomy.spine import Spine, body_centres_of, body_masks, find_spine
-from calcdetect.anatomy.vessels import Vessels, enhanced_aorta_mask, enhanced_lumen, find_vessels
+from calcdetect.anatomy.vessels import (
+    LumenChains,
+    Vessels,
+    enhanced_aorta_mask,
+    find_lumen_chains,
+    find_vessels,
+)
 from calcdetect.device import Device
 from calcdetect.types import AnatomyMap, Volume
 
@@ -180,8 +186,8 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
     # An iodine-filled aorta passes any bone threshold that keeps cancellous
     # bone; taken for bone it would join the column and hide from the vessel
     # search. Round homogeneous tubes at blood-pool HU are carved out first.
-    lumen = enhanced_lumen(hu, bone, spacing)
-    bone_with_lumen = bone
+    lumen_chains = find_lumen_chains(hu, bone, spacing)
+    lumen = lumen_chains.mask()
     if lumen.any():
         bone = bone & ~lumen
         notes.append("contrast-enhanced vessel lumen found inside the bone mask and removed from it")
@@ -202,7 +208,7 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
                                spine_mask=spine.column | spine.bodies, sacrum_top_k=sacrum_top)
         notes.extend(vessels.notes)
         if lumen.any():
-            vessels = _with_enhanced_aorta(vessels, hu, bone_with_lumen, spacing, body_centre)
+            vessels = _with_enhanced_aorta(vessels, lumen_chains, spacing, body_centre)
         vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
         contrast = _contrast_suspected(volume, hu, vessels)
         kidneys = find_kidneys(hu, spacing, body_centre, spine.column | spine.bodies, contrast=contrast,
@@ -385,7 +391,7 @@ def _contrast_suspected(volume: Volume, hu: np.ndarray, vessels: Vessels) -> boo
     return float(np.median(vals)) > 120.0
 
 
-def _with_enhanced_aorta(vessels: Vessels, hu: np.ndarray, bone: np.ndarray,
+def _with_enhanced_aorta(vessels: Vessels, lumen: LumenChains,
                          spacing: tuple[float, float, float], body_centre: np.ndarray) -> Vessels:
     """On a contrast scan, the aorta where the enhanced lumen chain runs.
 
@@ -393,7 +399,7 @@ def _with_enhanced_aorta(vessels: Vessels, hu: np.ndarray, bone: np.ndarray,
     neighbour of a bright aorta (ct_abdomen_petct_siemens: in front of it);
     the lumen chain found in the bone mask is the aorta itself.
     """
-    found = enhanced_aorta_mask(hu, bone, spacing, body_centre, vessels.aorta_tube)
+    found = enhanced_aorta_mask(lumen, spacing, body_centre, vessels.aorta_tube)
     if found is None:
         return vessels
     mask, ks = found

@@ -48,7 +48,8 @@ from scipy import ndimage as ndi
 from skimage.feature import canny
 from skimage.transform import hough_circle
 
-__all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels", "EnhancedLumenSettings", "enhanced_lumen"]
+__all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels", "EnhancedLumenSettings", "enhanced_lumen",
+           "LumenChains", "find_lumen_chains", "enhanced_aorta", "enhanced_aorta_mask"]
 
 
 @dataclass(frozen=True)
@@ -608,21 +609,38 @@ def enhanced_lumen(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float
     kept. Vertebral bodies are larger or not homogeneous (cortex around
     marrow), ribs are not round, kidneys are larger: they stay bone.
     """
-    lab, chains, _ = _lumen_chains(hu, bone, spacing, settings or EnhancedLumenSettings())
-    keep = np.zeros(int(lab.max()) + 1, dtype=bool)
-    for c in chains:
-        keep[[b[0] for b in c]] = True
-    return keep[lab]
+    return find_lumen_chains(hu, bone, spacing, settings).mask()
 
 
-def _lumen_chains(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float],
-                  s: EnhancedLumenSettings) -> tuple[np.ndarray, list[list[tuple[int, float, float, int]]], np.ndarray]:
-    """Per-slice blob labels, the lumen chains (see enhanced_lumen) and the area (mm2) by blob id."""
+@dataclass(frozen=True)
+class LumenChains:
+    """Enhanced-lumen candidates chained along z (see :func:`enhanced_lumen`).
+
+    ``labels``: per-slice bone blob ids; ``chains``: ``(blob id, j mm, i mm, k)``
+    per member; ``area_mm2``: blob area by id. Computed once per scan and used
+    both to carve the lumen out of bone and to place the enhanced aorta.
+    """
+
+    labels: np.ndarray
+    chains: list[list[tuple[int, float, float, int]]]
+    area_mm2: np.ndarray
+
+    def mask(self) -> np.ndarray:
+        keep = np.zeros(int(self.labels.max()) + 1, dtype=bool)
+        for c in self.chains:
+            keep[[b[0] for b in c]] = True
+        return keep[self.labels]
+
+
+def find_lumen_chains(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float],
+                      settings: EnhancedLumenSettings | None = None) -> LumenChains:
+    """The lumen candidates of :func:`enhanced_lumen`, chained along z."""
+    s = settings or EnhancedLumenSettings()
     sk, sj, si = spacing
     nk = hu.shape[0]
     lab, n = ndi.label(bone, structure=_PLANE4_3D)
     if n == 0:
-        return lab, [], np.zeros(1)
+        return LumenChains(lab, [], np.zeros(1))
     # per-blob statistics with bincount over the bone voxels (ndimage's
     # per-label statistics are several times slower)
     lb, vals = lab[bone], hu[bone].astype(np.float64)
@@ -652,11 +670,11 @@ def _lumen_chains(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float,
                 continue
         blobs[box[0].start].append((n_, 0.5 * (box[1].start + box[1].stop) * sj,
                                     0.5 * (box[2].start + box[2].stop) * si))
-    return lab, _chain_blobs(blobs, nk, sk, s), np.concatenate([[0.0], area])
+    return LumenChains(lab, _chain_blobs(blobs, nk, sk, s), np.concatenate([[0.0], area]))
 
 
-def enhanced_aorta(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float],
-                   body_centre: np.ndarray, settings: EnhancedLumenSettings | None = None) -> Tube | None:
+def enhanced_aorta(lumen: LumenChains, spacing: tuple[float, float, float], body_centre: np.ndarray,
+                   settings: EnhancedLumenSettings | None = None) -> Tube | None:
     """The contrast-filled aorta as a tube, from the lumen chains; ``None`` without one.
 
     Of the chains in front of the vertebral body centre, the aorta is the
@@ -666,9 +684,9 @@ def enhanced_aorta(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float
     """
     s = settings or EnhancedLumenSettings()
     _, sj, si = spacing
-    _, chains, area = _lumen_chains(hu, bone, spacing, s)
+    area = lumen.area_mm2
     best = None
-    for c in chains:
+    for c in lumen.chains:
         ks = np.array([b[3] for b in c])
         dj = np.array([b[1] / sj - body_centre[k, 0] for b, k in zip(c, ks)]) * sj
         di = np.array([b[2] / si - body_centre[k, 1] for b, k in zip(c, ks)]) * si
@@ -679,7 +697,7 @@ def enhanced_aorta(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float
             best = c
     if best is None:
         return None
-    nk = hu.shape[0]
+    nk = lumen.labels.shape[0]
     ks = np.array([b[3] for b in best], dtype=float)
     span = np.arange(int(ks.min()), int(ks.max()) + 1)
     centre = np.full((nk, 2), np.nan)
@@ -690,7 +708,7 @@ def enhanced_aorta(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float
     return Tube(centre, radius, np.where(np.isfinite(radius), 1.0, 0.0))
 
 
-def enhanced_aorta_mask(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float],
+def enhanced_aorta_mask(lumen: LumenChains, spacing: tuple[float, float, float],
                         body_centre: np.ndarray, tracked: Tube) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`enhanced_aorta` painted with the wall (``VesselSettings.wall_mm``) on the
     slices where the ``tracked`` aorta is missing or off the enhanced lumen (its
@@ -699,7 +717,7 @@ def enhanced_aorta_mask(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, 
     Where the tracker sits on the lumen its circle (fitted to the edges, wall
     included) is kept: on contrast phantoms it matches the truth better.
     """
-    tube = enhanced_aorta(hu, bone, spacing, body_centre)
+    tube = enhanced_aorta(lumen, spacing, body_centre)
     if tube is None:
         return None
     _, sj, si = spacing
@@ -717,7 +735,7 @@ def enhanced_aorta_mask(hu: np.ndarray, bone: np.ndarray, spacing: tuple[float, 
     if not off:
         return None
     ks = np.asarray(off)
-    return _paint(tube, hu.shape, spacing, VesselSettings().wall_mm, ks), ks
+    return _paint(tube, lumen.labels.shape, spacing, VesselSettings().wall_mm, ks), ks
 
 
 def _chain_blobs(blobs: list[list[tuple[int, float, float]]], nk: int, sk: float,

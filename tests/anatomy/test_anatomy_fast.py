@@ -148,7 +148,7 @@ def test_a_calcified_enhanced_aorta_on_a_short_scan_is_found_where_the_tracker_i
     """ct_abdomen_petct_siemens in miniature: 40 mm of scan, the enhanced lumen
     (160 HU) with a dense plaque crescent in its wall (SD 160 HU, MAD ~10 HU),
     dipping below the bone threshold on one slice; the tracker found nothing."""
-    from calcdetect.anatomy.vessels import Tube, enhanced_aorta_mask
+    from calcdetect.anatomy.vessels import Tube, enhanced_aorta_mask, find_lumen_chains
 
     spacing = (2.0, 1.0, 1.0)
     nk, nj, ni = 20, 128, 128
@@ -167,11 +167,12 @@ def test_a_calcified_enhanced_aorta_on_a_short_scan_is_found_where_the_tracker_i
     assert enhanced_lumen(hu, bone, spacing)[10][52, 74]  # the plaque no longer hides the lumen
     body_centre = np.tile([85.0, 64.0], (nk, 1))
     nothing = Tube(np.full((nk, 2), np.nan), np.full(nk, np.nan), np.zeros(nk))
-    found = enhanced_aorta_mask(hu, bone, spacing, body_centre, nothing)
+    chains = find_lumen_chains(hu, bone, spacing)
+    found = enhanced_aorta_mask(chains, spacing, body_centre, nothing)
     assert found is not None
     mask, ks = found
     assert len(ks) >= 15 and 8 in ks  # the gap slice is bridged
     assert mask[10][52, 74] and not mask[10][85, 64]
     # Where the tracker already sits on the lumen, its own circle is kept.
     on = Tube(np.tile([52.0, 74.0], (nk, 1)), np.full(nk, 10.0), np.ones(nk))
-    assert enhanced_aorta_mask(hu, bone, spacing, body_centre, on) is None
+    assert enhanced_aorta_mask(chains, spacing, body_centre, on) is None
