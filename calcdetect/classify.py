@@ -147,7 +147,7 @@ class _Context:
         same = anatomy.labels.shape == volume.shape and np.allclose(anatomy.affine, volume.affine, atol=1e-4)
         to_anat = None if same else np.linalg.inv(anatomy.affine) @ volume.affine
         sp = tuple(float(v) for v in np.linalg.norm(anatomy.affine[:3, :3], axis=0))
-        per_slice = _slice_histogram(anatomy.labels)  # [k, label] voxel counts, one pass
+        per_slice = _slice_histogram(anatomy)  # [k, label] voxel counts
         ks = np.arange(per_slice.shape[0], dtype=np.float64)
         cs = per_slice[:, [structure("collecting_system_left").label,
                            structure("collecting_system_right").label]].sum(axis=1)
@@ -164,14 +164,11 @@ class _Context:
         return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k, floor)  # type: ignore[arg-type]
 
 
-def _slice_histogram(labels: np.ndarray) -> np.ndarray:
-    """Voxel count of every label in every slice (``[k, label]``), one pass over the map."""
+def _slice_histogram(anatomy: AnatomyMap) -> np.ndarray:
+    """Voxel count of every structure label in every slice (``[k, label]``)."""
     n_labels = max(int(s.label) for s in STRUCTURES) + 1
-    out = np.zeros((labels.shape[0], n_labels), dtype=np.int64)
-    for k in range(labels.shape[0]):
-        counts = np.bincount(labels[k].ravel(), minlength=n_labels)
-        out[k] = counts[:n_labels]
-    return out
+    counts = anatomy.slice_label_counts[:, :n_labels]
+    return np.pad(counts, ((0, 0), (0, n_labels - counts.shape[1])))
 
 
 def _below_s1_k(levels: tuple[str | None, ...], slice_mm: float) -> int | None:

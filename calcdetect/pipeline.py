@@ -151,11 +151,7 @@ def _structure_mask(anatomy: AnatomyMap, volume: Volume, names: tuple[str, ...])
 
     if anatomy.labels.shape != volume.shape:
         return None
-    # One table lookup per voxel instead of one comparison pass per name.
-    wanted = np.zeros(max(int(anatomy.labels.max()), *(structure(n).label for n in names)) + 1, dtype=bool)
-    wanted[[structure(n).label for n in names]] = True
-    mask = wanted[anatomy.labels]
-    return mask if mask.any() else None
+    return anatomy.mask_of([structure(n).label for n in names])
 
 
 def _round(value: float | None) -> float | None:

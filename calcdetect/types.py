@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from collections.abc import Sequence
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -155,6 +157,42 @@ class AnatomyMap:
                 f"AnatomyMap.slice_levels has {len(self.slice_levels)} entries for "
                 f"{self.labels.shape[0]} slices"
             )
+
+    @cached_property
+    def structure_boxes(self) -> dict[int, tuple[slice, slice, slice]]:
+        """Bounding box of every label present (label id -> ``[k, j, i]`` slices).
+
+        One pass over the map, cached: later questions about a structure read
+        only its box, not the whole (CT-sized) map.
+        """
+        from scipy import ndimage  # scipy only where a map is queried
+
+        boxes = ndimage.find_objects(self.labels)
+        return {lab: bb for lab, bb in enumerate(boxes, start=1) if bb is not None}
+
+    @cached_property
+    def slice_label_counts(self) -> np.ndarray:
+        """Voxel count of every label in every slice, ``[k, label]`` (int64)."""
+        boxes = self.structure_boxes
+        out = np.zeros((self.labels.shape[0], max(boxes, default=0) + 1), dtype=np.int64)
+        for lab, bb in boxes.items():
+            out[bb[0], lab] = np.count_nonzero(self.labels[bb] == lab, axis=(1, 2))
+        return out
+
+    def mask_of(self, label_ids: Sequence[int]) -> np.ndarray | None:
+        """Boolean union of ``label_ids`` on this grid, or ``None`` if none is present.
+
+        Only the union of their boxes is read (a CT-sized map holds 10^8 voxels).
+        """
+        boxes = [self.structure_boxes[lab] for lab in label_ids if lab in self.structure_boxes]
+        if not boxes:
+            return None
+        bb = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
+        wanted = np.zeros(max(self.structure_boxes) + 1, dtype=bool)
+        wanted[[lab for lab in label_ids if lab in self.structure_boxes]] = True
+        mask = np.zeros(self.labels.shape, dtype=bool)
+        mask[bb] = wanted[self.labels[bb]]
+        return mask
 
 
 class Kind(str, enum.Enum):

@@ -438,7 +438,7 @@ def regions_in_fov(anatomy: AnatomyMap) -> dict[Region, bool]:
     the levels show that its usual vertebral range is covered (the aorta T12-L4,
     iliac arteries L5-S1, kidneys T12-L2). Other is always in view.
     """
-    present = {int(v) for v in np.unique(anatomy.labels)}
+    present = set(anatomy.structure_boxes)
     out: dict[Region, bool] = {r: False for r in Region}
     out[Region.OTHER] = True
     for s in STRUCTURES:

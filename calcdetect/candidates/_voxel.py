@@ -287,26 +287,30 @@ def fill_holes_per_slice(
 
 def _fill_enclosed(mask: np.ndarray, hu: np.ndarray | None,
                    min_mean_hu: float | None) -> np.ndarray:
-    k, j, i = mask.shape
-    # Background with a one-voxel background frame round every slice: all the
-    # frames join into one "outside" component; holes are everything else.
-    bg = np.ones((k, j + 2, i + 2), dtype=bool)
-    bg[:, 1:-1, 1:-1] = ~mask
-    full = cc3d.connected_components(bg.reshape(k * (j + 2), i + 2), connectivity=4,
-                                     out_dtype=np.uint32)
-    outside_id = int(full[0, 0])  # a frame voxel: always the outside component
-    lab = full.reshape(k, j + 2, i + 2)[:, 1:-1, 1:-1]  # a view: no copy of the crop
-    holes = (lab != 0) & (lab != outside_id)
-    if hu is None or min_mean_hu is None:
-        return mask | holes
-    hole_ids = lab[holes]
-    if hole_ids.size == 0:
-        return mask.copy()
-    n = int(hole_ids.max()) + 1
-    total = np.bincount(hole_ids, weights=hu[holes].astype(np.float64), minlength=n)
-    mean = total / np.maximum(np.bincount(hole_ids, minlength=n), 1)
     out = mask.copy()
-    out[holes] = mean[hole_ids] >= min_mean_hu
+    k, j, i = mask.shape
+    # Background with a one-voxel background frame round the slice: the frame
+    # is the "outside" component; holes are everything else. One cc3d call per
+    # slice: on 512 x 512 x 400 bone masks cc3d took 2-7x the CPU time on the
+    # slices stacked into one tall 2-D image.
+    bg = np.ones((j + 2, i + 2), dtype=bool)
+    for s in range(k):
+        if not mask[s].any():
+            continue
+        bg[1:-1, 1:-1] = ~mask[s]
+        full = cc3d.connected_components(bg, connectivity=4, out_dtype=np.uint32)
+        lab = full[1:-1, 1:-1]
+        holes = (lab != 0) & (lab != full[0, 0])
+        if not holes.any():
+            continue
+        if hu is None or min_mean_hu is None:
+            out[s] |= holes
+            continue
+        hole_ids = lab[holes]
+        n = int(hole_ids.max()) + 1
+        total = np.bincount(hole_ids, weights=hu[s][holes].astype(np.float64), minlength=n)
+        mean = total / np.maximum(np.bincount(hole_ids, minlength=n), 1)
+        out[s][holes] = mean[hole_ids] >= min_mean_hu
     return out
 
 
