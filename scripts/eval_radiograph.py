@@ -21,6 +21,7 @@ Usage::
 
     .venv/bin/python scripts/eval_radiograph.py --source phantom --seeds 120-159
     .venv/bin/python scripts/eval_radiograph.py --seeds 120-159 --calcium-model rules
+    .venv/bin/python scripts/eval_radiograph.py --seeds 40-99 --threshold 0.65   # tune on dev seeds only
     .venv/bin/python scripts/eval_radiograph.py --source synthetic --seeds 100-139
 
 Cases are cached under ``--cache`` (the CT phantom takes ~10 s per case).
@@ -199,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="analyse the raw log-attenuation image or the equalised one a DX file stores")
     ap.add_argument("--calcium-model", default="default",
                     help="'default' (the shipped net when present), 'rules' (no net) or a .safetensors path")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="operate the calcium net at this probability instead of its stored threshold "
+                         "(for choosing one on development seeds < 100)")
     args = ap.parse_args(argv)
     cases = []
     for seed in _seeds(args.seeds):
@@ -212,8 +216,22 @@ def main(argv: list[str] | None = None) -> int:
         from calcdetect.radiograph.aac_net import load_calcium_model
 
         model = load_calcium_model(Path(model))
+    if args.threshold is not None:
+        if not 0.0 < args.threshold < 1.0:
+            ap.error(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
+        if model is None:
+            ap.error("--threshold applies to the calcium net; it has no meaning with --calcium-model rules")
+        if model == "default":
+            from calcdetect.radiograph.aac_net import load_default_calcium_model
+
+            model = load_default_calcium_model()
+        import dataclasses
+
+        model = dataclasses.replace(model, threshold=args.threshold)
     result = evaluate(cases, model)
     result["calcium_model"] = args.calcium_model
+    result["threshold"] = args.threshold if args.threshold is not None else (
+        model.threshold if model not in (None, "default") else None)
     result["presentation"] = args.presentation
     result["source"] = args.source
     summary = {k: v for k, v in result.items() if k != "cases"}

@@ -23,6 +23,17 @@ The method, in the order it runs:
    separately in the anterior and posterior thirds of the body so that wedging
    shows; the anterior / posterior body edges are the steepest rise / fall of the
    across-spine profile just inside each endplate. Corners = those crossings.
+3b. **Following the bodies.** The strip path is smoothed over ~15 mm and comes
+   from a 2 mm image, so where the spine curves sharply (the thoracolumbar
+   junction, under the ribs) the upper bodies drift 10-25 mm off the strip's
+   straight line and one edge column for all bodies misplaces L1-L2. The bodies'
+   anterior edge is followed row by row (:func:`anterior_edge_line`), the strip
+   rows above the third-lowest body are shifted onto it
+   (:func:`_follow_anterior_edge`) and step 3 runs again there; the second pass
+   is kept when it finds at least as many bodies (it may reuse the first pass's
+   disc rows). A topmost "body" under 60 % of the median height (a rib edge
+   cutting L1) is dropped. When the facing side had to be assumed, the posterior
+   elements are looked for again behind the bodies on this strip.
 4. **Levels.** Counted upwards from the lumbosacral junction: the most caudal disc
    with bone continuing below it for at least ``SACRUM_MIN_MM`` (the sacrum) is
    L5-S1, so the body above it is L5, and so on up to T12. When the junction is not
@@ -39,14 +50,22 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["STEP_MM", "SpineStrip", "Vertebra", "SpineDetection", "find_vertebrae", "LEVELS_T12_L5"]
+__all__ = [
+    "STEP_MM", "SpineStrip", "Vertebra", "SpineDetection", "find_vertebrae", "anterior_edge_line", "LEVELS_T12_L5",
+]
 
 STEP_MM = 0.5  # straightened-strip sampling (mm): calcium lines are 1-2 mm wide
 COARSE_MM = 2.0
 SACRUM_MIN_MM = 20.0
-SACRAL_DISC_FRACTION = 0.6  # a mobile disc dips at least this much of the typical disc
+# a mobile disc dips at least this much of the typical disc (at 0.6 an S1-S2 line in some
+# phantoms counted as L5-S1 and shifted every level by one)
+SACRAL_DISC_FRACTION = 0.7
 MIN_DISC_CONTRAST = 2.5  # typical disc dip, in robust noise SDs of the along-spine profile
 LEVELS_T12_L5: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5")
+_SIDE_ASSUMED = (
+    "could not tell which side the patient faces (no clear posterior elements or body "
+    "outline); assumed the usual display (anterior on the image's left)"
+)
 _STRIP_ANTERIOR_MM = 130.0  # how far in front of the column centre the strip reaches
 _STRIP_POSTERIOR_MM = 70.0
 
@@ -306,6 +325,68 @@ def _build_strip(image: np.ndarray, spacing: tuple[float, float], cols_c: np.nda
                       image.shape[1])
 
 
+#: Anterior-edge tracking (:func:`anterior_edge_line`): how far the edge may stray
+#: from the column's median edge, and what each mm of straying costs (per strip row,
+#: against an edge response of at most 1). Going anterior costs more: the iliac crest
+#: in front of L5 and bowel-gas borders make edges there; the thoracolumbar bodies,
+#: when the column path cuts the curve, lie 10-25 mm either side.
+EDGE_TRACK_ANTERIOR_MM = 35.0
+EDGE_TRACK_POSTERIOR_MM = 28.0
+EDGE_TRACK_COST_ANTERIOR = 0.02
+EDGE_TRACK_COST_POSTERIOR = 0.01
+_EDGE_BOX_MM = 3.0
+
+
+def anterior_edge_line(S: np.ndarray, t_ant: int) -> np.ndarray:
+    """Strip column of the vertebral bodies' anterior edge on every strip row.
+
+    The column path is smoothed over ~15 mm and comes from a 2 mm image, so where
+    the spine curves sharply (the thoracolumbar junction, under the ribs) the
+    bodies drift 10-25 mm off the strip's straight line, and one edge column for
+    all bodies misplaces L1-L2. The edge is followed instead: a box step (the
+    3 mm behind minus the 3 mm in front, smoothed 3 mm along the spine) is
+    maximised along a path that moves at most one column per row, with a cost
+    per mm away from ``t_ant``.
+    """
+    sm = ndimage.gaussian_filter1d(S, 3.0 / STEP_MM, axis=0)
+    k = max(1, int(round(_EDGE_BOX_MM / STEP_MM)))
+    csum = np.cumsum(np.pad(sm, ((0, 0), (1, 0))), axis=1)
+    lo = max(k, t_ant - int(EDGE_TRACK_ANTERIOR_MM / STEP_MM))
+    hi = min(S.shape[1] - k, t_ant + int(EDGE_TRACK_POSTERIOR_MM / STEP_MM))
+    if hi - lo < 3:
+        return np.full(S.shape[0], t_ant, int)
+    t = np.arange(lo, hi)
+    step = (csum[:, t + k] - csum[:, t]) - (csum[:, t] - csum[:, t - k])
+    scale = float(np.percentile(np.abs(step), 99)) or 1.0
+    off_mm = (t - t_ant) * STEP_MM
+    cost = EDGE_TRACK_COST_ANTERIOR * np.clip(-off_mm, 0, None) + EDGE_TRACK_COST_POSTERIOR * np.clip(off_mm, 0, None)
+    resp = np.clip(step / scale, -1.0, 1.0) - cost[None, :]
+    return _dp_path(resp, move=0.3) + lo
+
+
+def _follow_anterior_edge(strip: SpineStrip, t_ant: int, keep_below: float) -> SpineStrip:
+    """The strip re-straightened so that the bodies' anterior edge lies on ``t_ant``
+    on every row above ``keep_below`` (see :func:`anterior_edge_line`): each row is
+    shifted by the edge's (smoothed) offset and the path moved with it, so
+    ``to_image`` stays exact. Rows below ``keep_below`` (the lower lumbar bodies,
+    where the column path is straight and reliable, and the sacrum, whose anterior
+    surface slopes back and would drag the edge with it) are not moved; the shift
+    fades out over one vertebra (20 mm) above that row."""
+    S = strip.image
+    line = anterior_edge_line(S, t_ant).astype(float)
+    # a disc or a rib crossing can kink the path for a few rows; bodies do not
+    off = ndimage.median_filter(line - t_ant, size=int(10 / STEP_MM) | 1, mode="nearest")
+    off = ndimage.gaussian_filter1d(off, 3.0 / STEP_MM, mode="nearest")
+    fade = np.clip((keep_below - np.arange(S.shape[0])) / (20.0 / STEP_MM), 0.0, 1.0)
+    off = np.rint(off * fade).astype(int)
+    if not off.any():
+        return strip
+    cols = np.clip(np.arange(S.shape[1])[None, :] + off[:, None], 0, S.shape[1] - 1)
+    shifted = np.take_along_axis(S, cols, axis=1)
+    path = strip.path_rc + off[:, None] * strip.normal_rc
+    return SpineStrip(shifted, path, strip.normal_rc, strip.t0, strip.step_mm, strip.flipped, strip.width)
+
+
 def _edge(profile: np.ndarray, lo: int, hi: int, rising: bool) -> int | None:
     lo, hi = max(1, lo), min(len(profile) - 1, hi)
     if hi - lo < 2:
@@ -325,9 +406,15 @@ def _period(q: np.ndarray) -> float:
     return float(lo + int(np.argmax(seg)))
 
 
+def _profile_noise(q: np.ndarray, valid: np.ndarray) -> float:
+    """Robust SD of the smoothed along-spine profile (the scale of a disc's dip)."""
+    qs = ndimage.gaussian_filter1d(q, 1.5 / STEP_MM)
+    return float(1.4826 * np.median(np.abs(qs[valid] - np.median(qs[valid])))) or 1e-6
+
+
 def _disc_positions(q: np.ndarray, period: float, valid: np.ndarray) -> tuple[list[int], float]:
     qs = ndimage.gaussian_filter1d(q, 1.5 / STEP_MM)
-    noise = float(1.4826 * np.median(np.abs(qs[valid] - np.median(qs[valid])))) or 1e-6
+    noise = _profile_noise(q, valid)
     # dips within 0.4 periods of the strip's ends are detrending edge effects
     margin = int(0.4 * period)
     mins = [
@@ -589,6 +676,88 @@ def _disc_depth(S: np.ndarray, d: int, t_a: int, t_b: int) -> float:
     return best
 
 
+def _bodies_on_strip(
+    strip: SpineStrip, valid: np.ndarray, t_ant: int, t_post: int, discs: list[int] | None = None
+) -> tuple[list[Vertebra], list[int], np.ndarray, float]:
+    """Discs, endplates and body edges on a straightened strip (steps 3 of the module
+    docstring): the vertebrae top to bottom (sacral segments dropped, unnamed), the
+    disc rows, the central-body profile along the spine and the disc period. ``discs``:
+    disc rows already found (on a strip with the same rows), instead of searching."""
+    S = strip.image
+    depth_px = float(t_post - t_ant)
+    # discs: dips of the central-body profile along the spine
+    a, b = int(t_ant + 0.25 * depth_px), int(t_post - 0.25 * depth_px)
+    p = S[:, a:b].mean(axis=1)
+    q = p - ndimage.uniform_filter1d(p, int(24 / STEP_MM), mode="nearest")
+    period = _period(np.where(valid, q, 0.0))
+    if discs is None:
+        discs, noise = _disc_positions(q, period, valid)
+    else:
+        noise = _profile_noise(q, valid)
+    qs = ndimage.gaussian_filter1d(q, 1.5 / STEP_MM)
+
+    band = max(2, int(0.3 * depth_px))
+    pa = ndimage.gaussian_filter1d(S[:, t_ant + 2 : t_ant + band].mean(axis=1), 0.6 / STEP_MM)
+    pp = ndimage.gaussian_filter1d(S[:, t_post - band : t_post - 2].mean(axis=1), 0.6 / STEP_MM)
+    verts: list[Vertebra] = []
+    for d0, d1 in zip(discs[:-1], discs[1:]):
+        gap = d1 - d0
+        if not (0.55 * period <= gap <= 1.6 * period):
+            continue
+        ends = {}
+        for name, prof_s in (("ant", pa), ("post", pp)):
+            sup = _edge(prof_s, d0, d0 + int(0.4 * gap), rising=True)
+            inf = _edge(prof_s, d1 - int(0.4 * gap), d1 + 1, rising=False)
+            ends[name] = (sup if sup is not None else d0 + 0.1 * gap, inf if inf is not None else d1 - 0.1 * gap)
+        corners_st = []
+        edges_t = {}
+        for key, s_e, inside in (("sup", 0, +1), ("inf", 1, -1)):
+            s_ref = (ends["ant"][s_e] + ends["post"][s_e]) / 2
+            r0, r1 = sorted((int(s_ref + inside * 1.5 / STEP_MM), int(s_ref + inside * 6 / STEP_MM)))
+            h_prof = ndimage.gaussian_filter1d(S[max(r0, 0) : max(r1, r0 + 1)].mean(axis=0), 0.8 / STEP_MM)
+            ta = _edge(h_prof, t_ant - int(8 / STEP_MM), t_ant + int(8 / STEP_MM), rising=True)
+            tp = _edge(h_prof, t_post - int(8 / STEP_MM), t_post + int(8 / STEP_MM), rising=False)
+            edges_t[key] = (ta if ta is not None else t_ant, tp if tp is not None else t_post)
+        corners_st = [
+            (ends["ant"][0], edges_t["sup"][0]),
+            (ends["post"][0], edges_t["sup"][1]),
+            (ends["post"][1], edges_t["inf"][1]),
+            (ends["ant"][1], edges_t["inf"][0]),
+        ]
+        st = np.array(corners_st, float)
+        rc = strip.to_image(st[:, 0], st[:, 1])
+        contrast = float(-(qs[d0] + qs[d1]) / 2 / (noise * 3))
+        regular = 1.0 - min(1.0, abs(gap - period) / period)
+        conf = float(np.clip(0.5 * np.clip(contrast, 0, 1) + 0.5 * regular, 0, 1))
+        verts.append(
+            Vertebra(None, rc, conf, float(st[:2, 0].mean()), float(st[2:, 0].mean()),
+                     float(np.mean([st[0, 1], st[3, 1]])), float(np.mean([st[1, 1], st[2, 1]])))
+        )
+
+    verts, discs = _drop_sacral_segments(verts, discs, S, a, b)
+    return _drop_short_top_body(_align_body_edges(verts, strip)), discs, p, period
+
+
+#: A topmost "body" lower than this fraction of the median body height is not one.
+SHORT_TOP_BODY_FRACTION = 0.6
+
+
+def _drop_short_top_body(verts: list[Vertebra]) -> list[Vertebra]:
+    """Drop the topmost body when it is far lower than the bodies below it.
+
+    Under the lowest ribs and the crura a rib edge crossing the strip dips like a
+    disc, so the chain can cut L1 (or T12) into a sliver a third of a body high.
+    Lumbar bodies differ by a few mm from level to level; a sliver is not a body. When
+    it was L1, :func:`_extrapolate_l1` places L1 above L2 instead.
+    """
+    if len(verts) < 4:
+        return verts
+    heights = np.array([v.s_inf - v.s_sup for v in verts])
+    if heights[0] < SHORT_TOP_BODY_FRACTION * float(np.median(heights[1:])):
+        return verts[1:]
+    return verts
+
+
 def _drop_sacral_segments(
     verts: list[Vertebra], discs: list[int], S: np.ndarray, t_a: int, t_b: int
 ) -> tuple[list[Vertebra], list[int]]:
@@ -641,20 +810,21 @@ def _align_body_edges(verts: list[Vertebra], strip: SpineStrip, tol_mm: float = 
     return out
 
 
-def _extrapolate_l1(verts: list[Vertebra], strip: SpineStrip) -> Vertebra | None:
+def _extrapolate_l1(verts: list[Vertebra]) -> Vertebra | None:
     """L1 one vertebra above L2 when the count from the sacrum reached L2 but not L1.
 
     The T12-L1 disc is often hidden under the lowest ribs and the crura, so the disc
     chain may start at L1-L2. L1 is then placed above L2 with the median disc gap
     and body height of L2-L5 (lumbar bodies differ by a few mm from level to
-    level), its edges those of L2; its confidence is low and the caller warns. ``None``
-    when L1 was found, L2 was not, or the strip does not reach that high.
+    level): L2's outline moved along the image course from L3 to L2, so that the
+    curve of the column continues; its confidence is low and the caller warns.
+    ``None`` when L1 was found, L2 or L3 was not, or the strip does not reach that high.
     """
     by = {v.level: v for v in verts if v.level}
     if "L1" in by or "L2" not in by:
         return None
     lower = [by[lv] for lv in ("L2", "L3", "L4", "L5") if lv in by]
-    if len(lower) < 3:
+    if len(lower) < 3 or "L3" not in by:
         return None
     gaps = [b.s_sup - a.s_inf for a, b in zip(lower[:-1], lower[1:])]
     height = float(np.median([v.s_inf - v.s_sup for v in lower]))
@@ -663,10 +833,14 @@ def _extrapolate_l1(verts: list[Vertebra], strip: SpineStrip) -> Vertebra | None
     s_sup = s_inf - height
     if s_sup < 0:
         return None
-    k = np.asarray(l2.corners_rc, float)
-    shift = strip.to_image(np.array([s_sup, s_inf]), np.array([l2.t_ant, l2.t_ant])) - strip.to_image(
-        np.array([l2.s_sup, l2.s_inf]), np.array([l2.t_ant, l2.t_ant]))
-    corners = np.vstack([k[:2] + shift[0], k[2:] + shift[1]])
+    # continue the column's course from L3 to L2 in the image (the strip's rows above
+    # L2 need not follow the bodies: nothing was found there to follow)
+    k2 = np.asarray(l2.corners_rc, float)
+    l3 = by["L3"]
+    c2, c3 = k2.mean(axis=0), np.asarray(l3.corners_rc, float).mean(axis=0)
+    s_c2, s_c3 = 0.5 * (l2.s_sup + l2.s_inf), 0.5 * (l3.s_sup + l3.s_inf)
+    ratio = (s_c2 - 0.5 * (s_sup + s_inf)) / max(s_c3 - s_c2, 1e-6)
+    corners = k2 + ratio * (c2 - c3)
     return Vertebra("L1", corners, 0.3 * l2.confidence, s_sup, s_inf, l2.t_ant, l2.t_post)
 
 
@@ -719,10 +893,7 @@ def find_vertebrae(
         if side is None:
             side = _side_from_posterior_elements(strip, valid, t_ant, t_post)
         if side is None:
-            warnings.append(
-                "could not tell which side the patient faces (no clear posterior elements or body "
-                "outline); assumed the usual display (anterior on the image's left)"
-            )
+            warnings.append(_SIDE_ASSUMED)
             side = "left"
             side_known = False
     flipped = side == "right"
@@ -733,59 +904,33 @@ def find_vertebrae(
     cols = _body_column_path(c, cols)
     strip, valid, t_ant, t_post = _strip_and_edges(img, spacing, cols, rows, path_resp, flipped=flipped,
                                                    on_bodies=True)
+    verts, discs, p, period = _bodies_on_strip(strip, valid, t_ant, t_post)
+    if len(verts) >= 3:
+        # second pass on a strip that follows the bodies' anterior edge above the
+        # lowest bodies (see _follow_anterior_edge); the sacrum's count stays the same
+        keep_below = 0.5 * (verts[-3].s_sup + verts[-3].s_inf)
+        followed = _follow_anterior_edge(strip, t_ant, keep_below)
+        if followed is not strip:
+            again = _bodies_on_strip(followed, valid, t_ant, t_post)
+            if len(again[0]) < len(verts):
+                # the moved central band can miss a faint disc under the ribs: keep the
+                # first pass's discs (same rows) and redo only endplates and edges
+                again = _bodies_on_strip(followed, valid, t_ant, t_post, discs=discs)
+            if len(again[0]) >= len(verts):  # never lose a body the first pass found
+                strip, (verts, discs, p, period) = followed, again
     S = strip.image
     n_s = S.shape[0]
-    depth_px = float(t_post - t_ant)
-    depth_mm = depth_px * STEP_MM
+    depth_mm = float(t_post - t_ant) * STEP_MM
+    if not side_known and verts:
+        # the assumed side, checked again on the strip that runs on the bodies: the
+        # first strip may have run on the posterior elements, where their rhythm
+        # behind the bodies could not show (the strip's anterior is always its left)
+        on_bodies = np.zeros(n_s, bool)
+        on_bodies[int(verts[0].s_sup) : int(verts[-1].s_inf) + 1] = True
+        if _side_from_posterior_elements(strip, on_bodies, t_ant, t_post) == "left":
+            side_known = True
+            warnings.remove(_SIDE_ASSUMED)
 
-    # discs: dips of the central-body profile along the spine
-    a, b = int(t_ant + 0.25 * depth_px), int(t_post - 0.25 * depth_px)
-    p = S[:, a:b].mean(axis=1)
-    q = p - ndimage.uniform_filter1d(p, int(24 / STEP_MM), mode="nearest")
-    period = _period(np.where(valid, q, 0.0))
-    discs, noise = _disc_positions(q, period, valid)
-    qs = ndimage.gaussian_filter1d(q, 1.5 / STEP_MM)
-
-    band = max(2, int(0.3 * depth_px))
-    pa = ndimage.gaussian_filter1d(S[:, t_ant + 2 : t_ant + band].mean(axis=1), 0.6 / STEP_MM)
-    pp = ndimage.gaussian_filter1d(S[:, t_post - band : t_post - 2].mean(axis=1), 0.6 / STEP_MM)
-    verts: list[Vertebra] = []
-    for d0, d1 in zip(discs[:-1], discs[1:]):
-        gap = d1 - d0
-        if not (0.55 * period <= gap <= 1.6 * period):
-            continue
-        ends = {}
-        for name, prof_s in (("ant", pa), ("post", pp)):
-            sup = _edge(prof_s, d0, d0 + int(0.4 * gap), rising=True)
-            inf = _edge(prof_s, d1 - int(0.4 * gap), d1 + 1, rising=False)
-            ends[name] = (sup if sup is not None else d0 + 0.1 * gap, inf if inf is not None else d1 - 0.1 * gap)
-        corners_st = []
-        edges_t = {}
-        for key, s_e, inside in (("sup", 0, +1), ("inf", 1, -1)):
-            s_ref = (ends["ant"][s_e] + ends["post"][s_e]) / 2
-            r0, r1 = sorted((int(s_ref + inside * 1.5 / STEP_MM), int(s_ref + inside * 6 / STEP_MM)))
-            h_prof = ndimage.gaussian_filter1d(S[max(r0, 0) : max(r1, r0 + 1)].mean(axis=0), 0.8 / STEP_MM)
-            ta = _edge(h_prof, t_ant - int(8 / STEP_MM), t_ant + int(8 / STEP_MM), rising=True)
-            tp = _edge(h_prof, t_post - int(8 / STEP_MM), t_post + int(8 / STEP_MM), rising=False)
-            edges_t[key] = (ta if ta is not None else t_ant, tp if tp is not None else t_post)
-        corners_st = [
-            (ends["ant"][0], edges_t["sup"][0]),
-            (ends["post"][0], edges_t["sup"][1]),
-            (ends["post"][1], edges_t["inf"][1]),
-            (ends["ant"][1], edges_t["inf"][0]),
-        ]
-        st = np.array(corners_st, float)
-        rc = strip.to_image(st[:, 0], st[:, 1])
-        contrast = float(-(qs[d0] + qs[d1]) / 2 / (noise * 3))
-        regular = 1.0 - min(1.0, abs(gap - period) / period)
-        conf = float(np.clip(0.5 * np.clip(contrast, 0, 1) + 0.5 * regular, 0, 1))
-        verts.append(
-            Vertebra(None, rc, conf, float(st[:2, 0].mean()), float(st[2:, 0].mean()),
-                     float(np.mean([st[0, 1], st[3, 1]])), float(np.mean([st[1, 1], st[2, 1]])))
-        )
-
-    verts, discs = _drop_sacral_segments(verts, discs, S, a, b)
-    verts = _align_body_edges(verts, strip)
     # level assignment: count up from the lumbosacral junction
     anchored = False
     if verts:
@@ -811,7 +956,7 @@ def find_vertebrae(
                 lv = names[-1 - k] if k < len(names) else None
                 named.append(Vertebra(lv, v.corners_rc, v.confidence, v.s_sup, v.s_inf, v.t_ant, v.t_post))
             verts = list(reversed(named))
-            top = _extrapolate_l1(verts, strip)
+            top = _extrapolate_l1(verts)
             if top is not None:
                 verts = [top] + verts
                 warnings.append(
