@@ -14,9 +14,10 @@ tracked tube below the division level is labelled external iliac. The common
 iliac artery divides in front of the sacro-iliac joint, at the upper sacrum:
 ``division_below_sacrum_mm`` below the top of the sacrum when the spine gives it,
 else ``common_iliac_mm`` of path length below the aortic bifurcation. The
-is labelled external iliac, and the internal iliac is approximated by a tube
-running posteriorly and medially from the division point into the pelvis (a
-coarse zone, documented as such; its branches are not tracked).
+tube below the division is labelled external iliac, and the internal iliac is
+approximated by a tube running posteriorly and laterally from the division
+point into the pelvis (a coarse zone, documented as such; its branches are not
+tracked).
 
 Calcified plaque sits in the wall, so every lumen disk is grown by
 ``wall_mm`` (default 3 mm) before it is labelled.
@@ -31,7 +32,14 @@ What keeps the paths on the arteries (each measured on phantoms):
 * an iliac path is one run from the bifurcation (no restarts after 15 mm),
   and its common part is expected on the line from the bifurcation to the front
   of the sacro-iliac joint: a Gaussian prior on the circles' scores, and the
-  course filled in along that line where tracking stopped short.
+  course filled in along that line where tracking stopped short;
+* the external iliac becomes the femoral artery in front of the femoral head
+  (:func:`find_femoral_heads`: the thickest bone of each half of the pelvis):
+  below the division it is expected on the line from there to the front of
+  the head, and filled in along it where tracking stopped short (inside the
+  iliopsoas its wall casts almost no edge; without the prior the path drifted
+  onto the abdominal wall). Without a whole femoral head in the field of view
+  the external iliac is tracked without prior and not filled in.
 
 On contrast-enhanced scans the lumen passes the bone threshold:
 :func:`enhanced_lumen` finds it in the bone mask (round, homogeneous, at
@@ -63,6 +71,15 @@ class VesselSettings:
     cia_end_anterior_mm: float = 12.0  # ... this far in front of the sacrum
     cia_fill_radius_mm: float = 5.0  # common iliac lumen where its course is filled in
     internal_iliac_mm: float = 50.0
+    # The external iliac becomes the femoral artery in front of the femoral head:
+    # at the head's centre it lies about this far medial (x head radius) and in
+    # front of the head's surface.
+    eia_target_medial_r: float = 0.5
+    eia_target_anterior_mm: float = 15.0
+    eia_fill_radius_mm: float = 4.0  # external iliac lumen where its course is filled in
+    eia_below_head_mm: float = 40.0  # how far below the head's centre the course is filled
+    femoral_head_radius_mm: tuple[float, float] = (15.0, 32.0)
+    femoral_head_lateral_mm: tuple[float, float] = (55.0, 140.0)
     n_candidates: int = 6
     jump_cost_per_mm: float = 0.08
     absent_score: float = 0.25
@@ -364,8 +381,11 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         division_k = None
         if sacrum_top_k is not None:
             division_k = int(round(sacrum_top_k - s.division_below_sacrum_mm / sk))
+        heads = None
+        if division_k is not None:
+            heads = find_femoral_heads(bone, spacing, body_centre, spine_mask, division_k, s)
         iliac = _iliacs(hu, bone, aorta_tube, bif, body_centre, spacing, s, aorta, spine_mask, division_k,
-                        body_front)
+                        body_front, heads)
         if not any(m.any() for m in iliac.values()):
             bif = None
     return Vessels(aorta, iliac, aorta_tube, bif, tuple(notes))
@@ -457,10 +477,66 @@ def _present_runs(present: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), (np.flatnonzero(d == -1) - 1).tolist()))
 
 
+@dataclass(frozen=True)
+class FemoralHead:
+    """Centre ``(k, j, i)`` (work-grid index) and radius (mm) of one femoral head."""
+
+    k: float
+    j: float
+    i: float
+    radius_mm: float
+
+
+def find_femoral_heads(bone: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
+                       spine_mask: np.ndarray | None, below_k: int,
+                       s: VesselSettings | None = None) -> dict[str, FemoralHead]:
+    """The femoral heads: on each side, the thickest bone of the pelvis below ``below_k``.
+
+    A femoral head is a ball of ~20-25 mm radius; the iliac wings, the
+    acetabular rim and the pubic rami are plates and bars, so the largest ball
+    that fits in the (per-slice hole-filled) bone mask of each half of the
+    pelvis, away from the column, is the head. Slices beyond the scan count as
+    soft tissue, so a head cut by the field of view is too small and is not
+    returned (the external iliac then has no prior). Sides without a ball of
+    plausible radius and lateral offset are left out.
+    """
+    s = s or VesselSettings()
+    si = spacing[2]
+    top = min(max(below_k, 0), bone.shape[0] - 1)
+    if top < 2:
+        return {}
+    sub = np.stack([ndi.binary_fill_holes(b) for b in bone[: top + 1]])
+    if spine_mask is not None:
+        sub &= ~spine_mask[: top + 1]
+    padded = np.pad(sub, ((1, 1), (0, 0), (0, 0)))
+    dist = ndi.distance_transform_edt(padded, sampling=spacing)[1:-1]
+    mid = float(np.nanmedian(body_centre[: top + 1, 1]))
+    off_mm = (np.arange(bone.shape[2]) - mid) * si
+    out: dict[str, FemoralHead] = {}
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        lateral = (sign * off_mm >= s.femoral_head_lateral_mm[0]) & (sign * off_mm <= s.femoral_head_lateral_mm[1])
+        d = np.where(lateral[None, None, :], dist, 0.0)
+        k, j, i = np.unravel_index(int(np.argmax(d)), d.shape)
+        r = float(d[k, j, i])
+        if s.femoral_head_radius_mm[0] <= r <= s.femoral_head_radius_mm[1]:
+            out[side] = FemoralHead(float(k), float(j), float(i), r)
+    return out
+
+
+def _external_iliac_target(head: FemoralHead, sign: float, spacing: tuple[float, float, float],
+                           s: VesselSettings) -> tuple[float, float, float]:
+    """``(k, j, i)`` where the external iliac should pass at the level of the femoral head's centre."""
+    _, sj, si = spacing
+    j = head.j - (head.radius_mm + s.eia_target_anterior_mm) / sj
+    i = head.i - sign * s.eia_target_medial_r * head.radius_mm / si
+    return head.k, j, i
+
+
 def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre: np.ndarray,
             spacing: tuple[float, float, float], s: VesselSettings, aorta_mask: np.ndarray,
             spine_mask: np.ndarray | None, division_k: int | None = None,
-            body_front: np.ndarray | None = None) -> dict[str, np.ndarray]:
+            body_front: np.ndarray | None = None,
+            heads: dict[str, FemoralHead] | None = None) -> dict[str, np.ndarray]:
     """Track both iliac arteries caudally from the bifurcation and split them.
 
     When the division level is known, each common iliac is expected on the
@@ -468,6 +544,9 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
     (``cia_end_lateral_mm`` from the midline, ``cia_end_anterior_mm`` in front of
     the sacrum): the iliac veins and bowel loops beside it are round and of
     blood density too on a plain CT, and this prior keeps the path on the artery.
+    Below the division the external iliac is expected on the line from there to
+    the front of the femoral head (``heads``), when the head was found: without
+    it the tracker drifted onto the iliopsoas and the abdominal wall.
     """
     sk, sj, si = spacing
     nk = hu.shape[0]
@@ -502,11 +581,21 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             forbid |= taken[order]
         expected = None
         if division_k is not None and body_front is not None and 0 <= division_k < bif:
+            # The midline from L5 and the upper sacrum: the body-centre estimate
+            # on the sacrum itself drifts sideways with the alae (9 mm on a tuning
+            # phantom), which shifted one side's zones medially.
+            midline_i = float(np.nanmedian(body_centre[division_k : bif + 1, 1]))
             end = (body_front[division_k] - s.cia_end_anterior_mm / sj,
-                   body_centre[division_k, 1] + sign * s.cia_end_lateral_mm / si)
+                   midline_i + sign * s.cia_end_lateral_mm / si)
             f = np.clip((bif - np.asarray(order, dtype=float)) / (bif - division_k), 0.0, 1.0)
             expected = np.column_stack([jb + f * (end[0] - jb), ib + f * (end[1] - ib)])
-            expected[np.asarray(order) < division_k] = np.nan  # the external iliac: no prior
+            below = np.asarray(order) < division_k
+            expected[below] = np.nan  # the external iliac: no prior without a femoral head
+            head = (heads or {}).get(side)
+            if head is not None and head.k < division_k:
+                tk, tj, ti = _external_iliac_target(head, sign, spacing, s)
+                g = np.clip((division_k - np.asarray(order, dtype=float)) / (division_k - tk), 0.0, 1.0)[below]
+                expected[below] = np.column_stack([end[0] + g * (tj - end[0]), end[1] + g * (ti - end[1])])
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,
                      spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(3.5, 8.0),
                      blood_hu=iliac_hu, expected=expected)
@@ -532,10 +621,17 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             # Down to the division the common iliac's course is known: where the
             # tracking stopped short (a weak wall, a vein beside it), the rest
             # of the way is the expected line, painted at a typical radius.
+            # So is the external iliac's down to the femoral head (when it was
+            # found): inside the iliopsoas its wall casts almost no edge.
+            head = (heads or {}).get(side)
+            floor_k = -1 if head is None else head.k - s.eia_below_head_mm / sk
             for n, k in enumerate(order):
-                if k > division_k and not np.isfinite(radius[k]):
-                    centre[k] = expected[n]
-                    radius[k] = s.cia_fill_radius_mm
+                if np.isfinite(radius[k]) or not np.isfinite(expected[n]).all():
+                    continue
+                if k > division_k:
+                    centre[k], radius[k] = expected[n], s.cia_fill_radius_mm
+                elif k >= floor_k:
+                    centre[k], radius[k] = expected[n], s.eia_fill_radius_mm
         tube = Tube(centre, radius, np.zeros(nk))
         # path length along the centre line from the bifurcation
         length = np.zeros(nk)

@@ -4,6 +4,7 @@ answers, and the vessel-tracking rules that keep the path on the artery."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from anatomy_synth import SPACING
 from scipy import ndimage as ndi
 
@@ -21,8 +22,10 @@ from calcdetect.anatomy.vessels import (
     _bifurcation_cut,
     _lateral_departure_cut,
     _viterbi,
+    _external_iliac_target,
     _with_neighbours,
     enhanced_lumen,
+    find_femoral_heads,
 )
 from calcdetect.device import Device
 from calcdetect.types import Volume
@@ -176,3 +179,40 @@ def test_a_calcified_enhanced_aorta_on_a_short_scan_is_found_where_the_tracker_i
     # Where the tracker already sits on the lumen, its own circle is kept.
     on = Tube(np.tile([52.0, 74.0], (nk, 1)), np.full(nk, 10.0), np.ones(nk))
     assert enhanced_aorta_mask(chains, spacing, body_centre, on) is None
+
+
+def _pelvis_bone(head_k: float) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
+    """Bone of a pelvis on a 2.5 x 2 x 2 mm grid: femoral heads (22 mm balls,
+    88 mm either side of the midline, centred on slice ``head_k``), iliac wings
+    (6 mm plates) and the column."""
+    spacing = (2.5, 2.0, 2.0)
+    nk, nj, ni = 40, 120, 200
+    k, j, i = np.meshgrid(np.arange(nk) * spacing[0], np.arange(nj) * spacing[1], np.arange(ni) * spacing[2],
+                          indexing="ij")
+    bone = np.zeros((nk, nj, ni), dtype=bool)
+    for side in (-1, 1):
+        bone |= (k - head_k * spacing[0]) ** 2 + (j - 120.0) ** 2 + (i - 200.0 - side * 88.0) ** 2 <= 22.0**2
+        bone |= (k > 60.0) & (np.abs(i - 200.0 - side * 100.0) <= 3.0) & (j > 80.0) & (j < 200.0)  # iliac wing
+    column = (j - 160.0) ** 2 + (i - 200.0) ** 2 <= 20.0**2
+    bone |= column
+    return bone, spacing, column
+
+
+def test_femoral_heads_are_the_thickest_bone_of_each_half_of_the_pelvis():
+    bone, spacing, column = _pelvis_bone(head_k=12)
+    heads = find_femoral_heads(bone, spacing, np.tile([80.0, 100.0], (bone.shape[0], 1)), column, below_k=35)
+    assert set(heads) == {"left", "right"}
+    for side, i_px in (("left", 144.0), ("right", 56.0)):
+        h = heads[side]
+        assert (h.k, h.j, h.i) == pytest.approx((12.0, 60.0, i_px), abs=1.0)
+        assert h.radius_mm == pytest.approx(22.0, abs=2.5)
+        # the external iliac is expected in front of (lower j) and medial of the head
+        _, tj, ti = _external_iliac_target(h, 1.0 if side == "left" else -1.0, spacing, VesselSettings())
+        assert tj < h.j - h.radius_mm / spacing[1]
+        assert abs(ti - 100.0) < abs(h.i - 100.0)
+
+
+def test_a_femoral_head_cut_by_the_field_of_view_is_not_used():
+    """Half a head at the bottom of the scan is no ball: no external iliac prior."""
+    bone, spacing, column = _pelvis_bone(head_k=0)
+    assert find_femoral_heads(bone, spacing, np.tile([80.0, 100.0], (bone.shape[0], 1)), column, below_k=35) == {}
