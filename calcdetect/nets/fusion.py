@@ -29,7 +29,7 @@ from calcdetect.nets.classes import label_to_class_lut
 from calcdetect.nets.levels import label_vertebrae_by_level
 from calcdetect.types import AnatomyMap
 
-__all__ = ["RULES_ONLY", "fuse_anatomy", "trusted_classes"]
+__all__ = ["RULES_ONLY", "fuse_anatomy", "trusted_classes", "fusion_choice"]
 
 #: Rule structures the CNN never overwrites.
 RULES_ONLY: tuple[str, ...] = (
@@ -47,6 +47,24 @@ def trusted_classes(classes: Sequence[str], extra: dict[str, str] | None = None)
     if unknown:
         raise ValueError(f"fuse_classes {unknown} are not classes of the model ({', '.join(classes)})")
     return names
+
+
+def fusion_choice(cnn_dice: dict[str, float], rules_dice: dict[str, float], *, measured_on: str,
+                  margin: float = 0.0) -> dict[str, str]:
+    """Spec ``extra`` entries that make the fusion trust the CNN only where it measured better.
+
+    A class is trusted when the CNN's Dice beats the rules' by more than ``margin``
+    (on the same cases). The per-class numbers are stored with it
+    (``extra["measured_dice"]``, JSON) so a weight file carries the evidence for
+    its own fusion list, and ``measured_on`` says which cases they come from.
+    """
+    import json
+
+    chosen = [n for n, d in cnn_dice.items() if d > rules_dice.get(n, -1.0) + margin]
+    evidence = {"measured_on": measured_on,
+                "cnn": {n: round(float(v), 4) for n, v in cnn_dice.items()},
+                "rules": {n: round(float(v), 4) for n, v in rules_dice.items()}}
+    return {"fuse_classes": ",".join(chosen) if chosen else "none", "measured_dice": json.dumps(evidence)}
 
 
 def _pair_table(classes: tuple[str, ...], trusted: frozenset[str], levels: str) -> np.ndarray:

@@ -58,6 +58,13 @@ def _roi(shape: Sequence[int], roi: Sequence[int], divisor: int) -> tuple[int, .
     return tuple(min(int(r), -(-int(n) // divisor) * divisor) for n, r in zip(shape, roi))
 
 
+def _pad_value(image: torch.Tensor) -> float:
+    """What windows that reach past the image are filled with: the image minimum (air after the
+    normalisation's clip), as the training patches are padded (``crop_patch``). MONAI's default of 0
+    is the foreground mean: a bright soft-tissue frame around every image smaller than the window."""
+    return float(image.min()) if image.numel() else 0.0
+
+
 def _autocast(device: Device, enabled: bool | None):
     if enabled is False:
         return nullcontext()
@@ -114,7 +121,8 @@ def predict_classes(
         x = image[lo:hi].to(dev)[None, None]
         with _autocast(device, autocast):
             logits = sliding_window_inference(
-                x, roi, sw_batch_size, model, overlap=overlap, mode="gaussian", sw_device=dev, device=dev
+                x, roi, sw_batch_size, model, overlap=overlap, mode="gaussian", sw_device=dev, device=dev,
+                cval=_pad_value(image),
             )
         labels = torch.argmax(logits[0], dim=0).to(torch.uint8).cpu().numpy()
         stop = min(k_total, start + slab)
@@ -145,7 +153,8 @@ def predict_logits(
     x = image.to(dev)[None, None]
     with _autocast(device, autocast):
         logits = sliding_window_inference(
-            x, roi, sw_batch_size, model, overlap=overlap, mode="gaussian", sw_device=dev, device=dev
+            x, roi, sw_batch_size, model, overlap=overlap, mode="gaussian", sw_device=dev, device=dev,
+            cval=_pad_value(image),
         )
     return logits[0].to(torch.float16).cpu()
 

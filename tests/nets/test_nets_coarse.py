@@ -146,7 +146,7 @@ def test_fusion_trusts_the_cnn_but_keeps_rule_substructures():
         fuse_anatomy(r, c, C, levels="both")
 
 
-@pytest.mark.parametrize("name", ["anatomy_phantom_v0", "anatomy_phantom_v1"])
+@pytest.mark.parametrize("name", ["anatomy_phantom_v0", "anatomy_phantom_v1", "anatomy_phantom_v2"])
 def test_shipped_models_fuse_with_rules(name):
     """What ``calcdetect run --model`` does with a shipped model: segment, then fuse with the rules' map."""
     from pathlib import Path
@@ -173,3 +173,19 @@ def test_shipped_models_fuse_with_rules(name):
     assert fused.labels.shape == vol.shape and fused.labels.dtype == np.uint8
     assert (fused.labels[:, 5:10, 5:10] == structure("ligamentum_flavum_zone").label).all()  # rules-only kept
     assert fused.source["model"] == path.name and len(fused.slice_levels) == vol.shape[0]
+
+
+def test_fusion_choice_trusts_only_classes_the_cnn_measured_better_on():
+    """A model's fusion list follows its measured Dice, and the evidence travels with it."""
+    import json
+
+    from calcdetect.nets.fusion import fusion_choice
+
+    cnn = {"aorta": 0.93, "kidney_left": 0.88, "vertebrae_unlabelled": 0.91}
+    rules = {"aorta": 0.74, "kidney_left": 0.90, "vertebrae_unlabelled": 0.91}
+    extra = fusion_choice(cnn, rules, measured_on="seeds 200-209")
+    assert trusted_classes(C, extra) == ("aorta",)  # a tie is not a win: the rules stay
+    evidence = json.loads(extra["measured_dice"])
+    assert evidence["cnn"]["kidney_left"] == 0.88 and evidence["rules"]["aorta"] == 0.74
+    assert evidence["measured_on"] == "seeds 200-209"
+    assert trusted_classes(C, fusion_choice({"aorta": 0.5}, {"aorta": 0.7}, measured_on="x")) == ()

@@ -58,3 +58,25 @@ def test_slab_wise_prediction_matches_whole_volume():
     assert whole.dtype == np.uint8
     assert np.array_equal(whole, slabs)
     assert np.array_equal(whole == 2, img.numpy() > 0)
+
+
+class _WindowMean(torch.nn.Module):
+    """Fake 2-class net: class 0's logit is the mean of the whole window (it sees what the window is
+    padded with), class 1's is -1 (wins where the window is darker than -1, i.e. air)."""
+
+    def forward(self, x):
+        m = x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x)
+        return torch.cat([m, torch.full_like(x, -1.0)], dim=1)
+
+
+def test_windows_past_the_image_are_padded_with_air():
+    """A scan smaller than the window is segmented as if surrounded by air, as in training
+    (``crop_patch`` pads with the image minimum), not by a frame of the normalised mean (0)."""
+    from calcdetect.nets.inference import predict_logits
+
+    air = -1.2
+    img = torch.full((10, 20, 20), air)
+    logits = predict_logits(img, _WindowMean(), Device("cpu"), roi_size=(16, 32, 32), divisor=16)
+    assert torch.allclose(logits[0].float(), torch.full((10, 20, 20), air), atol=1e-2)
+    classes = predict_classes(img, _WindowMean(), Device("cpu"), roi_size=(16, 32, 32), n_classes=2, divisor=16)
+    assert (classes == 1).all()  # no window saw a brighter frame
