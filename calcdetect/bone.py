@@ -43,6 +43,10 @@ Known limitations (shape and HU cannot do better; the anatomy can):
   of the lamina) becomes bone. ``find_candidates(..., protect_mask=...)`` with
   the aortic / iliac wall or the ligamentum-flavum zone from the anatomy stage
   keeps such calcifications.
+* Calcified ligamentum flavum fused to a lamina becomes bone here; with the
+  anatomy's ligamentum-flavum zone, :func:`release_ligament_calcification`
+  takes it back on interlaminar slices (where soft tissue, the ligament, lines
+  the canal's back wall between the lumen and the laminae).
 * A calculus larger than ``compact_min_volume_mm3``, or a branched one larger
   than ``min_volume_mm3`` (a staghorn), is taken for bone.
 * A small compact bone away from the skeleton (an ossicle, the coccyx tip
@@ -73,7 +77,7 @@ from calcdetect.candidates._voxel import (
 )
 from calcdetect.device import Device
 
-__all__ = ["BoneSettings", "segment_bone"]
+__all__ = ["BoneSettings", "release_ligament_calcification", "segment_bone"]
 
 
 @dataclass(frozen=True)
@@ -261,3 +265,164 @@ def _torch_dev(device: Device) -> Any:
     import torch
 
     return torch.device(device.torch)
+
+
+# --------------------------------------------------------------------------- ligamentum flavum
+
+# CSF, epidural fat and the cord stay below this (after a light 3-D
+# smoothing); the ligamentum flavum (~60 HU), bone and calcium do not.
+LUMEN_MAX_HU = 30.0
+LUMEN_SMOOTH_MM = (1.0, 0.7)  # Gaussian sigma along z and in-plane
+# Calcified ligament released from the bone mask lies within this distance of
+# the canal lumen: ossification grows from the ligament's canal side; the
+# laminar cortex behind an intact ligament starts ~3.5 mm out.
+LIGAMENT_RELEASE_MM = 2.7
+# The shell outside the lumen where soft tissue (the ligament) must be seen on
+# an interlaminar slice; on a laminar slice the lamina is there. It starts one
+# pixel out: the lumen's first ring is partial volume whatever lies beyond.
+LIGAMENT_SHELL_MM = (1.0, 2.5)
+# Fraction of that shell that must be soft tissue: a calcified ligament covers
+# at most about a third of the posterior wall on each side.
+INTERLAMINAR_MIN_SOFT_FRACTION = 0.3
+INTERLAMINAR_Z_MARGIN_MM = 1.0
+# The back half of an adult canal is >= ~80 mm2 (T10, 16 x 14 mm); a smaller
+# "lumen" means the zone sits on a foramen or recess, not on the canal.
+CANAL_MIN_HALF_AREA_MM2 = 40.0
+# Released calcium lies within this angle of the posterior midline, seen from
+# the canal centre: the laminae; the facet pillars lie further round.
+LIGAMENT_MAX_ANGLE_DEG = 60.0
+
+
+def release_ligament_calcification(
+    bone: np.ndarray,
+    hu: np.ndarray,
+    zone: np.ndarray,
+    spacing: tuple[float, float, float],
+    threshold_hu: float,
+) -> np.ndarray:
+    """Bone voxels that are calcified ligamentum flavum, not lamina.
+
+    Calcification of the ligament lies on the lamina and fuses with it at the
+    calcium threshold, so :func:`segment_bone` takes it for bone. The anatomy
+    separates the two: on an *interlaminar* slice (where the posterior canal
+    wall is the ligament, a band of soft tissue between the lumen and the
+    laminae) dense voxels within ``LIGAMENT_RELEASE_MM`` of the lumen are the
+    ligament's calcium; on a *laminar* slice the lamina itself forms the wall
+    and nothing is released.
+
+    Parameters
+    ----------
+    bone : numpy.ndarray
+        Boolean bone mask ``[k, j, i]``.
+    hu : numpy.ndarray
+        The CT in HU, same grid.
+    zone : numpy.ndarray
+        The ligamentum-flavum zone from the anatomy stage (a coarse band on the
+        posterior canal wall); only voxels in it are released.
+    spacing : tuple of float
+        ``(sk, sj, si)`` mm.
+    threshold_hu : float
+        The calcium threshold in use.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the bone voxels to release (a subset of ``bone & zone``).
+    """
+    out = np.zeros(bone.shape, dtype=bool)
+    _, sj, si = spacing
+    pad_j, pad_i = int(np.ceil(4.0 / sj)) + 1, int(np.ceil(4.0 / si)) + 1
+    bb = bbox_of(zone, (0, pad_j, pad_i))  # type: ignore[arg-type]
+    if bb is None:
+        return out
+    from scipy import ndimage as ndi
+
+    z_sub, b_sub = zone[bb], bone[bb]
+    hu_sub = np.asarray(hu[bb], dtype=np.float32)
+    # Smoothed in 3-D: at 40 HU of noise the ligament (~60 HU) must not pass for
+    # CSF (~10 HU) on single pixels; both run for centimetres along z.
+    smooth = ndi.gaussian_filter(hu_sub, (LUMEN_SMOOTH_MM[0] / spacing[0], LUMEN_SMOOTH_MM[1] / sj,
+                                          LUMEN_SMOOTH_MM[1] / si))
+    # Everything below is per slice, done for all slices at once: in-plane
+    # structuring elements and a distance transform that never looks along z.
+    lumen = _canal_lumen(z_sub, smooth)
+    canal_known = lumen.sum(axis=(1, 2)) * sj * si >= CANAL_MIN_HALF_AREA_MM2
+    # (a smaller "lumen" means the zone sits on a foramen or recess, not the canal)
+    lumen &= canal_known[:, None, None]
+    if not lumen.any():
+        return out
+    dist = np.full(lumen.shape, np.inf, dtype=np.float32)
+    for n in np.flatnonzero(canal_known):  # 2-D per slice: a 3-D transform also sweeps z
+        dist[n] = ndi.distance_transform_edt(~lumen[n], sampling=(sj, si))
+    dense = hu_sub >= threshold_hu
+    shell = z_sub & (dist > LIGAMENT_SHELL_MM[0]) & (dist <= LIGAMENT_SHELL_MM[1])
+    n_shell = shell.sum(axis=(1, 2))
+    n_soft = (shell & ~dense).sum(axis=(1, 2))
+    # On a laminar slice the dense wall in the shell is the lamina itself.
+    interlaminar = canal_known & (n_shell > 0) & (n_soft >= INTERLAMINAR_MIN_SOFT_FRACTION * n_shell)
+    # The slices next to a laminar one hold its partial volume (the lamina's edge
+    # along z sits within the release distance): only the core of each
+    # interlaminar run counts.
+    # At least one slice: at 2-3 mm the slice at a lamina's edge averages it
+    # with the soft tissue above and passed for interlaminar on a real chest CT.
+    margin = max(int(np.ceil(INTERLAMINAR_Z_MARGIN_MM / spacing[0])), 1)
+    interlaminar = ndi.binary_erosion(interlaminar, iterations=margin, border_value=1)
+    near_wall = b_sub & z_sub & dense & (dist <= LIGAMENT_RELEASE_MM) & interlaminar[:, None, None]
+    if not near_wall.any():
+        return out
+    seeds = near_wall & _posterior_arc(lumen, sj, si)
+    # A calcification centred on the lamina reaches round towards the pillars:
+    # it is released whole, not cut at the arc's edge.
+    out[bb] = ndi.binary_propagation(seeds, structure=_PLANE8, mask=near_wall)
+    return out
+
+
+_PLANE4 = np.zeros((3, 3, 3), dtype=bool)
+_PLANE4[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+_PLANE8 = np.zeros((3, 3, 3), dtype=bool)
+_PLANE8[1] = True
+
+
+def _posterior_arc(lumen: np.ndarray, sj: float, si: float) -> np.ndarray:
+    """Pixels within ``LIGAMENT_MAX_ANGLE_DEG`` of the posterior midline, seen from
+    the canal's centre on their slice: the laminae, not the facet pillars that
+    close the canal posterolaterally (without this limit their canal-side cortex
+    was released on interlaminar slices, in left/right pairs).
+
+    The centre is taken on the lumen's widest rows: the canal is widest at its
+    centre, and those rows stay put when the zone (and so the lumen's hull)
+    strays forward. Slices without lumen get no arc.
+    """
+    nk, nj, ni = lumen.shape
+    cols = np.arange(ni)
+    # Row extents, not pixel counts: the cord is no gap in the canal.
+    first = np.where(lumen, cols, ni).min(axis=2)
+    width = np.maximum(np.where(lumen, cols, -1).max(axis=2) - first + 1, 0)  # (k, j)
+    widest = (width >= 0.9 * width.max(axis=1, keepdims=True)) & (width > 0)
+    n_rows = np.maximum(widest.sum(axis=1), 1)
+    jc = (widest * np.arange(nj)).sum(axis=1) / n_rows
+    on_rows = lumen & widest[:, :, None]
+    ic = (on_rows * cols).sum(axis=(1, 2)) / np.maximum(on_rows.sum(axis=(1, 2)), 1)
+    dj = np.maximum(np.arange(nj)[None, :, None] - jc[:, None, None], 0.0) * sj
+    di = np.abs(cols[None, None, :] - ic[:, None, None]) * si
+    return (np.degrees(np.arctan2(di, dj)) <= LIGAMENT_MAX_ANGLE_DEG) & widest.any(axis=1)[:, None, None]
+
+
+def _canal_lumen(zone: np.ndarray, smooth_hu: np.ndarray) -> np.ndarray:
+    """The canal lumen next to a (posterior, U-shaped) ligament zone, per slice.
+
+    Filling each row between the zone's outermost pixels closes the U across
+    the canal (a row-wise hull: a convex hull per slice cost seconds per scan);
+    the lumen is the low-density region inside it that reaches outside the
+    zone (the canal side), so fat behind the ligament is not taken.
+    """
+    from scipy import ndimage as ndi
+
+    hull = np.maximum.accumulate(zone, axis=2) & np.maximum.accumulate(zone[:, :, ::-1], axis=2)[:, :, ::-1]
+    # The opening cuts the one-pixel bridges that noise opens through the
+    # ligament to the fat behind it.
+    low = ndi.binary_opening(hull & (smooth_hu < LUMEN_MAX_HU), structure=_PLANE4)
+    lab, _ = ndi.label(low, structure=_PLANE4)  # labels never join across slices
+    canal_side = np.unique(lab[low & ~zone])
+    canal_side = canal_side[canal_side > 0]
+    return np.isin(lab, canal_side)

@@ -7,8 +7,16 @@ Placement, in order:
    region-bearing structure holding most of its voxels wins;
 2. **distance**: otherwise the nearest region-bearing structure within
    ``max_distance_mm`` (default 4 mm: calcified plaque can sit just outside an
-   estimated wall), unless a vertebra (or other bone) is nearer;
+   estimated wall), unless a vertebra (or other bone) is nearer; a round
+   nodule (a calculus) within ``renal_pelvis_mm`` (8 mm) of a collecting
+   system is a stone in the renal pelvis;
 3. otherwise **other**, with a look-alike kind where a rule recognises one.
+
+In a vessel zone, a lesion with at least ``bone_contact`` (30 %) of its outer
+shell at calcium density is a fragment of bone cortex (the zone overlaps a
+vertebral body or the pelvis), not plaque (not on contrast scans). A round
+nodule in an iliac zone near the ureter's course (where it crosses the iliac
+artery at the pelvic brim) is a ureteral stone, not plaque.
 
 Look-alikes are tested before vascular / renal placement, so that they are never
 called atherosclerotic or renal: a lesion mostly in bone is ``bone``; a small
@@ -23,8 +31,10 @@ the renal hila (centroid of the collecting systems) when the kidneys are
 labelled, else the L1-L2 disc; ``None`` when neither is known.
 
 Level: the vertebral levels (or disc spaces) of the slices holding the lesion's
-half-maximum core (blur must not add a neighbouring level), summarised as a span
-("L2-L4"); none below the first sacral segment (the true pelvis).
+core, its voxels above a quarter of its peak over soft tissue (blur must not add a
+neighbouring level), summarised as a span
+("L2-L4"); none below the first sacral segment (the true pelvis). The
+nephrocalcinosis foci of one papilla share the span of their group.
 
 Confidence is the fraction of the lesion inside the structure (or a distance
 decay outside it), scaled down for lesions of a few voxels.
@@ -37,6 +47,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse.csgraph import connected_components
 
 from calcdetect.anatomy.regions import (
     STRUCTURES,
@@ -46,6 +57,7 @@ from calcdetect.anatomy.regions import (
     structure,
     structure_by_label,
 )
+from calcdetect.candidates.threshold import calcium_threshold_hu
 from calcdetect.types import AnatomyMap, Finding, Kind, Lesion, Morphology, Volume
 
 __all__ = ["ClassifySettings", "classify", "classify_lesion", "morphology_of"]
@@ -69,10 +81,52 @@ class ClassifySettings:
     # false "ligament calcifications", while every ligament calcification found
     # measured more. Flecks smaller than this are "other" (unknown).
     ligament_min_volume_mm3: float = 30.0
+    # Share of a "ligament calcification" lying mostly in vertebral bone that must
+    # lie in the ligamentum flavum zone: a cortical edge of the S1 body or a facet
+    # grazing the zone (a few per cent of its voxels, peak > 1000 HU) was
+    # reported as ligament.
+    ligament_min_zone_fraction: float = 0.3
     # Renal pattern (see _renal_pattern): foci smaller than this, when at least
     # nephrocalcinosis_min_foci of them are in one kidney, are nephrocalcinosis.
     nephrocalcinosis_max_mm: float = 6.0
     nephrocalcinosis_min_foci: int = 3
+    papilla_cluster_mm: float = 6.0  # foci of one papilla: centroids this close are one group
+    # Bone stripped off the cortex (by the bone mask's opening, or released where
+    # a vessel zone overlaps the vertebral body or the pelvis) lies against the
+    # bone over a broad face. A candidate is a maximal set of voxels above the
+    # calcium threshold less the bone and its margin, so its dense neighbours
+    # are bone: on the tuning phantoms every such fragment placed in a vessel
+    # had >= 32 % of its outer shell dense, every plaque <= 26 %.
+    bone_contact: float = 0.3
+    # Plaque lies in blood, wall and fat (median HU round it <= 50 on the tuning
+    # phantoms); a speck with cancellous bone round it (~110 HU at 140 kVp) is in
+    # a bone the bone mask missed. Above any unenhanced soft tissue (liver <= 70):
+    bone_background_hu: float = 80.0
+    # The ureter crosses in front of the common iliac artery at the pelvic brim,
+    # inside the iliac zones and below the end of the (coarse) ureter zone.
+    # Wall plaque is an arc or a flake (shortest principal axis <= 0.5 x the
+    # longest on the tuning phantoms); a calculus is a round nodule. A nodule
+    # in an iliac zone within ureter_near_mm of the ureter zone of that side,
+    # or up to ureter_below_zone_mm below its lower end, is a ureteral stone.
+    nodule_min_axis_mm: float = 2.5
+    nodule_roundness: float = 0.7
+    ureter_near_mm: float = 10.0
+    ureter_below_zone_mm: float = 60.0
+    # The renal pelvis may bulge out of the hilum beyond the estimated sinus: a
+    # calculus-shaped nodule this close to a collecting system is a stone in it
+    # (tuning phantoms: pelvic stones of 8-10 mm centred ~5 mm outside).
+    renal_pelvis_mm: float = 8.0
+    # A vessel's plaque lies in its wall: at least this share of a lesion placed
+    # in a vessel zone lies in the zone or within wall_reach_mm of it (the
+    # zones are estimates, off by up to ~8 mm in the pelvis).
+    min_near_fraction: float = 0.5
+    wall_reach_mm: float = 10.0
+    # The voxels that give the level: at or above this fraction of the peak over
+    # soft tissue. Half the peak is the true edge of a long plaque; the voxels
+    # it only partly fills (25-50 %) still touch the level it reaches, while the
+    # slice-profile tail further out stays below ~20 %. Tuning phantoms: level
+    # exact 91.8 % at 0.5, 93.2 % at 0.25 (no level lost; 0.05-0.25 equal).
+    level_core_fraction: float = 0.25
 
 
 SOFT_TISSUE_HU = 40.0
@@ -128,7 +182,28 @@ def _renal_pattern(findings: list[Finding], s: ClassifySettings) -> list[Finding
                 out[n] = replace(f, kind=Kind.STONE, segment="collecting system")
             elif cluster and n in small and f.kind is Kind.STONE:
                 out[n] = replace(f, kind=Kind.NEPHROCALCINOSIS, segment="medullary")
+        _cluster_levels(out, [n for n in renal if out[n].kind is Kind.NEPHROCALCINOSIS], s.papilla_cluster_mm)
     return out
+
+
+def _cluster_levels(out: list[Finding], members: list[int], link_mm: float) -> None:
+    """Give the nephrocalcinosis foci of one papilla the level span of all of them (in place).
+
+    The foci of a papilla (a few mm apart) are one calcification seen as
+    several components; its level is where the group lies, not where each
+    speck does. Groups are single-linkage clusters of centroids within ``link_mm``.
+    """
+    if len(members) < 2:
+        return
+    xyz = np.array([out[n].lesion.centroid_lps_mm for n in members])
+    near = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1) <= link_mm
+    _, group = connected_components(near, directed=False)
+    for g in np.unique(group):
+        ns = [members[m] for m in np.flatnonzero(group == g)]
+        span = format_level_span([out[n].level for n in ns if out[n].level])
+        if len(ns) > 1 and span is not None:
+            for n in ns:
+                out[n] = replace(out[n], level=span)
 
 
 @dataclass(frozen=True)
@@ -141,6 +216,7 @@ class _Context:
     t12_k: float | None  # anatomy slice of the T12 body centre
     pelvis_k: float | None  # anatomy slices below this are pelvis (aortic bifurcation)
     pelvis_floor_k: int | None = None  # below this slice no vertebral level is given
+    dense_hu: float | None = None  # a lesion's neighbour this dense is bone; None: contrast scan
 
     @staticmethod
     def of(anatomy: AnatomyMap, volume: Volume) -> _Context:
@@ -161,7 +237,43 @@ class _Context:
         iliac_any = per_slice[:, [s.label for s in STRUCTURES if s.region is Region.ILIAC]].any()
         pelvis_k = float(aorta_k.min()) if aorta_k.size and iliac_any else _level_k(anatomy.slice_levels, "L5")
         floor = _below_s1_k(anatomy.slice_levels, sp[0])
-        return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k, floor)  # type: ignore[arg-type]
+        dense = _bone_contact_hu(anatomy, volume, same)
+        return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k, floor, dense)  # type: ignore[arg-type]
+
+
+CONTRAST_BLOOD_HU = 100.0  # the candidate stage's contrast criterion (CandidateSettings)
+
+
+def _bone_contact_hu(anatomy: AnatomyMap, volume: Volume, same_grid: bool) -> float | None:
+    """The calcium threshold of the scan's kVp, or ``None`` on a contrast scan.
+
+    With iodine in the blood pool the lumen round a plaque is above the kVp
+    threshold too, so dense neighbours no longer mean bone.
+    """
+    if volume.info.contrast_agent:
+        return None
+    if same_grid:
+        aorta = anatomy.labels[::4] == structure("aorta").label
+        if aorta.any() and float(np.median(volume.array[::4][aorta])) > CONTRAST_BLOOD_HU:
+            return None
+    return calcium_threshold_hu(volume.info.kvp)
+
+
+def _surroundings(les: Lesion, volume: Volume, dense_hu: float) -> tuple[float, float]:
+    """What the lesion lies in: the fraction of its outer shell (26-neighbours) at
+    or above ``dense_hu``, and the median HU of the two voxels round it."""
+    k0, j0, i0, k1, j1, i1 = les.bbox
+    lo = np.maximum(np.array([k0, j0, i0]) - 2, 0)
+    hi = np.minimum(np.array([k1, j1, i1]) + 2, np.array(volume.shape))
+    hu = volume.array[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    own = np.zeros(hu.shape, dtype=bool)
+    own[k0 - lo[0]:k1 - lo[0], j0 - lo[1]:j1 - lo[1], i0 - lo[2]:i1 - lo[2]] = les.mask
+    cube = np.ones((3, 3, 3), dtype=bool)
+    one = ndi.binary_dilation(own, structure=cube)
+    shell, ring = one & ~own, ndi.binary_dilation(one, structure=cube) & ~own
+    if not shell.any():
+        return 0.0, SOFT_TISSUE_HU
+    return float((hu[shell] >= dense_hu).mean()), float(np.median(hu[ring]))
 
 
 def _slice_histogram(anatomy: AnatomyMap) -> np.ndarray:
@@ -279,15 +391,15 @@ def _size_factor(les: Lesion) -> float:
     return float(min(1.0, 0.5 + 0.05 * (les.voxel_count - 1) / 0.9))
 
 
-def _core_voxels(les: Lesion, vox: np.ndarray, volume: Volume) -> np.ndarray:
-    """The lesion's voxels ``vox`` at or above half its peak over soft tissue (``[k, j, i]``).
+def _core_voxels(les: Lesion, vox: np.ndarray, volume: Volume, fraction: float) -> np.ndarray:
+    """The lesion's voxels ``vox`` at or above ``fraction`` of its peak over soft tissue (``[k, j, i]``).
 
     Blur (slice profile, kernel) spreads a lesion over neighbouring slices at low
-    HU; its half-maximum core keeps the true extent, so a plaque within L3 is
-    not reported as "L3-L4" because its blurred edge reaches the disc.
+    HU; its core keeps the true extent, so a plaque within L3 is not reported as
+    "L3-L4" because its blurred edge reaches the disc.
     """
     hu = volume.array[tuple(vox.T)]
-    core = hu >= SOFT_TISSUE_HU + 0.5 * (les.peak_hu - SOFT_TISSUE_HU)
+    core = hu >= SOFT_TISSUE_HU + fraction * (les.peak_hu - SOFT_TISSUE_HU)
     return vox[core] if core.any() else vox
 
 
@@ -326,6 +438,49 @@ def _midline_side(ctx: _Context, les: Lesion, idx: np.ndarray) -> str | None:
     if abs(x - centre_x) < 0.5:
         return None
     return "left" if x > centre_x else "right"
+
+
+def _fraction_near(ctx: _Context, idx: np.ndarray, label: int, max_mm: float) -> float:
+    """Share of the lesion voxels ``idx`` (anatomy grid) within ``max_mm`` of structure ``label``."""
+    sp = np.array(ctx.spacing)
+    margin = np.ceil(max_mm / sp).astype(int) + 1
+    shape = np.array(ctx.anatomy.labels.shape)
+    lo = np.maximum(idx.min(axis=0) - margin, 0)
+    hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
+    zone = ctx.anatomy.labels[tuple(slice(a, b) for a, b in zip(lo, hi))] == label
+    if not zone.any():
+        return 0.0
+    dist = ndi.distance_transform_edt(~zone, sampling=sp)
+    local = idx - lo
+    ok = np.all((local >= 0) & (local < np.array(zone.shape)), axis=1)
+    return float((dist[tuple(local[ok].T)] <= max_mm).sum() / max(len(idx), 1))
+
+
+def _is_nodule(les: Lesion, s: ClassifySettings) -> bool:
+    """Round and thick: a calculus or node, not an arc or flake of vessel wall."""
+    a = les.axes_mm
+    return a[0] > 0 and a[2] >= s.nodule_min_axis_mm and a[2] / a[0] >= s.nodule_roundness
+
+
+_COLLECTING_LABELS = frozenset(s.label for s in STRUCTURES if s.segment == "collecting_system")
+_URETER_LABELS = np.array([structure("ureter_left").label, structure("ureter_right").label], dtype=np.int64)
+
+
+def _nearby_ureter(ctx: _Context, idx: np.ndarray, max_mm: float, below_mm: float) -> Structure | None:
+    """The ureter zone with most voxels within ``max_mm`` of the lesion's box,
+    or above it by up to ``below_mm`` (k grows cranially), if any."""
+    margin = np.ceil(max_mm / np.array(ctx.spacing)).astype(int)
+    shape = np.array(ctx.anatomy.labels.shape)
+    lo = np.maximum(idx.min(axis=0) - margin, 0)
+    hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
+    hi[0] = min(idx[:, 0].max() + int(np.ceil(below_mm / ctx.spacing[0])) + 1, shape[0])
+    if np.any(hi <= lo):
+        return None
+    sub = ctx.anatomy.labels[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    counts = [int(np.count_nonzero(sub == lab)) for lab in _URETER_LABELS]
+    if max(counts) == 0:
+        return None
+    return structure_by_label(int(_URETER_LABELS[int(np.argmax(counts))]))
 
 
 def _finding(n: int, les: Lesion, region: Region, kind: Kind, morph: Morphology, conf: float,
@@ -386,7 +541,7 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
     labs = _labels_at(ctx, idx)
     counts = {int(v): int(c) for v, c in zip(*np.unique(labs, return_counts=True))}
     morph = morphology_of(les, ctx.volume.spacing, s)
-    level = _level(ctx, _to_anatomy(ctx, _core_voxels(les, vox, ctx.volume)))
+    level = _level(ctx, _to_anatomy(ctx, _core_voxels(les, vox, ctx.volume, s.level_core_fraction)))
     total = max(len(labs), 1)
     size = _size_factor(les)
 
@@ -403,6 +558,11 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         if near is not None:
             best = structure_by_label(near[0])
             conf = 0.6 * (1.0 - near[1] / (s.max_distance_mm + 1.0))
+        elif _is_nodule(les, s):
+            near = _nearest_region_structure(ctx, idx, s.renal_pelvis_mm)
+            if near is not None and near[0] in _COLLECTING_LABELS:
+                best = structure_by_label(near[0])
+                conf = 0.6 * (1.0 - near[1] / (s.renal_pelvis_mm + 1.0))
 
     # Look-alikes first: bone, metal, phleboliths are never vascular or renal.
     other_kind, other_conf = _other_kind(ctx, les, idx, counts, s)
@@ -415,6 +575,22 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
 
     conf *= size
     assert best.region is not None
+    if best.region in (Region.AORTA, Region.ILIAC) and ctx.dense_hu is not None:
+        contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+        if contact >= s.bone_contact or background >= s.bone_background_hu:
+            # A fragment of the vertebral or pelvic cortex, or a speck of
+            # cancellous bone the bone mask missed, in a vessel zone: not plaque.
+            return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5 * size, level=level)
+    if best.region is Region.ILIAC and _is_nodule(les, s):
+        ureter = _nearby_ureter(ctx, idx, s.ureter_near_mm, s.ureter_below_zone_mm)
+        if ureter is not None:
+            return _finding(n, les, Region.RENAL, Kind.URETERAL_STONE, morph, conf, ureter.side, level, "ureter",
+                            ureter.name)
+    if (best.region in (Region.AORTA, Region.ILIAC) and conf < 0.5 * size
+            and _fraction_near(ctx, idx, best.label, s.wall_reach_mm) < s.min_near_fraction):
+        # Mostly far from the vessel it touches: bone the bone mask missed (a
+        # piece of the pelvis grazing an iliac zone), not plaque in the wall.
+        return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
     if best.region is Region.AORTA:
         seg = _aorta_segment(ctx, float(idx[:, 0].mean()))
         return _finding(n, les, Region.AORTA, Kind.ATHEROSCLEROTIC, morph, conf, None, level, seg, best.name)
@@ -426,6 +602,8 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5, level=level)
         if les.volume_mm3 < s.ligament_min_volume_mm3:
             return _finding(n, les, Region.OTHER, Kind.UNKNOWN, morph, 0.3 * size, level=level)
+        if bone_frac > 0.5 and region_counts.get(best.label, 0) < s.ligament_min_zone_fraction * total:
+            return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
         side = _midline_side(ctx, les, idx)
         return _finding(n, les, Region.LIGAMENTUM_FLAVUM, Kind.LIGAMENT, morph, conf, side, level, None, best.name)
     if best.region is Region.RENAL:

@@ -264,3 +264,110 @@ def test_a_fleck_against_the_laminae_is_not_reported_as_ligament_calcification(s
     f_fleck, f_plaque = classify([fleck, plaque], am, vol)
     assert (f_fleck.region, f_fleck.kind) == ("other", Kind.UNKNOWN)
     assert (f_plaque.region, f_plaque.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
+
+
+def test_a_cortex_fragment_in_the_aortic_zone_is_bone_but_a_plaque_beside_it_is_aortic(scene):
+    """Where the aortic zone overlaps a vertebral body, bits of cortex released
+    from the bone mask become candidates. They lie against the bone over a broad
+    face; a plaque in the wall does not."""
+    vol0, am = scene
+    arr = np.zeros(SHAPE, np.float32)
+    arr[26:34, 35:40, 42:52] = 1200.0  # cortex the bone mask kept (outside the lesion)
+    fragment = _box(28, 30, 34, 35, 45, 49)  # one row against it, inside the aortic zone
+    plaque = _box(28, 30, 24, 25, 45, 49)  # the same shape on the anterior wall
+    arr[fragment | plaque] = 900.0
+    vol = Volume(arr, vol0.spacing, vol0.affine, AcquisitionInfo("CT", kvp=120.0))
+    assert (am.labels[fragment] == _lab("aorta")).all()
+    f_frag, f_plaque = classify([_lesion(vol, fragment, peak=900.0), _lesion(vol, plaque, peak=900.0)], am, vol)
+    assert (f_frag.region, f_frag.kind) == ("other", Kind.BONE)
+    assert (f_plaque.region, f_plaque.kind) == ("aorta", Kind.ATHEROSCLEROTIC)
+
+
+def test_dense_neighbours_do_not_mean_bone_on_a_contrast_scan(scene):
+    """With iodine in the lumen the blood round a plaque passes the calcium
+    threshold: the bone-contact rule must not remove aortic plaque."""
+    vol0, am = scene
+    arr = np.zeros(SHAPE, np.float32)
+    lumen = am.labels == _lab("aorta")
+    arr[lumen] = 300.0
+    plaque = _box(28, 30, 26, 27, 45, 49)
+    arr[plaque] = 900.0
+    vol = Volume(arr, vol0.spacing, vol0.affine, AcquisitionInfo("CT", kvp=120.0))
+    (f,) = classify([_lesion(vol, plaque, peak=900.0)], am, vol)
+    assert (f.region, f.kind) == ("aorta", Kind.ATHEROSCLEROTIC)
+
+
+def test_a_round_nodule_in_the_iliac_zone_beside_the_ureter_is_a_ureteral_stone(scene):
+    """The ureter crosses in front of the common iliac artery below the end of
+    the coarse ureter zone: a round calculus there is a ureteral stone; a thin
+    plaque in the same place stays iliac."""
+    vol, am0 = scene
+    labels = am0.labels.copy()
+    for k in range(16, 20):  # the zone ends 12 mm above the stone
+        labels[k][_disk(SHAPE[1:], 21, 56, 3) & (labels[k] == _lab("body"))] = _lab("ureter_left")
+    am = AnatomyMap(labels=labels, affine=am0.affine, slice_levels=am0.slice_levels)
+    stone = _box(8, 10, 25, 29, 50, 54)  # 4 x 4 x 4 mm
+    plaque = _box(8, 10, 26, 27, 49, 56)  # 1 mm thick, 7 mm wide
+    assert (labels[stone] == _lab("common_iliac_artery_left")).mean() > 0.5
+    f_stone, f_plaque = classify([_lesion(vol, stone), _lesion(vol, plaque)], am, vol)
+    assert (f_stone.region, f_stone.kind, f_stone.side) == ("renal", Kind.URETERAL_STONE, "left")
+    assert (f_plaque.region, f_plaque.kind) == ("iliac", Kind.ATHEROSCLEROTIC)
+    # Without a ureter nearby the nodule stays in the artery it lies in.
+    (f,) = classify([_lesion(vol, stone)], am0, vol)
+    assert f.region == "iliac"
+
+
+def test_a_calculus_just_outside_the_estimated_renal_sinus_is_a_renal_stone(scene):
+    """An extrarenal pelvis bulges out of the hilum: a round stone 5-6 mm from
+    the estimated collecting system is still a stone; a thin fleck there is not."""
+    vol, am0 = scene
+    labels = am0.labels.copy()
+    for k in range(24, 37):  # the sinus opens at the hilum (j = 44)
+        labels[k][_disk(SHAPE[1:], 47, 66, 3)] = _lab("collecting_system_left")
+    am = AnatomyMap(labels=labels, affine=am0.affine, slice_levels=am0.slice_levels)
+    stone = _box(29, 31, 36, 40, 64, 68)  # 5-8 mm in front of the sinus
+    fleck = _box(29, 30, 38, 39, 63, 69)
+    (f,) = classify([_lesion(vol, stone)], am, vol)
+    assert (f.region, f.kind, f.side) == ("renal", Kind.STONE, "left")
+    (g,) = classify([_lesion(vol, fleck)], am, vol)
+    assert g.region == "other"
+
+
+def test_foci_of_one_papilla_share_its_level_span(scene):
+    """A papilla's nephrocalcinosis is one calcification seen as several specks:
+    each speck is reported at the span of its group, not at its own slice; a
+    focus of another papilla 10 mm away keeps its own level."""
+    vol, am = scene
+    a = _lesion(vol, _box(27, 28, 57, 59, 66, 68))  # slice 27: the L2-L3 disc
+    b = _lesion(vol, _box(29, 30, 58, 60, 67, 69))  # slice 29: L2, 4 mm above a
+    c = _lesion(vol, _box(34, 35, 52, 54, 72, 74))  # slice 34: L2, another papilla
+    fa, fb, fc = classify([a, b, c], am, vol)
+    assert [f.kind for f in (fa, fb, fc)] == [Kind.NEPHROCALCINOSIS] * 3
+    assert fa.level == fb.level == "L2-L3"
+    assert fc.level == "L2"
+
+
+def test_a_speck_in_cancellous_bone_the_bone_mask_missed_is_not_plaque(scene):
+    """Marrow at ~110 HU round a threshold speck is bone, not a vessel wall: a
+    piece of pelvis missed by the bone mask must not become iliac plaque; the
+    same speck in blood and fat stays iliac."""
+    vol0, am = scene
+    arr = np.zeros(SHAPE, np.float32)
+    arr[2:10, 20:40, 44:60] = 110.0  # cancellous bone over the left common iliac zone
+    in_bone = _box(5, 6, 29, 31, 51, 53)
+    in_blood = _box(14, 15, 29, 31, 51, 53)
+    arr[in_bone | in_blood] = 160.0
+    vol = Volume(arr, vol0.spacing, vol0.affine, AcquisitionInfo("CT", kvp=140.0))
+    f_bone, f_blood = classify([_lesion(vol, in_bone, peak=160.0), _lesion(vol, in_blood, peak=160.0)], am, vol)
+    assert (f_bone.region, f_bone.kind) == ("other", Kind.BONE)
+    assert (f_blood.region, f_blood.kind) == ("iliac", Kind.ATHEROSCLEROTIC)
+
+
+def test_a_large_piece_of_bone_grazing_an_iliac_zone_is_not_plaque(scene):
+    """A big dense mass mostly far from the artery (pelvis the bone mask missed)
+    that touches the zone with a few voxels is not placed in the artery."""
+    vol, am = scene
+    mass = _box(2, 10, 30, 60, 54, 80)  # touches the left common iliac zone at its medial edge
+    assert (am.labels[mass] == _lab("common_iliac_artery_left")).any()
+    (f,) = classify([_lesion(vol, mass)], am, vol)
+    assert f.region == "other"

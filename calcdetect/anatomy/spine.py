@@ -68,6 +68,9 @@ class SpineSettings:
     sacrum_tail_mm: float = 15.0
     rib_lateral_mm: float = 60.0
     lf_thickness_mm: float = 5.0
+    lf_below_s1_top_mm: float = 12.0
+    lf_max_angle_deg: float = 70.0
+    lf_body_clearance_mm: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -394,7 +397,16 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
     segments, notes = _assign_levels(segments, sk)
     slice_levels = _slice_levels(segments, nk)
     discs = _disc_mask(hu, bodies, segments, nk)
-    lf = _lf_zone(canal, canal_centre, s, sj, si)
+    # Off the vertebral bodies: where the canal estimate strays forward (S1) the
+    # ring reached the body's posterior cortex, whose edge then passed for a
+    # calcified ligament.
+    lf = _lf_zone(canal, canal_centre, s, sj, si) & ~dilate_in_plane(bodies, s.lf_body_clearance_mm, sj, si)
+    sacrum_top = max((g.k1 for g in segments if g.sacrum), default=None)
+    if sacrum_top is not None:
+        # The lowest ligamentum flavum (L5-S1) ends on the top of the S1 lamina,
+        # about a third of a body below the S1 endplate; below, the "canal" is the
+        # sacral canal, roofed by the fused sacral laminae.
+        lf[: max(sacrum_top - int(round(s.lf_below_s1_top_mm / sk)), 0)] = False
     by_level: dict[str, np.ndarray] = {}
     for seg in segments:
         if seg.level is None:
@@ -733,7 +745,17 @@ def _lf_zone(canal: np.ndarray, centre: np.ndarray, s: SpineSettings, sj: float,
     posterior half (behind the canal centre) on every slice.
     """
     ring = dilate_in_plane(canal, s.lf_thickness_mm, sj, si) & ~canal
-    # behind the canal centre, on slices where the canal and its centre are known
+    # Behind the canal centre, within lf_max_angle_deg of the posterior midline,
+    # on slices where the canal and its centre are known. The ligament lines the
+    # laminae; further round lie the facet pillars and, where the canal estimate
+    # sits too far forward (at S1), the back of the vertebral body, whose
+    # cortical edges were reported as "ligament calcification".
     jj = np.arange(canal.shape[1])[None, :, None]
-    behind = jj > np.where(np.isfinite(centre[:, 0]), centre[:, 0], np.inf)[:, None, None]
-    return ring & behind
+    ii = np.arange(canal.shape[2])[None, None, :]
+    known = np.isfinite(centre[:, 0])
+    cj = np.where(known, centre[:, 0], np.inf)[:, None, None]
+    ci = np.where(known, centre[:, 1], 0.0)[:, None, None]
+    behind = jj > cj
+    dj = np.where(behind, (jj - np.where(known[:, None, None], cj, 0.0)) * sj, 0.0)
+    within = np.abs(ii - ci) * si <= np.tan(np.radians(s.lf_max_angle_deg)) * dj
+    return ring & behind & within

@@ -17,7 +17,9 @@ Recipe
    cortex is part of the bone mask unless ``protect_mask`` (e.g. the aortic wall
    from the anatomy stage) covers it. The blood pool is never bone. A component
    touching the margin must reach at least one more pixel out, or it is taken
-   for the bone's partial-volume halo / surface noise and dropped.
+   for the bone's partial-volume halo / surface noise and dropped. In the
+   ligamentum-flavum zone, calcified ligament fused to the laminae is released
+   from the bone first (see ``ligament_mask`` in :func:`find_candidates`).
 4. Agatston minimum area: in every axial slice, 8-connected regions smaller than
    ``min_area_mm2`` (1 mm2) are dropped before the 3-D labelling.
 5. 26-connected components with connected-components-3d.
@@ -47,7 +49,7 @@ from typing import Any
 import cc3d
 import numpy as np
 
-from calcdetect.candidates._voxel import bbox_of, dilate, label_per_slice
+from calcdetect.candidates._voxel import bbox_of, dilate
 from calcdetect.candidates.measure import _measure
 from calcdetect.candidates.noise import estimate_noise_hu
 from calcdetect.candidates.threshold import calcium_threshold_hu, mass_calibration_mg_per_hu_ml
@@ -59,6 +61,8 @@ __all__ = ["CandidateSettings", "Candidates", "find_candidates"]
 METAL_MARGIN_MM = 3.0
 BONE_MARGIN_MM = 1.0
 LIGAMENT_MIN_REACH_MM = 3.0
+RELEASED_LIGAMENT_MIN_REACH_MM = 1.5
+RELEASED_LIGAMENT_MIN_MM3 = 10.0
 CONTRAST_MIN_RAISE_HU = 100.0
 SOFT_TISSUE_HU = 40.0  # reference for the noise gate: muscle, unenhanced organs
 
@@ -167,8 +171,14 @@ def find_candidates(
         ``LIGAMENT_MIN_REACH_MM`` (3 mm) from it. The canal-facing edge of a
         lamina, shaved off by the bone opening, is a thin dense arc 1-2.5 mm
         deep in this zone; on phantoms it made ~20 false "ligament
-        calcifications" per scan. A calcified ligament that is thinner than
-        3 mm where it lies on the lamina is lost (a known limit).
+        calcifications" per scan. Calcified ligament fused to a lamina is first
+        taken back from the bone mask on interlaminar slices
+        (:func:`calcdetect.bone.release_ligament_calcification`); a component
+        with at least ``RELEASED_LIGAMENT_MIN_MM3`` of such voxels need only
+        reach ``RELEASED_LIGAMENT_MIN_REACH_MM`` (in-plane) from the remaining
+        bone, since it lies between the lumen and a lamina ~3.5 mm out. On
+        laminar slices nothing is released: calcium there that is thinner than
+        3 mm is lost (a known limit).
     _torch_device : torch.device, optional
         Force the torch path on this device (CPU parity tests).
 
@@ -185,7 +195,11 @@ def find_candidates(
     >>> [l.voxel_count for l in c.lesions]
     [18]
     """
-    from calcdetect.bone import BoneSettings, segment_bone  # late: bone imports this package
+    from calcdetect.bone import (  # late: bone imports this package
+        BoneSettings,
+        release_ligament_calcification,
+        segment_bone,
+    )
 
     arr = volume.array
     spacing = tuple(float(s) for s in volume.spacing)
@@ -228,6 +242,12 @@ def find_candidates(
                             _torch_device=tdev)
     if blood_pool_mask is not None:
         bone = bone & ~blood_pool_mask.astype(bool)
+    released = None
+    if ligament_mask is not None and bone.any():
+        # Calcified ligamentum flavum fused to the laminae is part of the bone
+        # mask; on interlaminar slices the anatomy tells it from the lamina.
+        released = release_ligament_calcification(bone, arr, ligament_mask.astype(bool), spacing, thr)
+        bone = bone & ~released
     # The margin is at least one pixel in-plane: the cortex's partial-volume halo
     # is about a pixel wide whatever the pixel size.
     margin = max(BONE_MARGIN_MM, spacing[1], spacing[2])
@@ -245,8 +265,9 @@ def find_candidates(
     calc &= ~bone_excl
     idx, reg = _drop_small_slice_regions(calc, spacing, settings.min_area_mm2)
 
-    labels, n = cc3d.connected_components(calc, connectivity=settings.connectivity,
-                                          return_N=True, out_dtype=np.uint32)
+    # max_labels: the union-find table is sized by the foreground, not the volume.
+    labels, n = cc3d.connected_components(calc, connectivity=settings.connectivity, return_N=True,
+                                          out_dtype=np.uint32, max_labels=int(idx.size) + 1)
     labels = labels.view(np.int32)  # ids < 2**31: reinterpret, no copy
     adjacent: frozenset[int] = frozenset()
     if n and bone.any():
@@ -256,10 +277,15 @@ def find_candidates(
             # a component touching the bone margin must reach at least one more
             # pixel out from it, or it is dropped (a plaque on the bone does).
             outer = _dilate_on(bone_excl, spacing, max(spacing[1], spacing[2]), tdev)
+            if released is not None:
+                # Calcified ligament taken back from the bone lies against it by
+                # construction; _drop_lamina_edges judges it by its reach instead.
+                outer &= ~released
             labels, n, idx, reg, adjacent = _drop_bone_rim(labels, idx, reg, adjacent, outer)
         if adjacent and ligament_mask is not None:
             labels, n, idx, reg, adjacent = _drop_lamina_edges(labels, idx, reg, adjacent, bone,
-                                                               ligament_mask, spacing, tdev)
+                                                               ligament_mask, spacing, tdev,
+                                                               released=released)
     noise_sd = estimate_noise_hu(arr) if settings.min_peak_snr > 0 else None
     gate = None
     if n and noise_sd is not None and SOFT_TISSUE_HU + settings.min_peak_snr * noise_sd > thr:
@@ -343,18 +369,28 @@ def _drop_small_slice_regions(mask: np.ndarray, spacing: tuple[float, float, flo
                               min_area_mm2: float) -> tuple[np.ndarray, np.ndarray]:
     """Agatston minimum area, in place: drop 2-D regions below ``min_area_mm2``.
 
-    Returns the flat indices of the voxels kept and their 2-D region ids.
+    Returns the flat indices of the voxels kept and their 2-D region ids
+    (unique across slices). Slice by slice: no volume-sized label map is held
+    (400 MB at 512 x 512 x 400), and cc3d is faster on single slices.
     """
-    idx = np.flatnonzero(mask)
-    if idx.size == 0:
-        return idx, np.zeros(0, np.int64)
-    box_lab, n = label_per_slice(mask, connectivity=8)
-    ids = box_lab.reshape(-1)[idx]
-    area = np.bincount(ids, minlength=n + 1) * (spacing[1] * spacing[2])
-    # Tolerance: a 1 mm2 voxel must pass a 1 mm2 minimum despite rounding.
-    small = (area < min_area_mm2 - 1e-9)[ids]
-    mask.reshape(-1)[idx[small]] = False
-    return idx[~small], ids[~small].astype(np.int64)
+    plane = mask.shape[1] * mask.shape[2]
+    px_mm2 = spacing[1] * spacing[2]
+    kept_idx: list[np.ndarray] = []
+    kept_reg: list[np.ndarray] = []
+    n = 0
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        lab, m = cc3d.connected_components(mask[k], connectivity=8, return_N=True, out_dtype=np.uint32)
+        flat = np.flatnonzero(lab)
+        ids = lab.reshape(-1)[flat]
+        # Tolerance: a 1 mm2 voxel must pass a 1 mm2 minimum despite rounding.
+        small = (np.bincount(ids, minlength=m + 1) * px_mm2 < min_area_mm2 - 1e-9)[ids]
+        mask[k].reshape(-1)[flat[small]] = False
+        kept_idx.append(flat[~small] + int(k) * plane)
+        kept_reg.append(ids[~small].astype(np.int64) + n)
+        n += int(m)
+    if not kept_idx:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(kept_idx), np.concatenate(kept_reg)
 
 
 def _drop_bone_rim(
@@ -379,22 +415,44 @@ def _drop_bone_rim(
 def _drop_lamina_edges(
     labels: np.ndarray, idx: np.ndarray, reg: np.ndarray, adjacent: frozenset[int],
     bone: np.ndarray, ligament: np.ndarray, spacing: tuple[float, float, float], tdev: Any,
+    released: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, frozenset[int]]:
     """Drop bone-adjacent components mostly in the ligament zone that stay within
-    ``LIGAMENT_MIN_REACH_MM`` of bone (see ``find_candidates``)."""
+    ``LIGAMENT_MIN_REACH_MM`` of bone (see ``find_candidates``).
+
+    A component with at least ``RELEASED_LIGAMENT_MIN_MM3`` of ``released``
+    voxels (calcified ligament taken back from the bone mask on an interlaminar
+    slice) need only reach ``RELEASED_LIGAMENT_MIN_REACH_MM`` in-plane from the
+    remaining bone: it lies between the lumen and a lamina ~3.5 mm out, so it
+    cannot reach 3 mm from it.
+    """
     pad = tuple(int(np.ceil(LIGAMENT_MIN_REACH_MM / s)) + 1 for s in spacing)
     bb = bbox_of(ligament, pad)  # type: ignore[arg-type]
     if bb is None:
         return labels, int(labels.reshape(-1)[idx].max(initial=0)), idx, reg, adjacent
-    near = np.zeros(labels.shape, dtype=bool)
-    near[bb] = _dilate_on(bone[bb], spacing, LIGAMENT_MIN_REACH_MM, tdev)
     lab = labels.reshape(-1)[idx].astype(np.int64)
     n_old = int(lab.max(initial=0))
     in_zone = np.bincount(lab, weights=ligament.reshape(-1)[idx], minlength=n_old + 1)
     size = np.bincount(lab, minlength=n_old + 1)
-    beyond = np.bincount(lab, weights=~near.reshape(-1)[idx], minlength=n_old + 1)
+    with_released_core = np.zeros(n_old + 1, dtype=bool)
+    if released is not None:
+        # A released core, not a released majority: the laminar edge shaved by
+        # the bone opening often joins the calcification on the slices above.
+        released_vox = np.bincount(lab, weights=released.reshape(-1)[idx], minlength=n_old + 1)
+        with_released_core = released_vox * float(np.prod(spacing)) >= RELEASED_LIGAMENT_MIN_MM3
     keep = np.ones(n_old + 1, dtype=bool)
-    keep[[a for a in adjacent if in_zone[a] * 2 > size[a] and beyond[a] == 0]] = False
+    # The released reach is in-plane: a calcification a few millimetres tall
+    # lies within millimetres of the laminae above and below it, whatever it is.
+    in_plane = (1e9, spacing[1], spacing[2])
+    for reach_mm, group, sp in ((LIGAMENT_MIN_REACH_MM, ~with_released_core, spacing),
+                                (RELEASED_LIGAMENT_MIN_REACH_MM, with_released_core, in_plane)):
+        cands = [a for a in adjacent if group[a] and in_zone[a] * 2 > size[a]]
+        if not cands:
+            continue
+        near = np.zeros(labels.shape, dtype=bool)
+        near[bb] = _dilate_on(bone[bb], sp, reach_mm, tdev)
+        beyond = np.bincount(lab, weights=~near.reshape(-1)[idx], minlength=n_old + 1)
+        keep[[a for a in cands if beyond[a] == 0]] = False
     return _keep_labels(labels, idx, reg, adjacent, keep)
 
 

@@ -276,7 +276,10 @@ def _unresolved_z_volume(excess_vox: np.ndarray, spacing: tuple[float, float, fl
     # Integrate only the lesion and its blur (a pixel round where P reaches a
     # quarter of the peak): the rest of the margin adds noise, not signal.
     core = binary_dilation(proj >= 0.25 * p_max, np.ones((3, 3), bool))
+    # Noise can make the sum negative for a faint lesion: no cross-section, no bound.
     area_mm2 = float(proj[core].sum()) / p_max * spacing[1] * spacing[2]
+    if area_mm2 <= 0:
+        return float("inf")
     return area_mm2 * 2.0 * np.sqrt(area_mm2 / np.pi)
 
 

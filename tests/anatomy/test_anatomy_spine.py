@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from anatomy_synth import SPACING, make_ct
 
-from calcdetect.anatomy.spine import NO_ANCHOR_NOTE, TRANSITIONAL_NOTE, find_spine
+from calcdetect.anatomy.spine import NO_ANCHOR_NOTE, TRANSITIONAL_NOTE, SpineSettings, find_spine
 from calcdetect.types import Volume
 
 
@@ -49,6 +49,23 @@ def test_canal_and_lf_zone(trunk):
         assert not (spine.lf_zone[k] & spine.canal[k]).any()
         # both sides of the midline are covered
         assert (i < spine.canal_centre[k, 1]).any() and (i > spine.canal_centre[k, 1]).any()
+
+
+def test_lf_zone_is_the_posterior_arc_above_the_sacrum(trunk):
+    """The zone lines the laminae: not the facet pillars or the back of the
+    vertebral body round the side of the canal, and not the sacral canal."""
+    s = SpineSettings()
+    spine = find_spine(trunk.volume.array, trunk.volume.spacing)
+    sac = next(g for g in spine.segments if g.sacrum)
+    below = sac.k1 - int(round(s.lf_below_s1_top_mm / SPACING[0]))
+    assert below > 0 and not spine.lf_zone[:below].any()
+    assert spine.lf_zone[below:].any()
+    assert not (spine.lf_zone & spine.bodies).any()
+    for k in np.flatnonzero(spine.lf_zone.any(axis=(1, 2))):
+        j, i = np.nonzero(spine.lf_zone[k])
+        jc, ic = spine.canal_centre[k]
+        angle = np.degrees(np.arctan2(np.abs(i - ic) * SPACING[2], (j - jc) * SPACING[1]))
+        assert angle.max() <= s.lf_max_angle_deg + 1e-6
 
 
 def test_transitional_anatomy_is_noted_and_sacrum_wins():
