@@ -417,3 +417,18 @@ def test_qrm_inserts_on_3mm_slices_measure_within_15_percent() -> None:
         les = near[0]
         assert les.mass_mg == pytest.approx(ins.mass_mg, rel=0.15), ins.extra["name"]
         assert les.volume_pv_mm3 == pytest.approx(ins.volume_mm3, rel=0.15), ins.extra["name"]
+
+
+@pytest.mark.parametrize("spacing,radius", [((3.0, 0.7, 0.7), 0.7), ((0.6, 0.8, 0.8), 0.8),
+                                            ((1.0, 1.0, 1.0), 2.0)])
+def test_sparse_dilation_equals_the_dilated_mask_at_the_candidates(spacing, radius) -> None:
+    """The bone-rim rule reads the dilated margin at candidate voxels only; it must
+    be the same margin as a full dilation, including at the volume's border."""
+    from calcdetect.candidates._voxel import dilate
+    from calcdetect.candidates.core import _dilated_at
+
+    rng = np.random.default_rng(4)
+    mask = rng.random((9, 20, 24)) < 0.05
+    idx = np.flatnonzero(rng.random(mask.shape) < 0.3)
+    full = dilate(mask, spacing, radius).reshape(-1)[idx]
+    np.testing.assert_array_equal(_dilated_at(mask, idx, spacing, radius), full)

@@ -49,7 +49,7 @@ from typing import Any
 import cc3d
 import numpy as np
 
-from calcdetect.candidates._voxel import bbox_of, dilate
+from calcdetect.candidates._voxel import ball_footprint, bbox_of, dilate
 from calcdetect.candidates.measure import _measure
 from calcdetect.candidates.noise import estimate_noise_hu
 from calcdetect.candidates.threshold import calcium_threshold_hu, mass_calibration_mg_per_hu_ml
@@ -225,15 +225,19 @@ def find_candidates(
         calc = arr >= thr
         metal = arr >= settings.metal_hu
 
-    metal_excl = np.zeros_like(metal)
-    if metal.any():
+    # np.zeros, not zeros_like: calloc'd pages cost no memory until written,
+    # and most scans have no metal (these masks are 100 MB at 512 x 512 x 400).
+    metal_excl = np.zeros(metal.shape, dtype=bool)
+    has_metal = bool(metal.any())
+    if has_metal:
         metal_excl = _dilate_on(metal, spacing, METAL_MARGIN_MM, tdev)
         warnings.append(_metal_warning(metal, settings.metal_hu))
+    del metal
 
     if not settings.exclude_bone:
         bone = np.zeros(volume.shape, dtype=bool)
     elif bone_mask is not None:
-        bone = bone_mask.astype(bool)
+        bone = np.asarray(bone_mask, dtype=bool)  # never written in place: no copy
     else:
         # Bone is segmented at the calcium threshold in use (never below the
         # default): kVp-consistent, and contrast-filled vessels are not bone.
@@ -241,12 +245,13 @@ def find_candidates(
         bone = segment_bone(arr, spacing, device, bone_settings, exclude_mask=blood_pool_mask,
                             _torch_device=tdev)
     if blood_pool_mask is not None:
-        bone = bone & ~blood_pool_mask.astype(bool)
+        bone = bone & ~np.asarray(blood_pool_mask, dtype=bool)
     released = None
     if ligament_mask is not None and bone.any():
         # Calcified ligamentum flavum fused to the laminae is part of the bone
         # mask; on interlaminar slices the anatomy tells it from the lamina.
-        released = release_ligament_calcification(bone, arr, ligament_mask.astype(bool), spacing, thr)
+        released = release_ligament_calcification(bone, arr, np.asarray(ligament_mask, dtype=bool),
+                                                  spacing, thr)
         bone = bone & ~released
     # The margin is at least one pixel in-plane: the cortex's partial-volume halo
     # is about a pixel wide whatever the pixel size.
@@ -259,9 +264,13 @@ def find_candidates(
         # is excluded, not its halo margin: a plaque lying on the cortex survives.
         # The bone is never released there: anatomy estimates overlap the laminae
         # and vertebral bodies, and releasing them turned bone into "lesions".
-        bone_excl &= ~(protect_mask.astype(bool) & ~bone)
+        keep = ~np.asarray(protect_mask, dtype=bool)
+        keep |= bone
+        bone_excl &= keep
+        del keep
 
-    calc &= ~metal_excl
+    if has_metal:
+        calc &= ~metal_excl
     calc &= ~bone_excl
     idx, reg = _drop_small_slice_regions(calc, spacing, settings.min_area_mm2)
 
@@ -276,11 +285,12 @@ def find_candidates(
             # The bone's partial-volume halo and noise speckle on its surface:
             # a component touching the bone margin must reach at least one more
             # pixel out from it, or it is dropped (a plaque on the bone does).
-            outer = _dilate_on(bone_excl, spacing, max(spacing[1], spacing[2]), tdev)
+            # Read only at the candidates' voxels: no volume-sized dilation.
+            outer = _dilated_at(bone_excl, idx, spacing, max(spacing[1], spacing[2]))
             if released is not None:
                 # Calcified ligament taken back from the bone lies against it by
                 # construction; _drop_lamina_edges judges it by its reach instead.
-                outer &= ~released
+                outer &= ~released.reshape(-1)[idx]
             labels, n, idx, reg, adjacent = _drop_bone_rim(labels, idx, reg, adjacent, outer)
         if adjacent and ligament_mask is not None:
             labels, n, idx, reg, adjacent = _drop_lamina_edges(labels, idx, reg, adjacent, bone,
@@ -398,18 +408,36 @@ def _drop_bone_rim(
     idx: np.ndarray,
     reg: np.ndarray,
     adjacent: frozenset[int],
-    outer: np.ndarray,
+    outer_at_idx: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, frozenset[int]]:
-    """Drop bone-adjacent components lying wholly inside ``outer``; renumber 1..n.
-
-    Works on the labelled voxels only (``idx``), so it costs nothing per volume.
-    """
+    """Drop bone-adjacent components lying wholly inside the outer bone margin
+    (``outer_at_idx``: that margin at the voxels ``idx``); renumber 1..n."""
     lab = labels.reshape(-1)[idx].astype(np.int64)
     n_old = int(lab.max())
-    beyond = np.bincount(lab, weights=~outer.reshape(-1)[idx], minlength=n_old + 1)
+    beyond = np.bincount(lab, weights=~outer_at_idx, minlength=n_old + 1)
     keep = np.ones(n_old + 1, dtype=bool)
     keep[[a for a in adjacent if beyond[a] == 0]] = False
     return _keep_labels(labels, idx, reg, adjacent, keep)
+
+
+def _dilated_at(mask: np.ndarray, idx: np.ndarray, spacing: tuple[float, float, float],
+                radius_mm: float) -> np.ndarray:
+    """``dilate(mask, spacing, radius_mm)`` read at the flat indices ``idx`` only.
+
+    Same ball footprint as :func:`calcdetect.candidates._voxel.dilate` (outside
+    the volume counts as background), one gather per footprint offset.
+    """
+    fp = ball_footprint(spacing, radius_mm)
+    centre = np.array(fp.shape) // 2
+    coords = np.unravel_index(idx, mask.shape)
+    hit = np.zeros(idx.size, dtype=bool)
+    for off in np.argwhere(fp) - centre:
+        moved = [c + int(d) for c, d in zip(coords, off)]
+        ok = np.ones(idx.size, dtype=bool)
+        for ax, m in enumerate(moved):
+            ok &= (m >= 0) & (m < mask.shape[ax])
+        hit[ok] |= mask[tuple(m[ok] for m in moved)]
+    return hit
 
 
 def _drop_lamina_edges(
