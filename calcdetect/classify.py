@@ -283,6 +283,11 @@ def _slice_histogram(anatomy: AnatomyMap) -> np.ndarray:
     return np.pad(counts, ((0, 0), (0, n_labels - counts.shape[1])))
 
 
+def _sacral(level: str | None) -> bool:
+    """A level or span wholly in the sacrum (``"S1"``, ``"S1-S2"``; not ``"L5-S1"``)."""
+    return level is not None and level.split("-")[0].startswith(("S", "Co"))
+
+
 def _below_s1_k(levels: tuple[str | None, ...], slice_mm: float) -> int | None:
     """First slice that still counts as S1: the sacrum's top minus the height of
     one segment (L5's, else 30 mm) and 10 mm of tolerance; ``None`` when S1 is absent.
@@ -604,6 +609,10 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
             return _finding(n, les, Region.OTHER, Kind.UNKNOWN, morph, 0.3 * size, level=level)
         if bone_frac > 0.5 and region_counts.get(best.label, 0) < s.ligament_min_zone_fraction * total:
             return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
+        if _sacral(level):
+            # No ligamentum flavum below the L5-S1 interlaminar space (the sacral
+            # laminae are fused): dense pieces there are the back of S1.
+            return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5 * size, level=level)
         side = _midline_side(ctx, les, idx)
         return _finding(n, les, Region.LIGAMENTUM_FLAVUM, Kind.LIGAMENT, morph, conf, side, level, None, best.name)
     if best.region is Region.RENAL:

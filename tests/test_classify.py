@@ -371,3 +371,18 @@ def test_a_large_piece_of_bone_grazing_an_iliac_zone_is_not_plaque(scene):
     assert (am.labels[mass] == _lab("common_iliac_artery_left")).any()
     (f,) = classify([_lesion(vol, mass)], am, vol)
     assert f.region == "other"
+
+
+def test_a_dense_piece_in_the_ligament_zone_at_s1_is_sacrum_not_ligament(scene):
+    """The ligamentum flavum ends at the L5-S1 interlaminar space; the same spot on
+    slices counted as S1 is the back of the sacrum."""
+    from dataclasses import replace as dc_replace
+
+    vol, am = scene
+    levels = tuple("S1" if k < 14 else lv for k, lv in enumerate(am.slice_levels))
+    sacral_am = dc_replace(am, slice_levels=levels)
+    les = _lesion(vol, _box(5, 8, 68, 71, 44, 47))
+    (f,) = classify([les], sacral_am, vol)
+    assert (f.region, f.kind) == ("other", Kind.BONE)
+    (g,) = classify([les], am, vol)  # the same lesion counted at L4
+    assert (g.region, g.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
