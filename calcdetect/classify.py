@@ -57,6 +57,7 @@ from calcdetect.anatomy.regions import (
     structure,
     structure_by_label,
 )
+from calcdetect.candidates.core import CandidateSettings
 from calcdetect.candidates.threshold import calcium_threshold_hu
 from calcdetect.types import AnatomyMap, Finding, Kind, Lesion, Morphology, Volume
 
@@ -138,7 +139,8 @@ _BONE_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.is_bone), dtype=
 
 
 def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
-             settings: ClassifySettings | None = None) -> list[Finding]:
+             settings: ClassifySettings | None = None, *, threshold_hu: float | None = None,
+             blood_pool_hu: float | None = None) -> list[Finding]:
     """Place and name every lesion.
 
     Parameters
@@ -148,6 +150,10 @@ def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
     anatomy : AnatomyMap
         Labels on the volume grid or on its own grid (mapped through LPS).
     volume : Volume
+    threshold_hu, blood_pool_hu : float, optional
+        The candidate stage's calcium threshold and blood-pool median HU
+        (``Candidates``): a neighbour this dense is bone unless the blood pool
+        is contrast-enhanced. Measured here when not given.
 
     Returns
     -------
@@ -155,7 +161,7 @@ def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
         In the order of ``lesions``; ids ``"F001"``, ``"F002"``, ...
     """
     s = settings or ClassifySettings()
-    ctx = _Context.of(anatomy, volume)
+    ctx = _Context.of(anatomy, volume, threshold_hu, blood_pool_hu)
     findings = [classify_lesion(les, ctx, n, s) for n, les in enumerate(lesions, start=1)]
     return _renal_pattern(findings, s)
 
@@ -219,7 +225,8 @@ class _Context:
     dense_hu: float | None = None  # a lesion's neighbour this dense is bone; None: contrast scan
 
     @staticmethod
-    def of(anatomy: AnatomyMap, volume: Volume) -> _Context:
+    def of(anatomy: AnatomyMap, volume: Volume, threshold_hu: float | None = None,
+           blood_pool_hu: float | None = None) -> _Context:
         same = anatomy.labels.shape == volume.shape and np.allclose(anatomy.affine, volume.affine, atol=1e-4)
         to_anat = None if same else np.linalg.inv(anatomy.affine) @ volume.affine
         sp = tuple(float(v) for v in np.linalg.norm(anatomy.affine[:3, :3], axis=0))
@@ -237,26 +244,26 @@ class _Context:
         iliac_any = per_slice[:, [s.label for s in STRUCTURES if s.region is Region.ILIAC]].any()
         pelvis_k = float(aorta_k.min()) if aorta_k.size and iliac_any else _level_k(anatomy.slice_levels, "L5")
         floor = _below_s1_k(anatomy.slice_levels, sp[0])
-        dense = _bone_contact_hu(anatomy, volume, same)
+        dense = _bone_contact_hu(anatomy, volume, same, threshold_hu, blood_pool_hu)
         return _Context(anatomy, volume, to_anat, sp, renal_k, t12_k, pelvis_k, floor, dense)  # type: ignore[arg-type]
 
 
-CONTRAST_BLOOD_HU = 100.0  # the candidate stage's contrast criterion (CandidateSettings)
-
-
-def _bone_contact_hu(anatomy: AnatomyMap, volume: Volume, same_grid: bool) -> float | None:
-    """The calcium threshold of the scan's kVp, or ``None`` on a contrast scan.
+def _bone_contact_hu(anatomy: AnatomyMap, volume: Volume, same_grid: bool, threshold_hu: float | None,
+                     blood_pool_hu: float | None) -> float | None:
+    """The calcium threshold, or ``None`` on a contrast scan.
 
     With iodine in the blood pool the lumen round a plaque is above the kVp
-    threshold too, so dense neighbours no longer mean bone.
+    threshold too, so dense neighbours no longer mean bone. The contrast test is
+    the candidate stage's (``CandidateSettings.contrast_blood_hu``).
     """
     if volume.info.contrast_agent:
         return None
-    if same_grid:
-        aorta = anatomy.labels[::4] == structure("aorta").label
-        if aorta.any() and float(np.median(volume.array[::4][aorta])) > CONTRAST_BLOOD_HU:
-            return None
-    return calcium_threshold_hu(volume.info.kvp)
+    if blood_pool_hu is None and same_grid:
+        aorta = anatomy.mask_of([structure("aorta").label])
+        blood_pool_hu = None if aorta is None else float(np.median(volume.array[aorta]))
+    if blood_pool_hu is not None and blood_pool_hu > CandidateSettings().contrast_blood_hu:
+        return None
+    return calcium_threshold_hu(volume.info.kvp) if threshold_hu is None else threshold_hu
 
 
 def _surroundings(les: Lesion, volume: Volume, dense_hu: float) -> tuple[float, float]:
@@ -330,24 +337,41 @@ def _labels_at(ctx: _Context, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> tuple[int, float] | None:
-    """Nearest region-bearing label within ``max_mm`` of the lesion voxels."""
-    sp = np.array(ctx.spacing)
-    margin = np.ceil(max_mm / sp).astype(int) + 1
+def _crop_around(ctx: _Context, idx: np.ndarray, max_mm: float,
+                 above_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """The anatomy labels within ``max_mm`` of the lesion voxels' box (and up to
+    ``above_mm`` above it; k grows cranially), and the box's low corner."""
+    margin = np.ceil(max_mm / np.array(ctx.spacing)).astype(int) + 1
     shape = np.array(ctx.anatomy.labels.shape)
     lo = np.maximum(idx.min(axis=0) - margin, 0)
     hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
+    if above_mm:
+        hi[0] = min(idx[:, 0].max() + int(np.ceil(above_mm / ctx.spacing[0])) + 1, shape[0])
     if np.any(hi <= lo):
         return None
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    sub = ctx.anatomy.labels[box]
+    return ctx.anatomy.labels[tuple(slice(a, b) for a, b in zip(lo, hi))], lo
+
+
+def _local_mask(idx: np.ndarray, lo: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The lesion voxels ``idx`` as a mask on a crop starting at ``lo``."""
+    les = np.zeros(shape, dtype=bool)
+    local = idx - lo
+    ok = np.all((local >= 0) & (local < np.array(shape)), axis=1)
+    les[tuple(local[ok].T)] = True
+    return les
+
+
+def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> tuple[int, float] | None:
+    """Nearest region-bearing label within ``max_mm`` of the lesion voxels."""
+    sp = np.array(ctx.spacing)
+    crop = _crop_around(ctx, idx, max_mm)
+    if crop is None:
+        return None
+    sub, lo = crop
     region = np.isin(sub, _REGION_LABELS)
     if not region.any():
         return None
-    les = np.zeros(sub.shape, dtype=bool)
-    local = idx - lo
-    ok = np.all((local >= 0) & (local < np.array(sub.shape)), axis=1)
-    les[tuple(local[ok].T)] = True
+    les = _local_mask(idx, lo, sub.shape)
     dist, (ik, ij, ii) = ndi.distance_transform_edt(~region, sampling=sp, return_indices=True)
     d = np.where(les, dist, np.inf)
     at = np.unravel_index(int(np.argmin(d)), d.shape)
@@ -447,18 +471,12 @@ def _midline_side(ctx: _Context, les: Lesion, idx: np.ndarray) -> str | None:
 
 def _fraction_near(ctx: _Context, idx: np.ndarray, label: int, max_mm: float) -> float:
     """Share of the lesion voxels ``idx`` (anatomy grid) within ``max_mm`` of structure ``label``."""
-    sp = np.array(ctx.spacing)
-    margin = np.ceil(max_mm / sp).astype(int) + 1
-    shape = np.array(ctx.anatomy.labels.shape)
-    lo = np.maximum(idx.min(axis=0) - margin, 0)
-    hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
-    zone = ctx.anatomy.labels[tuple(slice(a, b) for a, b in zip(lo, hi))] == label
-    if not zone.any():
+    crop = _crop_around(ctx, idx, max_mm)
+    if crop is None or not (crop[0] == label).any():
         return 0.0
-    dist = ndi.distance_transform_edt(~zone, sampling=sp)
-    local = idx - lo
-    ok = np.all((local >= 0) & (local < np.array(zone.shape)), axis=1)
-    return float((dist[tuple(local[ok].T)] <= max_mm).sum() / max(len(idx), 1))
+    zone = crop[0] == label
+    near = ndi.distance_transform_edt(~zone, sampling=ctx.spacing) <= max_mm
+    return float((near & _local_mask(idx, crop[1], zone.shape)).sum() / max(len(idx), 1))
 
 
 def _is_nodule(les: Lesion, s: ClassifySettings) -> bool:
@@ -474,14 +492,10 @@ _URETER_LABELS = np.array([structure("ureter_left").label, structure("ureter_rig
 def _nearby_ureter(ctx: _Context, idx: np.ndarray, max_mm: float, below_mm: float) -> Structure | None:
     """The ureter zone with most voxels within ``max_mm`` of the lesion's box,
     or above it by up to ``below_mm`` (k grows cranially), if any."""
-    margin = np.ceil(max_mm / np.array(ctx.spacing)).astype(int)
-    shape = np.array(ctx.anatomy.labels.shape)
-    lo = np.maximum(idx.min(axis=0) - margin, 0)
-    hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
-    hi[0] = min(idx[:, 0].max() + int(np.ceil(below_mm / ctx.spacing[0])) + 1, shape[0])
-    if np.any(hi <= lo):
+    crop = _crop_around(ctx, idx, max_mm, above_mm=below_mm)
+    if crop is None:
         return None
-    sub = ctx.anatomy.labels[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    sub = crop[0]
     counts = [int(np.count_nonzero(sub == lab)) for lab in _URETER_LABELS]
     if max(counts) == 0:
         return None

@@ -109,7 +109,8 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         protect_mask=_structure_mask(anatomy, volume, _PROTECTED),
         ligament_mask=_structure_mask(anatomy, volume, ("ligamentum_flavum_zone",)),
     )
-    findings = tuple(classify(candidates.lesions, anatomy, volume))
+    findings = tuple(classify(candidates.lesions, anatomy, volume, threshold_hu=candidates.threshold_hu,
+                              blood_pool_hu=candidates.blood_pool_hu))
     report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes + candidates.warnings)
     warnings = tuple(volume.warnings) + tuple(candidates.warnings)
     return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)

@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
 from calcdetect.anatomy.regions import VERTEBRA_LEVELS
+from calcdetect.candidates._voxel import fill_holes_per_slice  # re-exported: one implementation
 
 __all__ = [
     "SpineSettings",
@@ -177,21 +178,6 @@ def body_mask_2d(slice_hu: np.ndarray, threshold_hu: float = -400.0) -> np.ndarr
 # contiguous range and never join across slices.
 _PLANE4 = np.zeros((3, 3, 3), dtype=bool)
 _PLANE4[1] = ndi.generate_binary_structure(2, 1)
-
-
-def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Per-slice ``binary_fill_holes`` of a ``[k, j, i]`` stack in one labelling pass.
-
-    Background not 4-connected (in its slice) to the slice border is a hole.
-    """
-    lab, n = ndi.label(~mask, structure=_PLANE4)
-    if n == 0:
-        return mask.copy()
-    hole = np.ones(n + 1, dtype=bool)
-    hole[0] = False
-    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
-        hole[edge.ravel()] = False
-    return mask | hole[lab]
 
 
 def body_masks(hu: np.ndarray, threshold_hu: float = -400.0) -> np.ndarray:

@@ -56,6 +56,8 @@ from scipy import ndimage as ndi
 from skimage.feature import canny
 from skimage.transform import hough_circle
 
+from calcdetect.candidates._voxel import fill_holes_per_slice
+
 __all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels", "EnhancedLumenSettings", "enhanced_lumen",
            "LumenChains", "find_lumen_chains", "enhanced_aorta", "enhanced_aorta_mask"]
 
@@ -505,7 +507,7 @@ def find_femoral_heads(bone: np.ndarray, spacing: tuple[float, float, float], bo
     top = min(max(below_k, 0), bone.shape[0] - 1)
     if top < 2:
         return {}
-    sub = np.stack([ndi.binary_fill_holes(b) for b in bone[: top + 1]])
+    sub = fill_holes_per_slice(np.ascontiguousarray(bone[: top + 1]))
     if spine_mask is not None:
         sub &= ~spine_mask[: top + 1]
     padded = np.pad(sub, ((1, 1), (0, 0), (0, 0)))
