@@ -60,6 +60,10 @@ Metrics
   exact (string equality) or "within one level": the level spans (``"L2-L4"``
   spans L2..L4, a disc ``"L3-L4"`` spans L3..L4) are at most one level apart.
   Targets without a truth level are left out of the level accuracy.
+* Where the errors are: ``region_confusion`` (truth region -> predicted region
+  or ``"missed"``, over all targets) and ``errors``, one row per missed target,
+  wrong region / side / level and false positive, with the truth and predicted
+  region, side, level and centroid (``eval_ct.py --json`` writes them).
 * Measurement errors (volume, Agatston, mass) are signed and absolute percentage
   errors ``100 x (pred - truth) / truth`` over matched targets and calibration
   inserts whose truth value is present and positive.
@@ -577,6 +581,8 @@ class _Tally:
     vert_corner_errors_mm: list[float] = field(default_factory=list)
     inserts: _Counter = field(default_factory=_Counter)
     per_study: list[dict[str, Any]] = field(default_factory=list)
+    region_confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    error_cases: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _score_lesions(
@@ -633,6 +639,9 @@ def _score_lesions(
         tally.sens_size.add(_size_bin(les.get("volume_mm3")), fnd is not None)
         tally.sens_right_region.add(les["region"], fnd is not None and fnd["region"] == les["region"])
         tally.sens_kind.add(str(les.get("kind") or "unknown"), fnd is not None)
+        _confuse(tally, les["region"], fnd["region"] if fnd is not None else MISSED)
+        for error in _lesion_errors(les, fnd):
+            tally.error_cases.append(_error_case(truth, error, les, fnd))
         if fnd is None:
             continue
         tally.region_acc.add(les["region"], fnd["region"] == les["region"])
@@ -657,8 +666,45 @@ def _score_lesions(
             continue
         row["false_positives"] += 1
         tally.fp_by_region[fnd["region"]] = tally.fp_by_region.get(fnd["region"], 0) + 1
+        tally.error_cases.append(_error_case(truth, "false_positive", None, fnd))
     tally.false_positives += row["false_positives"]
     return row
+
+
+MISSED = "missed"  # the predicted "region" of an undetected target in the confusion table
+
+
+def _confuse(tally: _Tally, truth_region: str, predicted: str) -> None:
+    row = tally.region_confusion.setdefault(truth_region, {})
+    row[predicted] = row.get(predicted, 0) + 1
+
+
+def _lesion_errors(les: Mapping[str, Any], fnd: Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with one target's prediction: ``missed``, or any of region / side / level."""
+    if fnd is None:
+        return ["missed"]
+    out = []
+    if fnd["region"] != les["region"]:
+        out.append("region")
+    if fnd.get("side") != les.get("side"):
+        out.append("side")
+    if les.get("level") is not None and fnd.get("level") != les["level"]:
+        out.append("level")
+    return out
+
+
+def _error_case(truth: _TruthStudy, error: str, les: Mapping[str, Any] | None,
+                fnd: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One row of the error list: enough to find the lesion again and see what went wrong."""
+    case: dict[str, Any] = {"study": Path(truth.path).name, "error": error}
+    if les is not None:
+        case["truth"] = {k: les.get(k) for k in ("id", "region", "kind", "side", "level", "segment")}
+        case["truth"]["diameter_mm"] = _truth_diameter_mm(les)
+        case["truth"]["centroid_lps_mm"] = les.get("centroid_lps_mm")
+    if fnd is not None:
+        case["predicted"] = {k: fnd.get(k) for k in ("id", "region", "kind", "side", "level", "segment",
+                                                     "peak_hu", "centroid_lps_mm")}
+    return case
 
 
 def _fragments(truth: Sequence[Mapping[str, Any]], pred: Sequence[Mapping[str, Any]],
@@ -753,6 +799,10 @@ class EvaluationReport:
     vertebrae: dict[str, Any] | None
     per_study: tuple[dict[str, Any], ...]
     warnings: tuple[str, ...] = ()
+    # truth region -> predicted region (or "missed") -> count, over all targets
+    region_confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    # one row per missed target, wrong region / side / level, and false positive
+    errors: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (``schema`` ``calcdetect-evaluation/1``)."""
@@ -789,6 +839,27 @@ class EvaluationReport:
         if self.calibration_inserts_detected is not None:
             rows.append(("calibration inserts detected", _fmt_count(self.calibration_inserts_detected)))
         return rows
+
+    def _error_lines(self) -> list[str]:
+        """Where the errors are: the region confusion, and error counts by kind and truth region."""
+        if not self.region_confusion:
+            return []
+        lines = ["", "region confusion (truth -> predicted: count):"]
+        for truth_region, row in self.region_confusion.items():
+            cells = ", ".join(f"{pred} {n}" for pred, n in sorted(row.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  {truth_region}: {cells}")
+        counts: dict[str, dict[str, int]] = {}
+        for case in self.errors:
+            where = (case.get("truth") or case.get("predicted") or {}).get("region") or "?"
+            by_region = counts.setdefault(case["error"], {})
+            by_region[where] = by_region.get(where, 0) + 1
+        if counts:
+            lines.append("errors by kind (truth region; false positives: predicted region):")
+            for kind in ("missed", "region", "side", "level", "false_positive"):
+                if kind in counts:
+                    cells = ", ".join(f"{r} {n}" for r, n in sorted(counts[kind].items(), key=lambda kv: -kv[1]))
+                    lines.append(f"  {kind} ({sum(counts[kind].values())}): {cells}")
+        return lines
 
     def write_json(self, path: str | Path) -> Path:
         """Write ``to_dict()`` atomically to ``path`` (the CLI's ``--json FILE``)."""
@@ -827,6 +898,7 @@ class EvaluationReport:
         width = max(len(r[0]) for r in rows)
         lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  {'-' * 20}"]
         lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
+        lines += self._error_lines()
         if self.warnings:
             lines += ["", "warnings:"] + [f"  - {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -1027,4 +1099,7 @@ def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
         vertebrae=_vertebra_summary(tally),
         per_study=tuple(tally.per_study),
         warnings=tuple(warnings),
+        region_confusion={r: dict(sorted(tally.region_confusion[r].items()))
+                          for r in _REGIONS if r in tally.region_confusion},
+        errors=tuple(tally.error_cases),
     )

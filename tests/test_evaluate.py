@@ -157,6 +157,22 @@ def test_side_and_level_errors(tmp_path):
     assert rep.region_accuracy == 1.0
 
 
+def test_error_list_and_region_confusion_say_where_the_errors_are(tmp_path):
+    findings = [f for f in _perfect() if f["id"] != "F003"]  # renal stone missed
+    findings[1]["region"], findings[1]["side"] = "aorta", None  # left iliac called aorta
+    findings.append(_finding(TRUTH_LESIONS[0], id="F010", centroid_lps_mm=[200.0, 200.0, 200.0]))
+    rep = _study(tmp_path, findings)
+    assert rep.region_confusion == {"aorta": {"aorta": 1}, "iliac": {"aorta": 1}, "renal": {"missed": 1}}
+    kinds = sorted((c["error"], (c.get("truth") or c["predicted"])["region"]) for c in rep.errors)
+    assert kinds == [("false_positive", "aorta"), ("missed", "renal"), ("region", "iliac"), ("side", "iliac")]
+    region_error = next(c for c in rep.errors if c["error"] == "region")
+    assert region_error["study"] == "case1"
+    assert region_error["truth"]["id"] == 2 and region_error["predicted"]["id"] == "F002"
+    table = rep.table()
+    assert "iliac: aorta 1" in table and "missed (1): renal 1" in table
+    json.dumps(rep.to_dict())
+
+
 def test_volume_error_percentage(tmp_path):
     findings = _perfect()
     findings[0]["volume_mm3"] = 6.0  # +20 %
