@@ -11,6 +11,11 @@ Two sources of cases:
 * ``synthetic``: the radiograph stage's own 2-D drawing
   (``calcdetect.radiograph.synthetic``), fast, for development.
 
+Error breakdown (phantom cases): the AAC-24 MAE of the true aortic calcium scored on
+the true corners (the floor of the 2-D rules), of the *detected* calcium on the true
+corners (calcium detection and walls) and of the true calcium on the *detected* L1-L4
+corners (levels and segment boundaries); see ``calcdetect.radiograph.aac.score_image_mask``.
+
 Metrics: AAC-24 ICC(2,1) (two-way random effects, absolute agreement, single
 measurement; Shrout & Fleiss 1979) and mean absolute error against truth;
 vertebral level accuracy (each truth body L1-L5 is matched to the detected body
@@ -41,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calcdetect.errors import CalcdetectError  # noqa: E402
 from calcdetect.evaluate import icc_2_1  # noqa: E402
-from calcdetect.radiograph.analyse import analyse_radiograph  # noqa: E402
+from calcdetect.radiograph.aac import AAC_LEVELS, score_image_mask  # noqa: E402
+from calcdetect.radiograph.analyse import ZONE_MARGIN_MM, analyse_radiograph  # noqa: E402
 from calcdetect.types import AcquisitionInfo, Radiograph  # noqa: E402
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
@@ -140,8 +146,42 @@ def presented(case: dict) -> np.ndarray:
     return equalise(np.asarray(case["image"], np.float32), 0.3, s.equalise_sigma_mm, s.equalise_gain)
 
 
+def _total(walls) -> int:
+    return int(sum(w.grade for w in walls))
+
+
+def error_breakdown(case: dict, analysis) -> dict[str, int | None]:
+    """AAC-24 totals that swap one part of the pipeline for truth (see the module docstring).
+
+    ``truth_on_truth``: true aortic calcium on the true corners; ``detected_on_truth``:
+    the detected calcium mask on the true corners; ``truth_on_detected``: the true
+    calcium on the detected L1-L4 corners (``None`` when they were not all found).
+    """
+    out: dict[str, int | None] = {"truth_on_truth": None, "detected_on_truth": None, "truth_on_detected": None}
+    if case.get("aac24") is None or "lesion_labels" not in case or not all(lv in case["corners"] for lv in AAC_LEVELS):
+        return out
+    row_mm = float(case["spacing"][0])
+    aortic = [les["id"] for les in case.get("lesions", []) if les.get("region") == "aorta"]
+    truth_calc = np.isin(case["lesion_labels"], aortic)
+    out["truth_on_truth"] = _total(score_image_mask(truth_calc, case["corners"], row_mm, zone_margin_mm=ZONE_MARGIN_MM))
+    if analysis is None:
+        return out
+    if analysis.aac24 is not None:
+        out["detected_on_truth"] = _total(score_image_mask(analysis.calcification_mask, case["corners"], row_mm))
+    found = {v.level: np.asarray(v.corners_rc) for v in analysis.vertebrae if v.level in AAC_LEVELS}
+    if all(lv in found for lv in AAC_LEVELS):
+        out["truth_on_detected"] = _total(score_image_mask(truth_calc, found, row_mm, zone_margin_mm=ZONE_MARGIN_MM))
+    return out
+
+
+def _mae(pairs: list[tuple[float, float | None]]) -> float | None:
+    ok = [(t, p) for t, p in pairs if p is not None]
+    return float(np.mean([abs(t - p) for t, p in ok])) if ok else None
+
+
 def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
     pairs, level_hits, level_n, corner_err, times, rows = [], 0, 0, [], [], []
+    parts: dict[str, list[tuple[float, float | None]]] = {}
     for seed, case in cases:
         rg = Radiograph(np.asarray(case["image"], np.float32), tuple(case["spacing"]), AcquisitionInfo("DX"),
                         view="lateral")
@@ -169,12 +209,19 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
             if ok:
                 corner_err.append(float(np.linalg.norm(np.asarray(best.corners_rc) - t, axis=1).mean()) * sp)
         pred = a.aac24["total"] if a is not None and a.aac24 is not None else None
+        breakdown = error_breakdown(case, a)
         if case["aac24"] is not None:
             pairs.append((case["aac24"], pred))
+            for name, value in breakdown.items():
+                parts.setdefault(name, []).append((case["aac24"], value))
         rows.append({"seed": seed, "aac24_truth": case["aac24"], "aac24_pred": pred, "levels_ok": hits,
-                     "error": error, "conditions": case.get("conditions")})
+                     "error": error, "conditions": case.get("conditions"), "breakdown": breakdown,
+                     "segments_pred": a.aac24["segments"] if a is not None and a.aac24 is not None else None,
+                     "segments_truth": case.get("aac24_segments")})
         print(f"seed {seed}: AAC-24 truth {case['aac24']} pred {pred}; levels "
-              f"{sum(hits.values())}/{len(hits)}{'; ' + error if error else ''}", flush=True)
+              f"{sum(hits.values())}/{len(hits)}; truth calcium on detected corners {breakdown['truth_on_detected']}, "
+              f"detected calcium on true corners {breakdown['detected_on_truth']}"
+              f"{'; ' + error if error else ''}", flush=True)
     scored = [(t, p) for t, p in pairs if p is not None]
     t_arr = np.array([t for t, _ in scored], float)
     p_arr = np.array([p for _, p in scored], float)
@@ -186,6 +233,7 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
         "level_accuracy": level_hits / level_n if level_n else None,
         "corner_error_mm_median": float(np.median(corner_err)) if corner_err else None,
         "seconds_per_case_median": float(np.median(times)) if times else None,
+        "breakdown_mae": {name: {"mae": _mae(v), "n": sum(p is not None for _, p in v)} for name, v in parts.items()},
         "cases": rows,
     }
 
@@ -203,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None,
                     help="operate the calcium net at this probability instead of its stored threshold "
                          "(for choosing one on development seeds < 100)")
+    ap.add_argument("--min-length-mm", type=float, default=None,
+                    help="drop calcium-net deposits shorter than this along the spine (development seeds only)")
     args = ap.parse_args(argv)
     cases = []
     for seed in _seeds(args.seeds):
@@ -216,22 +266,27 @@ def main(argv: list[str] | None = None) -> int:
         from calcdetect.radiograph.aac_net import load_calcium_model
 
         model = load_calcium_model(Path(model))
-    if args.threshold is not None:
-        if not 0.0 < args.threshold < 1.0:
+    if args.threshold is not None or args.min_length_mm is not None:
+        if args.threshold is not None and not 0.0 < args.threshold < 1.0:
             ap.error(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
         if model is None:
-            ap.error("--threshold applies to the calcium net; it has no meaning with --calcium-model rules")
+            ap.error("--threshold / --min-length-mm apply to the calcium net; they have no meaning with "
+                     "--calcium-model rules")
         if model == "default":
             from calcdetect.radiograph.aac_net import load_default_calcium_model
 
             model = load_default_calcium_model()
         import dataclasses
 
-        model = dataclasses.replace(model, threshold=args.threshold)
+        if args.threshold is not None:
+            model = dataclasses.replace(model, threshold=args.threshold)
+        if args.min_length_mm is not None:
+            model = dataclasses.replace(model, min_length_mm=args.min_length_mm)
     result = evaluate(cases, model)
     result["calcium_model"] = args.calcium_model
     result["threshold"] = args.threshold if args.threshold is not None else (
         model.threshold if model not in (None, "default") else None)
+    result["min_length_mm"] = model.min_length_mm if model not in (None, "default") else None
     result["presentation"] = args.presentation
     result["source"] = args.source
     summary = {k: v for k, v in result.items() if k != "cases"}

@@ -53,6 +53,7 @@ __all__ = [
     "score_segments",
     "score_rows",
     "wall_of_pixels",
+    "score_image_mask",
 ]
 
 AAC_LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
@@ -356,3 +357,63 @@ def score_segments(
                 )
             )
     return out
+
+
+def score_image_mask(
+    calc: np.ndarray,
+    corners_by_level: dict[str, np.ndarray],
+    row_mm: float,
+    *,
+    zone_margin_mm: float | None = None,
+    zone_min_depth_mm: float = 32.0,
+) -> list[WallExtent]:
+    """Kauppila grades of an image-space calcification mask against given L1-L4 corners.
+
+    The same rules as the strip scorer of ``analyse.py`` (aortic mid-line from the
+    deposits, wall per deposit and row, segment = height at mid-depth in image
+    rows), but in image coordinates with the corners handed in: this lets an
+    evaluation score the *true* calcium against *detected* vertebrae, or the
+    *detected* calcium against the *true* vertebrae, and so split the error into
+    its vertebra and its calcium parts.
+
+    Parameters
+    ----------
+    calc
+        Boolean image mask of aortic calcium.
+    corners_by_level
+        ``{"L1": (4, 2) array, ...}`` (row, col) corners in the order
+        superior-anterior, superior-posterior, inferior-posterior, inferior-anterior;
+        L1-L4 at least.
+    row_mm
+        Row spacing (mm).
+    zone_margin_mm
+        When given, only calcium from this far in front of the anterior vertebral
+        line to one vertebral depth (at least ``zone_min_depth_mm``) counts, as the
+        detector's aortic zone does; ``None`` counts all of ``calc``.
+    """
+    k = {lv: np.asarray(corners_by_level[lv], float) for lv in AAC_LEVELS}
+    ant = np.array(sorted([k[lv][0] for lv in AAC_LEVELS] + [k[lv][3] for lv in AAC_LEVELS], key=lambda p: p[0]))
+    # anterior = the side of the anterior corners (column 0 anterior in the usual display)
+    sign = 1.0 if np.mean([k[lv][1, 1] - k[lv][0, 1] for lv in AAC_LEVELS]) > 0 else -1.0
+    rows = np.arange(calc.shape[0])
+    line = np.interp(rows, ant[:, 0], ant[:, 1])
+    depth_px = float(np.mean([np.linalg.norm(k[lv][1] - k[lv][0]) for lv in AAC_LEVELS]))
+    mask = np.asarray(calc, bool)
+    if zone_margin_mm is not None:
+        u = sign * (line[:, None] - np.arange(calc.shape[1])[None, :]) * row_mm
+        mask = mask & (u >= zone_margin_mm) & (u <= max(depth_px * row_mm, zone_min_depth_mm))
+    rr, cc = np.nonzero(mask)
+    # distance in front of the line in pixels, as a strip column that decreases anteriorly
+    t = -sign * (line[rr] - cc)
+    mid = estimate_midline(t, 0.0, depth_px)
+    lab, _ = ndimage.label(mask)
+    by_wall = {"anterior": np.zeros(calc.shape[0], bool), "posterior": np.zeros(calc.shape[0], bool)}
+    if rr.size:
+        key = lab[rr, cc].astype(np.int64) * calc.shape[0] + rr
+        _, inv = np.unique(key, return_inverse=True)
+        mean_t = np.bincount(inv, weights=t) / np.bincount(inv)
+        post = mean_t[inv] >= mid
+        by_wall["posterior"][rr[post]] = True
+        by_wall["anterior"][rr[~post]] = True
+    segments = {lv: (float(k[lv][:2, 0].mean()), float(k[lv][2:, 0].mean())) for lv in AAC_LEVELS}
+    return score_rows(by_wall, segments, row_mm)

@@ -41,6 +41,7 @@ __all__ = [
     "load_calcium_model",
     "load_default_calcium_model",
     "save_calcium_model",
+    "write_calcium_card",
 ]
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v1.safetensors"
@@ -52,11 +53,15 @@ MIN_AREA_MM2 = 1.0
 
 @dataclass(frozen=True)
 class CalciumModel:
-    """A loaded calcium net: the module (eval mode, CPU), its config and threshold."""
+    """A loaded calcium net: the module (eval mode, CPU), its config, its threshold and
+    the smallest deposit it reports (area, and length along the spine: a speck of a
+    pixel or two in a row counts that row as calcified, so specks move AAC-24 grades)."""
 
     net: Any
     config: dict[str, Any]
     threshold: float
+    min_area_mm2: float = MIN_AREA_MM2
+    min_length_mm: float = 0.0
 
 
 def _noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
@@ -112,10 +117,14 @@ def predict_calcium(
     lab, n = ndimage.label(mask)
     if n:
         area = np.bincount(lab.ravel(), minlength=n + 1) * step_mm**2
-        keep = area >= MIN_AREA_MM2
+        keep = area >= model.min_area_mm2
         keep[0] = False
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-            if keep[i] and sl is not None and across_spine(*np.nonzero(lab[sl] == i)):
+            if not keep[i] or sl is None:
+                continue
+            if (sl[0].stop - sl[0].start) * step_mm < model.min_length_mm:
+                keep[i] = False  # shorter along the spine than a deposit the scorer should count
+            elif across_spine(*np.nonzero(lab[sl] == i)):
                 keep[i] = False  # a rib edge crossing the zone, not a wall seen edge-on
         mask = keep[lab]
     out[win] = mask
@@ -153,10 +162,56 @@ def load_calcium_model(path: Path) -> CalciumModel:
     net = build_calcium_net(config)
     net.load_state_dict(load_file(str(path)))
     net.eval()
-    return CalciumModel(net, config, float(meta.get("threshold", 0.5)))
+    return CalciumModel(net, config, float(meta.get("threshold", 0.5)),
+                        min_area_mm2=float(meta.get("min_area_mm2", MIN_AREA_MM2)),
+                        min_length_mm=float(meta.get("min_length_mm", 0.0)))
 
 
 @lru_cache(maxsize=1)
 def load_default_calcium_model() -> CalciumModel | None:
     """The shipped model, or ``None`` when ``models/radiograph_aac_v1.safetensors`` is absent."""
     return load_calcium_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
+
+
+def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -> Path:
+    """Write the model card ``<name>.md`` next to a calcium net's weights.
+
+    The layout of :func:`calcdetect.nets.weights.write_model_card` (which needs a
+    ``ModelSpec``; the calcium net carries its own ``config`` metadata instead):
+    architecture and operating point read from the file, the given sections
+    (training data, recipe, metrics, limits ...), licence, and the file's size and
+    ``sha256:`` line, so a card always describes the bytes next to it.
+    """
+    from calcdetect.export.atomic import atomic_write_text
+    from calcdetect.nets.builders import count_parameters
+    from calcdetect.nets.weights import card_path, file_sha256
+
+    weights = Path(weights)
+    model = load_calcium_model(weights)
+    cfg = model.config
+    lines = [
+        f"# {title}",
+        "",
+        "## Architecture",
+        "",
+        f"- MONAI {cfg['arch']} via `calcdetect.nets.builders.build_net`: {cfg['spatial_dims']}-D, channels "
+        f"{list(cfg['channels'])}, norm {cfg.get('norm')}, {cfg['in_channels']} input channels, "
+        f"{cfg['out_channels']} output logit; {count_parameters(model.net):,} parameters",
+        "- input (`zone_input`): the strip (0.5 mm) minus its 8 mm Gaussian background over the quantum-noise "
+        f"SD; the distance in front of the anterior vertebral line / {U_SCALE_MM:.0f} mm",
+        f"- operating point (safetensors metadata): threshold {model.threshold:g} on the sigmoid; deposits "
+        f">= {model.min_area_mm2:g} mm2 and >= {model.min_length_mm:g} mm along the spine that do not cross it "
+        "obliquely (rib edges)",
+        "",
+    ]
+    for heading, text in sections.items():
+        lines += [f"## {heading}", "", text.strip(), ""]
+    lines += [
+        "## Licence", "", "As calcdetect; trained only on synthetic phantoms (no patient data).", "",
+        "## File", "",
+        f"- file: {weights.name}",
+        f"- bytes: {weights.stat().st_size}",
+        f"- sha256: {file_sha256(weights)}",
+        "",
+    ]
+    return atomic_write_text(card_path(weights), "\n".join(lines))

@@ -45,6 +45,7 @@ The method, in the order it runs:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -256,17 +257,27 @@ def _body_column_path(c: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return _dp_path(resp, move=0.1)
 
 
+#: The body outline's depth in front of the spine column over its depth behind, as the
+#: median over rows, that names the side the patient faces. Thin patients reach only
+#: ~1.2-1.4 (calcdetect phantoms: 1.01-3, 5th percentile 1.2); a per-row 1.5 vote left
+#: 16 of 100 development phantoms undecided and one wrong.
+ANTERIOR_DEPTH_RATIO = 1.1
+
+
 def _anterior_side(c: np.ndarray, cols: np.ndarray, depth_mm: float) -> tuple[str | None, float]:
     """'left' / 'right' (or ``None``) where the patient faces, and the cue's strength.
 
     The body outline reaches further anteriorly (abdomen) than posteriorly (back);
-    a side cut by the image edge counts as at least that long. (A brightness
-    comparison of the two sides is *not* used: the abdomen's soft-tissue path can
-    outweigh the posterior elements.)
+    a side cut by the image edge counts as at least that long. The decision is the
+    median over rows of the log depth ratio, so that a few rows where the outline
+    bulges (buttocks, a skin fold) do not outvote the rest; the strength is that
+    median's size. (A brightness comparison of the two sides is *not* used: the
+    abdomen's soft-tissue path can outweigh the posterior elements.)
     """
+    del depth_mm  # the outline is measured from the column path, whatever the body depth
     w = c.shape[1]
     body = c > 0.25 * np.percentile(c, 95)
-    votes = []
+    log_ratios = []
     for r, col in enumerate(cols):
         line = body[r]
         if not line[col]:
@@ -283,15 +294,13 @@ def _anterior_side(c: np.ndarray, cols: np.ndarray, depth_mm: float) -> tuple[st
             continue  # both sides run out of the image: no information
         if (cut_l and left < right) or (cut_r and right < left):
             continue  # the cut side is shorter so far: could be either
-        ratio = (left + 1) / (right + 1)
-        if max(ratio, 1 / ratio) >= 1.5:
-            votes.append(1 if ratio > 1 else -1)
-    if len(votes) < 5:
+        log_ratios.append(math.log((left + 1) / (right + 1)))
+    if len(log_ratios) < 5:
         return None, 0.0
-    agree = abs(float(np.mean(votes)))
-    if agree < 0.6:
-        return None, agree
-    return ("left" if np.mean(votes) > 0 else "right"), agree
+    med = float(np.median(log_ratios))
+    if abs(med) < math.log(ANTERIOR_DEPTH_RATIO):
+        return None, abs(med)
+    return ("left" if med > 0 else "right"), abs(med)
 
 
 def _build_strip(image: np.ndarray, spacing: tuple[float, float], cols_c: np.ndarray, rows_c: np.ndarray,

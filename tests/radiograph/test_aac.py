@@ -79,3 +79,37 @@ def test_detector_keeps_lines_drops_noise_and_oblique():
     assert calc[100:160, 79:84].sum() > 0.6 * 60 * 3
     assert not calc[250:290].any()  # oblique: dropped
     assert calc.sum() < 60 * 3 * 2.5  # no widespread false positives
+
+
+def _stacked_bodies(anterior_col: float = 100.0, depth: float = 60.0, height: float = 50.0, disc: float = 10.0):
+    """L1-L4 as upright rectangles (rows head to foot, anterior = small columns)."""
+    corners, top = {}, 20.0
+    for lv in ("L1", "L2", "L3", "L4"):
+        bottom = top + height
+        corners[lv] = np.array([[top, anterior_col], [top, anterior_col + depth],
+                                [bottom, anterior_col + depth], [bottom, anterior_col]])
+        top = bottom + disc
+    return corners
+
+
+def test_score_image_mask_grades_each_wall_against_given_corners():
+    from calcdetect.radiograph.aac import score_image_mask
+
+    corners = _stacked_bodies()
+    calc = np.zeros((300, 200), bool)
+    calc[80:105, 50:53] = True  # anterior wall (far from the spine), half of L2 (rows 80-130)
+    calc[140:190, 92:95] = True  # posterior wall (next to the spine), all of L3 (rows 140-190)
+    grades = {(w.level, w.wall): w.grade for w in score_image_mask(calc, corners, 0.5)}
+    assert grades[("L2", "anterior")] == 2 and grades[("L2", "posterior")] == 0
+    assert grades[("L3", "posterior")] == 3 and grades[("L3", "anterior")] == 0
+    assert sum(grades.values()) == 5
+
+
+def test_score_image_mask_zone_ignores_calcium_over_the_vertebral_body():
+    from calcdetect.radiograph.aac import score_image_mask
+
+    corners = _stacked_bodies()
+    calc = np.zeros((300, 200), bool)
+    calc[140:190, 120:123] = True  # behind the anterior vertebral line: over the body, not the aorta
+    assert sum(w.grade for w in score_image_mask(calc, corners, 0.5)) == 3
+    assert sum(w.grade for w in score_image_mask(calc, corners, 0.5, zone_margin_mm=2.0)) == 0

@@ -62,3 +62,59 @@ def test_weights_without_config_are_refused(tmp_path):
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(ValueError, match="config"):
         load_calcium_model(path)
+
+
+def test_operating_point_round_trips_and_short_deposits_are_dropped(tmp_path):
+    """min_length_mm in the metadata reaches predict_calcium: a deposit shorter than it
+    along the spine is not reported, a longer one is."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    net = build_calcium_net(CONFIG)
+    path = save_calcium_model(net, CONFIG, 0.5, tmp_path / "m.safetensors", {"min_length_mm": "3.0"})
+    model = load_calcium_model(path)
+    assert model.min_length_mm == pytest.approx(3.0)
+
+    class Fixed(torch.nn.Module):  # marks exactly the pixels of a fixed mask
+        def __init__(self, mask):
+            super().__init__()
+            self.mask = torch.from_numpy(mask.astype(np.float32))
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            return (self.mask[:h, :w] * 20.0 - 10.0)[None, None]
+
+    strip, t_line, zone = _strip_and_zone()
+    x, win = zone_input(strip, t_line, zone, 0.5)
+    mask = np.zeros(x.shape[1:], bool)
+    r, c = 100 - win[0].start, 120 - win[1].start
+    mask[r: r + 4, c: c + 3] = True  # 2 mm along the spine, 3 mm2
+    mask[r + 40: r + 60, c: c + 3] = True  # 10 mm along the spine
+    fixed = dataclasses.replace(model, net=Fixed(mask))
+    calc = predict_calcium(fixed, strip, t_line, zone, 0.5)
+    assert not calc[100:104].any()
+    assert calc[140:160].any()
+
+
+def test_model_card_describes_the_bytes_next_to_it(tmp_path):
+    from calcdetect.nets.weights import card_path, card_sha256, file_sha256
+    from calcdetect.radiograph.aac_net import write_calcium_card
+
+    torch.manual_seed(0)
+    path = save_calcium_model(build_calcium_net(CONFIG), CONFIG, 0.7, tmp_path / "m.safetensors")
+    card = write_calcium_card(path, title="test net", sections={"Metrics": "none"})
+    assert card == card_path(path)
+    text = card.read_text()
+    assert card_sha256(card) == file_sha256(path)
+    assert "threshold 0.7" in text and "## Metrics" in text
+
+
+def test_shipped_calcium_model_matches_its_card():
+    from calcdetect.nets.weights import card_path, card_sha256, file_sha256
+    from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH
+
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip("no shipped calcium model")
+    card = card_path(DEFAULT_MODEL_PATH)
+    assert card.is_file(), f"{DEFAULT_MODEL_PATH.name} ships without its model card"
+    assert card_sha256(card) == file_sha256(DEFAULT_MODEL_PATH)

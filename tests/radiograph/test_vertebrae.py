@@ -41,3 +41,32 @@ def test_cut_field_of_view_is_flagged(lateral_left):
         assert any("check the level labels" in w for w in det.warnings), det.warnings
     else:
         assert any("lumbosacral" in w for w in det.warnings), det.warnings
+
+
+def _outline(rows: int, front: int, column: int, back: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A coarse lateral body outline (1 inside the body) and a spine column path."""
+    c = np.zeros((rows, width), np.float32)
+    c[:, front:back] = 1.0
+    return c, np.full(rows, column)
+
+
+@pytest.mark.parametrize("anterior", ["left", "right"])
+def test_thin_patient_faces_the_deeper_side(anterior):
+    """A thin patient: abdomen only ~1.25 times deeper in front of the spine than the
+    back behind it (a per-row 1.5 vote used to leave such images undecided, and then
+    the bowel gas in front could out-vote the posterior elements)."""
+    from calcdetect.radiograph.vertebrae import _anterior_side
+
+    c, cols = _outline(120, front=20, column=95, back=155, width=180)  # 75 px in front, 60 behind
+    if anterior == "right":
+        c, cols = c[:, ::-1].copy(), (c.shape[1] - 1) - cols
+    side, strength = _anterior_side(c, cols, 38.0)
+    assert side == anterior
+    assert strength > 0
+
+
+def test_symmetric_outline_names_no_side():
+    from calcdetect.radiograph.vertebrae import _anterior_side
+
+    c, cols = _outline(120, front=30, column=90, back=150, width=180)
+    assert _anterior_side(c, cols, 38.0)[0] is None
