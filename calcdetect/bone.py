@@ -69,6 +69,7 @@ import cc3d
 import numpy as np
 
 from calcdetect.candidates._voxel import (
+    ball_footprint,
     bbox_of,
     dilate,
     erode,
@@ -76,6 +77,7 @@ from calcdetect.candidates._voxel import (
     label_per_slice,
 )
 from calcdetect.device import Device
+from calcdetect.workers import resolve_workers, thread_map
 
 __all__ = ["BoneSettings", "release_ligament_calcification", "segment_bone"]
 
@@ -106,6 +108,7 @@ def segment_bone(
     settings: BoneSettings = BoneSettings(),
     *,
     exclude_mask: np.ndarray | None = None,
+    workers: int | None = None,
     _torch_device: Any = None,
 ) -> np.ndarray:
     """Segment the skeleton (cortex plus marrow) of a CT volume.
@@ -121,6 +124,9 @@ def segment_bone(
     settings : BoneSettings
     exclude_mask : numpy.ndarray, optional
         Voxels that are never bone (e.g. the aortic lumen).
+    workers : int or None
+        CPU threads (slabs of slices; the mask does not depend on it); ``None``
+        uses every available CPU (:mod:`calcdetect.workers`).
     _torch_device : torch.device, optional
         Force the torch implementation on this device (used by the parity tests
         on CPU); normally derived from ``device``.
@@ -153,37 +159,12 @@ def segment_bone(
     if bb is None:
         return out
     sub_hu = array[bb]
-    if tdev is not None:
-        import torch
-
-        hu_t = torch.as_tensor(np.ascontiguousarray(sub_hu), device=tdev)
-        dense = hu_t >= settings.bone_hu
-        closed = erode(dilate(dense, spacing, close_mm), spacing, close_mm)
-        closed_np = closed.cpu().numpy()
-    else:
-        dense = dense_np[bb]
-        closed_np = erode(dilate(dense, spacing, close_mm), spacing, close_mm)
-    # Hole filling needs connected components: CPU (cc3d) on both paths. Large
-    # marrow holes are found in the closed mask (cortical rings with small gaps),
-    # noise pits in the dense mask itself. The closing's own voxels are not bone,
-    # so its bridges to a calcification 1 px off the bone do not fuse the two.
-    dense_sub = dense_np[bb]
-    # Marrow open to the field-of-view edge (a bone cut by the FOV) counts too,
-    # up to border_hole_max_mm2 per region and slice (soft tissue there is
-    # larger, and below the marrow HU anyway).
     border_px = int(settings.border_hole_max_mm2 / (spacing[1] * spacing[2]))
-    holes_big = fill_holes_per_slice(closed_np, sub_hu, settings.marrow_min_hu,
-                                     border_max_px=border_px) & ~closed_np
-    holes_pits = _enclosed_pits(closed_np, closed_np | holes_big, dense_sub, sub_hu,
-                                settings.marrow_min_hu)
-    filled_np = dense_sub | holes_big | holes_pits
     if tdev is not None:
-        filled = torch.as_tensor(filled_np, device=tdev)
-        opened_np = dilate(erode(filled, spacing, settings.open_mm), spacing,
-                           settings.open_mm).cpu().numpy()
+        opened_np = _opened_bone(sub_hu, dense_np[bb], spacing, settings, close_mm, border_px, tdev)
     else:
-        opened_np = dilate(erode(filled_np, spacing, settings.open_mm), spacing, settings.open_mm)
-    opened_np &= filled_np  # an opening is anti-extensive; this only guards it
+        opened_np = _opened_bone_in_slabs(sub_hu, dense_np[bb], spacing, settings, close_mm, border_px,
+                                          resolve_workers(workers))
     lab, n = cc3d.connected_components(opened_np, connectivity=26, return_N=True)
     if n == 0:
         return out
@@ -200,12 +181,81 @@ def segment_bone(
         compact = _compact_interior(lab, idx, ids, doubtful, spacing, settings.compact_max_elongation,
                                     touches_ends=(bb[0].start == 0, bb[0].stop == array.shape[0]))
         big[compact] = False
-    keep = np.zeros(opened_np.shape, dtype=bool)
-    keep.reshape(-1)[idx[big[ids]]] = True
-    out[bb] = keep
+    # The bone is the opened mask less its small components (a few voxels):
+    # copied whole and edited there, not rebuilt voxel by voxel.
+    out[bb] = opened_np
+    dropped = idx[~big[ids]]
+    out[bb][np.unravel_index(dropped, opened_np.shape)] = False
     if exclude_mask is not None:
         out &= ~exclude_mask.astype(bool)
     return out
+
+
+def _opened_bone(sub_hu: np.ndarray, dense_sub: np.ndarray, spacing: tuple[float, float, float],
+                 settings: BoneSettings, close_mm: float, border_px: int, tdev: Any) -> np.ndarray:
+    """Steps 2-4 of the recipe (closing, hole filling, opening) on a block of slices."""
+    if tdev is not None:
+        import torch
+
+        hu_t = torch.as_tensor(np.ascontiguousarray(sub_hu), device=tdev)
+        dense = hu_t >= settings.bone_hu
+        closed = erode(dilate(dense, spacing, close_mm), spacing, close_mm)
+        closed_np = closed.cpu().numpy()
+    else:
+        closed_np = erode(dilate(dense_sub, spacing, close_mm), spacing, close_mm)
+    # Hole filling needs connected components: CPU (cc3d) on both paths. Large
+    # marrow holes are found in the closed mask (cortical rings with small gaps),
+    # noise pits in the dense mask itself. The closing's own voxels are not bone,
+    # so its bridges to a calcification 1 px off the bone do not fuse the two.
+    # Marrow open to the field-of-view edge (a bone cut by the FOV) counts too,
+    # up to border_hole_max_mm2 per region and slice (soft tissue there is
+    # larger, and below the marrow HU anyway).
+    holes_big = fill_holes_per_slice(closed_np, sub_hu, settings.marrow_min_hu,
+                                     border_max_px=border_px) & ~closed_np
+    holes_pits = _enclosed_pits(closed_np, closed_np | holes_big, dense_sub, sub_hu,
+                                settings.marrow_min_hu)
+    filled_np = dense_sub | holes_big | holes_pits
+    if tdev is not None:
+        filled = torch.as_tensor(filled_np, device=tdev)
+        opened_np = dilate(erode(filled, spacing, settings.open_mm), spacing,
+                           settings.open_mm).cpu().numpy()
+    else:
+        opened_np = dilate(erode(filled_np, spacing, settings.open_mm), spacing, settings.open_mm)
+    opened_np &= filled_np  # an opening is anti-extensive; this only guards it
+    return opened_np
+
+
+def _opened_bone_in_slabs(sub_hu: np.ndarray, dense_sub: np.ndarray, spacing: tuple[float, float, float],
+                          settings: BoneSettings, close_mm: float, border_px: int,
+                          workers: int) -> np.ndarray:
+    """:func:`_opened_bone` on ``workers`` slabs of slices at once (threads), exactly.
+
+    Every step is per slice or a ball morphology, so a voxel depends only on the
+    slices within the closing's and the opening's reach (each applied twice);
+    a slab computed with that many extra slices on each side is exact in its
+    core, whatever the number of slabs.
+    """
+    nk = sub_hu.shape[0]
+    reach = 2 * (_half_extent_k(spacing, close_mm) + _half_extent_k(spacing, settings.open_mm)) + 1
+    n_slabs = min(workers, max(1, nk // (4 * reach)))  # a thin slab is mostly halo
+    if n_slabs <= 1:
+        return _opened_bone(sub_hu, dense_sub, spacing, settings, close_mm, border_px, None)
+    edges = np.linspace(0, nk, n_slabs + 1).round().astype(int)
+    out = np.empty(dense_sub.shape, dtype=bool)
+
+    def one_slab(s: int) -> None:
+        k0, k1 = int(edges[s]), int(edges[s + 1])
+        lo, hi = max(0, k0 - reach), min(nk, k1 + reach)
+        part = _opened_bone(sub_hu[lo:hi], dense_sub[lo:hi], spacing, settings, close_mm, border_px, None)
+        out[k0:k1] = part[k0 - lo:k1 - lo]
+
+    thread_map(one_slab, range(n_slabs), n_slabs)
+    return out
+
+
+def _half_extent_k(spacing: tuple[float, float, float], radius_mm: float) -> int:
+    """Slices a ball of ``radius_mm`` reaches on each side (as ``ball_footprint``)."""
+    return int(ball_footprint(spacing, radius_mm).shape[0]) // 2
 
 
 def _compact_interior(lab: np.ndarray, idx: np.ndarray, ids: np.ndarray, candidates: np.ndarray,

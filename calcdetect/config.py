@@ -34,6 +34,13 @@ class RunSettings:
     write_masks: bool = True
     max_overlay_slices: int = 40
     pixel_spacing_mm: float | None = None  # for PNG / JPEG / TIFF radiographs only
+    # Threads for the CPU voxel core; None: every CPU this process may use
+    # (calcdetect.workers). Results never depend on it.
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1 or None (all available CPUs), got {self.workers}")
 
 
 def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
@@ -76,12 +83,15 @@ def load_run_settings(
     if not isinstance(data, dict):
         raise ConfigError(f"run config {path} must be a mapping at the top level")
     data.update(overrides or {})
-    _check_keys("<top>", data, {"memory_budget_gb", "candidates", "outputs"})
+    _check_keys("<top>", data, {"memory_budget_gb", "candidates", "outputs", "workers"})
     outputs = data.get("outputs") or {}
     _check_keys("outputs", outputs, {"overlays", "masks", "max_overlay_slices"})
     budget_gb = float(data.get("memory_budget_gb", 8))
     if budget_gb <= 0:
         raise ConfigError(f"memory_budget_gb must be positive, got {budget_gb}")
+    workers = data.get("workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a whole number >= 1, or null for all available CPUs; got {workers!r}")
     return RunSettings(
         device=resolve_device(device),
         memory_budget_bytes=int(budget_gb * GIB),
@@ -92,4 +102,5 @@ def load_run_settings(
         write_masks=bool(outputs.get("masks", True)),
         max_overlay_slices=int(outputs.get("max_overlay_slices", 40)),
         pixel_spacing_mm=pixel_spacing_mm,
+        workers=workers,
     )

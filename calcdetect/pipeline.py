@@ -10,6 +10,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from calcdetect import __version__, io
 from calcdetect.anatomy import build_anatomy, regions_in_fov
 from calcdetect.bone import segment_bone
 from calcdetect.candidates import CandidateSettings, Candidates, find_candidates
+from calcdetect.candidates.noise import estimate_noise_hu
 from calcdetect.classify import classify
 from calcdetect.config import RunSettings
 from calcdetect.device import Device
@@ -37,6 +39,7 @@ from calcdetect.radiograph import analyse_radiograph, load_plain_image, radiogra
 from calcdetect.radiograph.io_image import PLAIN_IMAGE_SUFFIXES
 from calcdetect.report import DRAFT_HEADER, draft_report
 from calcdetect.types import AnatomyMap, Finding, Radiograph, Report, Volume
+from calcdetect.workers import resolve_workers
 
 __all__ = ["CTAnalysis", "SeriesOutcome", "RunSummary", "analyse_ct", "run"]
 
@@ -94,26 +97,61 @@ class RunSummary:
 def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     """Detect, locate, measure and describe calcifications in one CT volume."""
     device = settings.device
-    bone_mask = segment_bone(volume.array, volume.spacing, device)
-    anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir)
-    if settings.model_path is not None:
-        anatomy = _with_cnn_anatomy(anatomy, volume, settings)
-    candidates = find_candidates(
-        volume, device, settings.candidates,
-        blood_pool_mask=_structure_mask(anatomy, volume, ("aorta",)),
-        # On contrast scans enhanced vessels pass the default bone threshold: let
-        # the candidate stage segment bone at its contrast-adapted threshold.
-        bone_mask=None if volume.info.contrast_agent else bone_mask,
-        # Plaque on the vertebral cortex and ligamentum flavum calcium against the
-        # laminae fuse with bone; the anatomy says where they may lie.
-        protect_mask=_structure_mask(anatomy, volume, _PROTECTED),
-        ligament_mask=_structure_mask(anatomy, volume, ("ligamentum_flavum_zone",)),
-    )
+    workers = resolve_workers(settings.workers)
+    # With a spare CPU, what needs no anatomy runs beside the (single-threaded)
+    # anatomy stage: the noise estimate, and the candidates found without the
+    # anatomy's masks, whose lesions the final candidate stage reuses where a
+    # component comes out the same (most: the masks act only near bone and
+    # vessels). Results are the same with or without this.
+    overlap = workers > 1 and not device.is_cuda
+    with ThreadPoolExecutor(max_workers=1) as background:
+        noise = (background.submit(estimate_noise_hu, volume.array)
+                 if overlap and settings.candidates.min_peak_snr > 0 else None)
+        bone_mask = segment_bone(volume.array, volume.spacing, device, workers=workers)
+        early = (background.submit(_candidates_without_anatomy, volume, settings, bone_mask, noise)
+                 if overlap and not volume.info.contrast_agent else None)
+        anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir)
+        if settings.model_path is not None:
+            anatomy = _with_cnn_anatomy(anatomy, volume, settings)
+        candidates = find_candidates(
+            volume, device, settings.candidates,
+            blood_pool_mask=_structure_mask(anatomy, volume, ("aorta",)),
+            # On contrast scans enhanced vessels pass the default bone threshold: let
+            # the candidate stage segment bone at its contrast-adapted threshold.
+            bone_mask=None if volume.info.contrast_agent else bone_mask,
+            # Plaque on the vertebral cortex and ligamentum flavum calcium against the
+            # laminae fuse with bone; the anatomy says where they may lie.
+            protect_mask=_structure_mask(anatomy, volume, _PROTECTED),
+            ligament_mask=_structure_mask(anatomy, volume, ("ligamentum_flavum_zone",)),
+            noise_sd_hu=noise.result() if noise is not None else None,
+            workers=workers,
+            measured=_early_candidates(early),
+        )
     findings = tuple(classify(candidates.lesions, anatomy, volume, threshold_hu=candidates.threshold_hu,
                               blood_pool_hu=candidates.blood_pool_hu))
     report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes + candidates.warnings)
     warnings = tuple(volume.warnings) + tuple(candidates.warnings)
     return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)
+
+
+def _candidates_without_anatomy(volume: Volume, settings: RunSettings, bone_mask: np.ndarray,
+                                noise: Future[float | None] | None) -> Candidates:
+    """The candidate stage before the anatomy is known (no blood pool, protected
+    zones or ligament zone), on one thread: only its measured lesions are used."""
+    return find_candidates(volume, settings.device, settings.candidates, bone_mask=bone_mask,
+                           noise_sd_hu=noise.result() if noise is not None else None, workers=1)
+
+
+def _early_candidates(early: Future[Candidates] | None) -> Candidates | None:
+    """The early candidates, or None if that optional work failed (the final
+    candidate stage then measures everything itself: the same result)."""
+    if early is None:
+        return None
+    try:
+        return early.result()
+    except Exception as exc:  # an optimisation must never fail the analysis
+        log.warning("early candidate search failed (%s); measuring every candidate after the anatomy", exc)
+        return None
 
 
 @functools.lru_cache(maxsize=2)

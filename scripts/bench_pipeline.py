@@ -10,12 +10,13 @@ down to the pelvis). The phantom is made once and cached as .npy by
 Each repeat runs in a fresh child process, so its peak RSS is the input volume
 plus what the analysis allocates (not a previous repeat's garbage). Prints, as
 JSON: median wall and CPU seconds, every run, the peak RSS, a per-stage split of
-one run (cProfile cumulative time of the stage functions), and the load average
-(the machine may be shared: read wall times against it).
+one run (cProfile cumulative CPU time of the stage functions, all threads), the
+worker threads used, and the load average (the machine may be shared: read wall
+times against it; with other processes running, threads add little).
 
 Usage::
 
-    .venv/bin/python scripts/bench_pipeline.py [--repeats 3] [--slices 400] [--model models/X.safetensors]
+    .venv/bin/python scripts/bench_pipeline.py [--repeats 3] [--slices 400] [--workers N] [--model models/X.safetensors]
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_anatomy import _phantom  # noqa: E402
 
+from calcdetect.workers import available_cpus  # noqa: E402
+
 _RUN = """
 import cProfile, json, pstats, resource, sys, time
 import numpy as np
@@ -40,11 +43,14 @@ from calcdetect.config import RunSettings
 from calcdetect.pipeline import analyse_ct
 from calcdetect.types import AcquisitionInfo, Volume
 folder, model, profile = Path(sys.argv[1]), sys.argv[2] or None, sys.argv[3] == "1"
+workers = int(sys.argv[4]) if sys.argv[4] else None
 vol = Volume(np.load(folder / "hu.npy"), tuple(float(v) for v in np.load(folder / "spacing.npy")),
              np.load(folder / "affine.npy"), AcquisitionInfo("CT", kvp=120.0))
-settings = RunSettings(overlays=False, model_path=Path(model) if model else None)
+settings = RunSettings(overlays=False, model_path=Path(model) if model else None, workers=workers)
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-pr = cProfile.Profile() if profile else None
+# CPU time (all threads), not wall: on a shared machine wall-clock profiles
+# charge other people's work to whichever stage was running.
+pr = cProfile.Profile(time.process_time) if profile else None
 t0, c0 = time.perf_counter(), time.process_time()
 if pr: pr.enable()
 a = analyse_ct(vol, settings)
@@ -60,7 +66,7 @@ if pr:
         if name in ("segment_bone", "build_anatomy", "find_candidates", "classify", "draft_report",
                     "_with_cnn_anatomy"):
             stages[name] = round(max(ct, stages.get(name, 0.0)), 2)
-    out["stages_s_profiled"] = stages
+    out["stages_cpu_s_profiled"] = stages
 print(json.dumps(out))
 """
 
@@ -72,13 +78,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--model", type=str, default="", help="anatomy network (as calcdetect run --model)")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")))
+    ap.add_argument("--workers", type=int, default=None,
+                    help="CPU threads (RunSettings.workers); default: every CPU this process may use")
     args = ap.parse_args()
     folder = _phantom(args.cache, args.slices, args.seed)
     load_before = os.getloadavg()
     runs = []
     for r in range(args.repeats + 1):
         profile = "1" if r == args.repeats else "0"  # the profiled run is extra: cProfile slows it
-        done = subprocess.run([sys.executable, "-c", _RUN, str(folder), args.model, profile],
+        done = subprocess.run([sys.executable, "-c", _RUN, str(folder), args.model, profile,
+                               "" if args.workers is None else str(args.workers)],
                               check=True, capture_output=True, text=True)
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     timed, profiled = runs[:-1], runs[-1]
@@ -89,7 +98,8 @@ def main() -> None:
         "wall_s": [round(r["wall_s"], 2) for r in timed],
         "peak_rss_mib": round(max(r["peak_rss_mib"] for r in timed), 1),
         "rss_after_load_mib": round(timed[0]["rss_after_load_mib"], 1),
-        "stages_s_profiled": profiled.get("stages_s_profiled"),
+        "stages_cpu_s_profiled": profiled.get("stages_cpu_s_profiled"),
+        "workers": args.workers if args.workers is not None else available_cpus(),
         "findings": timed[0]["findings"], "reported": timed[0]["reported"],
         "loadavg_before": [round(v, 2) for v in load_before],
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],

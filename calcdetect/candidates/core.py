@@ -36,25 +36,29 @@ Recipe
 7. :func:`measure_components` on what is left.
 
 Device: on ``cuda`` the thresholding, morphology and per-component sums run in
-torch on the GPU; connected components always run on the CPU with cc3d (no GPU
-path), after copying the boolean mask back (1 byte per voxel). Both paths give
-identical labels (tests run the torch path on CPU).
+torch on the GPU; connected components always run on the CPU (no GPU
+path), after copying the boolean mask back (1 byte per voxel). They are found on
+the mask's voxels alone (:func:`~calcdetect.candidates._voxel.label_sparse`,
+numbered as connected-components-3d numbers them): the mask is ~10^-4 of the
+volume, and a dense labelling wrote a 400 MB label volume at 512 x 512 x 400.
+Both paths give identical labels (tests run the torch path on CPU).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import cc3d
 import numpy as np
 
-from calcdetect.candidates._voxel import ball_footprint, bbox_of, dilate
+from calcdetect.candidates._voxel import ball_footprint, bbox_of, dilate, label_sparse, sparse_zeros
 from calcdetect.candidates.measure import _measure
 from calcdetect.candidates.noise import estimate_noise_hu
 from calcdetect.candidates.threshold import calcium_threshold_hu, mass_calibration_mg_per_hu_ml
 from calcdetect.device import Device
 from calcdetect.types import Lesion, Volume
+from calcdetect.workers import resolve_workers
 
 __all__ = ["CandidateSettings", "Candidates", "find_candidates"]
 
@@ -144,6 +148,9 @@ def find_candidates(
     bone_mask: np.ndarray | None = None,
     protect_mask: np.ndarray | None = None,
     ligament_mask: np.ndarray | None = None,
+    noise_sd_hu: float | None = None,
+    workers: int | None = None,
+    measured: Candidates | None = None,
     _torch_device: Any = None,
 ) -> Candidates:
     """Find and measure calcium-dense components of a CT volume.
@@ -179,6 +186,19 @@ def find_candidates(
         bone, since it lies between the lumen and a lamina ~3.5 mm out. On
         laminar slices nothing is released: calcium there that is thinner than
         3 mm is lost (a known limit).
+    noise_sd_hu : float, optional
+        The scan's noise SD from :func:`estimate_noise_hu`, when the caller has
+        already measured it (the pipeline does, while the anatomy is built);
+        ``None`` measures it here.
+    workers : int or None
+        CPU threads for bone segmentation and measurement (the result does not
+        depend on it); ``None`` uses every available CPU.
+    measured : Candidates, optional
+        An earlier result on the same volume with the same settings (the
+        pipeline finds candidates without the anatomy while the anatomy is
+        built): a component with exactly the voxels of one of its lesions takes
+        that lesion's measurements instead of being measured again. Ignored if
+        its threshold differs (a contrast study). The result does not depend on it.
     _torch_device : torch.device, optional
         Force the torch path on this device (CPU parity tests).
 
@@ -204,6 +224,7 @@ def find_candidates(
     arr = volume.array
     spacing = tuple(float(s) for s in volume.spacing)
     warnings: list[str] = []
+    workers = resolve_workers(workers)
     tdev = _torch_device if _torch_device is not None else (
         _torch_dev(device) if device.is_cuda else None)
     for name, m in (("blood_pool_mask", blood_pool_mask), ("bone_mask", bone_mask),
@@ -215,69 +236,86 @@ def find_candidates(
     thr, blood_hu, notes = _threshold(volume, settings, blood_pool_mask)
     warnings.extend(notes)
 
-    if tdev is not None:
-        import torch
+    def calcium_and_metal() -> tuple[np.ndarray, np.ndarray, str | None]:
+        """The calcium mask, the metal exclusion and its warning (no anatomy needed)."""
+        if tdev is not None:
+            import torch
 
-        arr_t = torch.as_tensor(np.ascontiguousarray(arr), device=tdev)
-        calc = (arr_t >= thr).cpu().numpy()
-        metal = (arr_t >= settings.metal_hu).cpu().numpy()
+            arr_t = torch.as_tensor(np.ascontiguousarray(arr), device=tdev)
+            calc = (arr_t >= thr).cpu().numpy()
+            metal = (arr_t >= settings.metal_hu).cpu().numpy()
+        else:
+            calc = arr >= thr
+            metal = arr >= settings.metal_hu
+        # np.zeros, not zeros_like: calloc'd pages cost no memory until written,
+        # and most scans have no metal (these masks are 100 MB at 512 x 512 x 400).
+        if not metal.any():
+            return calc, np.zeros(metal.shape, dtype=bool), None
+        return calc, _dilate_on(metal, spacing, METAL_MARGIN_MM, tdev), _metal_warning(metal, settings.metal_hu)
+
+    def bone_to_exclude() -> tuple[np.ndarray, np.ndarray | None]:
+        """The bone mask (less the blood pool and released ligament calcium) and
+        the released voxels."""
+        if not settings.exclude_bone:
+            bone = np.zeros(volume.shape, dtype=bool)
+        elif bone_mask is not None:
+            bone = np.asarray(bone_mask, dtype=bool)  # never written in place: no copy
+        else:
+            # Bone is segmented at the calcium threshold in use (never below the
+            # default): kVp-consistent, and contrast-filled vessels are not bone.
+            bone_settings = BoneSettings(bone_hu=max(BoneSettings().bone_hu, thr))
+            bone = segment_bone(arr, spacing, device, bone_settings, exclude_mask=blood_pool_mask,
+                                workers=workers, _torch_device=tdev)
+        if blood_pool_mask is not None:
+            bone = _without(bone, blood_pool_mask)
+        released = None
+        if ligament_mask is not None and bone.any():
+            # Calcified ligamentum flavum fused to the laminae is part of the bone
+            # mask; on interlaminar slices the anatomy tells it from the lamina.
+            released = release_ligament_calcification(bone, arr, np.asarray(ligament_mask, dtype=bool),
+                                                      spacing, thr)
+            bone = _without(bone, released)
+        return bone, released
+
+    # The two are independent: on CPU with a spare thread they run side by side.
+    if workers > 1 and tdev is None:
+        with ThreadPoolExecutor(max_workers=1) as beside:
+            pending = beside.submit(calcium_and_metal)
+            bone, released = bone_to_exclude()
+            calc, metal_excl, metal_note = pending.result()
     else:
-        calc = arr >= thr
-        metal = arr >= settings.metal_hu
-
-    # np.zeros, not zeros_like: calloc'd pages cost no memory until written,
-    # and most scans have no metal (these masks are 100 MB at 512 x 512 x 400).
-    metal_excl = np.zeros(metal.shape, dtype=bool)
-    has_metal = bool(metal.any())
-    if has_metal:
-        metal_excl = _dilate_on(metal, spacing, METAL_MARGIN_MM, tdev)
-        warnings.append(_metal_warning(metal, settings.metal_hu))
-    del metal
-
-    if not settings.exclude_bone:
-        bone = np.zeros(volume.shape, dtype=bool)
-    elif bone_mask is not None:
-        bone = np.asarray(bone_mask, dtype=bool)  # never written in place: no copy
-    else:
-        # Bone is segmented at the calcium threshold in use (never below the
-        # default): kVp-consistent, and contrast-filled vessels are not bone.
-        bone_settings = BoneSettings(bone_hu=max(BoneSettings().bone_hu, thr))
-        bone = segment_bone(arr, spacing, device, bone_settings, exclude_mask=blood_pool_mask,
-                            _torch_device=tdev)
-    if blood_pool_mask is not None:
-        bone = bone & ~np.asarray(blood_pool_mask, dtype=bool)
-    released = None
-    if ligament_mask is not None and bone.any():
-        # Calcified ligamentum flavum fused to the laminae is part of the bone
-        # mask; on interlaminar slices the anatomy tells it from the lamina.
-        released = release_ligament_calcification(bone, arr, np.asarray(ligament_mask, dtype=bool),
-                                                  spacing, thr)
-        bone = bone & ~released
+        calc, metal_excl, metal_note = calcium_and_metal()
+        bone, released = bone_to_exclude()
+    has_metal = metal_note is not None
+    if metal_note is not None:
+        warnings.append(metal_note)
     # The margin is at least one pixel in-plane: the cortex's partial-volume halo
     # is about a pixel wide whatever the pixel size.
     margin = max(BONE_MARGIN_MM, spacing[1], spacing[2])
     bone_excl = _dilate_on(bone, spacing, margin, tdev) if bone.any() else bone
-    if ligament_mask is not None:
-        protect_mask = ligament_mask if protect_mask is None else (protect_mask | ligament_mask)
-    if protect_mask is not None:
-        # In protected zones (vessel walls, ligamentum flavum) only the bone itself
-        # is excluded, not its halo margin: a plaque lying on the cortex survives.
-        # The bone is never released there: anatomy estimates overlap the laminae
-        # and vertebral bodies, and releasing them turned bone into "lesions".
-        keep = ~np.asarray(protect_mask, dtype=bool)
-        keep |= bone
-        bone_excl &= keep
-        del keep
+    # In protected zones (vessel walls, ligamentum flavum) only the bone itself
+    # is excluded, not its halo margin: a plaque lying on the cortex survives.
+    # The bone is never released there: anatomy estimates overlap the laminae
+    # and vertebral bodies, and releasing them turned bone into "lesions".
+    # Edited at the zones' voxels only (a few % of the volume): no volume-sized pass.
+    for zone in (protect_mask, ligament_mask):
+        if zone is None:
+            continue
+        at = np.flatnonzero(zone)
+        at = at[bone_excl.reshape(-1)[at] & ~bone.reshape(-1)[at]]
+        bone_excl[np.unravel_index(at, bone_excl.shape)] = False
 
+    # calc & ~x in place, without a volume-sized ~x: for booleans a > b is a & ~b.
     if has_metal:
-        calc &= ~metal_excl
-    calc &= ~bone_excl
+        np.greater(calc, metal_excl, out=calc)
+    np.greater(calc, bone_excl, out=calc)
     idx, reg = _drop_small_slice_regions(calc, spacing, settings.min_area_mm2)
 
-    # max_labels: the union-find table is sized by the foreground, not the volume.
-    labels, n = cc3d.connected_components(calc, connectivity=settings.connectivity, return_N=True,
-                                          out_dtype=np.uint32, max_labels=int(idx.size) + 1)
-    labels = labels.view(np.int32)  # ids < 2**31: reinterpret, no copy
+    # Components of the (sparse) kept voxels; the label volume is written only
+    # there, and its untouched pages cost no memory.
+    ids, n = label_sparse(calc, idx, settings.connectivity)
+    labels = sparse_zeros(calc.shape, np.int32)
+    labels[np.unravel_index(idx, labels.shape)] = ids
     adjacent: frozenset[int] = frozenset()
     if n and bone.any():
         adjacent = _labels_touching(labels, idx, bone_excl)
@@ -296,7 +334,9 @@ def find_candidates(
             labels, n, idx, reg, adjacent = _drop_lamina_edges(labels, idx, reg, adjacent, bone,
                                                                ligament_mask, spacing, tdev,
                                                                released=released)
-    noise_sd = estimate_noise_hu(arr) if settings.min_peak_snr > 0 else None
+    noise_sd = None
+    if settings.min_peak_snr > 0:
+        noise_sd = noise_sd_hu if noise_sd_hu is not None else estimate_noise_hu(arr)
     gate = None
     if n and noise_sd is not None and SOFT_TISSUE_HU + settings.min_peak_snr * noise_sd > thr:
         gate = SOFT_TISSUE_HU + settings.min_peak_snr * noise_sd
@@ -309,7 +349,8 @@ def find_candidates(
     if cal is None:
         cal = mass_calibration_mg_per_hu_ml(volume.info.kvp)
     # The per-slice regions of the minimum-area rule are the Agatston regions.
-    lesions = _measure(volume, labels, idx, None, reg, thr, cal, tdev) if n else []
+    known = measured.lesions if measured is not None and measured.threshold_hu == thr else ()
+    lesions = _measure(volume, labels, idx, None, reg, thr, cal, tdev, workers, known) if n else []
 
     return Candidates(
         lesions=tuple(lesions),
@@ -325,6 +366,18 @@ def find_candidates(
     )
 
 
+def _without(mask: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """``mask & ~removed`` for a sparse ``removed``: ``mask`` itself when they do
+    not overlap (the usual case), else a copy edited at the overlap."""
+    at = np.flatnonzero(removed)
+    at = at[np.asarray(mask, dtype=bool).reshape(-1)[at]]
+    if at.size == 0:
+        return np.asarray(mask, dtype=bool)
+    out = np.array(mask, dtype=bool)  # a copy: the caller's mask is never written
+    out[np.unravel_index(at, out.shape)] = False
+    return out
+
+
 def _threshold(volume: Volume, settings: CandidateSettings,
                blood_pool_mask: np.ndarray | None) -> tuple[float, float | None, list[str]]:
     """Calcium threshold (kVp, then contrast), blood-pool median HU and warnings."""
@@ -337,7 +390,7 @@ def _threshold(volume: Volume, settings: CandidateSettings,
             notes.append("kVp unknown: the 120 kVp calcium threshold of 130 HU was assumed.")
     blood_hu = None
     if blood_pool_mask is not None and blood_pool_mask.any():
-        vals = volume.array[blood_pool_mask.astype(bool)].astype(np.float64)
+        vals = volume.array[np.asarray(blood_pool_mask, dtype=bool)].astype(np.float64)  # no mask copy
         blood_hu = float(np.median(vals))
         if blood_hu > settings.contrast_blood_hu:
             sd = 1.4826 * float(np.median(np.abs(vals - blood_hu)))  # robust SD (MAD)
@@ -379,28 +432,17 @@ def _drop_small_slice_regions(mask: np.ndarray, spacing: tuple[float, float, flo
                               min_area_mm2: float) -> tuple[np.ndarray, np.ndarray]:
     """Agatston minimum area, in place: drop 2-D regions below ``min_area_mm2``.
 
-    Returns the flat indices of the voxels kept and their 2-D region ids
-    (unique across slices). Slice by slice: no volume-sized label map is held
-    (400 MB at 512 x 512 x 400), and cc3d is faster on single slices.
+    Returns the flat indices of the voxels kept (ascending) and their 2-D region
+    ids (8-connected in their slice, numbered in raster order across the whole
+    volume). The regions are found on the mask's voxels alone (a calcium mask
+    is ~10^-4 of the volume): no volume-sized label map is made.
     """
-    plane = mask.shape[1] * mask.shape[2]
-    px_mm2 = spacing[1] * spacing[2]
-    kept_idx: list[np.ndarray] = []
-    kept_reg: list[np.ndarray] = []
-    n = 0
-    for k in np.flatnonzero(mask.any(axis=(1, 2))):
-        lab, m = cc3d.connected_components(mask[k], connectivity=8, return_N=True, out_dtype=np.uint32)
-        flat = np.flatnonzero(lab)
-        ids = lab.reshape(-1)[flat]
-        # Tolerance: a 1 mm2 voxel must pass a 1 mm2 minimum despite rounding.
-        small = (np.bincount(ids, minlength=m + 1) * px_mm2 < min_area_mm2 - 1e-9)[ids]
-        mask[k].reshape(-1)[flat[small]] = False
-        kept_idx.append(flat[~small] + int(k) * plane)
-        kept_reg.append(ids[~small].astype(np.int64) + n)
-        n += int(m)
-    if not kept_idx:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(kept_idx), np.concatenate(kept_reg)
+    idx = np.flatnonzero(mask)
+    reg, n = label_sparse(mask, idx, connectivity=8)
+    # Tolerance: a 1 mm2 voxel must pass a 1 mm2 minimum despite rounding.
+    small = (np.bincount(reg, minlength=n + 1) * (spacing[1] * spacing[2]) < min_area_mm2 - 1e-9)[reg]
+    mask[np.unravel_index(idx[small], mask.shape)] = False
+    return idx[~small], reg[~small]
 
 
 def _drop_bone_rim(
@@ -440,6 +482,21 @@ def _dilated_at(mask: np.ndarray, idx: np.ndarray, spacing: tuple[float, float, 
     return hit
 
 
+def _dilated_in_box_at(mask: np.ndarray, box: tuple[slice, ...], flat_idx: np.ndarray,
+                       spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """``dilate(mask[box], spacing, radius_mm)`` read at the volume's flat indices
+    ``flat_idx``; False outside ``box`` (where that crop's dilation is not defined)."""
+    coords = np.unravel_index(flat_idx, mask.shape)
+    inside = np.ones(flat_idx.size, dtype=bool)
+    for c, b in zip(coords, box):
+        inside &= (c >= b.start) & (c < b.stop)
+    sub = mask[box]
+    local = np.ravel_multi_index(tuple(c[inside] - b.start for c, b in zip(coords, box)), sub.shape)
+    out = np.zeros(flat_idx.size, dtype=bool)
+    out[inside] = _dilated_at(sub, local, spacing, radius_mm)
+    return out
+
+
 def _drop_lamina_edges(
     labels: np.ndarray, idx: np.ndarray, reg: np.ndarray, adjacent: frozenset[int],
     bone: np.ndarray, ligament: np.ndarray, spacing: tuple[float, float, float], tdev: Any,
@@ -477,9 +534,11 @@ def _drop_lamina_edges(
         cands = [a for a in adjacent if group[a] and in_zone[a] * 2 > size[a]]
         if not cands:
             continue
-        near = np.zeros(labels.shape, dtype=bool)
-        near[bb] = _dilate_on(bone[bb], sp, reach_mm, tdev)
-        beyond = np.bincount(lab, weights=~near.reshape(-1)[idx], minlength=n_old + 1)
+        # The bone (inside the zone's box) dilated by the reach, read only at
+        # these components' voxels: no volume-sized dilation.
+        at = np.flatnonzero(np.isin(lab, cands))
+        near = _dilated_in_box_at(bone, bb, idx[at], sp, reach_mm)
+        beyond = np.bincount(lab[at], weights=~near, minlength=n_old + 1)
         keep[[a for a in cands if beyond[a] == 0]] = False
     return _keep_labels(labels, idx, reg, adjacent, keep)
 

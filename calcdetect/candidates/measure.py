@@ -8,14 +8,16 @@ longest diameter, ring test) loops over components, on their crops.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
+import cc3d
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist, squareform
 
-from calcdetect.candidates._voxel import fill_holes_per_slice, label_per_slice
+from calcdetect.candidates._voxel import label_per_slice
 from calcdetect.candidates.threshold import (
     AGATSTON_REFERENCE_SLICE_MM,
     agatston_weight,
@@ -24,6 +26,7 @@ from calcdetect.candidates.threshold import (
 )
 from calcdetect.device import Device
 from calcdetect.types import Lesion, Volume
+from calcdetect.workers import resolve_workers, thread_map
 
 __all__ = ["measure_components", "longest_diameter_mm", "has_central_lucency"]
 
@@ -40,6 +43,7 @@ def measure_components(
     *,
     threshold_hu: float | None = None,
     calibration: float | None = None,
+    workers: int | None = None,
     _torch_device: Any = None,
 ) -> list[Lesion]:
     """Measure every labelled component of ``labels`` on ``volume``.
@@ -59,6 +63,9 @@ def measure_components(
     calibration : float, optional
         Mass calibration ``c`` in mg HA per (HU x mL); default
         :func:`~calcdetect.candidates.threshold.mass_calibration_mg_per_hu_ml`.
+    workers : int or None
+        CPU threads for the per-lesion geometry (the result does not depend on
+        it); ``None`` uses every available CPU.
     _torch_device : torch.device, optional
         Force the torch statistics on this device (CPU parity tests).
 
@@ -123,7 +130,7 @@ def measure_components(
     reg = reg_sub[tuple((kji - lo).T)].astype(np.int64)
     tdev = _torch_device if _torch_device is not None else (
         _torch_dev(device) if device.is_cuda else None)
-    return _measure(volume, labels, idx, kji, reg, thr, cal, tdev)
+    return _measure(volume, labels, idx, kji, reg, thr, cal, tdev, resolve_workers(workers))
 
 
 def _measure(
@@ -135,8 +142,15 @@ def _measure(
     thr: float,
     cal: float,
     tdev: Any,
+    workers: int = 1,
+    known: Sequence[Lesion] = (),
 ) -> list[Lesion]:
     """Measure from the labelled voxels' flat indices and their 2-D region ids.
+
+    ``known``: lesions measured before on the same volume, threshold and
+    calibration; a component with exactly their voxels takes their measurements
+    (every measurement depends only on the component's voxels and the HU: the
+    margins round a lesion read sub-threshold voxels, which no label holds).
 
     ``find_candidates`` calls this directly with the per-slice regions it already
     computed for the minimum-area rule (they are exactly the Agatston regions).
@@ -151,13 +165,20 @@ def _measure(
     present = np.flatnonzero(n_vox)
     present = present[present > 0]
     vox_mm3 = sk * sj * si
-    lesions: list[Lesion] = []
-    for lid in present:
+    by_box: dict[tuple[int, ...], list[Lesion]] = {}
+    for les in known:
+        by_box.setdefault(les.bbox, []).append(les)
+
+    def one(lid: int) -> Lesion:
         count = int(n_vox[lid])
         b0 = stats["kji_min"][lid].astype(int)
         b1 = stats["kji_max"][lid].astype(int) + 1
         crop = tuple(slice(int(a), int(b)) for a, b in zip(b0, b1))
         mask = labels[crop] == lid
+        box = (int(b0[0]), int(b0[1]), int(b0[2]), int(b1[0]), int(b1[1]), int(b1[2]))
+        for les in by_box.get(box, ()):
+            if les.voxel_count == count and np.array_equal(les.mask, mask):
+                return dataclasses.replace(les, label=int(lid))
         centroid_kji = stats["kji_sum"][lid] / count
         mean_hu = float(stats["hu_sum"][lid] / count)
         vol = count * vox_mm3
@@ -168,27 +189,33 @@ def _measure(
         if _z_unresolved(b1[0] - b0[0], sk, les_width_mm=float(np.sqrt(
                 mask.any(axis=0).sum() * sj * si))):
             pv_mm3 = min(pv_mm3, short_mm3)
-        lesions.append(
-            Lesion(
-                label=int(lid),
-                bbox=(int(b0[0]), int(b0[1]), int(b0[2]), int(b1[0]), int(b1[1]), int(b1[2])),
-                mask=mask,
-                voxel_count=count,
-                volume_mm3=float(vol),
-                agatston=float(stats["agatston"][lid]),
-                mass_mg=cal * excess_hu_mm3 / 1000.0,
-                peak_hu=peak,
-                mean_hu=mean_hu,
-                centroid_lps_mm=tuple(float(v) for v in volume.index_to_lps(centroid_kji)),
-                centroid_kji=tuple(float(v) for v in centroid_kji),
-                max_diameter_mm=longest_diameter_mm(mask, volume.spacing),
-                axes_mm=tuple(float(v) for v in stats["axes"][lid]),
-                elongation=float(stats["elongation"][lid]),
-                flatness=float(stats["flatness"][lid]),
-                central_lucency=has_central_lucency(mask, volume.array[crop], thr),
-                volume_pv_mm3=pv_mm3,
-            )
+        return Lesion(
+            label=int(lid),
+            bbox=(int(b0[0]), int(b0[1]), int(b0[2]), int(b1[0]), int(b1[1]), int(b1[2])),
+            mask=mask,
+            voxel_count=count,
+            volume_mm3=float(vol),
+            agatston=float(stats["agatston"][lid]),
+            mass_mg=cal * excess_hu_mm3 / 1000.0,
+            peak_hu=peak,
+            mean_hu=mean_hu,
+            centroid_lps_mm=tuple(float(v) for v in volume.index_to_lps(centroid_kji)),
+            centroid_kji=tuple(float(v) for v in centroid_kji),
+            max_diameter_mm=longest_diameter_mm(mask, volume.spacing),
+            axes_mm=tuple(float(v) for v in stats["axes"][lid]),
+            elongation=float(stats["elongation"][lid]),
+            flatness=float(stats["flatness"][lid]),
+            central_lucency=has_central_lucency(mask, volume.array[crop], thr),
+            volume_pv_mm3=pv_mm3,
         )
+
+    # The per-lesion geometry (crops, distance transforms, hulls) releases the
+    # GIL in numpy / scipy: lesions are measured on threads, in chunks of
+    # consecutive labels so the list comes back in label order.
+    n_chunks = min(len(present), 4 * workers) if workers > 1 else 1
+    chunks = [c for c in np.array_split(present, max(n_chunks, 1)) if c.size]
+    per_chunk = thread_map(lambda ids: [one(int(lid)) for lid in ids], chunks, workers)
+    lesions = [les for part in per_chunk for les in part]
     return lesions
 
 
@@ -390,8 +417,14 @@ def longest_diameter_mm(mask: np.ndarray, spacing: tuple[float, float, float]) -
     5.0
     """
     sp = np.asarray(spacing, dtype=np.float64)
-    # Extreme points of a voxel set lie on its surface: drop interior voxels.
-    surface = mask & ~ndi.binary_erosion(mask, border_value=0)
+    # Extreme points of a voxel set lie on its surface: drop interior voxels
+    # (those with all six face neighbours inside; outside the crop is outside).
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1, 1:-1].copy()
+    for axis in range(3):
+        for d in (-1, 1):
+            inner &= np.roll(padded, d, axis=axis)[1:-1, 1:-1, 1:-1]
+    surface = mask & ~inner
     pts = np.argwhere(surface).astype(np.float64) * sp
     if len(pts) <= 1:
         return float(max(sp[1], sp[2]))
@@ -419,8 +452,24 @@ def has_central_lucency(mask: np.ndarray, hu: np.ndarray, threshold_hu: float) -
     threshold must make up at least ``LUCENCY_MIN_FRACTION`` of the filled lesion.
     """
     padded = np.pad(mask, 1)
-    filled = fill_holes_per_slice(padded) | ndi.binary_fill_holes(padded)
-    holes = (filled & ~padded)[1:-1, 1:-1, 1:-1]
+    holes = (_enclosed_in_slices(padded) | _enclosed_in_3d(padded))[1:-1, 1:-1, 1:-1]
     lucent = int(np.count_nonzero(holes & (hu < threshold_hu)))
     total = int(np.count_nonzero(mask)) + int(np.count_nonzero(holes))
     return lucent > 0 and lucent >= LUCENCY_MIN_FRACTION * total
+
+
+def _enclosed_in_3d(padded: np.ndarray) -> np.ndarray:
+    """Background not 6-connected to the (background) frame of ``padded``:
+    ``binary_fill_holes(padded) & ~padded``, in one labelling."""
+    lab = cc3d.connected_components(~padded, connectivity=6)
+    return (lab != 0) & (lab != lab[0, 0, 0])
+
+
+def _enclosed_in_slices(padded: np.ndarray) -> np.ndarray:
+    """Background not 4-connected to the frame within its axial slice:
+    ``fill_holes_per_slice(padded) & ~padded``. The slices are labelled as one
+    tall image; their frames join into one outside region, and a hole is
+    enclosed in its own slice, so it never reaches another."""
+    k, j, i = padded.shape
+    lab = cc3d.connected_components(~padded.reshape(k * j, i), connectivity=4).reshape(k, j, i)
+    return (lab != 0) & (lab != lab[0, 0, 0])
