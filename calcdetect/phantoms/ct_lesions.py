@@ -74,7 +74,8 @@ class _LesionPainter:
         off = [s.start for s in r.box]
         bbox = (int(k0 + off[0]), int(j0 + off[1]), int(i0 + off[2]),
                 int(k1 + off[0]), int(j1 + off[1]), int(i1 + off[2]))
-        level = level_span(r.lo_mm[2], r.hi_mm[2], self.vertebrae)
+        z0, z1 = _analytic_z_extent(shape, self.canvas.grid)
+        level = level_span(z0, z1, self.vertebrae, centroid_z=r.centroid_lps[2])
         mass = None if density is None else r.volume_mm3 * density / 1000.0
         rec = TruthLesion(
             id=new_id, region=region, kind=kind, side=side, level=level, segment=segment,
@@ -86,10 +87,24 @@ class _LesionPainter:
             diameter_mm=round(diameter_mm if diameter_mm is not None
                               else (6 * r.volume_mm3 / math.pi) ** (1 / 3), 3),
             extra={"peak_fraction": round(float(r.fraction.max()), 4), "hu_unblurred": round(lesion_hu, 1),
-                   **(extra or {})},
+                   "z_extent_mm": [round(z0, 3), round(z1, 3)], **(extra or {})},
         )
         self.records.append(rec)
         return rec
+
+
+def _analytic_z_extent(shape: Any, grid: Any) -> tuple[float, float]:
+    """z extent (LPS mm) of a lesion's analytic shape within the scanned range.
+
+    The truth level comes from the geometry, not from the voxels or sub-samples
+    it touches, so that the same lesion has the same level at every slice
+    thickness; only the part inside the scan (slice centres +- half a slice)
+    can be seen and named.
+    """
+    lo, hi = shape.bounds()
+    half = 0.5 * float(grid.spacing[0])
+    z_first, z_last = float(np.min(grid.z)) - half, float(np.max(grid.z)) + half
+    return max(float(lo[2]), z_first), min(float(hi[2]), z_last)
 
 
 def _vertebra_truth(lay: _Layout) -> list[VertebraTruth]:

@@ -5,6 +5,16 @@ Truth layout (see STAGES.md): ``DIR/truth/truth.json`` (schema
 == ``truth.json`` ``lesions[].id``) and ``DIR/truth/anatomy.nii.gz`` (Structure
 label ids from :mod:`calcdetect.anatomy.regions`). Both NIfTI files lie on the
 DICOM grid exactly.
+
+Level convention (``lesions[].level``): the vertebral bodies and disc spaces
+(``"L2-L3"``) that the lesion's analytic z extent -- its geometry in mm, not
+the voxels it touches -- overlaps by at least :data:`MIN_LEVEL_OVERLAP_MM`
+(1 mm), summarised as a span (``"L2-L4"``); a lesion that reaches 1 mm in no
+level gets the level holding its z centroid. Radiologists name the level where
+a calcification lies; a plaque that enters a disc by a fraction of a
+millimetre (invisible at 1.25-3 mm slices) is "L2", not "L2-L3". Body and disc
+z ranges are ``anatomy.vertebrae`` (``z_top_mm`` / ``z_bottom_mm`` along each
+body's axis); see :func:`level_span`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ __all__ = [
     "VertebraTruth",
     "nifti_affine_from_kji",
     "write_label_nifti",
+    "MIN_LEVEL_OVERLAP_MM",
     "level_span",
     "write_truth_json",
 ]
@@ -39,8 +50,9 @@ class TruthLesion:
     """One synthetic calcification (or look-alike) with its exact measurements.
 
     ``bbox_kji`` is ``(k0, j0, i0, k1, j1, i1)`` half-open on the CT grid;
-    ``bbox_mm`` is ``(x0, y0, z0, x1, y1, z1)`` LPS mm of the shape's analytic
-    extent. ``volume_mm3`` comes from the fine (supersampled) model; ``mass_mg``
+    ``bbox_mm`` is ``(x0, y0, z0, x1, y1, z1)`` LPS mm of the fine-model extent
+    (the outermost inside sub-samples, within a sub-sample of the analytic
+    shape). ``level`` follows the module's level convention. ``volume_mm3`` comes from the fine (supersampled) model; ``mass_mg``
     = volume x density / 1000. ``density_mg_cm3`` and ``mass_mg`` are ``None``
     for metal and iodinated contrast, which are not calcium.
     """
@@ -92,35 +104,59 @@ def write_label_nifti(labels_kji: np.ndarray, affine_kji: np.ndarray, path: Path
     return write_nifti(labels_kji, affine_kji, path)
 
 
-def level_span(z0: float, z1: float, vertebrae: list[VertebraTruth]) -> str | None:
-    """Vertebral level(s) covered by the z interval ``[z0, z1]`` (LPS mm).
+# A level is reported for a lesion only where the lesion lies in it by at least
+# this much along z: readers name the level where the calcification lies, and a
+# sub-millimetre overlap is not resolvable at 1.25-3 mm slices. A reporting
+# convention, not a fit to the detector: do not tune it.
+MIN_LEVEL_OVERLAP_MM = 1.0
 
-    A z inside a vertebral body gives that level; a z between two bodies gives
-    the disc level ``"L3-L4"``. The span is summarised with
-    :func:`calcdetect.anatomy.regions.format_level_span` (``"L2-L4"``).
+
+def level_span(z0: float, z1: float, vertebrae: list[VertebraTruth], centroid_z: float | None = None,
+               min_overlap_mm: float = MIN_LEVEL_OVERLAP_MM) -> str | None:
+    """Vertebral level(s) of a lesion whose analytic z extent is ``[z0, z1]`` (LPS mm).
+
+    The levels are the vertebral bodies and the disc spaces between adjacent
+    bodies (``"L3-L4"``). A level is part of the span when the lesion overlaps
+    it by at least ``min_overlap_mm`` along z. When no level reaches that (a
+    lesion thinner than ``min_overlap_mm``, or one straddling a boundary), the
+    span is the level holding ``centroid_z`` (default: the middle of
+    ``[z0, z1]``). Several levels are summarised with
+    :func:`calcdetect.anatomy.regions.format_level_span` (``"L2-L4"``). Just
+    beyond the modelled spine the nearest body within 10 mm is given; further
+    away (the pelvis below S1), ``None``.
+
+    ``z0, z1`` must come from the lesion's geometry (its analytic shape), not
+    from the voxels it touches, so the span does not depend on the slice grid.
     """
     if not vertebrae:
         return None
     lo, hi = min(z0, z1), max(z0, z1)
-    levels: list[str] = []
+    centre = 0.5 * (lo + hi) if centroid_z is None else float(centroid_z)
     ordered = sorted(vertebrae, key=lambda v: -v.z_top_mm)  # cranial first
-    for n, v in enumerate(ordered):
-        if v.z_bottom_mm <= hi and v.z_top_mm >= lo:
-            levels.append(v.level)
-        if n + 1 < len(ordered):
-            below = ordered[n + 1]
-            # The disc space between this body and the next one down.
-            if below.z_top_mm <= hi and v.z_bottom_mm >= lo and below.z_top_mm < v.z_bottom_mm:
-                levels.append(f"{v.level}-{below.level}")
+    zones = _level_zones(ordered)
+    levels = [name for name, bottom, top in zones if min(hi, top) - max(lo, bottom) >= min_overlap_mm]
     if not levels:
-        # Just beyond the modelled spine: the nearest body; far beyond (pelvis): None.
-        centre = 0.5 * (lo + hi)
+        levels = [name for name, bottom, top in zones if bottom <= centre <= top][:1]
+    if not levels:
         dist = lambda v: min(abs(centre - v.z_top_mm), abs(centre - v.z_bottom_mm))  # noqa: E731
         near = min(ordered, key=dist)
         return near.level if dist(near) <= 10.0 else None
     if len(levels) == 1:
         return levels[0]
     return format_level_span(levels)
+
+
+def _level_zones(ordered: list[VertebraTruth]) -> list[tuple[str, float, float]]:
+    """``(level, z_bottom, z_top)`` of each body and of each disc space between two
+    adjacent bodies (``ordered`` cranial first)."""
+    zones: list[tuple[str, float, float]] = []
+    for n, v in enumerate(ordered):
+        zones.append((v.level, v.z_bottom_mm, v.z_top_mm))
+        if n + 1 < len(ordered):
+            below = ordered[n + 1]
+            if below.z_top_mm < v.z_bottom_mm:
+                zones.append((f"{v.level}-{below.level}", below.z_top_mm, v.z_bottom_mm))
+    return zones
 
 
 def truth_slice_levels(vertebrae: list[dict[str, Any]], affine_kji: np.ndarray, nk: int) -> list[str | None]:
