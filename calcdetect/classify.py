@@ -7,16 +7,21 @@ Placement, in order:
    region-bearing structure holding most of its voxels wins;
 2. **distance**: otherwise the nearest region-bearing structure within
    ``max_distance_mm`` (default 4 mm: calcified plaque can sit just outside an
-   estimated wall), unless a vertebra (or other bone) is nearer; a round
+   estimated wall), unless a vertebra (or other bone, or a disc) is nearer; a round
    nodule (a calculus) within ``renal_pelvis_mm`` (8 mm) of a collecting
    system is a stone in the renal pelvis;
 3. otherwise **other**, with a look-alike kind where a rule recognises one.
 
 In a vessel zone, a lesion with at least ``bone_contact`` (30 %) of its outer
 shell at calcium density is a fragment of bone cortex (the zone overlaps a
-vertebral body or the pelvis), not plaque (not on contrast scans). A round
+vertebral body or the pelvis), not plaque (not on contrast scans).
+In the ligamentum flavum zone, a cluster against bone by the same shell test
+whose mean HU is less than ``ligament_min_excess_hu`` above the threshold is
+the laminar cortex's halo lifted by noise, not a calcified ligament. A round
 nodule in an iliac zone near the ureter's course (where it crosses the iliac
-artery at the pelvic brim) is a ureteral stone, not plaque.
+artery at the pelvic brim) is a ureteral stone, not plaque. A lesion placed in
+a ureter zone is a ureteral stone only when it is calculus-shaped (round or oval
+across, not a sliver) and does not lie against bone by the same shell test.
 
 Look-alikes are tested before vascular / renal placement, so that they are never
 called atherosclerotic or renal: a lesion mostly in bone is ``bone``; a small
@@ -73,9 +78,12 @@ class ClassifySettings:
     thin_ratio: float = 0.015  # volume / max_diameter^3 below which a lesion is line-like
     metal_hu: float = 3000.0
     phlebolith_max_mm: float = 8.0
-    # The ligamentum flavum spans one interlaminar space (~15-20 mm tall); a
-    # "ligament calcification" much longer than that is posterior-element bone.
-    ligament_max_mm: float = 30.0
+    # The ligamenta flava of one interlaminar space span ~15-20 mm in height and,
+    # calcified on both sides, meet as a V up to ~35 mm across: on the tuning
+    # phantoms such bilateral calcifications measured 30.4-34.6 mm and were
+    # lost as bone at a 30 mm limit, while the posterior-element bone it is
+    # meant for measured 66 mm. Longer than this is bone.
+    ligament_max_mm: float = 40.0
     # A fleck of a few voxels against the laminae cannot be told from the
     # laminar cortex shaved off by the bone opening: on the tuning phantoms such
     # flecks (2-30 mm3, often in left/right mirror pairs) were most of the
@@ -87,6 +95,14 @@ class ClassifySettings:
     # grazing the zone (a few per cent of its voxels, peak > 1000 HU) was
     # reported as ligament.
     ligament_min_zone_fraction: float = 0.3
+    # The partial-volume halo of the laminar cortex, lifted over the threshold
+    # by noise, makes faint clusters against the bone at 3 mm slices: on the
+    # tuning phantoms every false "ligament calcification" of this kind had a
+    # mean HU 23-98 above the calcium threshold and lay against bone by the
+    # shell test (bone_contact / bone_background_hu); every ligament
+    # calcification found had a mean >= 128 HU above it. A cluster against bone
+    # fainter than this margin is not reported as ligament.
+    ligament_min_excess_hu: float = 110.0
     # Renal pattern (see _renal_pattern): foci smaller than this, when at least
     # nephrocalcinosis_min_foci of them are in one kidney, are nephrocalcinosis.
     nephrocalcinosis_max_mm: float = 6.0
@@ -117,6 +133,11 @@ class ClassifySettings:
     # calculus-shaped nodule this close to a collecting system is a stone in it
     # (tuning phantoms: pelvic stones of 8-10 mm centred ~5 mm outside).
     renal_pelvis_mm: float = 8.0
+    # A ureteral calculus is round or oval in its cross-section (phantom stones:
+    # in-plane axis ratio >= 0.7; real ones are no flatter than about 2:1). A
+    # sliver of sacral or pelvic cortex beside the ureter's course is a line
+    # (ratio ~0.15) and lies against the bone: neither is a ureteral stone.
+    ureter_stone_min_roundness: float = 0.5
     # A vessel's plaque lies in its wall: at least this share of a lesion placed
     # in a vessel zone lies in the zone or within wall_reach_mm of it (the
     # zones are estimates, off by up to ~8 mm in the pelvis).
@@ -136,6 +157,10 @@ S1_TOLERANCE_MM = 10.0
 
 _REGION_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.region is not None), dtype=np.int64)
 _BONE_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.is_bone), dtype=np.int64)
+# The column for the distance rule: the discs lie between the endplates, so a
+# dense line in a disc is endplate cortex (or disc calcification), not a plaque
+# of the aorta a few mm in front of it.
+_COLUMN_LABELS = np.union1d(_BONE_LABELS, [structure("intervertebral_disc").label])
 
 
 def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
@@ -377,10 +402,10 @@ def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> 
     at = np.unravel_index(int(np.argmin(d)), d.shape)
     if not np.isfinite(d[at]) or d[at] > max_mm:
         return None
-    bone = np.isin(sub, _BONE_LABELS)
+    bone = np.isin(sub, _COLUMN_LABELS)
     if bone.any():
-        # A speck on the edge of a vertebra belongs to the bone, not to a vessel
-        # a few mm away: only place by distance when no bone is nearer.
+        # A speck on the edge of a vertebra (or in a disc) belongs to the column,
+        # not to a vessel a few mm away: only place by distance when no bone is nearer.
         bone_d = float(np.where(les, ndi.distance_transform_edt(~bone, sampling=sp), np.inf).min())
         if bone_d <= d[at]:
             return None
@@ -483,6 +508,14 @@ def _is_nodule(les: Lesion, s: ClassifySettings) -> bool:
     """Round and thick: a calculus or node, not an arc or flake of vessel wall."""
     a = les.axes_mm
     return a[0] > 0 and a[2] >= s.nodule_min_axis_mm and a[2] / a[0] >= s.nodule_roundness
+
+
+def _calculus_shaped(les: Lesion, s: ClassifySettings) -> bool:
+    """Round or oval across its long axis, not a line or a sliver: the two
+    longest axes within ``ureter_stone_min_roundness`` of each other (a lesion
+    of one slice has no extent along z, so the third axis is not used)."""
+    a = les.axes_mm
+    return a[0] > 0 and a[1] / a[0] >= s.ureter_stone_min_roundness
 
 
 _COLLECTING_LABELS = frozenset(s.label for s in STRUCTURES if s.segment == "collecting_system")
@@ -623,12 +656,28 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
             return _finding(n, les, Region.OTHER, Kind.UNKNOWN, morph, 0.3 * size, level=level)
         if bone_frac > 0.5 and region_counts.get(best.label, 0) < s.ligament_min_zone_fraction * total:
             return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
+        if ctx.dense_hu is not None and les.mean_hu < ctx.dense_hu + s.ligament_min_excess_hu:
+            contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+            if contact >= s.bone_contact or background >= s.bone_background_hu:
+                # Cortex halo and noise against the laminae, not a calcified ligament.
+                return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.4 * size, level=level)
         if _sacral(level):
             # No ligamentum flavum below the L5-S1 interlaminar space (the sacral
             # laminae are fused): dense pieces there are the back of S1.
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5 * size, level=level)
         side = _midline_side(ctx, les, idx)
         return _finding(n, les, Region.LIGAMENTUM_FLAVUM, Kind.LIGAMENT, morph, conf, side, level, None, best.name)
+    if best.region is Region.RENAL and best.segment == "ureter":
+        bone_like = False
+        if ctx.dense_hu is not None:
+            contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+            bone_like = contact >= s.bone_contact or background >= s.bone_background_hu
+        if bone_like or not _calculus_shaped(les, s):
+            # The ureter descends over the sacral ala and along the pelvic wall:
+            # cortex released there by the bone opening is not a stone.
+            kind = Kind.BONE if bone_like else other_kind
+            return _finding(n, les, Region.OTHER, kind, morph, (0.5 if bone_like else other_conf) * size,
+                            level=level)
     if best.region is Region.RENAL:
         seg = best.segment
         if seg == "collecting_system":

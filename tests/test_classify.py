@@ -225,6 +225,9 @@ def test_ligament_calcification_longer_than_an_interlaminar_space_is_bone(scene)
     short = _lesion(vol, mask)
     long = replace(short, max_diameter_mm=60.0)  # as long as two vertebrae
     assert classify([short], am, vol)[0].region == "ligamentum_flavum"
+    # both ligamenta of one level calcified and merged into a V 34 mm across
+    bilateral = replace(short, max_diameter_mm=34.0)
+    assert classify([bilateral], am, vol)[0].region == "ligamentum_flavum"
     (f,) = classify([long], am, vol)
     assert (f.region, f.kind) == ("other", Kind.BONE)
 
@@ -386,3 +389,66 @@ def test_a_dense_piece_in_the_ligament_zone_at_s1_is_sacrum_not_ligament(scene):
     assert (f.region, f.kind) == ("other", Kind.BONE)
     (g,) = classify([les], am, vol)  # the same lesion counted at L4
     assert (g.region, g.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
+
+
+def test_a_sliver_of_cortex_beside_the_ureter_is_not_a_ureteral_stone(scene):
+    """The ureter passes over the sacral ala: a thin line of cortex released
+    there (on its own, or against the bone) is not a calculus; a round stone in
+    the same zone is."""
+    vol0, am0 = scene
+    labels = am0.labels.copy()
+    for k in range(2, 12):
+        labels[k][_disk(SHAPE[1:], 40, 64, 4) & (labels[k] == _lab("body"))] = _lab("ureter_left")
+    am = AnatomyMap(labels=labels, affine=am0.affine, slice_levels=am0.slice_levels)
+    arr = np.zeros(SHAPE, np.float32)
+    stone = _box(7, 9, 38, 42, 62, 66)  # 4 x 4 x 4 mm in the zone
+    sliver = _box(7, 8, 37, 38, 58, 68)  # 1 x 10 mm, one slice
+    against_bone = _box(3, 5, 41, 44, 61, 64)  # round, but in a notch of the cortex
+    arr[2:6, 41:48, 59:67] = 1200.0  # cortex the bone mask kept (outside the lesions)
+    arr[stone | sliver | against_bone] = 1100.0
+    vol = Volume(arr, vol0.spacing, vol0.affine, AcquisitionInfo("CT", kvp=120.0))
+    assert (labels[stone] == _lab("ureter_left")).all()
+    f_stone, f_sliver, f_bone = classify(
+        [_lesion(vol, m, peak=1100.0) for m in (stone, sliver, against_bone)], am, vol)
+    assert (f_stone.region, f_stone.kind, f_stone.side) == ("renal", Kind.URETERAL_STONE, "left")
+    assert f_sliver.region == "other" and f_sliver.kind is not Kind.URETERAL_STONE
+    assert (f_bone.region, f_bone.kind) == ("other", Kind.BONE)
+
+
+def test_a_dense_line_in_a_disc_is_not_placed_in_the_aorta_by_distance(scene):
+    """Endplate cortex in an intervertebral disc 2 mm behind the aortic zone is
+    part of the column: the distance rule must not make it aortic plaque. The
+    same lesion in soft tissue beside the aorta still is."""
+    vol, am0 = scene
+    labels = am0.labels.copy()
+    for k in range(26, 35):
+        labels[k][_disk(SHAPE[1:], 44, 46, 6)] = _lab("intervertebral_disc")
+    am = AnatomyMap(labels=labels, affine=am0.affine, slice_levels=am0.slice_levels)
+    line = _box(30, 31, 39, 40, 44, 49)
+    assert (labels[line] == _lab("intervertebral_disc")).all()
+    (f,) = classify([_lesion(vol, line, peak=1100.0)], am, vol)
+    assert f.region == "other"
+    (g,) = classify([_lesion(vol, line, peak=1100.0)], am0, vol)  # no disc there: soft tissue
+    assert g.region == "aorta"
+
+
+def test_a_faint_cluster_against_the_lamina_is_not_ligament_calcification(scene):
+    """The laminar cortex's partial-volume halo plus noise passes the threshold
+    in clusters against the bone (3 mm slices, high noise): one barely above
+    the threshold is not a calcified ligament; a dense calcification in the
+    same place against the same bone is."""
+    vol0, am = scene
+    arr = np.zeros(SHAPE, np.float32)
+    arr[9:14, 72:75, 32:39] = 1200.0  # lamina behind the lesion
+    arr[9:14, 68:72, 37:39] = 1200.0  # ... and beside it
+    les = _box(10, 13, 70, 72, 34, 37)  # 18 voxels, 36 mm3, in the LF zone
+    arr[les] = 180.0
+    vol = Volume(arr, vol0.spacing, vol0.affine, AcquisitionInfo("CT", kvp=120.0))
+    (faint,) = classify([_lesion(vol, les, peak=180.0)], am, vol)
+    assert faint.region == "other"
+    arr2 = arr.copy()
+    arr2[les] = 500.0
+    vol2 = Volume(arr2, vol0.spacing, vol0.affine, AcquisitionInfo("CT", kvp=120.0))
+    (dense,) = classify([_lesion(vol2, les, peak=500.0)], am, vol2)
+    assert (dense.region, dense.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
+

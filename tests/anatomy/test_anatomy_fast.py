@@ -76,6 +76,26 @@ def test_bifurcation_is_where_the_radius_halves_walking_down():
     assert _bifurcation_cut(np.array([14.0] * 20 + [12.0, 10.0, 9.0, 8.0]), 0, 23) == 0
 
 
+def test_a_dip_in_the_fitted_aortic_radius_is_not_the_bifurcation():
+    # caudal slices first: the common iliac (8 mm) for 12 slices, then the aorta
+    # (14 mm) whose fit dips to 10 mm over 4 slices (10 mm at 2.5 mm a slice)
+    # 15 mm above the bifurcation. The old rule ended the aorta above the dip.
+    sp = (2.5, 2.0, 2.0)
+    radius = np.array([8.4] * 12 + [14.0] * 6 + [10.3] * 4 + [14.0] * 30)
+    centre = np.tile([60.0, 100.0], (len(radius), 1))
+    centre[:12, 1] += np.arange(12, 0, -1)  # the iliac leaves the midline
+    assert _bifurcation_cut(radius, 0, len(radius) - 1, centre=centre, spacing=sp) == 12
+    # a narrowing that does not come back within 30 mm is the end of the aorta
+    radius = np.array([8.4] * 14 + [14.0] * 30)
+    assert _bifurcation_cut(radius, 0, len(radius) - 1, centre=centre[:44], spacing=sp) == 14
+    # the path slid into a common iliac fitted nearly as wide as the aorta:
+    # the "recovery" 10-20 mm off the aortic course is the iliac, not the aorta
+    radius = np.array([12.1] * 12 + [8.4] * 4 + [14.0] * 30)
+    centre = np.tile([60.0, 100.0], (len(radius), 1))
+    centre[:16, 1] += np.linspace(10.0, 3.0, 16)  # 20-6 mm to the left
+    assert _bifurcation_cut(radius, 0, len(radius) - 1, centre=centre, spacing=sp) == 16
+
+
 def test_a_slice_with_a_weak_wall_does_not_hand_the_path_to_a_neighbour():
     """The tube is missed on slice 5; from there on a round neighbour 30 mm away
     scores as well. Carried neighbours keep the path on the tube."""
