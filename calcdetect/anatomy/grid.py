@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calcdetect.types import Volume
+from calcdetect.workers import resolve_workers, thread_map
 
 __all__ = ["WORK_SPACING_MM", "WorkGrid", "work_grid", "work_volume", "block_mean", "block_majority",
            "to_fine_labels", "to_fine_levels"]
@@ -84,7 +85,19 @@ def _block_sum(a: np.ndarray, factors: tuple[int, int, int], dtype: type) -> np.
     return out
 
 
-def block_mean(hu: np.ndarray, grid: WorkGrid) -> np.ndarray:
+def _slabs(n: int, workers: int) -> list[tuple[int, int]]:
+    """``workers`` contiguous ranges of the ``n`` coarse slices (none empty).
+
+    The full-resolution passes (block sums in, nearest neighbour out) are
+    numpy element-wise work that releases the GIL: slabs of whole coarse slices
+    run on threads and give the same numbers as one pass, whatever the count.
+    """
+    parts = max(min(workers, n), 1)
+    edges = np.linspace(0, n, parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def block_mean(hu: np.ndarray, grid: WorkGrid, workers: int | None = None) -> np.ndarray:
     """HU on the work grid (float32): the middle slice of each block of slices,
     averaged over its in-plane block.
 
@@ -97,17 +110,35 @@ def block_mean(hu: np.ndarray, grid: WorkGrid) -> np.ndarray:
     fk, fj, fi = grid.factors
     nk = grid.shape[0]
     mid = hu[fk // 2 : nk * fk : fk]
-    return _block_sum(mid, (1, fj, fi), np.float32) / np.float32(fj * fi)
+    # the dtype one pass would give: float32 sums, or the slices themselves / 1
+    out = np.empty(grid.shape, dtype=np.float32 if fj * fi > 1 else np.result_type(mid.dtype, np.float32))
+
+    def slab(ks: tuple[int, int]) -> None:
+        out[ks[0] : ks[1]] = _block_sum(mid[ks[0] : ks[1]], (1, fj, fi), np.float32) / np.float32(fj * fi)
+
+    w = resolve_workers(workers)
+    thread_map(slab, _slabs(nk, w), w)
+    return out
 
 
-def block_majority(mask: np.ndarray, grid: WorkGrid, fraction: float = 0.5) -> np.ndarray:
+def block_majority(mask: np.ndarray, grid: WorkGrid, fraction: float = 0.5,
+                   workers: int | None = None) -> np.ndarray:
     """A coarse voxel is set when at least ``fraction`` of its block is."""
     if grid.identity:
         return mask.astype(bool, copy=False)
     n = int(np.prod(grid.factors))
-    counts = _block_sum(mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8), grid.factors,
-                        np.uint8 if n < 256 else np.uint16)
-    return counts >= max(int(np.ceil(fraction * n)), 1)
+    fk = grid.factors[0]
+    need = max(int(np.ceil(fraction * n)), 1)
+    as_int = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    out = np.empty(grid.shape, dtype=bool)
+
+    def slab(ks: tuple[int, int]) -> None:
+        counts = _block_sum(as_int[ks[0] * fk : ks[1] * fk], grid.factors, np.uint8 if n < 256 else np.uint16)
+        out[ks[0] : ks[1]] = counts >= need
+
+    w = resolve_workers(workers)
+    thread_map(slab, _slabs(grid.shape[0], w), w)
+    return out
 
 
 def work_volume(volume: Volume, grid: WorkGrid) -> Volume:
@@ -118,7 +149,7 @@ def work_volume(volume: Volume, grid: WorkGrid) -> Volume:
                   volume.info, volume.warnings)
 
 
-def to_fine_labels(coarse: np.ndarray, grid: WorkGrid) -> np.ndarray:
+def to_fine_labels(coarse: np.ndarray, grid: WorkGrid, workers: int | None = None) -> np.ndarray:
     """Nearest-neighbour labels on the fine grid: each coarse voxel fills its block."""
     if grid.identity:
         return coarse
@@ -126,12 +157,17 @@ def to_fine_labels(coarse: np.ndarray, grid: WorkGrid) -> np.ndarray:
     nk, nj, ni = grid.fine_shape
     ck, cj, ci = coarse.shape
     out = np.empty(grid.fine_shape, dtype=coarse.dtype)
+
     # Rows repeated along i once (coarse-sized), then written to each of the
     # fk x fj interleaved sub-grids of the whole-block part ...
-    rows = np.repeat(coarse, fi, axis=2)
-    for a in range(fk):
-        for b in range(fj):
-            out[a : ck * fk : fk, b : cj * fj : fj, : ci * fi] = rows
+    def slab(ks: tuple[int, int]) -> None:
+        rows = np.repeat(coarse[ks[0] : ks[1]], fi, axis=2)
+        for a in range(fk):
+            for b in range(fj):
+                out[ks[0] * fk + a : ks[1] * fk : fk, b : cj * fj : fj, : ci * fi] = rows
+
+    w = resolve_workers(workers)
+    thread_map(slab, _slabs(ck, w), w)
     # ... and the partial blocks at the far edges repeat the last coarse row.
     if ck * fk < nk:
         out[ck * fk :] = out[ck * fk - 1]

@@ -29,6 +29,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
+from calcdetect.workers import resolve_workers, thread_map
+
 __all__ = ["KidneySettings", "Kidney", "find_kidneys", "subdivide_kidney", "ureter_zone"]
 
 
@@ -221,7 +223,7 @@ def _grow_ball(mask: np.ndarray, r: float, spacing: tuple[float, float, float]) 
 
 def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
                  spine_mask: np.ndarray, *, contrast: bool = False, k_range: tuple[int, int] | None = None,
-                 settings: KidneySettings | None = None) -> dict[str, Kidney]:
+                 settings: KidneySettings | None = None, workers: int | None = None) -> dict[str, Kidney]:
     """Segment both kidneys by rules (see module docstring).
 
     Parameters
@@ -238,6 +240,8 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         Widen the HU range for enhanced parenchyma.
     k_range : (int, int), optional
         Slices ``k0..k1`` (inclusive) to search, e.g. T11-L4 when levels are known.
+    workers : int, optional
+        Threads (default: every available CPU); the result does not depend on it.
 
     Returns
     -------
@@ -248,17 +252,17 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     sk, sj, si = spacing
     nk, nj, ni = hu.shape
     lo, hi = s.soft_hu_contrast if contrast else s.soft_hu
-    out: dict[str, Kidney] = {}
     ks = np.arange(nk) if k_range is None else np.arange(max(k_range[0], 0), min(k_range[1] + 1, nk))
     ks = ks[np.isfinite(body_centre[ks, 0])] if ks.size else ks
-    for side, sign in (("left", 1.0), ("right", -1.0)):
+
+    def one_side(side: str, sign: float) -> Kidney | None:
         # Work in the window's bounding box (3-D filters on the full CT are slow).
         box = _window_box(body_centre, ks, sign, s, (nk, nj, ni), spacing)
         if box is None:
-            continue
+            return None
         window = _window(body_centre, box, sign, s, spacing)
         if not window.any():
-            continue
+            return None
         # Smoothed over ~2 mm in 3-D: at 30-40 HU noise single voxels of
         # parenchyma (~25-40 HU) fall out of the soft-tissue range and the
         # erosion below then breaks the kidney into pieces.
@@ -268,7 +272,7 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         soft = (sub_hu >= lo) & (sub_hu <= hi) & win & ~ndi.binary_dilation(
             spine_mask[box], structure=np.ones((1, 7, 7), bool))
         if not soft.any():
-            continue
+            return None
         # The window's faces, the cranial and caudal ones included: a component
         # cut by them continues outside (liver, spleen, psoas, bowel).
         edge = win & ~ndi.binary_erosion(win, structure=np.ones((3, 3, 3), bool), border_value=0)
@@ -289,7 +293,7 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
             if best:
                 break
         if best == 0:
-            continue
+            return None
         sub = _grow_ball(lab == best, best_r, spacing) & soft
         lab2 = cc3d.connected_components(sub, connectivity=6)
         if lab2.max() > 1:
@@ -299,9 +303,14 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         kid = np.zeros(hu.shape, dtype=bool)
         kid[box] = sub
         if kid.sum() * sk * sj * si / 1000.0 < s.min_volume_ml:
-            continue
-        out[side] = subdivide_kidney(kid, spacing, side, s.cortex_mm, hu)
-    return out
+            return None
+        return subdivide_kidney(kid, spacing, side, s.cortex_mm, hu)
+
+    # The two sides share nothing: each runs on its own thread (the filters and
+    # distance transforms release the GIL; the connected components do not).
+    sides = (("left", 1.0), ("right", -1.0))
+    found = thread_map(lambda side: one_side(*side), sides, resolve_workers(workers))
+    return {side: kid for (side, _), kid in zip(sides, found) if kid is not None}
 
 
 def ureter_zone(collecting_system: np.ndarray, side: str, body_centre: np.ndarray, body_front: np.ndarray,

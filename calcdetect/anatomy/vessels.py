@@ -49,6 +49,7 @@ blood-pool HU, continuous along z) so that it can be removed from the bone.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,7 @@ from skimage.feature import canny
 from skimage.transform import hough_circle
 
 from calcdetect.candidates._voxel import fill_holes_per_slice
+from calcdetect.workers import resolve_workers, thread_map
 
 __all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels", "EnhancedLumenSettings", "enhanced_lumen",
            "LumenChains", "find_lumen_chains", "enhanced_aorta", "enhanced_aorta_mask"]
@@ -200,14 +202,15 @@ def _viterbi(cands: list[list[tuple[float, float, float, float]]], spacing: tupl
             continue
         prev = cands[k - 1]
         trans = np.zeros((len(prev) + 1, len(c) + 1))
-        for a, pa in enumerate(prev, start=1):
-            for b, cb in enumerate(c, start=1):
-                d = np.hypot((pa[1] - cb[1]) * sj, (pa[2] - cb[2]) * si)
-                # radius changes within 2 mm are the quantisation of the radius
-                # steps (one step is a pixel), not a change of vessel
-                dr = max(abs(pa[3] - cb[3]) * si - 2.0, 0.0)
-                trans[a, b] = -s.jump_cost_per_mm * (max(d - 0.5 * sk - 2.0, 0.0) + dr)
-            trans[a, 0] = -0.1  # ending a tube costs a little
+        if prev and c:
+            # every (previous, current) pair at once; same arithmetic, same order
+            pa, cb = np.array(prev)[:, None, :], np.array(c)[None, :, :]
+            d = np.hypot((pa[..., 1] - cb[..., 1]) * sj, (pa[..., 2] - cb[..., 2]) * si)
+            # radius changes within 2 mm are the quantisation of the radius
+            # steps (one step is a pixel), not a change of vessel
+            dr = np.maximum(np.abs(pa[..., 3] - cb[..., 3]) * si - 2.0, 0.0)
+            trans[1:, 1:] = -s.jump_cost_per_mm * (np.maximum(d - 0.5 * sk - 2.0, 0.0) + dr)
+        trans[1:, 0] = -0.1  # ending a tube costs a little
         # (re)starting one costs more: the absent state forgets the position,
         # so cheap restarts would let the path teleport to a neighbour tube
         trans[0, 1:] = -0.1 if k == 1 or not any(len(x) for x in cands[: k - 1]) else -0.6
@@ -247,7 +250,7 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
            start: tuple[float, float] | None = None, forbid: np.ndarray | None = None,
            prefer_mm: tuple[float, float] | None = None, use_near: bool = True,
            midline_i: np.ndarray | None = None, blood_hu: tuple[float, float] | None = None,
-           expected: np.ndarray | None = None, expected_sd_mm: float = 15.0) -> Tube:
+           expected: np.ndarray | None = None, expected_sd_mm: float = 15.0, workers: int = 1) -> Tube:
     """Candidates per slice, then one path (see :func:`_viterbi`).
 
     ``expected`` (``(len(windows), 2)`` ``(j, i)``, NaN where unknown) is where
@@ -256,11 +259,12 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
     """
     sk, sj, si = spacing
     radii_px = np.arange(max(radius_mm[0] / si, 2.0), radius_mm[1] / si + 0.5, 1.0)
-    cands: list[list[tuple[float, float, float, float]]] = []
-    for k, w in enumerate(windows):
+    blood = blood_hu or s.blood_hu
+
+    def slice_candidates(k: int) -> list[tuple[float, float, float, float]]:
+        w = windows[k]
         if w is None:
-            cands.append([])
-            continue
+            return []
         img = np.clip(ndi.gaussian_filter(hu[k][w].astype(np.float32), 0.7), -200.0, 300.0)
         allowed = ~ndi.binary_dilation(bone[k][w], iterations=2)
         near = None
@@ -268,7 +272,7 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
             allowed &= ~forbid[k][w]
             near = forbid[k][w] if use_near else None
         mid = None if midline_i is None else float(midline_i[k]) - w[1].start
-        c = _circle_candidates(img, allowed, radii_px, s.n_candidates, hu[k][w], bone[k][w], blood_hu or s.blood_hu,
+        c = _circle_candidates(img, allowed, radii_px, s.n_candidates, hu[k][w], bone[k][w], blood,
                                near, si, prefer_mm or radius_mm, mid)
         c = [(a, j + w[0].start, i + w[1].start, r) for a, j, i, r in c]
         if expected is not None and np.isfinite(expected[k]).all():
@@ -276,7 +280,12 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
             c = [(a * max(float(np.exp(-0.5 * (((j - ej) * sj) ** 2 + ((i - ei) * si) ** 2) / expected_sd_mm**2)),
                           0.2), j, i, r) for a, j, i, r in c]
             c.sort(reverse=True)
-        cands.append(c)
+        return c
+
+    # Slices are independent until the path search, so they run on threads;
+    # the filters and the Hough transform release the GIL for part of each
+    # slice (small windows: much of it is Python, so the gain is partial).
+    cands = thread_map(slice_candidates, range(len(windows)), workers)
     return _viterbi(_with_neighbours(cands, spacing), spacing, s, start)
 
 
@@ -322,7 +331,8 @@ def _paint(tube: Tube, shape: tuple[int, int, int], spacing: tuple[float, float,
 
 def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
                  body_front: np.ndarray, bone: np.ndarray, *, spine_mask: np.ndarray | None = None,
-                 settings: VesselSettings | None = None, sacrum_top_k: int | None = None) -> Vessels:
+                 settings: VesselSettings | None = None, sacrum_top_k: int | None = None,
+                 workers: int | None = None) -> Vessels:
     """Find the aorta and iliac arteries.
 
     Parameters
@@ -340,8 +350,12 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     spine_mask : ndarray of bool, optional
         The vertebral column (bodies filled): no centre may lie in it, and the
         aorta is expected against it.
+    workers : int, optional
+        Threads for the per-slice circle search (default: every available CPU,
+        :func:`calcdetect.workers.resolve_workers`); the result does not depend on it.
     """
     s = settings or VesselSettings()
+    workers = resolve_workers(workers)
     sk, sj, si = spacing
     nk = hu.shape[0]
     # Aorta: 60 mm in front of the body to 10 mm behind its centre (the thoracic
@@ -351,8 +365,18 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         jc, ic = body_centre[k]
         windows.append(_slice_window(hu[k], bone[k], (body_front[k] - 60.0 / sj, jc + 10.0 / sj),
                                      (ic - 40.0 / si, ic + 60.0 / si)))
-    aorta_tube = _track(hu, bone, windows, s.aorta_radius_mm, spacing, s, forbid=spine_mask,
-                        prefer_mm=(8.0, 15.0), midline_i=body_centre[:, 1])
+    division_k = None
+    if sacrum_top_k is not None:
+        division_k = int(round(sacrum_top_k - s.division_below_sacrum_mm / sk))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The femoral heads need only the bone: their 3-D distance transform
+        # (GIL released) runs beside the aorta's per-slice search, and is
+        # dropped if no bifurcation is found.
+        heads_later = (pool.submit(find_femoral_heads, bone, spacing, body_centre, spine_mask, division_k, s)
+                       if division_k is not None and workers > 1 else None)
+        aorta_tube = _track(hu, bone, windows, s.aorta_radius_mm, spacing, s, forbid=spine_mask,
+                            prefer_mm=(8.0, 15.0), midline_i=body_centre[:, 1], workers=workers)
+        heads_early = heads_later.result() if heads_later is not None else None
     notes: list[str] = []
     present = np.flatnonzero(aorta_tube.present)
     shape = hu.shape
@@ -380,14 +404,11 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     iliac = empty
     if k0 > 0:
         bif = k0
-        division_k = None
-        if sacrum_top_k is not None:
-            division_k = int(round(sacrum_top_k - s.division_below_sacrum_mm / sk))
-        heads = None
-        if division_k is not None:
+        heads = heads_early
+        if division_k is not None and heads is None:
             heads = find_femoral_heads(bone, spacing, body_centre, spine_mask, division_k, s)
         iliac = _iliacs(hu, bone, aorta_tube, bif, body_centre, spacing, s, aorta, spine_mask, division_k,
-                        body_front, heads)
+                        body_front, heads, workers=workers)
         if not any(m.any() for m in iliac.values()):
             bif = None
     return Vessels(aorta, iliac, aorta_tube, bif, tuple(notes))
@@ -561,7 +582,7 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             spacing: tuple[float, float, float], s: VesselSettings, aorta_mask: np.ndarray,
             spine_mask: np.ndarray | None, division_k: int | None = None,
             body_front: np.ndarray | None = None,
-            heads: dict[str, FemoralHead] | None = None) -> dict[str, np.ndarray]:
+            heads: dict[str, FemoralHead] | None = None, workers: int = 1) -> dict[str, np.ndarray]:
     """Track both iliac arteries caudally from the bifurcation and split them.
 
     When the division level is known, each common iliac is expected on the
@@ -623,7 +644,7 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
                 expected[below] = np.column_stack([end[0] + g * (tj - end[0]), end[1] + g * (ti - end[1])])
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,
                      spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(3.5, 8.0),
-                     blood_hu=iliac_hu, expected=expected)
+                     blood_hu=iliac_hu, expected=expected, workers=workers)
         centre = np.full((nk, 2), np.nan)
         radius = np.full(nk, np.nan)
         for n, k in enumerate(order):
