@@ -110,7 +110,9 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         bone_mask = segment_bone(volume.array, volume.spacing, device, workers=workers)
         early = (background.submit(_candidates_without_anatomy, volume, settings, bone_mask, noise)
                  if overlap and not volume.info.contrast_agent else None)
-        anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir)
+        # The background pass keeps one CPU busy: the anatomy gets the others.
+        anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir,
+                                workers=max(1, workers - 1) if early is not None else workers)
         if settings.model_path is not None:
             anatomy = _with_cnn_anatomy(anatomy, volume, settings)
         candidates = find_candidates(

@@ -112,7 +112,8 @@ def _union(masks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
 
 def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | None = None,
                   external_dir: Path | None = None,
-                  work_spacing_mm: tuple[float, float, float] = WORK_SPACING_MM) -> AnatomyMap:
+                  work_spacing_mm: tuple[float, float, float] = WORK_SPACING_MM,
+                  workers: int | None = None) -> AnatomyMap:
     """Anatomy of a CT volume, labelled on the volume's own grid.
 
     The rules run on a coarser work grid (``work_spacing_mm``, block-averaged HU,
@@ -131,6 +132,10 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
         ``HU >= 200``.
     external_dir : Path, optional
         TotalSegmentator output folder; its structures replace the rule ones.
+    workers : int, optional
+        CPU threads for the grid passes, the vessel search and the kidneys
+        (``calcdetect.workers``; None: every CPU this process may use). The
+        labels do not depend on it.
 
     Returns
     -------
@@ -141,16 +146,16 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
     if bone_mask is not None and bone_mask.shape != volume.shape:
         raise ValueError(f"bone_mask shape {bone_mask.shape} does not match the volume {volume.shape}")
     grid = work_grid(volume.shape, volume.spacing, work_spacing_mm)
-    coarse = work_volume(volume, grid)
-    bone = block_majority(bone_mask, grid) if bone_mask is not None else None
+    coarse = work_volume(volume, grid, workers)
+    bone = block_majority(bone_mask, grid, workers=workers) if bone_mask is not None else None
     # Air around the patient holds no anatomy: the rules run in the body's box.
     body = body_masks(coarse.array)
     box = _body_box(body)
-    am = _rule_anatomy(_crop(coarse, box), None if bone is None else bone[box], external_dir, body[box])
+    am = _rule_anatomy(_crop(coarse, box), None if bone is None else bone[box], external_dir, body[box], workers)
     labels = np.zeros(coarse.shape, dtype=am.labels.dtype)
     labels[box] = am.labels
     if not grid.identity:
-        labels = to_fine_labels(labels, grid)
+        labels = to_fine_labels(labels, grid, workers)
     return AnatomyMap(labels=labels, affine=volume.affine.copy(),
                       slice_levels=to_fine_levels(am.slice_levels, grid), source=am.source, notes=am.notes)
 
@@ -174,7 +179,7 @@ def _crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
 
 
 def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Path | None,
-                  body: np.ndarray) -> AnatomyMap:
+                  body: np.ndarray, workers: int | None = None) -> AnatomyMap:
     """The rules (and external masks) on ``volume``'s grid -- the work grid, body box."""
     hu = volume.array
     spacing = tuple(float(v) for v in volume.spacing)
@@ -205,14 +210,15 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
     if np.isfinite(body_centre).all():
         sacrum_top = max((g.k1 for g in spine.segments if g.sacrum), default=None)
         vessels = find_vessels(hu, spacing, body_centre, front, bone,
-                               spine_mask=spine.column | spine.bodies, sacrum_top_k=sacrum_top)
+                               spine_mask=spine.column | spine.bodies, sacrum_top_k=sacrum_top,
+                               workers=workers)
         notes.extend(vessels.notes)
         if lumen.any():
             vessels = _with_enhanced_aorta(vessels, lumen_chains, spacing, body_centre)
         vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
         contrast = _contrast_suspected(volume, hu, vessels)
         kidneys = find_kidneys(hu, spacing, body_centre, spine.column | spine.bodies, contrast=contrast,
-                               k_range=_level_range(spine.slice_levels, "T11", "L4"))
+                               k_range=_level_range(spine.slice_levels, "T11", "L4"), workers=workers)
         if vessels.aorta.any():
             source["aorta"] = "rules"
         if any(m.any() for m in vessels.iliac.values()):

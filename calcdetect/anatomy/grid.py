@@ -141,11 +141,11 @@ def block_majority(mask: np.ndarray, grid: WorkGrid, fraction: float = 0.5,
     return out
 
 
-def work_volume(volume: Volume, grid: WorkGrid) -> Volume:
+def work_volume(volume: Volume, grid: WorkGrid, workers: int | None = None) -> Volume:
     """The CT on the work grid (same acquisition facts)."""
     if grid.identity:
         return volume
-    return Volume(block_mean(volume.array, grid), grid.spacing(volume.spacing), grid.affine(volume.affine),
+    return Volume(block_mean(volume.array, grid, workers), grid.spacing(volume.spacing), grid.affine(volume.affine),
                   volume.info, volume.warnings)
 
 
