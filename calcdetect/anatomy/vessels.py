@@ -77,9 +77,9 @@ class VesselSettings:
     internal_iliac_mm: float = 50.0
     # The external iliac becomes the femoral artery in front of the femoral head:
     # at the head's centre it lies about this far medial (x head radius) and in
-    # front of the head's surface.
+    # front of the head's surface (acetabular rim, capsule and iliopsoas between).
     eia_target_medial_r: float = 0.5
-    eia_target_anterior_mm: float = 15.0
+    eia_target_anterior_mm: float = 21.0
     eia_fill_radius_mm: float = 4.0  # external iliac lumen where its course is filled in
     eia_below_head_mm: float = 40.0  # how far below the head's centre the course is filled
     femoral_head_radius_mm: tuple[float, float] = (15.0, 32.0)
