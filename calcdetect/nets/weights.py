@@ -260,6 +260,13 @@ def write_model_card(
         f"- classes: {', '.join(spec.classes)}",
         "",
     ]
+    return write_card_sections(weights, lines, sections, licence)
+
+
+def write_card_sections(weights: Path, head: list[str], sections: Mapping[str, str], licence: str) -> Path:
+    """Write ``weights``' model card: ``head`` lines, one ``## heading`` per section, the
+    licence, and the file's name, size and SHA-256 (which :func:`load_model` checks)."""
+    lines = list(head)
     for heading, text in sections.items():
         lines += [f"## {heading}", "", text.strip(), ""]
     lines += [

@@ -182,9 +182,8 @@ def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -
     (training data, recipe, metrics, limits ...), licence, and the file's size and
     ``sha256:`` line, so a card always describes the bytes next to it.
     """
-    from calcdetect.export.atomic import atomic_write_text
     from calcdetect.nets.builders import count_parameters
-    from calcdetect.nets.weights import card_path, file_sha256
+    from calcdetect.nets.weights import write_card_sections
 
     weights = Path(weights)
     model = load_calcium_model(weights)
@@ -204,14 +203,5 @@ def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -
         "obliquely (rib edges)",
         "",
     ]
-    for heading, text in sections.items():
-        lines += [f"## {heading}", "", text.strip(), ""]
-    lines += [
-        "## Licence", "", "As calcdetect; trained only on synthetic phantoms (no patient data).", "",
-        "## File", "",
-        f"- file: {weights.name}",
-        f"- bytes: {weights.stat().st_size}",
-        f"- sha256: {file_sha256(weights)}",
-        "",
-    ]
-    return atomic_write_text(card_path(weights), "\n".join(lines))
+    return write_card_sections(weights, lines, sections,
+                               "As calcdetect; trained only on synthetic phantoms (no patient data).")
