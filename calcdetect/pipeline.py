@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from calcdetect import __version__, io
-from calcdetect.anatomy import build_anatomy, regions_in_fov
+from calcdetect.anatomy import build_anatomy, regions_in_fov, regions_not_found
 from calcdetect.bone import segment_bone
 from calcdetect.candidates import CandidateSettings, Candidates, find_candidates
 from calcdetect.candidates.noise import estimate_noise_hu
@@ -131,7 +131,8 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         )
     findings = tuple(classify(candidates.lesions, anatomy, volume, threshold_hu=candidates.threshold_hu,
                               blood_pool_hu=candidates.blood_pool_hu))
-    report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes + candidates.warnings)
+    report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes + candidates.warnings,
+                          not_found=regions_not_found(anatomy))
     warnings = tuple(volume.warnings) + tuple(candidates.warnings)
     return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)
 

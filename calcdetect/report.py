@@ -16,7 +16,7 @@ Deliberate omissions (documented so nobody "fixes" them silently):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from calcdetect.anatomy.regions import REGIONS, Region, format_level_span, level_index
 from calcdetect.types import Finding, Kind, Morphology, Report
@@ -231,6 +231,7 @@ def draft_report(
     regions_in_fov: Mapping[Region, bool],
     *,
     notes: Sequence[str] = (),
+    not_found: Collection[Region] = (),
 ) -> Report:
     """Draft the Findings and Impression sections.
 
@@ -245,6 +246,10 @@ def draft_report(
     notes
         Caveats for the reader (transitional anatomy, levels not counted,
         contrast); they go to ``Report.notes``, not into the Findings wording.
+    not_found
+        Regions in view whose structures the anatomy stage did not find
+        (:func:`calcdetect.anatomy.build.regions_not_found`): with no finding they
+        get the "not identified; not assessed" sentence, never the negative one.
 
     Examples
     --------
@@ -259,7 +264,8 @@ def draft_report(
 
     lines: list[str] = []
     aortoiliac_clear = all(
-        regions_in_fov.get(r, False) and not by_region.get(r) for r in (Region.AORTA, Region.ILIAC)
+        regions_in_fov.get(r, False) and not by_region.get(r) and r not in not_found
+        for r in (Region.AORTA, Region.ILIAC)
     )
     for region in _REPORTED:
         if region not in regions_in_fov:
@@ -269,6 +275,8 @@ def draft_report(
         elif region in (Region.AORTA, Region.ILIAC) and aortoiliac_clear:
             if region == Region.AORTA:  # one sentence for both vessels
                 lines.append("No aortoiliac calcification.")
+        elif regions_in_fov[region] and region in not_found and REGIONS[region].not_found:
+            lines.append(REGIONS[region].not_found)
         elif regions_in_fov[region]:
             lines.append(REGIONS[region].negative)
         else:
@@ -276,7 +284,7 @@ def draft_report(
 
     impression = _impression(by_region)
     if not impression:
-        covered = [r for r in _REPORTED if regions_in_fov.get(r)]
+        covered = [r for r in _REPORTED if regions_in_fov.get(r) and r not in not_found]
         impression = (
             ["No vascular, renal or ligamentous calcification detected in the field of view."]
             if covered

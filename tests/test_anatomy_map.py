@@ -32,3 +32,18 @@ def test_mask_of_is_the_union_of_the_labels_and_none_when_absent() -> None:
     np.testing.assert_array_equal(amap.mask_of([7, 5]), amap.labels == 7)
     assert amap.mask_of([5, 6]) is None
     assert set(amap.structure_boxes) == {3, 7, 40}
+
+
+def test_regions_in_view_by_level_but_not_segmented_are_not_found():
+    from calcdetect.anatomy.build import regions_in_fov, regions_not_found
+    from calcdetect.anatomy.regions import Region, structure
+    from calcdetect.types import AnatomyMap
+
+    labels = np.zeros((6, 8, 8), dtype=np.uint8)
+    labels[:, 2:4, 2:4] = structure("aorta").label
+    amap = AnatomyMap(labels=labels, affine=np.eye(4), slice_levels=["T12", "L1", "L1", "L2", "L3", "L4"])
+    assert regions_in_fov(amap)[Region.RENAL] is True  # the kidneys' levels are in view ...
+    assert regions_not_found(amap) == {Region.RENAL}  # ... but no kidney was labelled
+    labels[0, 6, 6] = structure("kidney_left").label
+    amap = AnatomyMap(labels=labels, affine=np.eye(4), slice_levels=["T12", "L1", "L1", "L2", "L3", "L4"])
+    assert regions_not_found(amap) == frozenset()

@@ -57,6 +57,23 @@ def test_region_outside_field_of_view_is_said_so():
     assert "No calcification of the abdominal aorta." in report.findings
 
 
+def test_region_in_view_but_not_found_is_not_called_clear():
+    report = draft_report([], ALL_IN_FOV, not_found={Region.RENAL, Region.ILIAC})
+    assert "The kidneys were not identified; renal calcification was not assessed." in report.findings
+    assert "No renal calculi" not in report.findings
+    # Half of "aortoiliac" was never looked at: no combined negative sentence.
+    assert "No aortoiliac calcification." not in report.findings
+    assert "No calcification of the abdominal aorta." in report.findings
+    assert "The iliac arteries were not identified" in report.findings
+
+
+def test_findings_in_a_region_not_found_are_still_reported():
+    findings = [finding(Region.ILIAC, side="right", segment="common")]
+    report = draft_report(findings, ALL_IN_FOV, not_found={Region.ILIAC})
+    assert "not identified" not in report.findings
+    assert "iliac" in report.findings
+
+
 def test_iliac_plaque_wording():
     report = draft_report([finding(Region.ILIAC, side="right", segment="common")], ALL_IN_FOV)
     assert "Calcified plaque in the right common iliac artery" in report.findings

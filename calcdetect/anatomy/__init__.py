@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_anatomy", "regions_in_fov", "load_totalsegmentator"]
+__all__ = ["build_anatomy", "regions_in_fov", "regions_not_found", "load_totalsegmentator"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("build_anatomy", "regions_in_fov"):
+    if name in ("build_anatomy", "regions_in_fov", "regions_not_found"):
         from calcdetect.anatomy import build
 
         return getattr(build, name)

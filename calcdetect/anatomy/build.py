@@ -437,6 +437,22 @@ _FOV_LEVELS: dict[Region, tuple[str, str]] = {
 }
 
 
+def regions_not_found(anatomy: AnatomyMap) -> frozenset[Region]:
+    """Regions whose usual vertebral range is in view but none of whose structures was labelled.
+
+    The report must not call such a region clear of calcium: it was never looked at.
+    """
+    present = set(anatomy.structure_boxes)
+    found = {s.region for s in STRUCTURES if s.region is not None and s.label in present}
+    idx = {level_index(lv) for lv in anatomy.slice_levels if lv}
+    out = set()
+    for region, (hi, lo) in _FOV_LEVELS.items():
+        a, b = VERTEBRA_LEVELS.index(hi), VERTEBRA_LEVELS.index(lo)
+        if region not in found and any(a <= i <= b for i in idx):
+            out.add(region)
+    return frozenset(out)
+
+
 def regions_in_fov(anatomy: AnatomyMap) -> dict[Region, bool]:
     """Which report regions the scan covers.
 

@@ -51,6 +51,9 @@ class RegionInfo:
     report_name: str
     negative: str
     not_in_fov: str
+    # When the levels say the region is in view but the anatomy stage did not
+    # find it: a negative sentence would claim what was never looked at.
+    not_found: str = ""
 
 
 REGIONS: dict[Region, RegionInfo] = {
@@ -58,11 +61,13 @@ REGIONS: dict[Region, RegionInfo] = {
         Region.AORTA, "15825003", "Aorta", "abdominal aorta",
         "No calcification of the abdominal aorta.",
         "The abdominal aorta is not included in the field of view.",
+        "The abdominal aorta was not identified; aortic calcification was not assessed.",
     ),
     Region.ILIAC: RegionInfo(
         Region.ILIAC, None, "Iliac artery", "iliac arteries",
         "No calcification of the iliac arteries.",
         "The iliac arteries are not included in the field of view.",
+        "The iliac arteries were not identified; iliac calcification was not assessed.",
     ),
     Region.LIGAMENTUM_FLAVUM: RegionInfo(
         Region.LIGAMENTUM_FLAVUM, None, "Ligamentum flavum", "ligamentum flavum",
@@ -73,6 +78,7 @@ REGIONS: dict[Region, RegionInfo] = {
         Region.RENAL, "64033007", "Kidney", "kidneys",
         "No renal calculi or nephrocalcinosis.",
         "The kidneys are not included in the field of view.",
+        "The kidneys were not identified; renal calcification was not assessed.",
     ),
     Region.OTHER: RegionInfo(
         Region.OTHER, None, "Other", "other", "", "",
