@@ -16,6 +16,7 @@ import yaml
 from calcdetect.candidates import CandidateSettings
 from calcdetect.device import Device, resolve_device
 from calcdetect.errors import ConfigError
+from calcdetect.workers import resolve_workers
 
 __all__ = ["RunSettings", "load_run_settings", "DEFAULT_RUN_CONFIG"]
 
@@ -36,11 +37,13 @@ class RunSettings:
     pixel_spacing_mm: float | None = None  # for PNG / JPEG / TIFF radiographs only
     # Threads for the CPU voxel core; None: every CPU this process may use
     # (calcdetect.workers). Results never depend on it.
+    # Threads for the CPU voxel core; None: every CPU this process may use
+    # (calcdetect.workers). Results never depend on it.
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be >= 1 or None (all available CPUs), got {self.workers}")
+        if self.workers is not None:
+            resolve_workers(self.workers)  # the one place the count is checked
 
 
 def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:

@@ -89,21 +89,11 @@ def mass_calibration_mg_per_hu_ml(kvp: float | None) -> float:
     >>> round(mass_calibration_mg_per_hu_ml(80), 3)
     1.0
     """
+    # The physics module is light (the phantoms package loads its generator lazily).
+    from calcdetect.phantoms.physics import hu_per_mg_ha
+
     k = 120.0 if kvp is None else float(np.clip(float(kvp), *_PHYSICS_KVP_RANGE))
-    return 1.0 / _hu_per_mg_ha(k)
-
-
-# The anchors of calcdetect.phantoms.physics.hu_per_mg_ha (HU per mg HA/cm3 at
-# 80 and 140 kVp, linear in kVp), mirrored here because importing anything from
-# the phantoms package loads the whole phantom generator (0.4 s of CPU per run);
-# tests/test_threshold_calibration.py keeps the two equal.
-_HU_PER_MG_HA_80 = 1.00
-_HU_PER_MG_HA_140 = 0.65
-
-
-def _hu_per_mg_ha(kvp: float) -> float:
-    t = (float(kvp) - 80.0) / 60.0
-    return _HU_PER_MG_HA_80 + t * (_HU_PER_MG_HA_140 - _HU_PER_MG_HA_80)
+    return 1.0 / hu_per_mg_ha(k)
 
 
 def agatston_weight(peak_hu: np.ndarray | float) -> np.ndarray:

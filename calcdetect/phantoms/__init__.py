@@ -5,35 +5,29 @@ Public API::
 
     from calcdetect.phantoms import CTPhantomSettings, generate_ct_phantom, write_ct_phantom
     from calcdetect.phantoms import generate_qrm_phantom, write_qrm_phantom, make_sample_study
+
+The names are imported lazily: the detector imports the light
+``calcdetect.phantoms.physics`` (its default mass calibration) without loading
+the phantom generator.
 """
 
 from __future__ import annotations
 
-from calcdetect.phantoms.ct import (
-    CTPhantom,
-    CTPhantomSettings,
-    cli_phantom_ct,
-    generate_ct_phantom,
-    make_sample_study,
-    random_settings,
-    write_ct_phantom,
-)
-from calcdetect.phantoms.qrm import QRMPhantom, cli_phantom_qrm, generate_qrm_phantom, write_qrm_phantom
-from calcdetect.phantoms.truth import TRUTH_SCHEMA, TruthLesion, nifti_affine_from_kji
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CTPhantom",
-    "CTPhantomSettings",
-    "generate_ct_phantom",
-    "write_ct_phantom",
-    "random_settings",
-    "make_sample_study",
-    "cli_phantom_ct",
-    "QRMPhantom",
-    "generate_qrm_phantom",
-    "write_qrm_phantom",
-    "cli_phantom_qrm",
-    "TRUTH_SCHEMA",
-    "TruthLesion",
-    "nifti_affine_from_kji",
-]
+
+_HOMES = {
+    **dict.fromkeys(("CTPhantom", "CTPhantomSettings", "generate_ct_phantom", "write_ct_phantom",
+                     "random_settings", "make_sample_study", "cli_phantom_ct"), "calcdetect.phantoms.ct"),
+    **dict.fromkeys(("QRMPhantom", "generate_qrm_phantom", "write_qrm_phantom", "cli_phantom_qrm"),
+                    "calcdetect.phantoms.qrm"),
+    **dict.fromkeys(("TRUTH_SCHEMA", "TruthLesion", "nifti_affine_from_kji"), "calcdetect.phantoms.truth"),
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'calcdetect.phantoms' has no attribute {name!r}")
