@@ -150,9 +150,12 @@ def batches(samples, rng: np.random.Generator, size: int):
     return np.stack(xs), np.stack(ys)
 
 
-def restamp(src: Path, out: Path, threshold: float | None, min_length_mm: float | None) -> Path:
-    """Copy a calcium model with a new operating point (threshold, shortest deposit) in
-    its metadata; the tensors are unchanged. The operating point is chosen on AAC-24
+def restamp(src: Path, out: Path, threshold: float | None, min_length_mm: float | None,
+            noise_slope: float | None = None, noise_ref: float | None = None,
+            extra: dict[str, str] | None = None) -> Path:
+    """Copy a calcium model with a new operating point (threshold, shortest deposit, the
+    noise-aware threshold's slope and reference noise, see ``CalciumModel.threshold_at``)
+    in its metadata; the tensors are unchanged. The operating point is chosen on AAC-24
     error over development seeds (``scripts/eval_radiograph.py --threshold/--min-length-mm``)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
@@ -163,6 +166,12 @@ def restamp(src: Path, out: Path, threshold: float | None, min_length_mm: float 
         meta["threshold"] = repr(float(threshold))
     if min_length_mm is not None:
         meta["min_length_mm"] = repr(float(min_length_mm))
+    if (noise_slope is None) != (noise_ref is None):
+        raise SystemExit("give --noise-slope and --noise-ref together (the slope applies around the reference)")
+    if noise_slope is not None:
+        meta["noise_slope"] = repr(float(noise_slope))
+        meta["noise_ref"] = repr(float(noise_ref))
+    meta.update(extra or {})
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(load_file(str(src)), str(out), metadata=meta)
     return out
@@ -188,9 +197,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not train: copy this model to --out with --threshold / --min-length-mm in its metadata")
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--min-length-mm", type=float, default=None)
+    ap.add_argument("--noise-slope", type=float, default=None,
+                    help="with --restamp: logit-threshold change per e-fold of the zone noise SD (negative: "
+                         "stricter on quieter images)")
+    ap.add_argument("--noise-ref", type=float, default=None,
+                    help="with --restamp: the zone noise SD (strip units) at which --threshold applies")
+    ap.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --restamp: extra metadata (e.g. operating_point_seeds=40-99)")
     args = ap.parse_args(argv)
     if args.restamp is not None:
-        print(f"wrote {restamp(args.restamp, args.out, args.threshold, args.min_length_mm)}")
+        extra = dict(n.split("=", 1) for n in args.note)
+        out = restamp(args.restamp, args.out, args.threshold, args.min_length_mm, args.noise_slope,
+                      args.noise_ref, extra)
+        print(f"wrote {out}")
         return 0
     for s in _seeds(args.train) + _seeds(args.val):
         if s >= 100:

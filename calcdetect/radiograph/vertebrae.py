@@ -36,7 +36,9 @@ The method, in the order it runs:
    elements are looked for again behind the bodies on this strip.
 4. **Levels.** Counted upwards from the lumbosacral junction: the most caudal disc
    with bone continuing below it for at least ``SACRUM_MIN_MM`` (the sacrum) is
-   L5-S1, so the body above it is L5, and so on up to T12. When the junction is not
+   L5-S1, so the body above it is L5, and so on up to T12. Lowest "bodies" without a
+   posterior wall on the column's posterior line (pelvic content below the promontory,
+   where the sacrum turns backwards off the strip) are dropped first. When the junction is not
    in the image (the column runs out of the field of view) the levels cannot be
    anchored: bodies are still returned, unnamed, with a warning; nothing is scored.
    Transitional anatomy (six lumbar vertebrae, sacralised L5) is not recognised;
@@ -791,7 +793,56 @@ def _drop_sacral_segments(
     kept = [v for v in verts if v.s_inf <= lumbosacral + 0.5 / STEP_MM + (v.s_inf - v.s_sup) * 0.3]
     if len(kept) < 3:
         return verts, discs
-    return kept, [d for d in discs if d <= lumbosacral]
+    return _drop_bodies_without_posterior_wall(kept, [d for d in discs if d <= lumbosacral], S, t_a, t_b)
+
+
+#: A lowest "body" whose posterior wall is fainter than this fraction of the column's
+#: median is pelvic content below the sacral promontory, not a lumbar body.
+MIN_POSTERIOR_WALL_FRACTION = 0.5
+
+
+def _posterior_wall_contrast(S: np.ndarray, v: Vertebra, t_a: int, t_b: int) -> float:
+    """How much brighter the body is just inside the column's posterior line than just behind it.
+
+    ``t_a`` / ``t_b`` bound the central half of the column (see :func:`_bodies_on_strip`).
+    """
+    depth = 2.0 * (t_b - t_a)
+    t_post = t_b + 0.25 * depth
+    band = max(3, int(0.25 * depth))
+    r0, r1 = int(v.s_sup + 2), max(int(v.s_inf - 2), int(v.s_sup + 3))
+    inside = S[r0:r1, int(t_post) - band: int(t_post) - 2]
+    behind = S[r0:r1, int(t_post) + 2: int(t_post) + band]
+    if inside.size == 0 or behind.size == 0:
+        return 0.0
+    return float(inside.mean() - behind.mean())
+
+
+def _drop_bodies_without_posterior_wall(
+    verts: list[Vertebra], discs: list[int], S: np.ndarray, t_a: int, t_b: int
+) -> tuple[list[Vertebra], list[int]]:
+    """Remove the lowest "bodies" that have no posterior wall on the column's line.
+
+    Below the lumbosacral disc the sacrum turns backwards (the strip follows the
+    smoothed column, not the promontory), so the strip's central band holds bowel gas,
+    the iliac wings and the femoral heads; their edges can dip like discs, deeply enough
+    to pass :func:`_drop_sacral_segments`, and every level above is then named one or
+    two too high. A lumbar body always has a posterior cortex on the column's posterior
+    line, bright against the canal behind it; that pelvic content does not.
+    """
+    if len(verts) < 4:
+        return verts, discs
+    walls = [_posterior_wall_contrast(S, v, t_a, t_b) for v in verts]
+    typical = float(np.median(walls))
+    if typical <= 0:
+        return verts, discs
+    k = len(verts)
+    while k > 3 and walls[k - 1] < MIN_POSTERIOR_WALL_FRACTION * typical:
+        k -= 1
+    if k == len(verts):
+        return verts, discs
+    below = [d for d in discs if d >= verts[k - 1].s_inf - 1.0 / STEP_MM]
+    lumbosacral = min(below) if below else max(discs)
+    return verts[:k], [d for d in discs if d <= lumbosacral]
 
 
 def _align_body_edges(verts: list[Vertebra], strip: SpineStrip, tol_mm: float = 5.0) -> list[Vertebra]:

@@ -118,3 +118,35 @@ def test_shipped_calcium_model_matches_its_card():
     card = card_path(DEFAULT_MODEL_PATH)
     assert card.is_file(), f"{DEFAULT_MODEL_PATH.name} ships without its model card"
     assert card_sha256(card) == file_sha256(DEFAULT_MODEL_PATH)
+
+
+def test_noise_aware_threshold_is_stricter_on_quieter_images_and_round_trips(tmp_path):
+    """A high-dose (quiet) image is read at a higher probability threshold than a noisy
+    one, so the same faint texture is not marked on it; the operating point is stored in
+    the metadata, bounded, and a model without it keeps one fixed threshold."""
+    torch.manual_seed(0)
+    net = build_calcium_net(CONFIG)
+    path = save_calcium_model(net, CONFIG, 0.6, tmp_path / "m.safetensors",
+                              {"noise_slope": "-2.0", "noise_ref": "0.0005"})
+    model = load_calcium_model(path)
+    assert model.threshold_at(0.0005) == pytest.approx(0.6)
+    assert model.threshold_at(0.00025) > 0.75 > 0.6 > 0.4 > model.threshold_at(0.001)
+    assert 0.1 < model.threshold_at(1.0) and model.threshold_at(1e-9) < 0.96  # bounded far outside
+
+    fixed = load_calcium_model(save_calcium_model(net, CONFIG, 0.6, tmp_path / "f.safetensors"))
+    assert fixed.threshold_at(0.00025) == pytest.approx(0.6) == fixed.threshold_at(0.001)
+
+    class Ramp(torch.nn.Module):  # logit 0.8 everywhere: probability 0.69
+        def forward(self, x):
+            return torch.full((1, 1, *x.shape[-2:]), 0.8)
+
+    import dataclasses
+
+    from calcdetect.radiograph.aac_net import _noise_sd
+
+    strip, t_line, zone = _strip_and_zone()
+    sd = _noise_sd(strip, zone)
+    ramp = dataclasses.replace(model, net=Ramp(), noise_ref=sd)
+    assert predict_calcium(ramp, strip, t_line, zone, 0.5).any()  # 0.69 > 0.6 at the reference noise
+    quiet = dataclasses.replace(ramp, noise_ref=2 * sd)  # this image is twice as quiet as the reference
+    assert not predict_calcium(quiet, strip, t_line, zone, 0.5).any()

@@ -70,6 +70,27 @@ def test_a_tilted_lumbosacral_disc_still_counts_as_a_disc():
     assert len(kept) == 4  # nothing dropped
 
 
+def test_pelvic_content_below_the_promontory_is_not_counted_as_l5():
+    """Below L5-S1 the sacrum turns backwards off the strip; bowel gas and the iliac
+    wings there can dip like discs as deep as lumbar ones. Such a lowest "body" has no
+    posterior cortex on the column's posterior line, so it is dropped (else every
+    level above is named one too high); the lumbar bodies, which have it, stay."""
+    discs = [60, 180, 300, 420, 540, 660]
+    S = _strip_with_discs(discs, [0.5] * 6)
+    t_a, t_b = 110, 160  # central half of a 100-pixel-deep column: posterior line at column 185
+    for a, b in zip(discs[:-2], discs[1:-1]):  # four lumbar bodies: bone in front of the canal
+        S[a + 10: b - 10, 85:186] += 0.3
+    S[550:650, 85:160] += 0.3  # pelvic content: bright in the central band, nothing at the back
+    verts = [_vert(a + 10, b - 10) for a, b in zip(discs[:-1], discs[1:])]
+    kept, kept_discs = _drop_sacral_segments(verts, discs, S, t_a, t_b)
+    assert len(kept) == 4 and kept[-1].s_inf < 540
+    assert kept_discs[-1] == 540
+
+    S[550:650, 160:186] += 0.3  # the same "body" with a posterior wall is a lumbar body
+    kept, _ = _drop_sacral_segments(verts, discs, S, t_a, t_b)
+    assert len(kept) == 5
+
+
 def test_score_rows_grades_segment_fractions_in_image_rows():
     n = 400
     rows = {"anterior": np.zeros(n, bool), "posterior": np.zeros(n, bool)}
