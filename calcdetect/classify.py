@@ -10,18 +10,28 @@ Placement, in order:
    estimated wall), unless a vertebra (or other bone, or a disc) is nearer; a round
    nodule (a calculus) within ``renal_pelvis_mm`` (8 mm) of a collecting
    system is a stone in the renal pelvis;
-3. otherwise **other**, with a look-alike kind where a rule recognises one.
+3. otherwise, a clearly calcified flake or arc in soft tissue within
+   ``wall_reach_mm`` (10 mm) of an artery zone is plaque of that artery beyond
+   the zone's estimate (low confidence);
+4. otherwise **other**, with a look-alike kind where a rule recognises one.
 
 In a vessel zone, a lesion with at least ``bone_contact`` (30 %) of its outer
 shell at calcium density is a fragment of bone cortex (the zone overlaps a
 vertebral body or the pelvis), not plaque (not on contrast scans).
 In the ligamentum flavum zone, a cluster against bone by the same shell test
 whose mean HU is less than ``ligament_min_excess_hu`` above the threshold is
-the laminar cortex's halo lifted by noise, not a calcified ligament. A round
+the laminar cortex's halo lifted by noise, not a calcified ligament; so is
+anything placed there by distance alone (outside the zone), or lying level with
+or in front of the canal's centre rather than on its posterior wall (the back of
+S1 and the roof of the sacral canal, which the zone reaches). A round
 nodule in an iliac zone near the ureter's course (where it crosses the iliac
 artery at the pelvic brim) is a ureteral stone, not plaque. A lesion placed in
 a ureter zone is a ureteral stone only when it is calculus-shaped (round or oval
-across, not a sliver) and does not lie against bone by the same shell test.
+across, not a sliver or a flake) and does not lie against bone by the same shell
+test; otherwise, within ``max_distance_mm`` of an artery, it is that artery's
+plaque (the zone runs beside the iliac arteries). A lesion near a ureter zone
+but beyond its last slices is not placed in it (the zone stops above the lower
+pelvis, where the phleboliths lie).
 
 Look-alikes are tested before vascular / renal placement, so that they are never
 called atherosclerotic or renal: a lesion mostly in bone is ``bone``; a small
@@ -35,10 +45,11 @@ Aortic segments: ``thoracic`` above the T12 body's centre (the aortic hiatus);
 the renal hila (centroid of the collecting systems) when the kidneys are
 labelled, else the L1-L2 disc; ``None`` when neither is known.
 
-Level: the vertebral levels (or disc spaces) of the slices holding the lesion's
-core, its voxels above a quarter of its peak over soft tissue (blur must not add a
-neighbouring level), summarised as a span
-("L2-L4"); none below the first sacral segment (the true pelvis). The
+Level: the vertebral bodies (or disc spaces) that the z extent of the lesion's
+core -- its voxels above a quarter of its peak over soft tissue, so that blur
+adds no neighbouring level -- overlaps by at least 1 mm, with each body end
+near the lesion measured on the CT itself (``anatomy.spine.refine_endplates``);
+summarised as a span ("L2-L4"); none below the first sacral segment (the true pelvis). The
 nephrocalcinosis foci of one papilla share the span of their group.
 
 Confidence is the fraction of the lesion inside the structure (or a distance
@@ -62,6 +73,7 @@ from calcdetect.anatomy.regions import (
     structure,
     structure_by_label,
 )
+from calcdetect.anatomy.spine import level_of_extent, level_zones, refine_endplates
 from calcdetect.candidates.core import CandidateSettings
 from calcdetect.candidates.threshold import calcium_threshold_hu
 from calcdetect.types import AnatomyMap, Finding, Kind, Lesion, Morphology, Volume
@@ -103,6 +115,15 @@ class ClassifySettings:
     # calcification found had a mean >= 128 HU above it. A cluster against bone
     # fainter than this margin is not reported as ligament.
     ligament_min_excess_hu: float = 110.0
+    # The ligament lines the canal's posterior wall. Where the zone reaches the
+    # back of the S1 body or the roof of the sacral canal (it runs ~12 mm below
+    # the S1 top), dense pieces lie level with or in front of the canal's centre:
+    # on the tuning phantoms (seeds 20-89) the 23 such false "ligaments" had a
+    # depth (0 at the canal centre, 1 at its posterior wall; _canal_depth) of
+    # -0.6 to 0.15, the 79 ligament calcifications 0.67 to 1.7 (L5-S1 ones
+    # level with the S1 body included). The old rule, no ligament on slices
+    # counted as S1, lost the latter.
+    ligament_min_canal_depth: float = 0.4
     # Renal pattern (see _renal_pattern): foci smaller than this, when at least
     # nephrocalcinosis_min_foci of them are in one kidney, are nephrocalcinosis.
     nephrocalcinosis_max_mm: float = 6.0
@@ -125,10 +146,13 @@ class ClassifySettings:
     # longest on the tuning phantoms); a calculus is a round nodule. A nodule
     # in an iliac zone within ureter_near_mm of the ureter zone of that side,
     # or up to ureter_below_zone_mm below its lower end, is a ureteral stone.
+    # (The zone runs on past the crossing, down the pelvic wall, when the
+    # internal iliac zone is known; the allowance only bridges its coarse end
+    # and must not reach the phleboliths of the lower pelvis.)
     nodule_min_axis_mm: float = 2.5
     nodule_roundness: float = 0.7
     ureter_near_mm: float = 10.0
-    ureter_below_zone_mm: float = 60.0
+    ureter_below_zone_mm: float = 20.0
     # The renal pelvis may bulge out of the hilum beyond the estimated sinus: a
     # calculus-shaped nodule this close to a collecting system is a stone in it
     # (tuning phantoms: pelvic stones of 8-10 mm centred ~5 mm outside).
@@ -138,11 +162,27 @@ class ClassifySettings:
     # sliver of sacral or pelvic cortex beside the ureter's course is a line
     # (ratio ~0.15) and lies against the bone: neither is a ureteral stone.
     ureter_stone_min_roundness: float = 0.5
+    # A wall plaque flake beside the ureter zone can be oval in its plane but is
+    # thin across it (tuning phantoms: 0.19 of its length); stones are at least
+    # ~0.55 (elongated along z by thick slices), real ones no flatter than ~2:1.
+    ureter_stone_min_thickness: float = 0.35
     # A vessel's plaque lies in its wall: at least this share of a lesion placed
     # in a vessel zone lies in the zone or within wall_reach_mm of it (the
     # zones are estimates, off by up to ~8 mm in the pelvis).
     min_near_fraction: float = 0.5
     wall_reach_mm: float = 10.0
+    # Plaque beyond the estimated wall: the iliac zones miss the artery by up to
+    # ~10 mm in the pelvis (and the aorta's by ~6 mm at the bifurcation), so a
+    # plaque there has no region structure within max_distance_mm. A lesion in
+    # soft tissue within wall_reach_mm of an artery zone, a flake or arc (not
+    # a look-alike), clearly calcified (peak at least this far above the
+    # threshold: the noise clusters beside the aorta at 140 kVp peaked < 30 HU
+    # above it; the plaques found so 157-552 HU), is plaque of that artery.
+    plaque_beyond_wall_min_excess_hu: float = 100.0
+    # Wall plaque is an arc or a flake: shortest principal axis <= 0.5 x the
+    # longest on the tuning phantoms (0.10-0.32 for the plaques beyond the
+    # wall); bowel content placed there by the rule above measured 0.61.
+    plaque_max_thickness_ratio: float = 0.5
     # The voxels that give the level: at or above this fraction of the peak over
     # soft tissue. Half the peak is the true edge of a long plaque; the voxels
     # it only partly fills (25-50 %) still touch the level it reaches, while the
@@ -315,9 +355,26 @@ def _slice_histogram(anatomy: AnatomyMap) -> np.ndarray:
     return np.pad(counts, ((0, 0), (0, n_labels - counts.shape[1])))
 
 
-def _sacral(level: str | None) -> bool:
-    """A level or span wholly in the sacrum (``"S1"``, ``"S1-S2"``; not ``"L5-S1"``)."""
-    return level is not None and level.split("-")[0].startswith(("S", "Co"))
+def _canal_depth(ctx: _Context, idx: np.ndarray) -> float | None:
+    """Where the lesion voxels ``idx`` (anatomy grid) lie front to back in the canal:
+    0 level with the canal's centre, 1 level with its posterior wall (negative in
+    front of the centre), on the lesion's slices; ``None`` where no canal is labelled."""
+    canal = structure("spinal_canal").label
+    lab = ctx.anatomy.labels
+    ks = np.unique(idx[:, 0])
+    ks = ks[(ks >= 0) & (ks < lab.shape[0])]
+    centres, walls = [], []
+    for k in ks:
+        rows = np.nonzero(lab[k] == canal)[0]  # j grows posteriorly
+        if rows.size:
+            centres.append(rows.mean())
+            walls.append(rows.max())
+    if not centres:
+        return None
+    centre, wall = float(np.mean(centres)), float(np.mean(walls))
+    if wall <= centre:
+        return None
+    return float((idx[:, 1].mean() - centre) / (wall - centre))
 
 
 def _below_s1_k(levels: tuple[str | None, ...], slice_mm: float) -> int | None:
@@ -458,13 +515,36 @@ def _core_voxels(les: Lesion, vox: np.ndarray, volume: Volume, fraction: float) 
 
 
 def _level(ctx: _Context, idx: np.ndarray) -> str | None:
-    ks = np.unique(np.clip(idx[:, 0], 0, len(ctx.anatomy.slice_levels) - 1))
+    """The vertebral level or span of a lesion whose core voxels are ``idx`` (anatomy grid).
+
+    A slice counts as core once the lesion fills about a quarter of it, so the
+    outermost core slice centres lie on average a quarter slice inside the
+    lesion's ends: its z extent reaches a quarter slice beyond them. The levels
+    are those that extent overlaps by at least 1 mm (readers name where a
+    calcification lies, not a disc it grazes). The rules find the bodies on a
+    2.5-3 mm grid; with the CT on the anatomy's grid, the body ends near the
+    lesion are first moved to the endplates the CT shows.
+    """
+    levels = ctx.anatomy.slice_levels
+    ks = np.unique(np.clip(idx[:, 0], 0, len(levels) - 1))
     if ctx.pelvis_floor_k is not None:
         # Below the first sacral segment (the true pelvis) there is no
         # vertebral level to give: "external iliac artery", not "at S3".
         ks = ks[ks >= ctx.pelvis_floor_k]
-    levels = [ctx.anatomy.slice_levels[k] for k in ks]
-    return format_level_span([lv for lv in levels if lv])
+    if ks.size == 0:
+        return None
+    sk = ctx.spacing[0]
+    reach = 0.25 * float(ctx.volume.spacing[0]) / sk
+    lo, hi = float(ks[0]) - reach, float(ks[-1]) + reach
+    if ctx.pelvis_floor_k is not None:
+        lo = max(lo, ctx.pelvis_floor_k - 0.5)
+    zones = level_zones(levels)
+    disc = structure("intervertebral_disc").label
+    box = ctx.anatomy.structure_boxes.get(disc)
+    if ctx.to_anat is None and box is not None:
+        plane = (slice(None), box[1], box[2])
+        zones = refine_endplates(zones, ctx.volume.array[plane], ctx.anatomy.labels[plane], disc, sk, near=(lo, hi))
+    return format_level_span(level_of_extent(lo, hi, zones, sk))
 
 
 def _aorta_segment(ctx: _Context, k: float) -> str | None:
@@ -512,10 +592,13 @@ def _is_nodule(les: Lesion, s: ClassifySettings) -> bool:
 
 def _calculus_shaped(les: Lesion, s: ClassifySettings) -> bool:
     """Round or oval across its long axis, not a line or a sliver: the two
-    longest axes within ``ureter_stone_min_roundness`` of each other (a lesion
-    of one slice has no extent along z, so the third axis is not used)."""
+    longest axes within ``ureter_stone_min_roundness`` of each other, and not a
+    flake: the shortest at least ``ureter_stone_min_thickness`` of the longest
+    (a lesion of one slice is one slice thick in its axes, so a small stone at
+    thick slices passes)."""
     a = les.axes_mm
-    return a[0] > 0 and a[1] / a[0] >= s.ureter_stone_min_roundness
+    return (a[0] > 0 and a[1] / a[0] >= s.ureter_stone_min_roundness
+            and a[2] / a[0] >= s.ureter_stone_min_thickness)
 
 
 _COLLECTING_LABELS = frozenset(s.label for s in STRUCTURES if s.segment == "collecting_system")
@@ -533,6 +616,67 @@ def _nearby_ureter(ctx: _Context, idx: np.ndarray, max_mm: float, below_mm: floa
     if max(counts) == 0:
         return None
     return structure_by_label(int(_URETER_LABELS[int(np.argmax(counts))]))
+
+
+def _within_zone_levels(ctx: _Context, idx: np.ndarray, label: int) -> bool:
+    """Whether the lesion's centre slice lies within the slices the zone ``label`` spans."""
+    box = ctx.anatomy.structure_boxes.get(label)
+    if box is None:
+        return False
+    k = float(idx[:, 0].mean())
+    return box[0].start - 0.5 <= k <= box[0].stop - 0.5
+
+
+_VESSEL_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.region in (Region.AORTA, Region.ILIAC)),
+                          dtype=np.int64)
+
+
+def _nearby_vessel(ctx: _Context, idx: np.ndarray, max_mm: float) -> tuple[Structure, float] | None:
+    """The aorta / iliac zone nearest the lesion voxels within ``max_mm``, and
+    its distance (mm); None when there is none or bone is nearer."""
+    crop = _crop_around(ctx, idx, max_mm)
+    if crop is None:
+        return None
+    sub, lo = crop
+    vessel = np.isin(sub, _VESSEL_LABELS)
+    if not vessel.any():
+        return None
+    sp = np.array(ctx.spacing)
+    les = _local_mask(idx, lo, sub.shape)
+    dist, nearest = ndi.distance_transform_edt(~vessel, sampling=sp, return_indices=True)
+    d = np.where(les, dist, np.inf)
+    at = np.unravel_index(int(np.argmin(d)), d.shape)
+    if not np.isfinite(d[at]) or d[at] > max_mm:
+        return None
+    bone = np.isin(sub, _COLUMN_LABELS)
+    if bone.any() and float(np.where(les, ndi.distance_transform_edt(~bone, sampling=sp), np.inf).min()) <= d[at]:
+        return None
+    label = int(sub[tuple(n_[at] for n_ in nearest)])
+    return structure_by_label(label), float(d[at])
+
+
+def _plaque_beyond_wall(ctx: _Context, les: Lesion, idx: np.ndarray,
+                        s: ClassifySettings) -> tuple[Structure, float] | None:
+    """The artery zone (and its distance) a lesion with no region structure within
+    ``max_distance_mm`` belongs to as wall plaque beyond the zone's estimate: within
+    ``wall_reach_mm`` of it with no bone nearer, a flake or arc (its shortest axis at
+    most ``plaque_max_thickness_ratio`` of its longest: a calculus, a node or bowel
+    content is rounder), in soft tissue (the shell test of ``_surroundings``) and at
+    least ``plaque_beyond_wall_min_excess_hu`` above the threshold. ``None`` on
+    contrast scans, where dense surroundings say nothing."""
+    a = les.axes_mm
+    flake = a[0] > 0 and a[2] <= s.plaque_max_thickness_ratio * a[0]
+    if ctx.dense_hu is None or not flake or les.max_diameter_mm < s.punctate_mm:
+        return None
+    if les.peak_hu < ctx.dense_hu + s.plaque_beyond_wall_min_excess_hu:
+        return None
+    vessel = _nearby_vessel(ctx, idx, s.wall_reach_mm)
+    if vessel is None:
+        return None
+    contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+    if contact >= s.bone_contact or background >= s.bone_background_hu:
+        return None
+    return vessel
 
 
 def _finding(n: int, les: Lesion, region: Region, kind: Kind, morph: Morphology, conf: float,
@@ -619,6 +763,16 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
     # Look-alikes first: bone, metal, phleboliths are never vascular or renal.
     other_kind, other_conf = _other_kind(ctx, les, idx, counts, s)
     lf = structure("ligamentum_flavum_zone").label
+    if best is None and other_kind is Kind.UNKNOWN:
+        beyond = _plaque_beyond_wall(ctx, les, idx, s)
+        if beyond is not None:
+            v, d = beyond
+            vconf = 0.4 * (1.0 - d / (s.wall_reach_mm + 1.0)) * size
+            if v.region is Region.AORTA:
+                seg = _aorta_segment(ctx, float(idx[:, 0].mean()))
+                return _finding(n, les, Region.AORTA, Kind.ATHEROSCLEROTIC, morph, vconf, None, level, seg, v.name)
+            return _finding(n, les, Region.ILIAC, Kind.ATHEROSCLEROTIC, morph, vconf, v.side, level, v.segment,
+                            v.name)
     if best is None or other_kind in (Kind.METAL,) or (bone_frac > 0.5 and (best.label != lf)):
         return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
     if (best.region in (Region.AORTA, Region.ILIAC) and other_kind is Kind.PHLEBOLITH
@@ -650,6 +804,11 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         return _finding(n, les, Region.ILIAC, Kind.ATHEROSCLEROTIC, morph, conf, best.side, level,
                         best.segment, best.name)
     if best.region is Region.LIGAMENTUM_FLAVUM:
+        if best.label not in region_counts:
+            # Near the zone but not in it: the zone already spans the canal's
+            # posterior wall, and what lies just outside it is bone (laminae cut
+            # by the end of the scan, which the bone mask cannot close).
+            return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
         if les.max_diameter_mm > s.ligament_max_mm:
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5, level=level)
         if les.volume_mm3 < s.ligament_min_volume_mm3:
@@ -661,9 +820,10 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
             if contact >= s.bone_contact or background >= s.bone_background_hu:
                 # Cortex halo and noise against the laminae, not a calcified ligament.
                 return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.4 * size, level=level)
-        if _sacral(level):
-            # No ligamentum flavum below the L5-S1 interlaminar space (the sacral
-            # laminae are fused): dense pieces there are the back of S1.
+        depth = _canal_depth(ctx, idx)
+        if depth is not None and depth < s.ligament_min_canal_depth:
+            # Not on the canal's posterior wall: the back of the S1 body or the
+            # roof of the sacral canal where the zone reaches them, not a ligament.
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5 * size, level=level)
         side = _midline_side(ctx, les, idx)
         return _finding(n, les, Region.LIGAMENTUM_FLAVUM, Kind.LIGAMENT, morph, conf, side, level, None, best.name)
@@ -672,6 +832,25 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         if ctx.dense_hu is not None:
             contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
             bone_like = contact >= s.bone_contact or background >= s.bone_background_hu
+        # Placed by distance only, beyond the end of the zone: the zone stops
+        # short of the lower pelvis, where the phleboliths lie.
+        beyond = region_counts.get(best.label, 0) == 0 and not _within_zone_levels(ctx, idx, best.label)
+        if not bone_like and (beyond or not _calculus_shaped(les, s)):
+            # Not a calculus (or not in the zone), against an artery the coarse
+            # ureter zone runs beside: wall plaque, placed as the distance rule
+            # would have placed it without the ureter zone.
+            vessel = _nearby_vessel(ctx, idx, s.max_distance_mm)
+            if vessel is not None:
+                vconf = 0.6 * (1.0 - vessel[1] / (s.max_distance_mm + 1.0)) * size
+                v = vessel[0]
+                if v.region is Region.AORTA:
+                    seg = _aorta_segment(ctx, float(idx[:, 0].mean()))
+                    return _finding(n, les, Region.AORTA, Kind.ATHEROSCLEROTIC, morph, vconf, None, level, seg,
+                                    v.name)
+                return _finding(n, les, Region.ILIAC, Kind.ATHEROSCLEROTIC, morph, vconf, v.side, level,
+                                v.segment, v.name)
+            if beyond:
+                return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
         if bone_like or not _calculus_shaped(les, s):
             # The ureter descends over the sacral ala and along the pelvic wall:
             # cortex released there by the bone opening is not a stone.

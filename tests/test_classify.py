@@ -376,19 +376,40 @@ def test_a_large_piece_of_bone_grazing_an_iliac_zone_is_not_plaque(scene):
     assert f.region == "other"
 
 
-def test_a_dense_piece_in_the_ligament_zone_at_s1_is_sacrum_not_ligament(scene):
-    """The ligamentum flavum ends at the L5-S1 interlaminar space; the same spot on
-    slices counted as S1 is the back of the sacrum."""
+def test_a_ligament_level_with_s1_is_ligament_but_a_dense_piece_level_with_the_canal_centre_is_bone(scene):
+    """The L5-S1 ligament reaches ~12 mm below the S1 top, so a calcification on
+    the canal's posterior wall on slices counted as S1 is still a ligament (the
+    old "no ligament at S1" rule called it bone); a dense piece where the zone
+    reaches forward to the level of the canal's centre (the back of S1, the roof
+    of the sacral canal) is bone, at S1 or anywhere."""
     from dataclasses import replace as dc_replace
 
     vol, am = scene
     levels = tuple("S1" if k < 14 else lv for k, lv in enumerate(am.slice_levels))
     sacral_am = dc_replace(am, slice_levels=levels)
-    les = _lesion(vol, _box(5, 8, 68, 71, 44, 47))
-    (f,) = classify([les], sacral_am, vol)
-    assert (f.region, f.kind) == ("other", Kind.BONE)
-    (g,) = classify([les], am, vol)  # the same lesion counted at L4
-    assert (g.region, g.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
+    on_wall = _box(5, 8, 68, 71, 44, 47)  # the canal (centre j 65, radius 4) ends at j 69
+    at_centre = _box(5, 8, 65, 67, 45, 48)  # in the zone, level with the canal's centre
+    assert (am.labels[at_centre] == _lab("ligamentum_flavum_zone")).all()
+    f_wall, f_centre = classify([_lesion(vol, on_wall), _lesion(vol, at_centre)], sacral_am, vol)
+    assert (f_wall.region, f_wall.kind, f_wall.level) == ("ligamentum_flavum", Kind.LIGAMENT, "S1")
+    assert (f_centre.region, f_centre.kind) == ("other", Kind.BONE)
+    (g,) = classify([_lesion(vol, at_centre)], am, vol)  # the same piece counted at L4
+    assert (g.region, g.kind) == ("other", Kind.BONE)
+
+
+def test_a_lesion_just_outside_the_ligament_zone_is_not_placed_there_by_distance(scene):
+    """The distance rule is for plaque just outside an estimated vessel wall; the
+    ligament zone already spans the canal's posterior wall, and what lies a few
+    mm behind it is bone (laminae cut by the end of the scan were reported as
+    ligament). The same lesion moved into the zone is a ligament."""
+    vol, am = scene
+    behind = _box(5, 10, 74, 76, 39, 42)  # 1-3 mm behind the zone (outer radius 8 round j 65)
+    assert (am.labels[behind] == _lab("body")).all()
+    (f,) = classify([_lesion(vol, behind)], am, vol)
+    assert f.region == "other"
+    inside = _box(5, 10, 70, 72, 39, 42)
+    (g,) = classify([_lesion(vol, inside)], am, vol)
+    assert g.region == "ligamentum_flavum"
 
 
 def test_a_sliver_of_cortex_beside_the_ureter_is_not_a_ureteral_stone(scene):
@@ -452,3 +473,22 @@ def test_a_faint_cluster_against_the_lamina_is_not_ligament_calcification(scene)
     (dense,) = classify([_lesion(vol2, les, peak=500.0)], am, vol2)
     assert (dense.region, dense.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
 
+
+
+def test_a_plaque_beyond_the_estimated_iliac_wall_is_iliac_but_faint_or_round_ones_are_not(scene):
+    """The iliac zones miss the artery by up to ~10 mm in the pelvis: a flake of
+    calcium in soft tissue 6-7 mm lateral of the zone is its plaque (the 4 mm
+    distance rule left it "other"); noise barely over the threshold and a round
+    nodule (a phlebolith, a node) at the same place are not."""
+    vol, am = scene
+    flake = _box(6, 8, 25, 36, 63, 65)  # 11 mm long; the left common iliac zone ends at i 57
+    assert not (am.labels[4:10, 21:40, 59:69] == _lab("common_iliac_artery_left")).any()  # none within 4 mm
+    assert (am.labels[flake] == _lab("body")).all()
+    (f,) = classify([_lesion(vol, flake, peak=400.0)], am, vol)
+    assert (f.region, f.kind, f.side, f.segment) == ("iliac", Kind.ATHEROSCLEROTIC, "left", "common")
+    assert f.confidence < 0.4  # beyond the zone: less sure than the distance rule
+    (faint,) = classify([_lesion(vol, flake, peak=180.0)], am, vol)
+    assert faint.region == "other"
+    nodule = _box(5, 7, 29, 33, 62, 66)  # 4 x 4 x 4 mm
+    (g,) = classify([_lesion(vol, nodule, peak=400.0)], am, vol)
+    assert g.region == "other"

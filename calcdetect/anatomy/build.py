@@ -5,7 +5,7 @@ The recipe:
 1. spine (column, bodies, canal, discs, ligamentum flavum zone, levels) -- spine.py;
 2. aorta and iliac arteries, tracked along the spine -- vessels.py;
 3. kidneys with collecting system and medulla, and a coarse ureter zone down to
-   the pelvic brim -- kidneys.py;
+   the pelvic brim and on down the pelvic side wall -- kidneys.py;
 4. structures given by TotalSegmentator masks (``external_dir``) replace the
    rule estimate of the same structures -- external.py;
 5. everything painted into one label volume with the registry's label ids, in an
@@ -26,6 +26,7 @@ the pipeline's uniform signature and for the CNN path.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from calcdetect.anatomy.grid import (
     work_volume,
 )
 from calcdetect.anatomy.external import levels_from_vertebrae, load_totalsegmentator, split_iliac
-from calcdetect.anatomy.kidneys import Kidney, find_kidneys, subdivide_kidney, ureter_zone
+from calcdetect.anatomy.kidneys import Kidney, find_kidneys, pelvic_ureter_zone, subdivide_kidney, ureter_zone
 from calcdetect.anatomy.regions import (
     STRUCTURES,
     VERTEBRA_LEVELS,
@@ -60,6 +61,7 @@ from calcdetect.anatomy.vessels import (
 )
 from calcdetect.device import Device
 from calcdetect.types import AnatomyMap, Volume
+from calcdetect.workers import resolve_workers
 
 __all__ = ["build_anatomy", "regions_in_fov", "compose_labels"]
 
@@ -209,16 +211,29 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
     kidneys: dict[str, Kidney] = {}
     if np.isfinite(body_centre).all():
         sacrum_top = max((g.k1 for g in spine.segments if g.sacrum), default=None)
-        vessels = find_vessels(hu, spacing, body_centre, front, bone,
-                               spine_mask=spine.column | spine.bodies, sacrum_top_k=sacrum_top,
-                               workers=workers)
-        notes.extend(vessels.notes)
-        if lumen.any():
-            vessels = _with_enhanced_aorta(vessels, lumen_chains, spacing, body_centre)
-        vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
-        contrast = _contrast_suspected(volume, hu, vessels)
-        kidneys = find_kidneys(hu, spacing, body_centre, spine.column | spine.bodies, contrast=contrast,
-                               k_range=_level_range(spine.slice_levels, "T11", "L4"), workers=workers)
+        spine_mask = spine.column | spine.bodies
+        k_range = _level_range(spine.slice_levels, "T11", "L4")
+        # The kidneys need the vessels only to know whether the scan is enhanced,
+        # and the header nearly always gives the same answer: with a spare CPU
+        # they are searched beside the (GIL-bound) vessel search on the header's
+        # answer, and searched again in the rare case the aorta's HU disagrees.
+        header_contrast = bool(volume.info.contrast_agent)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            kidneys_early = (pool.submit(find_kidneys, hu, spacing, body_centre, spine_mask,
+                                         contrast=header_contrast, k_range=k_range, workers=workers)
+                             if resolve_workers(workers) > 1 else None)
+            vessels = find_vessels(hu, spacing, body_centre, front, bone,
+                                   spine_mask=spine_mask, sacrum_top_k=sacrum_top, workers=workers)
+            notes.extend(vessels.notes)
+            if lumen.any():
+                vessels = _with_enhanced_aorta(vessels, lumen_chains, spacing, body_centre)
+            vessels = _check_bifurcation(vessels, spine.slice_levels, notes)
+            contrast = _contrast_suspected(volume, hu, vessels)
+            if kidneys_early is not None and contrast == header_contrast:
+                kidneys = kidneys_early.result()
+            else:
+                kidneys = find_kidneys(hu, spacing, body_centre, spine_mask, contrast=contrast,
+                                       k_range=k_range, workers=workers)
         if vessels.aorta.any():
             source["aorta"] = "rules"
         if any(m.any() for m in vessels.iliac.values()):
@@ -283,11 +298,18 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
         bif = vessels.bifurcation_k if vessels is not None else None
         if bif is None and aorta.any():
             bif = int(np.flatnonzero(aorta.any(axis=(1, 2))).min())
-        # down to the pelvic brim, ~30 mm below the aortic bifurcation
+        # down to the pelvic brim: where the common iliac artery divides (the
+        # internal iliac zone's top), else ~30 mm below the aortic bifurcation;
+        # then down the pelvic side wall in front of the internal iliac artery
         brim = None if bif is None else max(bif - int(round(30.0 / spacing[0])), 0)
         for side, kid in kidneys.items():
-            layers.append((f"ureter_{side}", ureter_zone(kid.collecting_system, side, body_centre, front,
-                                                         spacing, brim)))
+            internal = iliac.get(f"internal_iliac_artery_{side}")
+            pelvic = internal is not None and bool(internal.any())
+            stop = int(np.flatnonzero(internal.any(axis=(1, 2))).max()) if pelvic else brim
+            zone = ureter_zone(kid.collecting_system, side, body_centre, front, spacing, stop)
+            if pelvic:
+                zone |= pelvic_ureter_zone(internal, side, spacing)
+            layers.append((f"ureter_{side}", zone))
     layers += kid_masks
     # Iliac zones below the spine layers: near the sacrum and L5 the tracked
     # tubes (and the coarse internal iliac zone) must not claim vertebral bone.

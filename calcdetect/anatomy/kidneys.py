@@ -12,12 +12,25 @@ the spine, posteriorly, from about T12 to L3. Per side:
    under 180 mm cranio-caudally and 90 mm in plane, not cut by the search
    window's faces) and grown back inside the soft-tissue mask.
 
+**Partial field of view.** When the search reaches (within ``scan_edge_mm``)
+the scan's first or last slice, that face is the field of view's edge, not a
+cut through known anatomy: the search runs on to the scan's edge, and a
+component reaching it may be a kidney whose pole lies outside the scan (a
+lumbar spine CT starting at L1). It is then kept only if what is in view is
+kidney-like by itself: it must not touch the window's other faces, its centroid
+must be beside the column in the renal fossa (not in front of the vertebral
+body, where the liver, bowel and the psoas's front lie: ``cut_min_posterior_mm``),
+and its cross-section where the scan cuts it must be no larger than a kidney's
+(``cut_max_area_cm2``; the liver and spleen cut by the scan are wider).
+
 The **collecting system** is the renal sinus: the part of the kidney's per-slice
 convex hull that is not parenchyma (fat, urine, a stone) -- so a stone in the
 pelvis or a calyx falls in it. **Medulla** vs cortex is by depth from the
 kidney's outer surface: parenchyma deeper than ``cortex_mm`` (default 6 mm) is
 medulla. Ureters are not traced: ``ureter_zone`` gives a coarse zone along
-their usual course from the renal pelvis to the pelvic brim.
+their usual course from the renal pelvis to the pelvic brim, and
+``pelvic_ureter_zone`` its continuation down the pelvic side wall, anterior
+to the internal iliac vessels.
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ from skimage.morphology import convex_hull_image
 
 from calcdetect.workers import resolve_workers, thread_map
 
-__all__ = ["KidneySettings", "Kidney", "find_kidneys", "subdivide_kidney", "ureter_zone"]
+__all__ = ["KidneySettings", "Kidney", "find_kidneys", "subdivide_kidney", "ureter_zone", "pelvic_ureter_zone"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,16 @@ class KidneySettings:
     min_volume_ml: float = 20.0
     max_volume_ml: float = 450.0
     lateral_mm: tuple[float, float] = (45.0, 95.0)  # centroid from the midline; the spleen lies further out
+    # A search face this close to the scan's first / last slice is the field of
+    # view's edge (the levels of a partly seen vertebra at the edge are unknown,
+    # so the level range stops a few slices short of it).
+    scan_edge_mm: float = 12.0
+    # A component cut by the scan's edge: centroid no further in front of the
+    # vertebral body's centre than this (kidneys lie beside or behind it), and
+    # its cross-section next to the cut no larger than this (a large kidney is
+    # about 6.5 x 5.5 cm across, 28 cm2; phantom kidneys ~16 cm2).
+    cut_min_posterior_mm: float = -10.0
+    cut_max_area_cm2: float = 32.0
 
 
 @dataclass(frozen=True)
@@ -136,9 +159,14 @@ def _ball(r: float, spacing: tuple[float, float, float]) -> np.ndarray:
 
 def _best_component(lab: np.ndarray, ball: np.ndarray, edge: np.ndarray, box: tuple[slice, ...],
                     body_centre: np.ndarray, sign: float, s: KidneySettings,
-                    spacing: tuple[float, float, float]) -> tuple[int, float]:
+                    spacing: tuple[float, float, float],
+                    scan_cut: tuple[bool, bool] = (False, False)) -> tuple[int, float]:
     """The most kidney-like component: size, extent, lateral position, not cut
-    by the search window, compact."""
+    by the search window, compact.
+
+    ``scan_cut`` = (caudal, cranial): whether that face of ``lab``'s box is the
+    scan's edge; ``edge`` then leaves it out, and a component reaching it
+    passes the stricter tests for a kidney cut by the field of view."""
     sk, sj, si = spacing
     nk = body_centre.shape[0]
     stats = cc3d.statistics(lab)
@@ -163,7 +191,9 @@ def _best_component(lab: np.ndarray, ball: np.ndarray, edge: np.ndarray, box: tu
         # the cranial / caudal faces are cut planes: any contact means the
         # structure continues beyond the searched levels (psoas, liver)
         nk_box = lab.shape[0]
-        z_cut = (pad[0].start == 0 and grown[0].any()) or (pad[0].stop >= nk_box and grown[-1].any())
+        at_caudal = pad[0].start == 0 and bool(grown[0].any())
+        at_cranial = pad[0].stop >= nk_box and bool(grown[-1].any())
+        z_cut = (at_caudal and not scan_cut[0]) or (at_cranial and not scan_cut[1])
         if touch > 0.03 or z_cut:
             continue
         ck, cj, ci = stats["centroids"][cid]
@@ -171,6 +201,15 @@ def _best_component(lab: np.ndarray, ball: np.ndarray, edge: np.ndarray, box: tu
         lat = (ci + box[2].start - body_centre[kc, 1]) * si * sign
         if not (s.lateral_mm[0] <= lat <= s.lateral_mm[1]):
             continue
+        if at_caudal or at_cranial:
+            # Cut by the field of view: what is in view must be kidney-like.
+            posterior = (cj + box[1].start - body_centre[kc, 0]) * sj
+            # The cross-section nearest the cut, grown back by the erosion
+            # radius (the eroded core's would shrink with the radius).
+            faces = [k for k, cut in ((bb[0].start, at_caudal), (bb[0].stop - 1, at_cranial)) if cut]
+            face_cm2 = max(float(grown[k - pad[0].start].sum()) for k in faces) * sj * si / 100.0
+            if posterior < s.cut_min_posterior_mm or face_cm2 > s.cut_max_area_cm2:
+                continue
         # Compactness: a kidney fills its bounding box far better than a sheet
         # of muscle or bowel loops.
         vbox = (bb[0].stop - bb[0].start) * (bb[1].stop - bb[1].start) * (bb[2].stop - bb[2].start)
@@ -216,6 +255,36 @@ def _window(body_centre: np.ndarray, box: tuple[slice, ...], sign: float, s: Kid
                 & (ap > -50.0) & (ap < 60.0))
 
 
+def _reach_scan_edges(ks: np.ndarray, body_centre: np.ndarray,
+                      edge_slices: float) -> tuple[np.ndarray, tuple[bool, bool]]:
+    """Extend the searched slices ``ks`` to the scan's first / last slice when
+    they stop within ``edge_slices`` of it; returns the slices and whether the
+    search's (caudal, cranial) face is then the scan's edge."""
+    nk = body_centre.shape[0]
+    if ks.size == 0:
+        return ks, (False, False)
+    lo, hi = int(ks.min()), int(ks.max())
+    caudal, cranial = lo <= edge_slices, hi >= nk - 1 - edge_slices
+    lo2 = 0 if caudal else lo
+    hi2 = nk - 1 if cranial else hi
+    ext = np.arange(lo2, hi2 + 1)
+    ext = ext[np.isfinite(body_centre[ext, 0])]
+    # A slice without a body centre between the searched ones stays out; the
+    # face is the scan's edge only if the search really reaches it.
+    return ext, (caudal and int(ext.min()) == 0, cranial and int(ext.max()) == nk - 1)
+
+
+def _window_edge(win: np.ndarray, scan_cut: tuple[bool, bool]) -> np.ndarray:
+    """The window's boundary voxels, without the faces at the scan's edge: the
+    window is padded there by copying its edge slice, so those faces erode only
+    in-plane."""
+    pad = ((1 if scan_cut[0] else 0, 1 if scan_cut[1] else 0), (0, 0), (0, 0))
+    padded = np.pad(win, pad, mode="edge")
+    inner = ndi.binary_erosion(padded, structure=np.ones((3, 3, 3), bool), border_value=0)
+    inner = inner[pad[0][0] : inner.shape[0] - pad[0][1]]
+    return win & ~inner
+
+
 def _grow_ball(mask: np.ndarray, r: float, spacing: tuple[float, float, float]) -> np.ndarray:
     """Dilation by a Euclidean ball of ``r`` mm (distance transform)."""
     return ndi.distance_transform_edt(~mask, sampling=spacing) <= r
@@ -239,7 +308,9 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     contrast : bool
         Widen the HU range for enhanced parenchyma.
     k_range : (int, int), optional
-        Slices ``k0..k1`` (inclusive) to search, e.g. T11-L4 when levels are known.
+        Slices ``k0..k1`` (inclusive) to search, e.g. T11-L4 when levels are known;
+        an end within ``settings.scan_edge_mm`` of the scan's edge is moved to
+        the edge (see the module docstring: a kidney cut by the field of view).
     workers : int, optional
         Threads (default: every available CPU); the result does not depend on it.
 
@@ -254,6 +325,7 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     lo, hi = s.soft_hu_contrast if contrast else s.soft_hu
     ks = np.arange(nk) if k_range is None else np.arange(max(k_range[0], 0), min(k_range[1] + 1, nk))
     ks = ks[np.isfinite(body_centre[ks, 0])] if ks.size else ks
+    ks, scan_cut = _reach_scan_edges(ks, body_centre, s.scan_edge_mm / sk)
 
     def one_side(side: str, sign: float) -> Kidney | None:
         # Work in the window's bounding box (3-D filters on the full CT are slow).
@@ -274,8 +346,9 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         if not soft.any():
             return None
         # The window's faces, the cranial and caudal ones included: a component
-        # cut by them continues outside (liver, spleen, psoas, bowel).
-        edge = win & ~ndi.binary_erosion(win, structure=np.ones((3, 3, 3), bool), border_value=0)
+        # cut by them continues outside (liver, spleen, psoas, bowel). A face
+        # at the scan's edge is not one (see _best_component).
+        edge = _window_edge(win, scan_cut)
         best, best_score, best_r, lab = 0, 0.0, 0.0, None
         # Erode more and more until the kidney separates from the liver,
         # spleen, psoas or bowel it touches; keep the best-scoring component.
@@ -287,7 +360,7 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
             ball = _ball(r, spacing)
             core = depth > r
             lab_r = cc3d.connected_components(core, connectivity=6)
-            cid, score = _best_component(lab_r, ball, edge, box, body_centre, sign, s, spacing)
+            cid, score = _best_component(lab_r, ball, edge, box, body_centre, sign, s, spacing, scan_cut)
             if cid and score > best_score:
                 best, best_score, best_r, lab = cid, score, r, lab_r
             if best:
@@ -344,6 +417,41 @@ def ureter_zone(collecting_system: np.ndarray, side: str, body_centre: np.ndarra
         jc, ic = (1 - f) * pj + f * tj, (1 - f) * pi + f * ti
         j0, j1 = int(max(jc - radius_mm / sj - 1, 0)), int(min(jc + radius_mm / sj + 2, nj))
         i0, i1 = int(max(ic - radius_mm / si - 1, 0)), int(min(ic + radius_mm / si + 2, ni))
+        jj, ii = np.mgrid[j0:j1, i0:i1]
+        out[k, j0:j1, i0:i1] = ((jj - jc) * sj) ** 2 + ((ii - ic) * si) ** 2 <= radius_mm**2
+    return out
+
+
+def pelvic_ureter_zone(internal_iliac: np.ndarray, side: str, spacing: tuple[float, float, float],
+                       anterior_mm: float = 12.0, lateral_mm: float = 3.0, radius_mm: float = 10.0,
+                       length_mm: float = 35.0) -> np.ndarray:
+    """A coarse zone where the pelvic ureter runs (it is not traced).
+
+    Past the pelvic brim, where it crosses the division of the common iliac
+    artery, the ureter descends on the pelvic side wall just in front of the
+    internal iliac artery. Per slice holding the internal iliac zone (whatever
+    estimated it), over ``length_mm`` below its top (the division), the zone is
+    a disk of ``radius_mm`` centred ``anterior_mm`` in front of and
+    ``lateral_mm`` lateral to that zone's centre. Lower down, towards the
+    ischial spines and the bladder, it is not covered: the pelvic phleboliths
+    lie there, and by position alone a distal ureteral stone cannot be told
+    from one.
+    """
+    out = np.zeros(internal_iliac.shape, dtype=bool)
+    sk, sj, si = spacing
+    sign = 1.0 if side == "left" else -1.0
+    nj, ni = out.shape[1:]
+    ks = np.flatnonzero(internal_iliac.any(axis=(1, 2)))
+    if ks.size == 0:
+        return out
+    for k in ks[ks >= ks.max() - length_mm / sk]:
+        jj_, ii_ = np.nonzero(internal_iliac[k])
+        jc = jj_.mean() - anterior_mm / sj
+        ic = ii_.mean() + sign * lateral_mm / si
+        j0, j1 = int(max(jc - radius_mm / sj - 1, 0)), int(min(jc + radius_mm / sj + 2, nj))
+        i0, i1 = int(max(ic - radius_mm / si - 1, 0)), int(min(ic + radius_mm / si + 2, ni))
+        if j1 <= j0 or i1 <= i0:
+            continue
         jj, ii = np.mgrid[j0:j1, i0:i1]
         out[k, j0:j1, i0:i1] = ((jj - jc) * sj) ** 2 + ((ii - ic) * si) ** 2 <= radius_mm**2
     return out

@@ -22,6 +22,7 @@ when neither is visible, ``levels`` is ``None`` and a note says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import groupby
 
 import cc3d
 import numpy as np
@@ -44,6 +45,12 @@ __all__ = [
     "dilate_in_plane",
     "NO_ANCHOR_NOTE",
     "TRANSITIONAL_NOTE",
+    "MIN_LEVEL_OVERLAP_MM",
+    "LevelZone",
+    "level_zones",
+    "endplate_position",
+    "refine_endplates",
+    "level_of_extent",
 ]
 
 NO_ANCHOR_NOTE = (
@@ -390,7 +397,7 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
     segments = _mark_sacrum(segments, bone_full, column_full, centre_full, s, (sk, sj, si))
     segments = _mark_ribs(segments, bone_full, column_full, centre_full, s, (sk, sj, si))
     segments, notes = _assign_levels(segments, sk)
-    slice_levels = _slice_levels(segments, nk)
+    slice_levels = _slice_levels(segments, nk, sk)
     discs = _disc_mask(hu, bodies, segments, nk)
     # Off the vertebral bodies: where the canal estimate strays forward (S1) the
     # ring reached the body's posterior cortex, whose edge then passed for a
@@ -699,7 +706,15 @@ def _assign_levels(segs: list[Segment], sk: float,
     return out, notes
 
 
-def _slice_levels(segs: list[Segment], nk: int) -> tuple[str | None, ...]:
+def _slice_levels(segs: list[Segment], nk: int, sk: float = 1.0,
+                  max_edge_disc_mm: float = 12.0) -> tuple[str | None, ...]:
+    """Per-slice level: the named bodies, and the disc spaces between them.
+
+    A scan that starts or ends in a disc shows it above the top body (or below
+    the lowest one) with no body beyond: those slices, up to a disc's height
+    (``max_edge_disc_mm``), are that disc. A plaque there lies at "T12-L1", not
+    at no level.
+    """
     levels: list[str | None] = [None] * nk
     named = [g for g in segs if g.level is not None]
     for g in named:
@@ -708,6 +723,16 @@ def _slice_levels(segs: list[Segment], nk: int) -> tuple[str | None, ...]:
     for lower, upper in zip(named, named[1:]):
         for k in range(lower.k1 + 1, upper.k0):
             levels[k] = f"{upper.level}-{lower.level}"
+    if named and segs[-1] is named[-1] and not named[-1].partial:
+        top, gap = named[-1], nk - 1 - named[-1].k1
+        pos = VERTEBRA_LEVELS.index(top.level)
+        if 0 < gap * sk <= max_edge_disc_mm and pos > 0:
+            levels[top.k1 + 1 :] = [f"{VERTEBRA_LEVELS[pos - 1]}-{top.level}"] * gap
+    if named and segs[0] is named[0] and not named[0].partial and not named[0].sacrum:
+        low, gap = named[0], named[0].k0
+        pos = VERTEBRA_LEVELS.index(low.level)
+        if 0 < gap * sk <= max_edge_disc_mm and pos + 1 < len(VERTEBRA_LEVELS):
+            levels[: low.k0] = [f"{low.level}-{VERTEBRA_LEVELS[pos + 1]}"] * gap
     return tuple(levels)
 
 
@@ -754,3 +779,145 @@ def _lf_zone(canal: np.ndarray, centre: np.ndarray, s: SpineSettings, sj: float,
     dj = np.where(behind, (jj - np.where(known[:, None, None], cj, 0.0)) * sj, 0.0)
     within = np.abs(ii - ci) * si <= np.tan(np.radians(s.lf_max_angle_deg)) * dj
     return ring & behind & within
+
+
+# --- Levels at native resolution --------------------------------------------------
+#
+# The rules find the bodies on the work grid (2.5-3 mm slices), so a body's end is
+# known to a slice or so; a plaque that enters a disc by 1 mm is reported with the
+# disc or not depending on that millimetre. The helpers below turn the per-slice
+# levels into z zones and move each body/disc edge to where the CT itself shows
+# the endplate.
+
+# A level is named for a calcification only where it lies in it by at least this
+# much along z (the reporting convention of the phantom truth, phantoms/truth.py):
+# a sub-millimetre overlap is not resolvable at 1.25-3 mm slices.
+MIN_LEVEL_OVERLAP_MM = 1.0
+
+
+@dataclass(frozen=True)
+class LevelZone:
+    """Slices ``lo .. hi`` (slice-index units, fractional; k grows cranially) of one
+    vertebral body (``"L3"``) or disc space (``"L3-L4"``)."""
+
+    level: str
+    lo: float
+    hi: float
+
+
+def level_zones(slice_levels: tuple[str | None, ...]) -> list[LevelZone]:
+    """The runs of equal per-slice level as zones, caudal first; each edge lies
+    half-way between the last slice of one run and the first of the next."""
+    zones: list[LevelZone] = []
+    k = 0
+    for lv, run in groupby(slice_levels):
+        n = len(list(run))
+        if lv is not None:
+            zones.append(LevelZone(lv, k - 0.5, k + n - 0.5))
+        k += n
+    return zones
+
+
+def endplate_position(stack_hu: np.ndarray, boundary: float, disc_far: float, *, body_below: bool,
+                      slice_mm: float, reach_mm: float = 4.0, min_contrast_hu: float = 80.0) -> float | None:
+    """Sub-slice index of a body's end, from the HU of its footprint's voxels
+    (``stack_hu[k, p]``: slice ``k``, footprint voxel ``p``).
+
+    Along each voxel column the HU climbs from the disc (0-100 HU) to the
+    cortical endplate (a 1-2 mm plate of several hundred HU) and falls back to
+    cancellous bone. The column's body ends at the outer edge of that plate,
+    where its HU passes half-way between its peak and the disc, interpolated
+    between slices. A tilted endplate ends at a different z in every column:
+    the median over the footprint is its end at the footprint's middle, where
+    the phantom (and a reader on the mid-sagittal image) measures it.
+
+    ``boundary`` is the rules' edge (index), ``disc_far`` the disc's other edge;
+    ``body_below``: the body lies at lower indices than the disc (its top
+    endplate). ``None`` when fewer than half the columns show an endplate
+    (a peak at least ``min_contrast_hu`` above the disc, then a crossing
+    inside the disc).
+    """
+    n = stack_hu.shape[0]
+    if not body_below:  # mirror: the body at low indices
+        r = endplate_position(stack_hu[::-1], n - 1 - boundary, n - 1 - disc_far, body_below=True,
+                              slice_mm=slice_mm, reach_mm=reach_mm, min_contrast_hu=min_contrast_hu)
+        return None if r is None else n - 1 - r
+    reach = max(reach_mm / slice_mm, 1.5)
+    lo, hi = max(int(np.ceil(boundary - reach)), 0), min(int(np.floor(boundary + 0.5 * reach)), n - 1)
+    far = min(int(np.floor(disc_far)), n - 1)
+    if hi < lo or far <= hi:
+        return None
+    # the disc's own HU: its middle slice, or the first past the peak search
+    disc_hu = float(np.median(stack_hu[min(max(int(round(0.5 * (boundary + disc_far))), hi + 1), far)]))
+    cols = np.arange(stack_hu.shape[1])
+    kp = lo + np.argmax(stack_hu[lo : hi + 1], axis=0)
+    half = 0.5 * (stack_hu[kp, cols] + disc_hu)
+    ks = np.arange(n)[:, None]
+    below = (stack_hu <= half) & (ks > kp) & (ks <= far)
+    ok = below.any(axis=0) & (stack_hu[kp, cols] - disc_hu >= min_contrast_hu)
+    if ok.mean() < 0.5:
+        return None
+    first, cols = np.argmax(below, axis=0)[ok], cols[ok]
+    v0, v1 = stack_hu[first - 1, cols], stack_hu[first, cols]
+    return float(np.median(first - 1 + (v0 - half[ok]) / np.maximum(v0 - v1, 1e-6)))
+
+
+def refine_endplates(zones: list[LevelZone], hu: np.ndarray, labels: np.ndarray, disc_label: int,
+                     slice_mm: float, near: tuple[float, float] | None = None, max_shift_mm: float = 4.0,
+                     margin_mm: float = 5.0) -> list[LevelZone]:
+    """``zones`` with each body/disc edge moved to the endplate the CT shows.
+
+    ``hu`` is the CT and ``labels`` the anatomy labels on the same slices as the
+    zones, both cropped in-plane to the discs' neighbourhood (views: only the
+    slices near the edges measured are read). A disc's in-plane footprint (its
+    ``disc_label`` voxels on its slices) is where its two endplates are measured
+    (:func:`endplate_position`); an edge moves at most ``max_shift_mm`` (beyond
+    that the profile is taken to show something else). With ``near`` (a lesion's
+    z extent, slice indices) only edges within ``margin_mm`` of either end are
+    measured: one further away cannot bring a level's overlap with the lesion
+    across the 1 mm of :func:`level_of_extent` (``margin_mm`` >= ``max_shift_mm``
+    + :data:`MIN_LEVEL_OVERLAP_MM`).
+    """
+    out = list(zones)
+    nk = hu.shape[0]
+    margin = margin_mm / slice_mm
+    window = max(int(np.ceil(6.0 / slice_mm)), 2)
+    for n in range(len(out) - 1):
+        a, b = out[n], out[n + 1]  # a is caudal of b
+        if a.hi != b.lo or ("-" in a.level) == ("-" in b.level):
+            continue  # a gap, or two bodies / two discs side by side: no endplate between
+        edge = a.hi
+        if near is not None and min(abs(edge - near[0]), abs(edge - near[1])) > margin:
+            continue
+        body_below = "-" in b.level
+        disc = b if body_below else a
+        d0, d1 = int(np.ceil(disc.lo)), int(np.floor(disc.hi))
+        foot = (labels[max(d0, 0) : min(d1, nk - 1) + 1] == disc_label).any(axis=0)
+        if foot.sum() < 20:
+            continue  # no disc drawn here (too thin on the work grid)
+        # from inside the body to the disc's far edge
+        if body_below:
+            k0, k1 = max(int(np.floor(edge - window)), 0), min(int(np.ceil(disc.hi)), nk - 1)
+        else:
+            k0, k1 = max(int(np.floor(disc.lo)), 0), min(int(np.ceil(edge + window)), nk - 1)
+        stack = hu[k0 : k1 + 1][:, foot].astype(np.float64)
+        far = (disc.hi if body_below else disc.lo) - k0
+        pos = endplate_position(stack, edge - k0, far, body_below=body_below, slice_mm=slice_mm)
+        if pos is None or abs(pos + k0 - edge) * slice_mm > max_shift_mm:
+            continue
+        new = pos + k0
+        # a disc keeps a non-negative height: its edges never cross
+        new = min(new, disc.hi) if body_below else max(new, disc.lo)
+        out[n], out[n + 1] = LevelZone(a.level, a.lo, new), LevelZone(b.level, new, b.hi)
+    return out
+
+
+def level_of_extent(lo: float, hi: float, zones: list[LevelZone], slice_mm: float,
+                    min_overlap_mm: float = MIN_LEVEL_OVERLAP_MM) -> list[str]:
+    """The levels that ``lo .. hi`` (slice-index units) overlaps by ``min_overlap_mm``
+    along z; if none does, the level holding its middle (empty if none)."""
+    hits = [z.level for z in zones if (min(hi, z.hi) - max(lo, z.lo)) * slice_mm >= min_overlap_mm]
+    if hits:
+        return hits
+    mid = 0.5 * (lo + hi)
+    return [z.level for z in zones if z.lo <= mid <= z.hi][:1]

@@ -94,3 +94,32 @@ def test_body_masks_holes_in_the_body_box_match_the_whole_stack(seed):
     expected = body | (np.isin(bg, np.setdiff1d(np.arange(1, n + 1), border)))
     assert np.array_equal(got, expected)
     assert (got & ~body).any() or seed == 2  # the random body has holes to fill
+
+
+@pytest.mark.parametrize("aorta_says_contrast", [False, True])
+def test_kidneys_searched_beside_the_vessels_match_one_thread(trunk, monkeypatch, aorta_says_contrast):
+    """With a spare CPU the kidneys are searched beside the vessels on the header's
+    contrast answer; when the aorta's HU disagrees they are searched again, so
+    the map is the one-thread map either way."""
+    import calcdetect.anatomy.build as build
+    from calcdetect.anatomy import build_anatomy
+    from calcdetect.device import Device
+
+    assert not trunk.volume.info.contrast_agent
+    calls: list[bool] = []
+    real = build.find_kidneys
+
+    def spy(*args, **kwargs):
+        calls.append(bool(kwargs["contrast"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "find_kidneys", spy)
+    monkeypatch.setattr(build, "_contrast_suspected", lambda *a: aorta_says_contrast)
+    one = build_anatomy(trunk.volume, Device("cpu"), workers=1)
+    assert calls == [aorta_says_contrast]
+    calls.clear()
+    two = build_anatomy(trunk.volume, Device("cpu"), workers=2)
+    # beside the vessels on the header's answer (no contrast), again only if the aorta disagrees
+    assert calls == ([False, True] if aorta_says_contrast else [False])
+    np.testing.assert_array_equal(one.labels, two.labels)
+    assert one.slice_levels == two.slice_levels and one.notes == two.notes

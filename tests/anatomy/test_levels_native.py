@@ -1,0 +1,166 @@
+"""Vertebral levels at the CT's own resolution.
+
+The rules find the bodies on a 2.5-3 mm work grid, so a body's end is known to
+a slice or two; a plaque that enters a disc by a millimetre or two is then
+named with the wrong level. These tests build a CT whose endplates lie between
+the work grid's slices and check that (a) the endplate is found where the CT
+shows it and (b) the level of a lesion follows the phantom convention: the
+levels its z extent overlaps by at least 1 mm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calcdetect.anatomy.regions import structure
+from calcdetect.anatomy.spine import (
+    LevelZone,
+    endplate_position,
+    level_of_extent,
+    level_zones,
+    refine_endplates,
+)
+from calcdetect.classify import classify
+from calcdetect.types import AcquisitionInfo, AnatomyMap, Lesion, Volume
+
+SK = 0.625  # mm between slices
+SHAPE = (80, 60, 60)  # k (cranial), j, i
+SP = (SK, 1.0, 1.0)
+# Truth: L3 body up to slice 29 (its top endplate at index 29.5), the L2-L3 disc
+# 30-45 (10 mm), the L2 body from 46.
+L3_TOP, L2_BOTTOM = 29.5, 45.5
+# What a 2.5 mm work grid gives back: L3 three slices (1.9 mm) too tall.
+COARSE = tuple("L3" if k <= 32 else "L2-L3" if k <= 45 else "L2" for k in range(SHAPE[0]))
+
+
+def _affine() -> np.ndarray:
+    a = np.zeros((4, 4))
+    a[0, 2], a[1, 1], a[2, 0], a[3, 3] = 1.0, 1.0, SK, 1.0
+    return a
+
+
+def _disk(jc: float, ic: float, r: float) -> np.ndarray:
+    jj, ii = np.mgrid[: SHAPE[1], : SHAPE[2]]
+    return (jj - jc) ** 2 + (ii - ic) ** 2 <= r * r
+
+
+BODY = _disk(35, 30, 12)
+AORTA = _disk(14, 36, 6)
+
+
+def _ct(rng: np.random.Generator) -> np.ndarray:
+    """Soft tissue; cancellous bodies with a dense endplate, a disc between them."""
+    hu = np.full(SHAPE, 40.0, dtype=np.float32)
+    for k in range(SHAPE[0]):
+        if k < L3_TOP or k > L2_BOTTOM:
+            hu[k][BODY] = 180.0
+    hu[int(L3_TOP - 0.5)][BODY] = 600.0  # cortical endplates
+    hu[int(L2_BOTTOM + 0.5)][BODY] = 600.0
+    hu += rng.normal(0.0, 25.0, SHAPE).astype(np.float32)
+    return hu
+
+
+def _anatomy(levels: tuple[str, ...]) -> AnatomyMap:
+    labels = np.full(SHAPE, structure("body").label, dtype=np.uint8)
+    for k, lv in enumerate(levels):
+        name = "intervertebral_disc" if "-" in lv else f"vertebrae_{lv}"
+        labels[k][BODY] = structure(name).label
+        labels[k][AORTA] = structure("aorta").label
+    return AnatomyMap(labels=labels, affine=_affine(), slice_levels=levels)
+
+
+def _plaque(vol: Volume, k0: int, k1: int) -> Lesion:
+    """A plaque in the aortic wall over slices ``k0 .. k1`` (inclusive)."""
+    mask = np.zeros((k1 - k0 + 1, 2, 2), dtype=bool)
+    mask[:] = True
+    bbox = (k0, 8, 36, k1 + 1, 10, 38)
+    cen = np.array([(k0 + k1) / 2, 8.5, 36.5])
+    return Lesion(label=1, bbox=bbox, mask=mask, voxel_count=int(mask.sum()), volume_mm3=float(mask.sum()) * SK,
+                  agatston=0.0, mass_mg=0.0, peak_hu=500.0, mean_hu=500.0,
+                  centroid_lps_mm=tuple(vol.index_to_lps(cen).tolist()), centroid_kji=tuple(cen.tolist()),
+                  max_diameter_mm=(k1 - k0 + 1) * SK, axes_mm=((k1 - k0 + 1) * SK, 2.0, 2.0), elongation=0.8,
+                  central_lucency=False)
+
+
+@pytest.fixture(scope="module")
+def ct() -> Volume:
+    arr = _ct(np.random.default_rng(4))
+    arr[:, 8:10, 36:38] = np.float32(40.0)
+    return Volume(arr, SP, _affine(), AcquisitionInfo("CT", kvp=120.0))
+
+
+def _with_plaque(vol: Volume, k0: int, k1: int) -> Volume:
+    arr = vol.array.copy()
+    arr[k0 : k1 + 1, 8:10, 36:38] = 500.0
+    return Volume(arr, vol.spacing, vol.affine, vol.info)
+
+
+def test_endplates_are_moved_to_where_the_ct_shows_them(ct) -> None:
+    zones = level_zones(COARSE)
+    assert [z.level for z in zones] == ["L3", "L2-L3", "L2"] and zones[0].hi == 32.5
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    labels[33:46][:, BODY] = 32
+    refined = refine_endplates(zones, ct.array, labels, 32, SK)
+    # within a third of a slice (0.2 mm) of the truth; the work grid was 1.9 mm off
+    assert refined[0].hi == pytest.approx(L3_TOP, abs=0.35)
+    assert refined[1].hi == pytest.approx(L2_BOTTOM, abs=0.35)
+    assert refined[1].lo == refined[0].hi and refined[2].lo == refined[1].hi
+
+
+def test_endplate_without_contrast_is_left_where_the_rules_put_it() -> None:
+    flat = np.random.default_rng(1).normal(120.0, 20.0, (20, 50))  # no endplate, no disc
+    assert endplate_position(flat, 9.5, 18.0, body_below=True, slice_mm=SK) is None
+
+
+def test_a_disc_grazed_by_less_than_one_mm_is_not_named() -> None:
+    zones = [LevelZone("L3", -0.5, 29.5), LevelZone("L2-L3", 29.5, 45.5), LevelZone("L2", 45.5, 79.5)]
+    assert level_of_extent(10.0, 30.5, zones, SK) == ["L3"]  # 0.6 mm into the disc
+    assert level_of_extent(10.0, 32.0, zones, SK) == ["L3", "L2-L3"]  # 1.6 mm
+    # nothing reaches 1 mm: the level holding the middle
+    assert level_of_extent(29.0, 30.2, zones, SK) == ["L2-L3"]
+
+
+def test_plaque_entering_the_disc_gets_the_disc_despite_a_coarse_body_end(ct) -> None:
+    """Regression: the per-slice levels put slices 30-32 in L3; the plaque fills
+    slices 20-32, 1.9 mm into the disc the CT shows, so it is "L2-L3" (as the
+    phantom truth names it), not "L3"."""
+    vol = _with_plaque(ct, 20, 32)
+    (f,) = classify([_plaque(vol, 20, 32)], _anatomy(COARSE), vol)
+    assert f.region == "aorta"
+    assert f.level == "L2-L3"
+
+
+def test_plaque_grazing_the_disc_keeps_its_body_level(ct) -> None:
+    """Regression: with exact per-slice levels, a plaque whose last slice is the
+    first disc slice lies 0.5 mm in the disc: "L3", not "L3"/"L2-L3" by slices."""
+    exact = tuple("L3" if k <= 29 else "L2-L3" if k <= 45 else "L2" for k in range(SHAPE[0]))
+    vol = _with_plaque(ct, 18, 30)
+    (f,) = classify([_plaque(vol, 18, 30)], _anatomy(exact), vol)
+    assert f.level == "L3"
+
+
+def test_scan_ending_in_a_disc_names_that_disc() -> None:
+    """Regression: a field of view that starts 6 mm above L1 shows only the T12-L1
+    disc there; those slices had no level, so a plaque in them had none."""
+    from calcdetect.anatomy.spine import Segment, _slice_levels
+
+    segs = [Segment(0, 20, "L2", partial=True), Segment(28, 50, "L1")]
+    levels = _slice_levels(segs, 57, 1.0)
+    assert set(levels[21:28]) == {"L1-L2"}
+    assert set(levels[51:]) == {"T12-L1"}
+    # 20 mm without a body is more than a disc: a body may be hidden there
+    assert set(_slice_levels(segs, 71, 1.0)[51:]) == {None}
+
+
+def test_tilted_endplate_ends_at_the_footprints_middle() -> None:
+    """A tilted endplate ends 5 slices apart across the footprint; the body's end is
+    where the middle of the footprint ends (where the phantom and a reader measure)."""
+    n, cols = 30, 51
+    edges = 10.0 + 5.0 * (np.arange(cols) - 25) / 50.0  # per column; slice k spans k-0.5 .. k+0.5
+    lo, hi = np.arange(n)[:, None] - 0.5, np.arange(n)[:, None] + 0.5
+    body = np.clip(np.minimum(hi, edges) - lo, 0.0, 1.0)  # share of each slice below the edge
+    plate = np.clip(np.minimum(hi, edges) - np.maximum(lo, edges - 2.0), 0.0, 1.0)  # 2 slices thick
+    stack = 40.0 + 140.0 * body + 460.0 * plate  # disc 40, cancellous 180, endplate 640 HU
+    pos = endplate_position(stack, 12.5, 25.0, body_below=True, slice_mm=SK)
+    assert pos == pytest.approx(10.0, abs=0.25)  # the middle column's edge
