@@ -551,13 +551,22 @@ def find_femoral_heads(bone: np.ndarray, spacing: tuple[float, float, float], bo
     top = min(max(below_k, 0), bone.shape[0] - 1)
     if top < 2:
         return {}
-    sub = fill_holes_per_slice(np.ascontiguousarray(bone[: top + 1]))
+    # The pelvic bone's box with a one-voxel background margin holds every
+    # distance of the full volume exactly: the background voxel nearest to a
+    # bone voxel is never farther out than that margin (clamping a voxel onto
+    # the box brings it closer, and the margin is background). The 3-D
+    # distance transform is the costliest step here; the box is a fraction of it.
+    box = _bounding_box(bone[: top + 1], margin=1)
+    if box is None:
+        return {}
+    sub = fill_holes_per_slice(np.ascontiguousarray(bone[: top + 1][box]))
     if spine_mask is not None:
-        sub &= ~spine_mask[: top + 1]
+        sub &= ~spine_mask[: top + 1][box]
     padded = np.pad(sub, ((1, 1), (0, 0), (0, 0)))
     dist = ndi.distance_transform_edt(padded, sampling=spacing)[1:-1]
+    k0, j0, i0 = (sl.start for sl in box)
     mid = float(np.nanmedian(body_centre[: top + 1, 1]))
-    off_mm = (np.arange(bone.shape[2]) - mid) * si
+    off_mm = (np.arange(i0, i0 + sub.shape[2]) - mid) * si
     out: dict[str, FemoralHead] = {}
     for side, sign in (("left", 1.0), ("right", -1.0)):
         lateral = (sign * off_mm >= s.femoral_head_lateral_mm[0]) & (sign * off_mm <= s.femoral_head_lateral_mm[1])
@@ -565,8 +574,19 @@ def find_femoral_heads(bone: np.ndarray, spacing: tuple[float, float, float], bo
         k, j, i = np.unravel_index(int(np.argmax(d)), d.shape)
         r = float(d[k, j, i])
         if s.femoral_head_radius_mm[0] <= r <= s.femoral_head_radius_mm[1]:
-            out[side] = FemoralHead(float(k), float(j), float(i), r)
+            out[side] = FemoralHead(float(k + k0), float(j + j0), float(i + i0), r)
     return out
+
+
+def _bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice, slice] | None:
+    """Bounding box of a 3-D mask grown by ``margin`` voxels (clipped to the array); None if empty."""
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis])))
+    return box[0], box[1], box[2]
 
 
 def _external_iliac_target(head: FemoralHead, sign: float, spacing: tuple[float, float, float],

@@ -246,11 +246,14 @@ def find_candidates(
             metal = (arr_t >= settings.metal_hu).cpu().numpy()
         else:
             calc = arr >= thr
-            metal = arr >= settings.metal_hu
+            # Most scans hold no metal: one maximum over the HU says so without
+            # a CT-sized mask (a NaN maximum proves nothing: the mask decides).
+            top = arr.max() if arr.size else -np.inf
+            metal = (arr >= settings.metal_hu) if (np.isnan(top) or top >= settings.metal_hu) else None
         # np.zeros, not zeros_like: calloc'd pages cost no memory until written,
         # and most scans have no metal (these masks are 100 MB at 512 x 512 x 400).
-        if not metal.any():
-            return calc, np.zeros(metal.shape, dtype=bool), None
+        if metal is None or not metal.any():
+            return calc, np.zeros(arr.shape, dtype=bool), None
         return calc, _dilate_on(metal, spacing, METAL_MARGIN_MM, tdev), _metal_warning(metal, settings.metal_hu)
 
     def bone_to_exclude() -> tuple[np.ndarray, np.ndarray | None]:
@@ -266,15 +269,19 @@ def find_candidates(
             bone_settings = BoneSettings(bone_hu=max(BoneSettings().bone_hu, thr))
             bone = segment_bone(arr, spacing, device, bone_settings, exclude_mask=blood_pool_mask,
                                 workers=workers, _torch_device=tdev)
+        # The caller's mask is never written; one made here, or a copy made by
+        # the first edit, is edited in place (a CT-sized copy costs ~0.1 s).
+        owned = bone is not bone_mask
         if blood_pool_mask is not None:
-            bone = _without(bone, blood_pool_mask)
+            edited = _without(bone, blood_pool_mask, in_place=owned)
+            owned, bone = owned or edited is not bone, edited
         released = None
         if ligament_mask is not None and bone.any():
             # Calcified ligamentum flavum fused to the laminae is part of the bone
             # mask; on interlaminar slices the anatomy tells it from the lamina.
             released = release_ligament_calcification(bone, arr, np.asarray(ligament_mask, dtype=bool),
                                                       spacing, thr)
-            bone = _without(bone, released)
+            bone = _without(bone, released, in_place=owned)
         return bone, released
 
     # The two are independent: on CPU with a spare thread they run side by side.
@@ -366,14 +373,18 @@ def find_candidates(
     )
 
 
-def _without(mask: np.ndarray, removed: np.ndarray) -> np.ndarray:
+def _without(mask: np.ndarray, removed: np.ndarray, *, in_place: bool = False) -> np.ndarray:
     """``mask & ~removed`` for a sparse ``removed``: ``mask`` itself when they do
-    not overlap (the usual case), else a copy edited at the overlap."""
+    not overlap (the usual case), else a copy edited at the overlap (``mask``
+    itself, edited, with ``in_place`` and a bool ``mask``)."""
     at = np.flatnonzero(removed)
     at = at[np.asarray(mask, dtype=bool).reshape(-1)[at]]
     if at.size == 0:
         return np.asarray(mask, dtype=bool)
-    out = np.array(mask, dtype=bool)  # a copy: the caller's mask is never written
+    if in_place and mask.dtype == bool:
+        out = mask
+    else:
+        out = np.array(mask, dtype=bool)  # a copy: the caller's mask is never written
     out[np.unravel_index(at, out.shape)] = False
     return out
 
