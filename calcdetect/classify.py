@@ -59,7 +59,7 @@ decay outside it), scaled down for lesions of a few voxels.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -288,6 +288,8 @@ class _Context:
     pelvis_k: float | None  # anatomy slices below this are pelvis (aortic bifurcation)
     pelvis_floor_k: int | None = None  # below this slice no vertebral level is given
     dense_hu: float | None = None  # a lesion's neighbour this dense is bone; None: contrast scan
+    # endplates measured on the CT, shared by every lesion of the scan (refine_endplates)
+    endplate_memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def of(anatomy: AnatomyMap, volume: Volume, threshold_hu: float | None = None,
@@ -543,7 +545,8 @@ def _level(ctx: _Context, idx: np.ndarray) -> str | None:
     box = ctx.anatomy.structure_boxes.get(disc)
     if ctx.to_anat is None and box is not None:
         plane = (slice(None), box[1], box[2])
-        zones = refine_endplates(zones, ctx.volume.array[plane], ctx.anatomy.labels[plane], disc, sk, near=(lo, hi))
+        zones = refine_endplates(zones, ctx.volume.array[plane], ctx.anatomy.labels[plane], disc, sk, near=(lo, hi),
+                                 memo=ctx.endplate_memo)
     return format_level_span(level_of_extent(lo, hi, zones, sk))
 
 

@@ -864,7 +864,8 @@ def endplate_position(stack_hu: np.ndarray, boundary: float, disc_far: float, *,
 
 def refine_endplates(zones: list[LevelZone], hu: np.ndarray, labels: np.ndarray, disc_label: int,
                      slice_mm: float, near: tuple[float, float] | None = None, max_shift_mm: float = 4.0,
-                     margin_mm: float = 5.0) -> list[LevelZone]:
+                     margin_mm: float = 5.0,
+                     memo: dict[tuple[LevelZone, LevelZone], float | None] | None = None) -> list[LevelZone]:
     """``zones`` with each body/disc edge moved to the endplate the CT shows.
 
     ``hu`` is the CT and ``labels`` the anatomy labels on the same slices as the
@@ -877,11 +878,13 @@ def refine_endplates(zones: list[LevelZone], hu: np.ndarray, labels: np.ndarray,
     measured: one further away cannot bring a level's overlap with the lesion
     across the 1 mm of :func:`level_of_extent` (``margin_mm`` >= ``max_shift_mm``
     + :data:`MIN_LEVEL_OVERLAP_MM`).
+
+    ``memo`` (one dict per scan, same ``hu`` and ``labels``) keeps each edge's
+    measurement keyed on the two zones it separates: classification asks for the
+    same edges for every lesion near them, and one measurement costs ~1 ms.
     """
     out = list(zones)
-    nk = hu.shape[0]
     margin = margin_mm / slice_mm
-    window = max(int(np.ceil(6.0 / slice_mm)), 2)
     for n in range(len(out) - 1):
         a, b = out[n], out[n + 1]  # a is caudal of b
         if a.hi != b.lo or ("-" in a.level) == ("-" in b.level):
@@ -889,27 +892,46 @@ def refine_endplates(zones: list[LevelZone], hu: np.ndarray, labels: np.ndarray,
         edge = a.hi
         if near is not None and min(abs(edge - near[0]), abs(edge - near[1])) > margin:
             continue
+        if memo is not None and (a, b) in memo:
+            moved = memo[(a, b)]
+        else:
+            moved = _measured_edge(a, b, hu, labels, disc_label, slice_mm, max_shift_mm)
+            if memo is not None:
+                memo[(a, b)] = moved
+        if moved is None:
+            continue
         body_below = "-" in b.level
         disc = b if body_below else a
-        d0, d1 = int(np.ceil(disc.lo)), int(np.floor(disc.hi))
-        foot = (labels[max(d0, 0) : min(d1, nk - 1) + 1] == disc_label).any(axis=0)
-        if foot.sum() < 20:
-            continue  # no disc drawn here (too thin on the work grid)
-        # from inside the body to the disc's far edge
-        if body_below:
-            k0, k1 = max(int(np.floor(edge - window)), 0), min(int(np.ceil(disc.hi)), nk - 1)
-        else:
-            k0, k1 = max(int(np.floor(disc.lo)), 0), min(int(np.ceil(edge + window)), nk - 1)
-        stack = hu[k0 : k1 + 1][:, foot].astype(np.float64)
-        far = (disc.hi if body_below else disc.lo) - k0
-        pos = endplate_position(stack, edge - k0, far, body_below=body_below, slice_mm=slice_mm)
-        if pos is None or abs(pos + k0 - edge) * slice_mm > max_shift_mm:
-            continue
-        new = pos + k0
         # a disc keeps a non-negative height: its edges never cross
-        new = min(new, disc.hi) if body_below else max(new, disc.lo)
+        new = min(moved, disc.hi) if body_below else max(moved, disc.lo)
         out[n], out[n + 1] = LevelZone(a.level, a.lo, new), LevelZone(b.level, new, b.hi)
     return out
+
+
+def _measured_edge(a: LevelZone, b: LevelZone, hu: np.ndarray, labels: np.ndarray, disc_label: int,
+                   slice_mm: float, max_shift_mm: float) -> float | None:
+    """The endplate between zones ``a`` (caudal) and ``b`` as the CT shows it
+    (slice index), or ``None`` where it is not measured (see :func:`refine_endplates`)."""
+    nk = hu.shape[0]
+    window = max(int(np.ceil(6.0 / slice_mm)), 2)
+    edge = a.hi
+    body_below = "-" in b.level
+    disc = b if body_below else a
+    d0, d1 = int(np.ceil(disc.lo)), int(np.floor(disc.hi))
+    foot = (labels[max(d0, 0) : min(d1, nk - 1) + 1] == disc_label).any(axis=0)
+    if foot.sum() < 20:
+        return None  # no disc drawn here (too thin on the work grid)
+    # from inside the body to the disc's far edge
+    if body_below:
+        k0, k1 = max(int(np.floor(edge - window)), 0), min(int(np.ceil(disc.hi)), nk - 1)
+    else:
+        k0, k1 = max(int(np.floor(disc.lo)), 0), min(int(np.ceil(edge + window)), nk - 1)
+    stack = hu[k0 : k1 + 1][:, foot].astype(np.float64)
+    far = (disc.hi if body_below else disc.lo) - k0
+    pos = endplate_position(stack, edge - k0, far, body_below=body_below, slice_mm=slice_mm)
+    if pos is None or abs(pos + k0 - edge) * slice_mm > max_shift_mm:
+        return None
+    return pos + k0
 
 
 def level_of_extent(lo: float, hi: float, zones: list[LevelZone], slice_mm: float,

@@ -108,6 +108,24 @@ def test_endplates_are_moved_to_where_the_ct_shows_them(ct) -> None:
     assert refined[1].lo == refined[0].hi and refined[2].lo == refined[1].hi
 
 
+
+def test_memoised_endplates_equal_fresh_ones_and_are_measured_once(ct) -> None:
+    """Classification shares one memo per scan: every lesion must get the zones
+    it would get alone, and a second lesion near the same edges costs no
+    measurement (a different CT would show if the memo were read instead)."""
+    zones = level_zones(COARSE)
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    labels[33:46][:, BODY] = 32
+    memo: dict = {}
+    for near in ((30.0, 34.0), (44.0, 47.0), (20.0, 50.0)):
+        fresh = refine_endplates(zones, ct.array, labels, 32, SK, near=near)
+        assert refine_endplates(zones, ct.array, labels, 32, SK, near=near, memo=memo) == fresh
+    assert len(memo) == 2  # the two endplates of the one disc
+    blank = np.zeros_like(ct.array)
+    for near in ((30.0, 34.0), (44.0, 47.0)):
+        assert refine_endplates(zones, blank, labels, 32, SK, near=near, memo=memo) == refine_endplates(
+            zones, ct.array, labels, 32, SK, near=near)
+
 def test_endplate_without_contrast_is_left_where_the_rules_put_it() -> None:
     flat = np.random.default_rng(1).normal(120.0, 20.0, (20, 50))  # no endplate, no disc
     assert endplate_position(flat, 9.5, 18.0, body_below=True, slice_mm=SK) is None
