@@ -175,8 +175,13 @@ class AnatomyMap:
         """Voxel count of every label in every slice, ``[k, label]`` (int64)."""
         boxes = self.structure_boxes
         out = np.zeros((self.labels.shape[0], max(boxes, default=0) + 1), dtype=np.int64)
+        # A few slices at a time: the body's box is the whole map, and one
+        # comparison over it made a CT-sized (~100 MB) temporary.
+        step = 8
         for lab, bb in boxes.items():
-            out[bb[0], lab] = np.count_nonzero(self.labels[bb] == lab, axis=(1, 2))
+            for k0 in range(bb[0].start, bb[0].stop, step):
+                k1 = min(k0 + step, bb[0].stop)
+                out[k0:k1, lab] = np.count_nonzero(self.labels[k0:k1, bb[1], bb[2]] == lab, axis=(1, 2))
         return out
 
     def mask_of(self, label_ids: Sequence[int]) -> np.ndarray | None:
