@@ -19,7 +19,10 @@ Recipe (all radii are balls in mm on the anisotropic grid)
 4. Opening (``open_mm``, 1.5 mm) strips what is thinner than ~3 mm from bone:
    an aortic plaque or a calcified ligament fused to the bone by the threshold is
    cut off here and so keeps its identity as a candidate. Laminae and ribs
-   (>= ~4 mm) survive; a larger radius would strip them too.
+   (>= ~4 mm) survive; a larger radius would strip them too. On the slices
+   whose ball reaches past the first / last slice the opening is in-plane: a
+   bone tip entering the scan for a slice or two is thin along z only because
+   the scan cuts it.
 5. Connected components (26-connected, cc3d) of at least ``min_volume_mm3``
    (1500 mm3) are bone; smaller dense things (calcifications) are not. A
    *compact* component (elongation of its principal axes below
@@ -28,7 +31,10 @@ Recipe (all radii are balls in mm on the anisotropic grid)
    abdomen the small isolated bones are rib segments (long and thin), while a
    round dense blob of 1.5-6 mL is a renal calculus, a calcified node or a
    calcified aneurysm wall, which must reach the candidate stage. Bones cut by
-   the field of view stay bone.
+   the field of view stay bone: a component is bone whatever its volume when
+   its cross-section on the first or last slice is at least
+   ``cut_min_area_mm2`` (40 mm2; the tips of vertebral processes cut there
+   measure 50-110 mm2, calcifications that thick rarely this much).
 6. Voxels of ``exclude_mask`` (e.g. the contrast-filled aortic lumen, which hole
    filling would otherwise take for marrow inside a calcified ring) are removed.
 
@@ -94,9 +100,10 @@ class BoneSettings:
     compact_min_volume_mm3: float = 6000.0
     compact_max_elongation: float = 0.5
     border_hole_max_mm2: float = 2500.0
+    cut_min_area_mm2: float = 40.0
 
     def __post_init__(self) -> None:
-        for name in ("close_mm", "open_mm", "min_volume_mm3", "compact_min_volume_mm3"):
+        for name in ("close_mm", "open_mm", "min_volume_mm3", "compact_min_volume_mm3", "cut_min_area_mm2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"BoneSettings.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -165,6 +172,8 @@ def segment_bone(
     else:
         opened_np = _opened_bone_in_slabs(sub_hu, dense_np[bb], spacing, settings, close_mm, border_px,
                                           resolve_workers(workers))
+    ends = (bb[0].start == 0, bb[0].stop == array.shape[0])
+    _open_cut_slices_in_plane(opened_np, sub_hu, dense_np[bb], spacing, settings, close_mm, border_px, ends)
     lab, n = cc3d.connected_components(opened_np, connectivity=26, return_N=True)
     if n == 0:
         return out
@@ -175,11 +184,17 @@ def segment_bone(
     counts = np.bincount(ids, minlength=n + 1)
     volume_mm3 = counts * float(np.prod(spacing))
     big = volume_mm3 >= settings.min_volume_mm3
+    # A bone cut by the first / last slice may show only its tip inside the
+    # volume (a spinous or articular process, a rib): its cross-section on the
+    # cut slice, not its visible volume, says it is bone. A calcification cut
+    # there has survived the opening only if >= ~3 mm thick, and is rarely
+    # this broad.
+    big |= _cut_area_mm2(lab, n, ends, spacing) >= settings.cut_min_area_mm2
     big[0] = False
     doubtful = np.flatnonzero(big & (volume_mm3 < settings.compact_min_volume_mm3))
     if doubtful.size:
         compact = _compact_interior(lab, idx, ids, doubtful, spacing, settings.compact_max_elongation,
-                                    touches_ends=(bb[0].start == 0, bb[0].stop == array.shape[0]))
+                                    touches_ends=ends)
         big[compact] = False
     # The bone is the opened mask less its small components (a few voxels):
     # copied whole and edited there, not rebuilt voxel by voxel.
@@ -203,6 +218,27 @@ def _opened_bone(sub_hu: np.ndarray, dense_sub: np.ndarray, spacing: tuple[float
         closed_np = closed.cpu().numpy()
     else:
         closed_np = erode(dilate(dense_sub, spacing, close_mm), spacing, close_mm)
+    filled_np = _filled_from_closed(closed_np, sub_hu, dense_sub, settings, border_px)
+    if tdev is not None:
+        filled = torch.as_tensor(filled_np, device=tdev)
+        opened_np = dilate(erode(filled, spacing, settings.open_mm), spacing,
+                           settings.open_mm).cpu().numpy()
+    else:
+        opened_np = dilate(erode(filled_np, spacing, settings.open_mm), spacing, settings.open_mm)
+    opened_np &= filled_np  # an opening is anti-extensive; this only guards it
+    return opened_np
+
+
+def _filled_bone(sub_hu: np.ndarray, dense_sub: np.ndarray, spacing: tuple[float, float, float],
+                 settings: BoneSettings, close_mm: float, border_px: int) -> np.ndarray:
+    """Steps 1-3 of the recipe (dense voxels and their filled marrow) on a block of slices (CPU)."""
+    closed = erode(dilate(dense_sub, spacing, close_mm), spacing, close_mm)
+    return _filled_from_closed(closed, sub_hu, dense_sub, settings, border_px)
+
+
+def _filled_from_closed(closed_np: np.ndarray, sub_hu: np.ndarray, dense_sub: np.ndarray,
+                        settings: BoneSettings, border_px: int) -> np.ndarray:
+    """Step 3: the dense voxels plus the marrow holes and pits of the closed mask."""
     # Hole filling needs connected components: CPU (cc3d) on both paths. Large
     # marrow holes are found in the closed mask (cortical rings with small gaps),
     # noise pits in the dense mask itself. The closing's own voxels are not bone,
@@ -214,15 +250,7 @@ def _opened_bone(sub_hu: np.ndarray, dense_sub: np.ndarray, spacing: tuple[float
                                      border_max_px=border_px) & ~closed_np
     holes_pits = _enclosed_pits(closed_np, closed_np | holes_big, dense_sub, sub_hu,
                                 settings.marrow_min_hu)
-    filled_np = dense_sub | holes_big | holes_pits
-    if tdev is not None:
-        filled = torch.as_tensor(filled_np, device=tdev)
-        opened_np = dilate(erode(filled, spacing, settings.open_mm), spacing,
-                           settings.open_mm).cpu().numpy()
-    else:
-        opened_np = dilate(erode(filled_np, spacing, settings.open_mm), spacing, settings.open_mm)
-    opened_np &= filled_np  # an opening is anti-extensive; this only guards it
-    return opened_np
+    return dense_sub | holes_big | holes_pits
 
 
 def _opened_bone_in_slabs(sub_hu: np.ndarray, dense_sub: np.ndarray, spacing: tuple[float, float, float],
@@ -251,6 +279,47 @@ def _opened_bone_in_slabs(sub_hu: np.ndarray, dense_sub: np.ndarray, spacing: tu
 
     thread_map(one_slab, range(n_slabs), n_slabs)
     return out
+
+
+def _open_cut_slices_in_plane(opened: np.ndarray, sub_hu: np.ndarray, dense_sub: np.ndarray,
+                              spacing: tuple[float, float, float], settings: BoneSettings, close_mm: float,
+                              border_px: int, ends: tuple[bool, bool]) -> None:
+    """Add to ``opened`` (in place) the in-plane opening of the filled bone on the
+    slices whose opening ball reaches past the volume's first / last slice.
+
+    What lies beyond the scan is unknown: a bone whose tip enters the volume for
+    a slice or two (a process of the vertebra above) is thin along z only
+    because the scan cuts it, and the 3-D opening would strip it, leaving it to
+    be reported as a calcification. On those slices thickness is judged in-plane.
+    """
+    reach_k = _half_extent_k(spacing, settings.open_mm)
+    if reach_k == 0:
+        return  # the ball is flat: the 3-D opening is already in-plane
+    nk = sub_hu.shape[0]
+    # Enough slices below the cut ones that the closing and hole filling there
+    # are as on the whole volume.
+    block = min(nk, reach_k + 2 * _half_extent_k(spacing, close_mm) + 1)
+    flat = (1e6, spacing[1], spacing[2])  # a ball that never reaches another slice
+    for at_end, sl, cut in ((ends[0], slice(0, block), slice(0, reach_k)),
+                            (ends[1], slice(nk - block, nk), slice(max(0, block - reach_k), block))):
+        if not at_end:
+            continue
+        filled = _filled_bone(sub_hu[sl], dense_sub[sl], spacing, settings, close_mm, border_px)[cut]
+        in_plane = dilate(erode(filled, flat, settings.open_mm), flat, settings.open_mm) & filled
+        opened[sl][cut] |= in_plane
+
+
+def _cut_area_mm2(lab: np.ndarray, n: int, ends: tuple[bool, bool],
+                  spacing: tuple[float, float, float]) -> np.ndarray:
+    """Per label, its largest area (mm2) on the volume's first or last slice
+    (0 for labels that do not reach them, or when the crop is not at the end)."""
+    area = np.zeros(n + 1, dtype=np.float64)
+    for at_end, k in ((ends[0], 0), (ends[1], lab.shape[0] - 1)):
+        if at_end:
+            area = np.maximum(area, np.bincount(lab[k].reshape(-1), minlength=n + 1)[: n + 1]
+                              * float(spacing[1] * spacing[2]))
+    area[0] = 0.0
+    return area
 
 
 def _half_extent_k(spacing: tuple[float, float, float], radius_mm: float) -> int:

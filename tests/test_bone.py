@@ -233,3 +233,47 @@ def test_marrow_of_a_bone_cut_by_the_field_of_view_is_filled():
     assert not fill_holes_per_slice(arr >= 130, arr, 60.0)[6, 30, 0]
     # Soft tissue open to the border (mean 30 HU) is never filled.
     assert not fill_holes_per_slice(arr >= 130, arr, 60.0, border_max_px=10**6)[6, 55, 55]
+
+
+def _cut_scene(spacing=(1.25, 0.9, 0.9)):
+    """Soft tissue with a vertebral body inside the volume, a process tip that the
+    last slice cuts (one slice of it is visible), a spinous-process stub in the last
+    ten slices (~300 mm3), and a 4 mm calcified nodule touching the last slice."""
+    shape = (40, 80, 80)
+    rng = np.random.default_rng(7)
+    arr = rng.normal(40.0, 10.0, shape)
+    body = _ellipsoid(shape, (20 * 1.25, 20 * 0.9, 40 * 0.9), (15.0, 12.0, 14.0), spacing)
+    arr[body] = 600.0
+    arr[-1, 50:62, 10:22] = 600.0  # a ~10 x 10 mm process tip on the last slice only
+    arr[-10:, 60:73, 40:46] = 600.0  # a 12 x 5.4 mm stub, 12.5 mm long
+    nodule = _ellipsoid(shape, (39 * 1.25, 40 * 0.9, 68 * 0.9), (2.5, 2.5, 2.5), spacing)
+    arr[nodule] = 500.0
+    return _volume(arr, spacing), body, nodule
+
+
+def test_bone_cut_by_the_last_slice_is_bone_not_a_candidate():
+    # Regression (issue #4): the 3-D opening stripped bone seen on one slice at
+    # the scan's edge, and a bone stub cut by it was below the minimum volume;
+    # both were reported as calcifications (e.g. thoracic aortic plaque).
+    vol, body, _ = _cut_scene()
+    bone = segment_bone(vol.array, vol.spacing, CPU)
+    assert bone[body].mean() > 0.9
+    assert bone[-1, 53:59, 13:19].all()
+    assert bone[-5:, 62:71, 41:45].all()
+    found = find_candidates(vol, CPU)
+    assert not (found.labels > 0)[-1, 50:73, 10:46].any()
+    # Flipped along z, the first slice behaves the same.
+    flipped = segment_bone(vol.array[::-1].copy(), vol.spacing, CPU)
+    np.testing.assert_array_equal(flipped[::-1], bone)
+
+
+def test_calcification_cut_by_the_last_slice_stays_a_candidate():
+    vol, _, nodule = _cut_scene()
+    bone = segment_bone(vol.array, vol.spacing, CPU)
+    assert not bone[nodule].any()
+    found = find_candidates(vol, CPU)
+    assert (found.labels > 0)[nodule].mean() > 0.5
+    # A thin plaque on the last slice (2 px across) is no bone either.
+    arr = vol.array.copy()
+    arr[-1, 20:40, 70:72] = 500.0
+    assert not segment_bone(arr, vol.spacing, CPU)[-1, 20:40, 70:72].any()

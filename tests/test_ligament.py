@@ -159,3 +159,34 @@ def test_bone_edge_grazing_the_zone_is_not_a_ligament_calcification():
     f_cortex, f_ligament = classify([_map_lesion(vol, cortex), _map_lesion(vol, ligament)], am, vol)
     assert f_cortex.region == "other"
     assert (f_ligament.region, f_ligament.kind) == ("ligamentum_flavum", Kind.LIGAMENT)
+
+
+def test_ligament_calcification_between_close_laminae_is_kept():
+    # Regression (issue #4, a missed LF calcification at 0.625 mm slices): the
+    # calcification fills a short interlaminar gap, laminae 2.5 mm above and
+    # below, no bone on its own slices. A 3 mm ball around the laminae covered
+    # all of it, so it was dropped as a lamina edge.
+    sp = (0.625, 0.8, 0.8)
+    shape = (20, 40, 40)
+    arr = np.random.default_rng(0).normal(40.0, 5.0, shape).astype(np.float32)
+    bone = np.zeros(shape, bool)
+    bone[:6, 5:35, 22:30] = True  # the lamina above (k <= 5) and below (k >= 14)
+    bone[14:, 5:35, 22:30] = True
+    arr[bone] = 700.0
+    calc = np.zeros(shape, bool)
+    calc[6:14, 15:19, 23:27] = True
+    arr[calc] = 500.0
+    zone = np.zeros(shape, bool)
+    zone[:, 5:35, 5:35] = True
+    vol = Volume(arr, sp, np.diag([*sp, 1.0]), AcquisitionInfo("CT", kvp=120))
+    cands = find_candidates(vol, CPU, bone_mask=bone, ligament_mask=zone)
+    assert (cands.labels[calc] > 0).all()
+    # A one-slice rim on the lamina's face (its partial-volume edge) is still dropped.
+    arr2 = np.random.default_rng(1).normal(40.0, 5.0, shape).astype(np.float32)
+    arr2[bone] = 700.0
+    rim = np.zeros(shape, bool)
+    rim[6:8, 15:19, 23:27] = True
+    arr2[rim] = 500.0
+    cands2 = find_candidates(Volume(arr2, sp, np.diag([*sp, 1.0]), AcquisitionInfo("CT", kvp=120)), CPU,
+                             bone_mask=bone, ligament_mask=zone)
+    assert not (cands2.labels[rim] > 0).any()

@@ -65,6 +65,9 @@ __all__ = ["CandidateSettings", "Candidates", "find_candidates"]
 METAL_MARGIN_MM = 3.0
 BONE_MARGIN_MM = 1.0
 LIGAMENT_MIN_REACH_MM = 3.0
+# Along z the reach counts only this far: at thin slices a calcification in an
+# interlaminar gap lies within 3 mm of the laminae above and below it.
+LIGAMENT_MIN_REACH_Z_MM = 2.0
 RELEASED_LIGAMENT_MIN_REACH_MM = 1.5
 RELEASED_LIGAMENT_MIN_MM3 = 10.0
 CONTRAST_MIN_RAISE_HU = 100.0
@@ -175,7 +178,8 @@ def find_candidates(
     ligament_mask : numpy.ndarray, optional
         The ligamentum-flavum zone: protected like ``protect_mask``, but a
         component there that touches bone must reach at least
-        ``LIGAMENT_MIN_REACH_MM`` (3 mm) from it. The canal-facing edge of a
+        ``LIGAMENT_MIN_REACH_MM`` (3 mm) from it in-plane, or
+        ``LIGAMENT_MIN_REACH_Z_MM`` (2 mm) along z. The canal-facing edge of a
         lamina, shaved off by the bone opening, is a thin dense arc 1-2.5 mm
         deep in this zone; on phantoms it made ~20 false "ligament
         calcifications" per scan. Calcified ligament fused to a lamina is first
@@ -537,10 +541,15 @@ def _drop_lamina_edges(
         released_vox = np.bincount(lab, weights=released.reshape(-1)[idx], minlength=n_old + 1)
         with_released_core = released_vox * float(np.prod(spacing)) >= RELEASED_LIGAMENT_MIN_MM3
     keep = np.ones(n_old + 1, dtype=bool)
+    # The reach is an ellipsoid, flatter along z: a lamina's shaved edge lies
+    # within millimetres of it in every direction, while ligament calcium in a
+    # short interlaminar gap (thin slices, laminae 3 mm above and below) was
+    # dropped as one by a 3 mm ball.
+    flat_ball = (spacing[0] * LIGAMENT_MIN_REACH_MM / LIGAMENT_MIN_REACH_Z_MM, spacing[1], spacing[2])
     # The released reach is in-plane: a calcification a few millimetres tall
     # lies within millimetres of the laminae above and below it, whatever it is.
     in_plane = (1e9, spacing[1], spacing[2])
-    for reach_mm, group, sp in ((LIGAMENT_MIN_REACH_MM, ~with_released_core, spacing),
+    for reach_mm, group, sp in ((LIGAMENT_MIN_REACH_MM, ~with_released_core, flat_ball),
                                 (RELEASED_LIGAMENT_MIN_REACH_MM, with_released_core, in_plane)):
         cands = [a for a in adjacent if group[a] and in_zone[a] * 2 > size[a]]
         if not cands:
