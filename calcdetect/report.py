@@ -79,23 +79,31 @@ def _aorta_lines(findings: Sequence[Finding]) -> list[str]:
     return lines
 
 
+def _english_list(words: Sequence[str]) -> str:
+    """``["common", "external", "internal"]`` -> ``"common, external and internal"``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def _iliac_lines(findings: Sequence[Finding]) -> list[str]:
-    # "Calcified plaque in the right common and external iliac arteries."
+    # "Calcified plaque in the right common and external iliac arteries and in the
+    # left common, external and internal iliac arteries." / "... in the common
+    # iliac arteries, bilateral."
     by_side: dict[str, set[str]] = defaultdict(set)
     for f in findings:
         by_side[f.side or "unspecified side"].add(f.segment or "")
     order = ("common", "external", "internal", "")
+    sides = sorted(by_side, key=lambda s: {"right": 0, "left": 1}.get(s, 2))
+    bilateral = sides == ["right", "left"] and by_side["right"] == by_side["left"]
     parts = []
-    for side in sorted(by_side, key=lambda s: {"right": 0, "left": 1}.get(s, 2)):
+    for side in sides[:1] if bilateral else sides:
         segs = [s for s in order if s in by_side[side] and s]
-        segs_text = " and ".join(segs)
-        n_vessels = max(1, len(segs))
-        noun = "iliac arteries" if n_vessels > 1 else "iliac artery"
-        side_text = side if side in ("left", "right") else ""
-        words = " ".join(w for w in (side_text, segs_text, noun) if w)
-        parts.append(words)
+        segs_text = _english_list(segs) if segs else ""
+        noun = "iliac arteries" if bilateral or len(segs) > 1 else "iliac artery"
+        side_text = side if side in ("left", "right") and not bilateral else ""
+        parts.append(" ".join(w for w in (side_text, segs_text, noun) if w))
     total_agatston = sum(f.lesion.agatston for f in findings)
-    return [f"Calcified plaque in the {' and '.join(parts)} (Agatston {total_agatston:.0f})."]
+    where = " and in the ".join(parts) + (", bilateral" if bilateral else "")
+    return [f"Calcified plaque in the {where} (Agatston {total_agatston:.0f})."]
 
 
 def _pole(f: Finding) -> str | None:

@@ -79,6 +79,20 @@ def test_iliac_plaque_wording():
     assert "Calcified plaque in the right common iliac artery" in report.findings
 
 
+
+def test_iliac_segments_read_as_an_english_list_per_side():
+    findings = [finding(Region.ILIAC, side="right", segment=g) for g in ("common", "external")]
+    findings += [finding(Region.ILIAC, side="left", segment=g) for g in ("internal", "common", "external")]
+    report = draft_report(findings, ALL_IN_FOV)
+    assert ("Calcified plaque in the right common and external iliac arteries and in the "
+            "left common, external and internal iliac arteries") in report.findings
+
+
+def test_same_iliac_segments_on_both_sides_are_bilateral():
+    findings = [finding(Region.ILIAC, side=s, segment="common") for s in ("right", "left")]
+    report = draft_report(findings, ALL_IN_FOV)
+    assert "Calcified plaque in the common iliac arteries, bilateral" in report.findings
+
 def test_renal_stones_counted_with_largest_and_pole():
     stones = [
         finding(Region.RENAL, kind=Kind.STONE, side="left", segment="lower pole", diameter=6.2),
