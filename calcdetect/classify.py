@@ -447,16 +447,22 @@ def _local_mask(idx: np.ndarray, lo: np.ndarray, shape: tuple[int, ...]) -> np.n
 
 def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> tuple[int, float] | None:
     """Nearest region-bearing label within ``max_mm`` of the lesion voxels."""
+    return _nearest_label(ctx, idx, _REGION_LABELS, max_mm)
+
+
+def _nearest_label(ctx: _Context, idx: np.ndarray, labels: np.ndarray, max_mm: float) -> tuple[int, float] | None:
+    """The label among ``labels`` nearest the lesion voxels within ``max_mm``, and
+    its distance (mm); None when there is none or the column is nearer."""
     sp = np.array(ctx.spacing)
     crop = _crop_around(ctx, idx, max_mm)
     if crop is None:
         return None
     sub, lo = crop
-    region = np.isin(sub, _REGION_LABELS)
-    if not region.any():
+    target = np.isin(sub, labels)
+    if not target.any():
         return None
     les = _local_mask(idx, lo, sub.shape)
-    dist, (ik, ij, ii) = ndi.distance_transform_edt(~region, sampling=sp, return_indices=True)
+    dist, (ik, ij, ii) = ndi.distance_transform_edt(~target, sampling=sp, return_indices=True)
     d = np.where(les, dist, np.inf)
     at = np.unravel_index(int(np.argmin(d)), d.shape)
     if not np.isfinite(d[at]) or d[at] > max_mm:
@@ -637,25 +643,8 @@ _VESSEL_LABELS = np.array(sorted(s.label for s in STRUCTURES if s.region in (Reg
 def _nearby_vessel(ctx: _Context, idx: np.ndarray, max_mm: float) -> tuple[Structure, float] | None:
     """The aorta / iliac zone nearest the lesion voxels within ``max_mm``, and
     its distance (mm); None when there is none or bone is nearer."""
-    crop = _crop_around(ctx, idx, max_mm)
-    if crop is None:
-        return None
-    sub, lo = crop
-    vessel = np.isin(sub, _VESSEL_LABELS)
-    if not vessel.any():
-        return None
-    sp = np.array(ctx.spacing)
-    les = _local_mask(idx, lo, sub.shape)
-    dist, nearest = ndi.distance_transform_edt(~vessel, sampling=sp, return_indices=True)
-    d = np.where(les, dist, np.inf)
-    at = np.unravel_index(int(np.argmin(d)), d.shape)
-    if not np.isfinite(d[at]) or d[at] > max_mm:
-        return None
-    bone = np.isin(sub, _COLUMN_LABELS)
-    if bone.any() and float(np.where(les, ndi.distance_transform_edt(~bone, sampling=sp), np.inf).min()) <= d[at]:
-        return None
-    label = int(sub[tuple(n_[at] for n_ in nearest)])
-    return structure_by_label(label), float(d[at])
+    near = _nearest_label(ctx, idx, _VESSEL_LABELS, max_mm)
+    return None if near is None else (structure_by_label(near[0]), near[1])
 
 
 def _plaque_beyond_wall(ctx: _Context, les: Lesion, idx: np.ndarray,
