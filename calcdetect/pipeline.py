@@ -39,7 +39,7 @@ from calcdetect.radiograph import analyse_radiograph, load_plain_image, radiogra
 from calcdetect.radiograph.io_image import PLAIN_IMAGE_SUFFIXES
 from calcdetect.report import DRAFT_HEADER, draft_report
 from calcdetect.types import AnatomyMap, Finding, Radiograph, Report, Volume
-from calcdetect.workers import resolve_workers, thread_map
+from calcdetect.workers import resolve_workers
 
 __all__ = ["CTAnalysis", "SeriesOutcome", "RunSummary", "analyse_ct", "run"]
 
@@ -198,69 +198,16 @@ _PROTECTED = (
 )
 
 
-_MASK_SLAB = 16  # slices per step of the mask pass
-
-
 def _structure_masks(anatomy: AnatomyMap, volume: Volume, groups: tuple[tuple[str, ...], ...],
                      workers: int = 1) -> list[np.ndarray | None]:
-    """For each group of structure names, the union of their voxels on the CT grid:
-    ``AnatomyMap.mask_of`` of the group's labels, ``None`` where none is labelled
-    (and for every group when the map is on another grid).
-
-    ``mask_of`` first finds every structure's box, a 0.4 s pass over a CT-sized
-    map that would sit between the anatomy and the final candidate stage. Here
-    label ranges are compared slab by slab (~0.03 s per range over the map,
-    on threads) and each mask is written only in the row band its labels
-    occupy in a slab: untouched pages of the calloc'd masks cost no memory.
-    """
+    """For each group of structure names, the union of their voxels on the CT grid
+    (:meth:`AnatomyMap.masks_of`); ``None`` for every group when the map is on
+    another grid."""
     from calcdetect.anatomy.regions import structure
 
-    labels = anatomy.labels
-    if labels.shape != volume.shape:
+    if anatomy.labels.shape != volume.shape:
         return [None] * len(groups)
-    runs = [_label_runs([structure(n).label for n in names]) for names in groups]
-    masks = [np.zeros(labels.shape, dtype=bool) for _ in groups]
-
-    def slab(k0: int) -> list[bool]:
-        part = labels[k0 : k0 + _MASK_SLAB]
-        found = []
-        for mask, rr in zip(masks, runs):
-            hit = _in_label_runs(part, rr)
-            # max over uint8 is a vectorised reduction; any() over axes is not
-            rows = np.flatnonzero(hit.view(np.uint8).max(axis=2).max(axis=0))
-            if rows.size:
-                r0, r1 = int(rows[0]), int(rows[-1]) + 1
-                mask[k0 : k0 + part.shape[0], r0:r1] = hit[:, r0:r1]
-            found.append(bool(rows.size))
-        return found
-
-    # Slabs write disjoint parts of the masks: the result does not depend on workers.
-    per_slab = thread_map(slab, range(0, labels.shape[0], _MASK_SLAB), workers)
-    return [m if any(f[g] for f in per_slab) else None for g, m in enumerate(masks)]
-
-
-def _label_runs(ids: list[int]) -> list[tuple[int, int]]:
-    """Sorted label ids as inclusive runs of consecutive ids: ``[40, 41, 42, 50]`` -> ``[(40, 42), (50, 50)]``."""
-    out: list[tuple[int, int]] = []
-    for lab in sorted(set(ids)):
-        if out and lab == out[-1][1] + 1:
-            out[-1] = (out[-1][0], lab)
-        else:
-            out.append((lab, lab))
-    return out
-
-
-def _in_label_runs(labels: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
-    """Where ``labels`` lies in any of the inclusive ``runs``."""
-    out: np.ndarray | None = None
-    for lo, hi in runs:
-        if lo == hi:
-            hit = labels == lo
-        else:
-            hit = labels >= lo
-            hit &= labels <= hi
-        out = hit if out is None else np.logical_or(out, hit, out=out)
-    return out if out is not None else np.zeros(labels.shape, dtype=bool)
+    return anatomy.masks_of([[structure(n).label for n in names] for names in groups], workers)
 
 
 def _round(value: float | None) -> float | None:

@@ -175,27 +175,6 @@ def test_segment_bone_torch_cpu_matches_numpy(vertebra_scene):
     np.testing.assert_array_equal(a, b)
 
 
-def test_sparse_morphology_equals_scipy_property():
-    """The surface-scatter dilation / erosion equal scipy's on random masks."""
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-    from scipy import ndimage as ndi
-
-    from calcdetect.candidates._voxel import _np_dilate, _np_erode
-
-    @settings(max_examples=40, deadline=None)
-    @given(seed=st.integers(0, 2**31 - 1), density=st.floats(0.05, 0.95),
-           sk=st.sampled_from([0.5, 1.0, 1.25, 3.0]), sj=st.sampled_from([0.6, 0.8, 1.0]),
-           radius=st.floats(0.4, 3.2))
-    def check(seed, density, sk, sj, radius):
-        fp = ball_footprint((sk, sj, sj), radius)
-        x = np.random.default_rng(seed).random((7, 11, 12)) < density
-        np.testing.assert_array_equal(_np_dilate(x, fp), ndi.binary_dilation(x, fp, border_value=0))
-        np.testing.assert_array_equal(_np_erode(x, fp), ndi.binary_erosion(x, fp, border_value=1))
-
-    check()
-
-
 def test_protect_mask_never_turns_bone_into_lesions():
     """A protected zone (anatomy estimate) overlapping bone must not release the bone.
 

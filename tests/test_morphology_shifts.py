@@ -1,13 +1,17 @@
-"""The shifted-pass morphology (small footprints) equals scipy's, border rules included."""
+"""Both exact numpy morphologies (shifted passes for small footprints, surface
+scatter for large ones) equal scipy's, border rules included."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from calcdetect.candidates._voxel import (
+    _np_dilate,
+    _np_erode,
     _np_morph_by_shifts,
     _shift_passes,
     ball_footprint,
@@ -16,17 +20,24 @@ from calcdetect.candidates._voxel import (
 )
 
 
-@settings(max_examples=60, deadline=None)
+_IMPLEMENTATIONS = {
+    "shifted passes": (lambda x, fp: _np_morph_by_shifts(x, fp, erode_=False),
+                       lambda x, fp: _np_morph_by_shifts(x, fp, erode_=True)),
+    "surface scatter": (_np_dilate, _np_erode),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_IMPLEMENTATIONS))
+@settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), density=st.floats(0.05, 0.95),
-       sk=st.sampled_from([0.625, 1.0, 1.25, 3.0]), sj=st.sampled_from([0.6, 0.78, 0.94]),
-       radius=st.floats(0.5, 2.6))
-def test_shifted_morphology_equals_scipy(seed, density, sk, sj, radius):
+       sk=st.sampled_from([0.5, 0.625, 1.0, 1.25, 3.0]), sj=st.sampled_from([0.6, 0.78, 0.94, 1.0]),
+       radius=st.floats(0.4, 3.2))
+def test_numpy_morphology_equals_scipy(name, seed, density, sk, sj, radius):
+    dilate_, erode_ = _IMPLEMENTATIONS[name]
     fp = ball_footprint((sk, sj, sj), radius)
-    x = np.random.default_rng(seed).random((6, 9, 10)) < density
-    np.testing.assert_array_equal(_np_morph_by_shifts(x, fp, erode_=False),
-                                  ndi.binary_dilation(x, fp, border_value=0))
-    np.testing.assert_array_equal(_np_morph_by_shifts(x, fp, erode_=True),
-                                  ndi.binary_erosion(x, fp, border_value=1))
+    x = np.random.default_rng(seed).random((7, 11, 12)) < density
+    np.testing.assert_array_equal(dilate_(x, fp), ndi.binary_dilation(x, fp, border_value=0))
+    np.testing.assert_array_equal(erode_(x, fp), ndi.binary_erosion(x, fp, border_value=1))
 
 
 def test_the_pipeline_radii_take_the_shifted_path_at_1_mm_voxels():

@@ -16,8 +16,8 @@ from scipy import ndimage as ndi
 from calcdetect.anatomy.regions import structure
 from calcdetect.anatomy.vessels import VesselSettings, find_femoral_heads
 from calcdetect.candidates._voxel import fill_holes_per_slice
-from calcdetect.pipeline import _PROTECTED, _label_runs, _structure_masks
-from calcdetect.types import AcquisitionInfo, AnatomyMap, Volume
+from calcdetect.pipeline import _PROTECTED, _structure_masks
+from calcdetect.types import AcquisitionInfo, AnatomyMap, Volume, label_runs
 
 
 def _map_and_volume(nk: int = 40) -> tuple[AnatomyMap, Volume]:
@@ -51,8 +51,8 @@ def test_structure_masks_need_the_ct_grid() -> None:
 
 
 def test_label_runs_group_consecutive_ids() -> None:
-    assert _label_runs([42, 40, 41, 50, 40]) == [(40, 42), (50, 50)]
-    assert _label_runs([]) == []
+    assert label_runs([42, 40, 41, 50, 40]) == [(40, 42), (50, 50)]
+    assert label_runs([]) == []
 
 
 def _heads_on_whole_volume(bone, spacing, body_centre, spine_mask, below_k, s=VesselSettings()):
