@@ -16,7 +16,10 @@ the true corners (the floor of the 2-D rules), of the *detected* calcium on the 
 corners (calcium detection and walls) and of the true calcium on the *detected* L1-L4
 corners (levels and segment boundaries); see ``calcdetect.radiograph.aac.score_image_mask``.
 The same per photon count (``by_dose``: signed error and MAE of each, and the level
-accuracy), because the calcium net's error depends on the quantum noise.
+accuracy), because the calcium net's error depends on the quantum noise. Wall by wall
+(``walls``): the truth x predicted grade confusion, false walls (truth 0 called calcified)
+and missed walls (calcified truth called 0), overall and per photon count, the grade
+excess / shortfall per level and wall, and the severity-group agreement.
 
 Metrics: AAC-24 ICC(2,1) (two-way random effects, absolute agreement, single
 measurement; Shrout & Fleiss 1979) and mean absolute error against truth;
@@ -216,6 +219,62 @@ def by_dose(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def _group(total: float) -> str:
+    from calcdetect.radiograph.aac import severity_group
+
+    return severity_group(total)
+
+
+def wall_breakdown(rows: list[dict]) -> dict:
+    """Where the AAC-24 error sits, wall by wall (scored cases only).
+
+    ``confusion[t][p]``: how many wall segments (L1-L4 x anterior / posterior) have
+    truth grade ``t`` and predicted grade ``p``; ``false_walls``: truth 0 called
+    calcified; ``missed_walls``: calcified truth called 0; ``over`` / ``under``: the
+    summed grade excess and shortfall per level and wall; the same false / missed
+    counts per photon count (the calcium net's behaviour depends on the noise);
+    ``severity_agreement``: the share of cases whose predicted AAC-24 falls in the
+    truth's severity group (``calcdetect.radiograph.aac.SEVERITY_GROUPING``).
+    """
+    confusion = [[0] * 4 for _ in range(4)]
+    over: dict[str, int] = {}
+    under: dict[str, int] = {}
+    dose: dict[str, dict[str, int]] = {}
+    agree, n_cases = 0, 0
+    for r in rows:
+        pred, truth = r.get("segments_pred"), r.get("segments_truth")
+        if pred is None or truth is None:
+            continue
+        n_cases += 1
+        agree += _group(r["aac24_pred"]) == _group(r["aac24_truth"])
+        photons = (r.get("conditions") or {}).get("photons_per_pixel")
+        band = dose.setdefault(f"{photons:.0e}" if photons else "unknown",
+                               {"n_cases": 0, "false_walls": 0, "missed_walls": 0, "walls": 0})
+        band["n_cases"] += 1
+        for lv in AAC_LEVELS:
+            for wall in ("anterior", "posterior"):
+                t, p = int(truth[lv][wall]), int(pred[lv][wall])
+                confusion[t][p] += 1
+                key = f"{lv} {wall}"
+                over[key] = over.get(key, 0) + max(p - t, 0)
+                under[key] = under.get(key, 0) + max(t - p, 0)
+                band["walls"] += 1
+                band["false_walls"] += t == 0 and p > 0
+                band["missed_walls"] += t > 0 and p == 0
+    return {
+        "n_cases": n_cases,
+        "confusion_truth_by_pred": confusion,
+        "false_walls": sum(confusion[0][1:]),
+        "missed_walls": sum(confusion[t][0] for t in range(1, 4)),
+        "truth_calcified_walls": sum(sum(confusion[t]) for t in range(1, 4)),
+        "truth_clean_walls": sum(confusion[0]),
+        "over": over,
+        "under": under,
+        "by_dose": dict(sorted(dose.items())),
+        "severity_agreement": round(agree / n_cases, 3) if n_cases else None,
+    }
+
+
 def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
     pairs, level_hits, level_n, corner_err, times, rows = [], 0, 0, [], [], []
     parts: dict[str, list[tuple[float, float | None]]] = {}
@@ -272,6 +331,7 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
         "seconds_per_case_median": float(np.median(times)) if times else None,
         "breakdown_mae": {name: {"mae": _mae(v), "n": sum(p is not None for _, p in v)} for name, v in parts.items()},
         "by_dose": by_dose(rows),
+        "walls": wall_breakdown(rows),
         "cases": rows,
     }
 

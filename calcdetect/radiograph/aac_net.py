@@ -14,7 +14,7 @@ front of the anterior vertebral line (``u / 40 mm``), because the walls lie at
 typical distances from the spine. Output: one logit per pixel (calcified
 aortic wall). Architecture: MONAI ``UNet`` built by :func:`calcdetect.nets.builders.build_net`.
 
-Weights: ``models/radiograph_aac_v1.safetensors`` with its model card
+Weights: ``models/radiograph_aac_v2.safetensors`` with its model card
 (``.md``); the network configuration, threshold and training facts are in the
 safetensors metadata. Loaded offline with ``safetensors`` (no pickle).
 """
@@ -45,7 +45,7 @@ __all__ = [
     "write_calcium_card",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v1.safetensors"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v2.safetensors"
 U_SCALE_MM = 40.0  # the position channel is the distance in front of the spine over this
 BACKGROUND_MM = 8.0
 DIVISOR = 8  # input sizes are padded to a multiple of this (the UNet downsamples by 2 twice; 8 leaves room)
@@ -72,8 +72,8 @@ class CalciumModel:
     #: shows bowel texture at several times the contrast-to-noise of a low-dose one and
     #: the net marks more of it; one fixed threshold under-calls at low dose and
     #: over-calls at high dose. ``noise_ref`` 0 keeps the threshold fixed. The shipped
-    #: v1 keeps it fixed: a slope fitted on development seeds levelled the per-dose
-    #: bias there but did not lower the AAC-24 error on held-out seeds (issue #6 notes).
+    #: v1 and v2 keep it fixed (for v1: a slope fitted on development seeds levelled the per-dose
+    #: bias there but did not lower the AAC-24 error on held-out seeds (issue #6 notes)).
     noise_slope: float = 0.0
     noise_ref: float = 0.0
 
@@ -195,7 +195,7 @@ def load_calcium_model(path: Path) -> CalciumModel:
 
 @lru_cache(maxsize=1)
 def load_default_calcium_model() -> CalciumModel | None:
-    """The shipped model, or ``None`` when ``models/radiograph_aac_v1.safetensors`` is absent."""
+    """The shipped model, or ``None`` when ``models/radiograph_aac_v2.safetensors`` is absent."""
     return load_calcium_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
 
 

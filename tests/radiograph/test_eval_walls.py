@@ -1,0 +1,46 @@
+"""The evaluation's wall-by-wall breakdown (scripts/eval_radiograph.py): false and missed
+walls are what a reader of the AAC-24 error needs to know, so they must be counted right."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from eval_radiograph import wall_breakdown  # noqa: E402
+
+LEVELS = ("L1", "L2", "L3", "L4")
+
+
+def _segments(grades: dict[str, tuple[int, int]]) -> dict:
+    return {lv: {"anterior": grades.get(lv, (0, 0))[0], "posterior": grades.get(lv, (0, 0))[1]} for lv in LEVELS}
+
+
+def _row(photons: float, truth: dict, pred: dict | None) -> dict:
+    t = _segments(truth)
+    p = _segments(pred) if pred is not None else None
+    return {"aac24_truth": sum(sum(g) for g in truth.values()),
+            "aac24_pred": sum(sum(g) for g in pred.values()) if pred is not None else None,
+            "conditions": {"photons_per_pixel": photons}, "segments_truth": t, "segments_pred": p}
+
+
+def test_false_and_missed_walls_are_counted_per_dose_and_per_level():
+    rows = [
+        # high dose: a clean L4 anterior wall called grade 1 (false), L1 posterior exact
+        _row(1e5, {"L1": (0, 2)}, {"L1": (0, 2), "L4": (1, 0)}),
+        # low dose: L2 anterior grade 1 missed, L3 posterior 3 under-called as 1
+        _row(1e4, {"L2": (1, 0), "L3": (0, 3)}, {"L3": (0, 1)}),
+        _row(1e4, {"L1": (3, 3)}, None),  # not scored: left out
+    ]
+    out = wall_breakdown(rows)
+    assert out["n_cases"] == 2
+    assert out["false_walls"] == 1 and out["missed_walls"] == 1
+    assert out["confusion_truth_by_pred"][0][1] == 1  # the false L4 wall
+    assert out["confusion_truth_by_pred"][3][1] == 1  # the under-called L3 wall
+    assert out["truth_calcified_walls"] == 3 and out["truth_clean_walls"] == 13
+    assert out["over"]["L4 anterior"] == 1 and out["under"]["L3 posterior"] == 2
+    assert out["by_dose"]["1e+05"]["false_walls"] == 1 and out["by_dose"]["1e+05"]["missed_walls"] == 0
+    assert out["by_dose"]["1e+04"]["missed_walls"] == 1 and out["by_dose"]["1e+04"]["n_cases"] == 1
+    # truth 2 (moderate) vs pred 3 (moderate); truth 4 (moderate) vs pred 1 (low)
+    assert out["severity_agreement"] == 0.5
