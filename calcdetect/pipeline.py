@@ -161,14 +161,19 @@ def _candidates_without_anatomy(volume: Volume, settings: RunSettings, bone_mask
 
 
 def _early_candidates(early: Future[Candidates] | None) -> Candidates | None:
-    """The early candidates, or None if that optional work failed (the final
-    candidate stage then measures everything itself: the same result)."""
+    """The early candidates, or None if that optional work ran out of memory (the
+    final candidate stage then measures everything itself: the same result).
+
+    Only memory exhaustion is absorbed: the early pass runs beside the anatomy, so
+    it can fail for want of memory where the final pass alone would not. Any other
+    error is a bug the final pass would hit too, so it is raised here, not hidden.
+    """
     if early is None:
         return None
     try:
         return early.result()
-    except Exception as exc:  # an optimisation must never fail the analysis
-        log.warning("early candidate search failed (%s); measuring every candidate after the anatomy", exc)
+    except MemoryError:
+        log.warning("early candidate search ran out of memory; measuring every candidate after the anatomy")
         return None
 
 
