@@ -223,6 +223,20 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
+def _finding_labels(findings: tuple[Finding, ...], shape: tuple[int, int, int]) -> np.ndarray:
+    """Each finding's own lesion mask painted with its label.
+
+    Painted from the findings, not copied from the candidate label map, because
+    classification may split a component (a bilateral ligamentum flavum V becomes
+    a left and a right finding) and the new part has a label of its own.
+    """
+    labels = np.zeros(shape, dtype=np.uint16)
+    for f in findings:
+        k0, j0, i0, k1, j1, i1 = f.lesion.bbox
+        labels[k0:k1, j0:j1, i0:i1][f.lesion.mask] = f.lesion.label
+    return labels
+
+
 def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSettings) -> list[Path]:
     volume = analysis.volume
     doc = findings_document(
@@ -249,11 +263,8 @@ def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSetti
         atomic_write_json(series_dir / "findings.json", doc),
         atomic_write_text(series_dir / "report.txt", analysis.report.text()),
     ]
+    labels = _finding_labels(analysis.findings, volume.shape) if settings.write_masks or settings.overlays else None
     if settings.write_masks:
-        labels = np.zeros(volume.shape, dtype=np.uint16)
-        kept = {f.lesion.label for f in analysis.findings}
-        hit = np.isin(analysis.candidates.labels, list(kept)) if kept else np.zeros(volume.shape, bool)
-        labels[hit] = analysis.candidates.labels[hit]
         written.append(io.write_nifti(labels, volume.affine, series_dir / "lesions.nii.gz"))
         if analysis.anatomy.labels.shape == volume.shape:
             written.append(
@@ -261,7 +272,7 @@ def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSetti
             )
     if settings.overlays:
         written += write_overlays(
-            volume, analysis.candidates.labels, analysis.findings, series_dir / "overlays",
+            volume, labels, analysis.findings, series_dir / "overlays",
             max_slices=settings.max_overlay_slices,
         )
     return written

@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from calcdetect.anatomy.regions import structure
-from calcdetect.anatomy.vessels import VesselSettings, find_femoral_heads
+from calcdetect.anatomy.vessels import VesselSettings, _head_sphere_fit, find_femoral_heads
 from calcdetect.candidates._voxel import fill_holes_per_slice
 from calcdetect.pipeline import _PROTECTED, _structure_masks
 from calcdetect.types import AcquisitionInfo, AnatomyMap, Volume, label_runs
@@ -67,7 +67,12 @@ def _heads_on_whole_volume(bone, spacing, body_centre, spine_mask, below_k, s=Ve
         d = np.where(lateral[None, None, :], dist, 0.0)
         k, j, i = np.unravel_index(int(np.argmax(d)), d.shape)
         if s.femoral_head_radius_mm[0] <= d[k, j, i] <= s.femoral_head_radius_mm[1]:
-            out[side] = (float(k), float(j), float(i), float(d[k, j, i]))
+            # the head's sphere fit, on the whole volume's mask too
+            r = float(d[k, j, i])
+            fit = _head_sphere_fit(sub, spacing, (int(k), int(j), int(i)), r, s.femoral_head_radius_mm)
+            if fit is not None:
+                (k, j, i), r = fit
+            out[side] = (float(k), float(j), float(i), r)
     return out
 
 
