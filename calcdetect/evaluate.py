@@ -60,6 +60,15 @@ Metrics
   exact (string equality) or "within one level": the level spans (``"L2-L4"``
   spans L2..L4, a disc ``"L3-L4"`` spans L3..L4) are at most one level apart.
   Targets without a truth level are left out of the level accuracy.
+  **Fused calcifications** (``level_accuracy_exact``, the headline): when one
+  finding reports several truth lesions that touch in the truth mask (26-connected
+  voxels: one connected calcification), the level a reader would give that one
+  finding is the union of their spans, so each of them is scored against the
+  union (``format_level_span`` of their levels). Truth lesions that the finding
+  joins but that are separate in the truth mask (a partial-volume or noise bridge)
+  keep their own level: that fusion is a detection error. Without masks nothing
+  is fused. ``level_accuracy_exact_strict`` scores every lesion against its own
+  level; "within one" is strict too.
 * Where the errors are: ``region_confusion`` (truth region -> predicted region
   or ``"missed"``, over all targets) and ``errors``, one row per missed target,
   wrong region / side / level and false positive, with the truth and predicted
@@ -92,9 +101,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
-from calcdetect.anatomy.regions import VERTEBRA_LEVELS, Region
+from calcdetect.anatomy.regions import VERTEBRA_LEVELS, Region, format_level_span
 from calcdetect.errors import InputError
 from calcdetect.export.atomic import atomic_write_json
 from calcdetect.ids import hash_uid
@@ -429,9 +439,10 @@ def _match_by_mask(
     truth_mask: Path,
     pred_mask: Path,
     warnings: list[str],
-) -> tuple[list[tuple[int, int]], np.ndarray] | None:
-    """Hungarian matching maximising shared voxels, and the truth x prediction
-    overlap (voxels); ``None`` when the grids differ."""
+) -> tuple[list[tuple[int, int]], np.ndarray, set[frozenset[int]]] | None:
+    """Hungarian matching maximising shared voxels, the truth x prediction
+    overlap (voxels) and the pairs of truth rows that one finding overlaps and that
+    touch in the truth mask (:func:`_touching_pairs`); ``None`` when the grids differ."""
     t_lab, t_aff = _load_label_volume(truth_mask)
     p_lab, p_aff = _load_label_volume(pred_mask)
     if t_lab.shape != p_lab.shape or not np.allclose(t_aff, p_aff, atol=1e-3):
@@ -440,7 +451,7 @@ def _match_by_mask(
         )
         return None
     if not truth or not pred:
-        return [], np.zeros((len(truth), len(pred)))
+        return [], np.zeros((len(truth), len(pred))), set()
     both = (t_lab > 0) & (p_lab > 0)
     t_vals, p_vals = t_lab[both].astype(np.int64), p_lab[both].astype(np.int64)
     pairs, counts = np.unique(np.stack([t_vals, p_vals]), axis=1, return_counts=True)
@@ -454,7 +465,48 @@ def _match_by_mask(
                 overlap[r, c] = overlap_by_label.get((tid, pid), 0)
     rows, cols = linear_sum_assignment(-overlap)
     matches = [(int(r), int(c)) for r, c in zip(rows, cols) if overlap[r, c] > 0]
-    return matches, overlap
+    shared = [[r for r in np.flatnonzero(overlap[:, c] > 0)] for c in range(len(pred))]
+    groups = [[t_ids[r] for r in rs] for rs in shared if len(rs) > 1]
+    touching = _touching_pairs(t_lab, [[i for i in g if i is not None] for g in groups])
+    row_of = {tid: r for r, tid in enumerate(t_ids) if tid is not None}
+    return matches, overlap, {frozenset(row_of[i] for i in pair) for pair in touching}
+
+
+# The 13 neighbour offsets of the 26-neighbourhood that point "forward": with their
+# mirror images they cover every pair of neighbouring voxels once.
+_HALF_26 = tuple((dk - 1, dj - 1, di - 1) for dk, dj, di in np.ndindex(3, 3, 3)
+                 if (dk - 1, dj - 1, di - 1) > (0, 0, 0))
+
+
+def _touching_pairs(labels: np.ndarray, groups: Sequence[Sequence[int]]) -> set[frozenset[int]]:
+    """Pairs of label ids, each pair within one group, with 26-neighbouring voxels.
+
+    Only the box around each group's lesions is read: a CT-sized label map is
+    10^8 voxels, a group a few thousand.
+    """
+    out: set[frozenset[int]] = set()
+    groups = [sorted(set(g)) for g in groups if len(set(g)) > 1]
+    if not groups:
+        return out
+    boxes = ndi.find_objects(np.asarray(labels))
+    for ids in groups:
+        parts = [boxes[i - 1] for i in ids if 0 < i <= len(boxes) and boxes[i - 1] is not None]
+        if len(parts) < 2:
+            continue
+        box = tuple(slice(max(min(p[a].start for p in parts) - 1, 0), max(p[a].stop for p in parts) + 1)
+                    for a in range(3))
+        crop = np.where(np.isin(labels[box], ids), labels[box], 0)
+        n = crop.shape
+        for dk, dj, di in _HALF_26:
+            a = crop[max(-dk, 0) : n[0] - max(dk, 0), max(-dj, 0) : n[1] - max(dj, 0),
+                     max(-di, 0) : n[2] - max(di, 0)]
+            b = crop[max(dk, 0) : n[0] + min(dk, 0), max(dj, 0) : n[1] + min(dj, 0),
+                     max(di, 0) : n[2] + min(di, 0)]
+            diff = (a > 0) & (b > 0) & (a != b)
+            if diff.any():
+                for x, y in set(zip(a[diff].tolist(), b[diff].tolist())):
+                    out.add(frozenset((int(x), int(y))))
+    return out
 
 
 # --------------------------------------------------------------------------- metrics helpers
@@ -563,6 +615,7 @@ class _Tally:
     region_acc: _Counter = field(default_factory=_Counter)
     side_acc: _Counter = field(default_factory=_Counter)
     level_exact: _Counter = field(default_factory=_Counter)
+    level_exact_strict: _Counter = field(default_factory=_Counter)
     level_within1: _Counter = field(default_factory=_Counter)
     false_positives: int = 0
     fp_unmatched: int = 0
@@ -593,11 +646,12 @@ def _score_lesions(
     p_fnd = list(pred.findings) if pred is not None else []
     matches: list[tuple[int, int]] | None = None
     overlap: np.ndarray | None = None
+    touching: set[frozenset[int]] = set()
     method = "centroid"
     if pred is not None and truth.mask_path is not None and pred.mask_path is not None:
         by_mask = _match_by_mask(t_les, p_fnd, truth.mask_path, pred.mask_path, warnings)
         if by_mask is not None:
-            matches, overlap = by_mask
+            matches, overlap, touching = by_mask
             method = "mask"
     if matches is None:
         matches = _match_by_centroid(t_les, p_fnd)
@@ -610,15 +664,18 @@ def _score_lesions(
            "false_positives": 0, "distractors": 0, "distractors_mislabelled": 0}
     roles = [_role(les) for les in t_les]
     for r, les in enumerate(t_les):
-        fnd = p_fnd[t_to_p[r]] if r in t_to_p else None
+        col = t_to_p.get(r)
+        fnd = p_fnd[col] if col is not None else None
         merged = False
         if fnd is None and overlap is not None and overlap.shape[1] and overlap[r].max() > 0:
             # Merged: this lesion's voxels are inside a finding matched to a
             # neighbouring lesion (two plaques fused by the threshold): found,
             # but its measurements are the fused finding's, so not scored.
-            fnd = p_fnd[int(np.argmax(overlap[r]))]
+            col = int(np.argmax(overlap[r]))
+            fnd = p_fnd[col]
             row["merged"] = row.get("merged", 0) + 1
             merged = True
+        expected_level = _expected_level(r, col, t_les, overlap, touching)
         if roles[r] == "calibration":
             tally.inserts.add("calibration inserts", fnd is not None)
             if fnd is not None:
@@ -640,15 +697,16 @@ def _score_lesions(
         tally.sens_right_region.add(les["region"], fnd is not None and fnd["region"] == les["region"])
         tally.sens_kind.add(str(les.get("kind") or "unknown"), fnd is not None)
         _confuse(tally, les["region"], fnd["region"] if fnd is not None else MISSED)
-        for error in _lesion_errors(les, fnd):
-            tally.error_cases.append(_error_case(truth, error, les, fnd))
+        for error in _lesion_errors(les, fnd, expected_level):
+            tally.error_cases.append(_error_case(truth, error, les, fnd, expected_level))
         if fnd is None:
             continue
         tally.region_acc.add(les["region"], fnd["region"] == les["region"])
         tally.side_acc.add(les["region"], fnd.get("side") == les.get("side"))
         if les.get("level") is not None:
             dist = level_distance(fnd.get("level"), les["level"])
-            tally.level_exact.add(les["region"], fnd.get("level") == les["level"])
+            tally.level_exact.add(les["region"], fnd.get("level") == expected_level)
+            tally.level_exact_strict.add(les["region"], fnd.get("level") == les["level"])
             tally.level_within1.add(les["region"], dist is not None and dist <= 1)
         if not merged:
             _add_errors(les, fnd, tally)
@@ -679,8 +737,32 @@ def _confuse(tally: _Tally, truth_region: str, predicted: str) -> None:
     row[predicted] = row.get(predicted, 0) + 1
 
 
-def _lesion_errors(les: Mapping[str, Any], fnd: Mapping[str, Any] | None) -> list[str]:
-    """What is wrong with one target's prediction: ``missed``, or any of region / side / level."""
+def _expected_level(r: int, col: int | None, truth: Sequence[Mapping[str, Any]], overlap: np.ndarray | None,
+                    touching: set[frozenset[int]]) -> str | None:
+    """The level truth row ``r`` is scored against when finding ``col`` reports it.
+
+    Its own level, or -- when the finding also covers truth lesions that touch it in
+    the truth mask, directly or through one another (one connected calcification) --
+    the union of all their spans (see the module docstring).
+    """
+    own = truth[r].get("level")
+    if own is None or col is None or overlap is None or not touching:
+        return own
+    covered = set(np.flatnonzero(overlap[:, col] > 0).tolist())
+    group, todo = {r}, [r]
+    while todo:
+        a = todo.pop()
+        for b in covered - group:
+            if frozenset((a, b)) in touching:
+                group.add(b)
+                todo.append(b)
+    return format_level_span([truth[n].get("level") for n in sorted(group)]) or own
+
+
+def _lesion_errors(les: Mapping[str, Any], fnd: Mapping[str, Any] | None,
+                   expected_level: str | None = None) -> list[str]:
+    """What is wrong with one target's prediction: ``missed``, or any of region / side / level
+    (against ``expected_level``, the merge-aware level, when given)."""
     if fnd is None:
         return ["missed"]
     out = []
@@ -688,17 +770,21 @@ def _lesion_errors(les: Mapping[str, Any], fnd: Mapping[str, Any] | None) -> lis
         out.append("region")
     if fnd.get("side") != les.get("side"):
         out.append("side")
-    if les.get("level") is not None and fnd.get("level") != les["level"]:
+    level = expected_level if expected_level is not None else les.get("level")
+    if level is not None and fnd.get("level") != level:
         out.append("level")
     return out
 
 
 def _error_case(truth: _TruthStudy, error: str, les: Mapping[str, Any] | None,
-                fnd: Mapping[str, Any] | None) -> dict[str, Any]:
+                fnd: Mapping[str, Any] | None, expected_level: str | None = None) -> dict[str, Any]:
     """One row of the error list: enough to find the lesion again and see what went wrong."""
     case: dict[str, Any] = {"study": Path(truth.path).name, "error": error}
     if les is not None:
         case["truth"] = {k: les.get(k) for k in ("id", "region", "kind", "side", "level", "segment")}
+        if expected_level is not None and expected_level != les.get("level"):
+            # fused with touching truth lesions: scored against their union
+            case["truth"]["level_fused"] = expected_level
         case["truth"]["diameter_mm"] = _truth_diameter_mm(les)
         case["truth"]["centroid_lps_mm"] = les.get("centroid_lps_mm")
     if fnd is not None:
@@ -803,6 +889,8 @@ class EvaluationReport:
     region_confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     # one row per missed target, wrong region / side / level, and false positive
     errors: tuple[dict[str, Any], ...] = ()
+    # every target against its own truth level, fused or not (level_accuracy_exact is merge-aware)
+    level_accuracy_exact_strict: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (``schema`` ``calcdetect-evaluation/1``)."""
@@ -832,6 +920,7 @@ class EvaluationReport:
             ("region accuracy", _fmt(self.region_accuracy)),
             ("side accuracy (errors)", f"{_fmt(self.side_accuracy)} ({self.side_errors})"),
             ("level accuracy exact", _fmt(self.level_accuracy_exact)),
+            ("  strict (fused lesions each at own level)", _fmt(self.level_accuracy_exact_strict)),
             ("level accuracy within one", _fmt(self.level_accuracy_within_one)),
             ("distractors mislabelled",
              f"{self.distractors_mislabelled}/{self.distractors} ({_fmt(self.distractor_mislabel_rate)})"),
@@ -1090,6 +1179,7 @@ def evaluate(pred_dir: Path, truth_dir: Path) -> EvaluationReport:
         side_errors=side_total - side_hits,
         level_accuracy_exact=_pooled(tally.level_exact),
         level_accuracy_within_one=_pooled(tally.level_within1),
+        level_accuracy_exact_strict=_pooled(tally.level_exact_strict),
         distractors=tally.distractors,
         distractors_mislabelled=tally.distractors_mislabelled,
         distractor_mislabel_rate=_rate(tally.distractors_mislabelled, tally.distractors),

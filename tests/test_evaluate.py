@@ -535,3 +535,38 @@ def test_eval_ct_matrix_script_runs_a_case_end_to_end(tmp_path, capsys):
     assert "s508_m128_kv80_n10_t0.625_L3-L4" in out and "sensitivity, targets >= 3 mm" in out
     metrics = json.loads(out_json.read_text())
     assert metrics["n_scans_scored"] == 1 and metrics["per_study"][0]["match_method"] == "mask"
+
+
+def _fused_study(tmp_path: Path, gap: int) -> "object":
+    """Two aortic plaques (L3, L4) reported as one finding at "L3-L4"; ``gap`` slices
+    of background between them in the truth mask."""
+    nib = pytest.importorskip("nibabel")
+    lesions = copy.deepcopy(TRUTH_LESIONS[:2])
+    lesions[1].update(region="aorta", side=None, level="L4")
+    truth = _write_truth(tmp_path / "t", lesions)
+    series = _write_pred(tmp_path / "run", [_finding(lesions[0], level="L3-L4", mask_label=5)])
+    lab = np.zeros((10, 8, 8), np.int16)
+    lab[1:3, 1:3, 1:3], lab[3 + gap : 5 + gap, 1:3, 1:3] = 1, 2
+    pred = np.zeros_like(lab)
+    pred[1 : 5 + gap, 1:3, 1:3] = 5  # the threshold bridges any gap
+    for labels, path in ((lab, truth / "truth"), (pred, series)):
+        nib.save(nib.Nifti1Image(labels, np.eye(4)), str(path / "lesions.nii.gz"))
+    return evaluate(series, truth)
+
+
+def test_fused_touching_plaques_are_scored_at_the_union_of_their_levels(tmp_path):
+    rep = _fused_study(tmp_path, gap=0)
+    # One connected calcification in the truth: "L3-L4" is the level a reader gives it.
+    assert rep.level_accuracy_exact == 1.0
+    assert rep.level_accuracy_exact_strict == 0.0
+    assert not [e for e in rep.errors if e["error"] == "level"]
+    assert "strict" in rep.table() and rep.to_dict()["level_accuracy_exact_strict"] == 0.0
+
+
+def test_plaques_separate_in_the_truth_keep_their_own_level_when_fused(tmp_path):
+    rep = _fused_study(tmp_path, gap=2)
+    # Two separate plaques bridged by the threshold: a detection error, so each
+    # is still scored against its own level.
+    assert rep.level_accuracy_exact == rep.level_accuracy_exact_strict == 0.0
+    levels = [e for e in rep.errors if e["error"] == "level"]
+    assert len(levels) == 2 and all("level_fused" not in e["truth"] for e in levels)

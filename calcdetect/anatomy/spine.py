@@ -411,7 +411,7 @@ def find_spine(hu: np.ndarray, spacing: tuple[float, float, float], *,
     segments = _mark_sacrum(segments, bone_full, column_full, centre_full, s, (sk, sj, si))
     segments = _mark_ribs(segments, bone_full, column_full, centre_full, s, (sk, sj, si))
     segments, notes = _assign_levels(segments, sk)
-    slice_levels = _slice_levels(segments, nk, sk)
+    slice_levels = _slice_levels(segments, nk, sk, edge_disc_shown=_edge_discs_shown(hu, bodies, segments))
     discs = _disc_mask(hu, bodies, segments, nk)
     # Off the vertebral bodies: where the canal estimate strays forward (S1) the
     # ring reached the body's posterior cortex, whose edge then passed for a
@@ -801,13 +801,16 @@ def _assign_levels(segs: list[Segment], sk: float,
 
 
 def _slice_levels(segs: list[Segment], nk: int, sk: float = 1.0,
-                  max_edge_disc_mm: float = 12.0) -> tuple[str | None, ...]:
+                  max_edge_disc_mm: float = 12.0,
+                  edge_disc_shown: tuple[bool, bool] = (True, True)) -> tuple[str | None, ...]:
     """Per-slice level: the named bodies, and the disc spaces between them.
 
     A scan that starts or ends in a disc shows it above the top body (or below
     the lowest one) with no body beyond: those slices, up to a disc's height
     (``max_edge_disc_mm``), are that disc. A plaque there lies at "T12-L1", not
-    at no level.
+    at no level. ``edge_disc_shown`` (below the lowest body, above the top one;
+    :func:`_edge_discs_shown`): where the scan shows no disc tissue beyond the
+    end body, those slices get no level.
     """
     levels: list[str | None] = [None] * nk
     named = [g for g in segs if g.level is not None]
@@ -817,17 +820,48 @@ def _slice_levels(segs: list[Segment], nk: int, sk: float = 1.0,
     for lower, upper in zip(named, named[1:]):
         for k in range(lower.k1 + 1, upper.k0):
             levels[k] = f"{upper.level}-{lower.level}"
-    if named and segs[-1] is named[-1] and not named[-1].partial:
+    if named and segs[-1] is named[-1] and not named[-1].partial and edge_disc_shown[1]:
         top, gap = named[-1], nk - 1 - named[-1].k1
         pos = VERTEBRA_LEVELS.index(top.level)
         if 0 < gap * sk <= max_edge_disc_mm and pos > 0:
             levels[top.k1 + 1 :] = [f"{VERTEBRA_LEVELS[pos - 1]}-{top.level}"] * gap
-    if named and segs[0] is named[0] and not named[0].partial and not named[0].sacrum:
+    if named and segs[0] is named[0] and not named[0].partial and not named[0].sacrum and edge_disc_shown[0]:
         low, gap = named[0], named[0].k0
         pos = VERTEBRA_LEVELS.index(low.level)
         if 0 < gap * sk <= max_edge_disc_mm and pos + 1 < len(VERTEBRA_LEVELS):
             levels[: low.k0] = [f"{low.level}-{VERTEBRA_LEVELS[pos + 1]}"] * gap
     return tuple(levels)
+
+
+# A disc is 70-110 HU. Fat (-100 HU) beyond the end body of the scan means the
+# column ends there (or the image shows no disc); on the 2.5-3 mm work slices that
+# fat is blurred with the endplate and reads -100 to +30 HU (tuning phantoms: 5-20
+# HU over a T10 with no disc above it), so the bar sits below the disc's range.
+EDGE_DISC_MIN_HU = 45.0
+
+
+def _edge_discs_shown(hu: np.ndarray, bodies: np.ndarray, segs: list[Segment],
+                      min_hu: float = EDGE_DISC_MIN_HU, min_px: int = 20) -> tuple[bool, bool]:
+    """Whether the slices beyond the lowest and the top named body show a disc
+    (below, above): on every one of them the median HU over the end body's
+    footprint (its end slice) is at least ``min_hu``.
+
+    Without a usable footprint the disc is taken as shown (the rule before this
+    check): only a measured absence of disc tissue removes a level.
+    """
+    named = [g for g in segs if g.level is not None]
+    if not named:
+        return True, True
+    nk = hu.shape[0]
+
+    def shown(k_body: int, gap: range) -> bool:
+        foot = bodies[k_body]
+        if not len(gap) or foot.sum() < min_px:
+            return True
+        return all(float(np.median(hu[k][foot])) >= min_hu for k in gap)
+
+    return (shown(named[0].k0, range(0, named[0].k0)),
+            shown(named[-1].k1, range(named[-1].k1 + 1, nk)))
 
 
 def _disc_mask(hu: np.ndarray, bodies: np.ndarray, segs: list[Segment], nk: int) -> np.ndarray:

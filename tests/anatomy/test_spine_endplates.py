@@ -116,3 +116,30 @@ def test_endplates_at_native_resolution_beat_the_work_grid(thin_slice_phantom) -
     assert len(errs) >= 8, errs
     assert abs(errs.mean()) <= 0.4, errs
     assert np.abs(errs).max() <= 1.0, errs
+
+
+def _slices_above(levels: tuple[str | None, ...], z: np.ndarray, z_mm: float) -> set[str | None]:
+    return {lv for lv, zz in zip(levels, z) if zz > z_mm + 2.0}  # clear of the endplate's blur
+
+
+def test_scan_showing_the_disc_above_its_top_body_names_it(phantom_levels) -> None:
+    """Starting at T12, the scan shows the T11-T12 disc above it: a plaque there is at "T11-T12"."""
+    levels, z, vertebrae, _ = phantom_levels
+    t12 = next(v for v in vertebrae if v["level"] == "T12")
+    assert _slices_above(levels, z, t12["z_top_mm"]) == {"T11-T12"}
+
+
+def test_no_disc_level_above_a_top_body_with_no_disc_over_it() -> None:
+    """Regression: the phantom's spine ends at T10 (fat above it, no T9-T10 disc);
+    the slices above T10 were called "T9-T10", so a plaque reaching T10's top got
+    "T9-T10" where the scan shows only T10."""
+    settings = replace(SETTINGS, fov=("T10", "L2"))
+    ph = generate_ct_phantom(settings)
+    vol = Volume(ph.hu, ph.spacing, ph.affine, AcquisitionInfo("CT", kvp=settings.kvp))
+    cpu = Device("cpu")
+    am = build_anatomy(vol, cpu, bone_mask=segment_bone(vol.array, vol.spacing, cpu))
+    z = ph.affine[2, 0] * np.arange(ph.hu.shape[0]) + ph.affine[2, 3]
+    t10 = next(v for v in ph.anatomy["vertebrae"] if v["level"] == "T10")
+    assert z[-1] > t10["z_top_mm"] + 4.0, "the field of view must reach above T10 for this test"
+    assert _slices_above(am.slice_levels, z, t10["z_top_mm"]) == {None}
+    assert "T10" in am.slice_levels
