@@ -1,0 +1,126 @@
+"""The calcium-net ensemble: one file holds all members, the loader rebuilds them, and the
+output the detector thresholds is the mean of the members' logits."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from calcdetect.radiograph.aac_net import (  # noqa: E402
+    MeanLogitEnsemble,
+    build_calcium_net,
+    load_calcium_model,
+    predict_calcium,
+    save_calcium_model,
+    zone_input,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
+          "dropout": 0.0, "norm": "batch"}
+
+
+def _members(n: int) -> list:
+    nets = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        nets.append(build_calcium_net(CONFIG).eval())
+    return nets
+
+
+def _strip_and_zone():
+    rng = np.random.default_rng(0)
+    strip = rng.normal(0.0, 0.01, (300, 200)).astype(np.float32)
+    t_line = np.full(300, 150.0)
+    zone = np.zeros(strip.shape, bool)
+    zone[40:260, 80:146] = True
+    return strip, t_line, zone
+
+
+def test_ensemble_file_loads_all_members_and_outputs_their_mean_logit(tmp_path):
+    members = _members(3)
+    path = save_calcium_model(MeanLogitEnsemble(members), CONFIG, 0.8, tmp_path / "e.safetensors")
+    model = load_calcium_model(path)
+    assert isinstance(model.net, MeanLogitEnsemble) and len(model.net.members) == 3
+    assert model.threshold == pytest.approx(0.8)
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(1, 2, 32, 24)).astype(np.float32))
+    with torch.no_grad():
+        each = [m(x) for m in members]
+        got = model.net(x)
+    assert torch.allclose(got, sum(each) / 3, atol=1e-6)
+    assert not torch.allclose(got, each[0], atol=1e-3)  # the members really differ
+
+
+def test_a_deposit_one_member_alone_marks_is_not_reported(tmp_path):
+    """Averaging is a vote weighted by confidence: at threshold 0.6 a deposit that both
+    members mark is kept, one that only one of two marks (mean logit 0, p = 0.5) is not."""
+
+    class Marks(torch.nn.Module):  # logit +10 on a fixed mask, -10 elsewhere
+        def __init__(self, mask):
+            super().__init__()
+            self.mask = torch.from_numpy(mask.astype(np.float32))
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            return (self.mask[:h, :w] * 20.0 - 10.0)[None, None]
+
+    strip, t_line, zone = _strip_and_zone()
+    x, win = zone_input(strip, t_line, zone, 0.5)
+    both = np.zeros(x.shape[1:], bool)
+    r, c = 60 - win[0].start, 120 - win[1].start
+    both[r: r + 20, c: c + 3] = True
+    one = both.copy()
+    one[r + 80: r + 100, c: c + 3] = True  # a second deposit, seen by one member only
+    torch.manual_seed(0)
+    base = load_calcium_model(save_calcium_model(build_calcium_net(CONFIG), CONFIG, 0.6, tmp_path / "m.safetensors"))
+    model = dataclasses.replace(base, net=MeanLogitEnsemble([Marks(both), Marks(one)]))
+    calc = predict_calcium(model, strip, t_line, zone, 0.5)
+    assert calc[60:80].any()
+    assert not calc[140:160].any()
+
+
+def test_file_claiming_more_members_than_it_holds_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = save_calcium_model(MeanLogitEnsemble(_members(2)), CONFIG, 0.5, tmp_path / "e.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    meta["ensemble_members"] = "3"
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(path)), str(bad), metadata=meta)
+    with pytest.raises(RuntimeError, match="members.2"):
+        load_calcium_model(bad)
+
+
+def test_assemble_ensemble_keeps_member_facts_and_refuses_mixed_architectures(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from train_radiograph_aac import assemble_ensemble
+
+    paths = []
+    for i, net in enumerate(_members(2)):
+        paths.append(save_calcium_model(net, CONFIG, 0.55, tmp_path / f"m{i}.safetensors",
+                                        {"train_seeds": "40-79", "init_seed": str(i)}))
+    out = assemble_ensemble(paths, tmp_path / "e.safetensors", 0.85, {"operating_point_seeds": "80-99"})
+    model = load_calcium_model(out)
+    assert len(model.net.members) == 2 and model.threshold == pytest.approx(0.85)
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    assert [m["init_seed"] for m in json.loads(meta["members"])] == ["0", "1"]
+    assert meta["operating_point_seeds"] == "80-99"
+
+    torch.manual_seed(0)
+    wider = {**CONFIG, "channels": [8, 16, 32]}
+    odd = save_calcium_model(build_calcium_net(wider), wider, 0.5, tmp_path / "w.safetensors")
+    with pytest.raises(SystemExit, match="architecture"):
+        assemble_ensemble([paths[0], odd], tmp_path / "x.safetensors", 0.85)
