@@ -24,7 +24,8 @@ the laminar cortex's halo lifted by noise, not a calcified ligament; so is
 anything placed there by distance alone (outside the zone), or lying level with
 or in front of the canal's centre rather than on its posterior wall (the back of
 S1 and the roof of the sacral canal, which the zone reaches). A round
-nodule in an iliac zone near the ureter's course (where it crosses the iliac
+nodule (at thick slices: round once its stretch along z is discounted, and
+thicker across than a wall flake) in an iliac zone near the ureter's course (where it crosses the iliac
 artery at the pelvic brim) is a ureteral stone, not plaque. A lesion placed in
 a ureter zone is a ureteral stone only when it is calculus-shaped (round or oval
 across, not a sliver or a flake) and does not lie against bone by the same shell
@@ -171,6 +172,13 @@ class ClassifySettings:
     nodule_roundness: float = 0.7
     ureter_near_mm: float = 10.0
     ureter_below_zone_mm: float = 20.0
+    # Thick slices stretch a calculus along z: at 3 mm slices ureteral stones of
+    # 4.5-5.7 mm crossing an iliac artery measured 5.9-7.8 mm long (roundness
+    # 0.55-0.69) and were called plaque. Discounting the stretch alone also
+    # called 3-4 mm wall plaques stones: resolution-limited specks that measured
+    # 2.5-3.0 mm across at most (the wall is <= 2 mm thick), where the stones
+    # measured >= 4.05 mm across (tuning phantoms: extra 3 mm set, t40, pfov80).
+    ureter_stretched_min_axis_mm: float = 3.5
     # The renal pelvis may bulge out of the hilum beyond the estimated sinus: a
     # calculus-shaped nodule this close to a collecting system is a stone in it
     # (tuning phantoms: pelvic stones of 8-10 mm centred ~5 mm outside).
@@ -706,6 +714,17 @@ def _is_nodule_at_slices(les: Lesion, s: ClassifySettings, slice_mm: float) -> b
     return longest > 0 and a[2] >= s.nodule_min_axis_mm and a[2] / longest >= s.nodule_roundness
 
 
+def _ureteral_nodule(les: Lesion, s: ClassifySettings, slice_mm: float) -> bool:
+    """A nodule in an iliac zone that may be a calculus in the ureter crossing
+    the artery: round (:func:`_is_nodule`), or round once the stretch along z by
+    thick slices is discounted (:func:`_is_nodule_at_slices`) when it is also
+    thicker across than a wall plaque flake measures at those slices
+    (``ureter_stretched_min_axis_mm``)."""
+    if _is_nodule(les, s):
+        return True
+    return _is_nodule_at_slices(les, s, slice_mm) and les.axes_mm[2] >= s.ureter_stretched_min_axis_mm
+
+
 def _calculus_shaped(les: Lesion, s: ClassifySettings) -> bool:
     """Round or oval across its long axis, not a line or a sliver: the two
     longest axes within ``ureter_stone_min_roundness`` of each other, and not a
@@ -886,7 +905,7 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
             # A fragment of the vertebral or pelvic cortex, or a speck of
             # cancellous bone the bone mask missed, in a vessel zone: not plaque.
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5 * size, level=level)
-    if best.region is Region.ILIAC and _is_nodule(les, s):
+    if best.region is Region.ILIAC and _ureteral_nodule(les, s, ctx.volume.spacing[0]):
         ureter = _nearby_ureter(ctx, idx, s.ureter_near_mm, s.ureter_below_zone_mm)
         if ureter is not None:
             return _finding(n, les, Region.RENAL, Kind.URETERAL_STONE, morph, conf, ureter.side, level, "ureter",
