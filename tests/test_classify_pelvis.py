@@ -8,30 +8,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from calcdetect.anatomy.regions import Region, structure
+from calcdetect.anatomy.regions import Region
 from calcdetect.classify import ClassifySettings, classify
 from calcdetect.pipeline import _finding_labels
 from calcdetect.report import draft_report
 from calcdetect.types import AcquisitionInfo, AnatomyMap, Kind, Lesion, Volume
+from classify_scene import affine, disk, label
 
 SHAPE = (20, 60, 60)  # k, j, i
 SP = (3.0, 1.0, 1.0)  # 3 mm slices
-
-
-def _lab(name: str) -> int:
-    return structure(name).label
-
-
-def _affine() -> np.ndarray:
-    a = np.zeros((4, 4))
-    a[0, 2], a[1, 1], a[2, 0] = SP[2], SP[1], SP[0]
-    a[3, 3] = 1.0
-    return a
-
-
-def _disk(jc: float, ic: float, r: float) -> np.ndarray:
-    jj, ii = np.mgrid[: SHAPE[1], : SHAPE[2]]
-    return (jj - jc) ** 2 + (ii - ic) ** 2 <= r * r
 
 
 def _lesion(vol: Volume, mask: np.ndarray, peak: float = 900.0) -> Lesion:
@@ -53,13 +38,13 @@ def _lesion(vol: Volume, mask: np.ndarray, peak: float = 900.0) -> Lesion:
 def _kidney_scene() -> tuple[Volume, AnatomyMap]:
     """A left kidney whose estimated collecting system lies 6-7 mm lateral of the
     renal pelvis (as the rules place it on noisy thick-slice phantoms)."""
-    labels = np.full(SHAPE, _lab("body"), dtype=np.uint8)
+    labels = np.full(SHAPE, label("body"), dtype=np.uint8)
     for k in range(4, 16):
-        labels[k][_disk(30, 47, 10)] = _lab("kidney_left")
-        labels[k][_disk(30, 49, 6)] = _lab("kidney_medulla_left")
-        labels[k][_disk(30, 40, 3)] = _lab("collecting_system_left")
-    am = AnatomyMap(labels=labels, affine=_affine(), slice_levels=("L2",) * SHAPE[0])
-    vol = Volume(np.zeros(SHAPE, np.float32), SP, _affine(), AcquisitionInfo("CT"))
+        labels[k][disk(SHAPE, 30, 47, 10)] = label("kidney_left")
+        labels[k][disk(SHAPE, 30, 49, 6)] = label("kidney_medulla_left")
+        labels[k][disk(SHAPE, 30, 40, 3)] = label("collecting_system_left")
+    am = AnatomyMap(labels=labels, affine=affine(SP), slice_levels=("L2",) * SHAPE[0])
+    vol = Volume(np.zeros(SHAPE, np.float32), SP, affine(SP), AcquisitionInfo("CT"))
     return vol, am
 
 
@@ -90,21 +75,21 @@ def test_a_flake_beside_the_renal_pelvis_at_thick_slices_is_not_a_stone():
 def _ligament_scene(lesion_mask: np.ndarray) -> tuple[Volume, AnatomyMap]:
     """Spinal canal (centre j 40, i 30: LPS x 30 mm) with the ligamentum flavum
     zone on its posterior wall; the CT holds a 600 HU calcification at ``lesion_mask``."""
-    labels = np.full(SHAPE, _lab("body"), dtype=np.uint8)
-    ring = _disk(40, 30, 9) & ~_disk(40, 30, 4)
+    labels = np.full(SHAPE, label("body"), dtype=np.uint8)
+    ring = disk(SHAPE, 40, 30, 9) & ~disk(SHAPE, 40, 30, 4)
     ring[:40] = False
     for k in range(SHAPE[0]):
-        labels[k][_disk(40, 30, 4)] = _lab("spinal_canal")
-        labels[k][ring] = _lab("ligamentum_flavum_zone")
-    am = AnatomyMap(labels=labels, affine=_affine(), slice_levels=("L3-L4",) * SHAPE[0])
-    vol = Volume(np.where(lesion_mask, 600.0, 0.0).astype(np.float32), SP, _affine(), AcquisitionInfo("CT", kvp=120.0))
+        labels[k][disk(SHAPE, 40, 30, 4)] = label("spinal_canal")
+        labels[k][ring] = label("ligamentum_flavum_zone")
+    am = AnatomyMap(labels=labels, affine=affine(SP), slice_levels=("L3-L4",) * SHAPE[0])
+    vol = Volume(np.where(lesion_mask, 600.0, 0.0).astype(np.float32), SP, affine(SP), AcquisitionInfo("CT", kvp=120.0))
     return vol, am
 
 
 def _arc(i_min: int, i_max: int) -> np.ndarray:
     """A calcified band along the canal's posterior wall (5-7 mm out), i in [i_min, i_max]."""
     m = np.zeros(SHAPE, bool)
-    band = _disk(40, 30, 7.5) & ~_disk(40, 30, 5)
+    band = disk(SHAPE, 40, 30, 7.5) & ~disk(SHAPE, 40, 30, 5)
     band[:43] = False
     band[:, :i_min] = False
     band[:, i_max + 1:] = False

@@ -20,6 +20,7 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     save_calcium_model,
     zone_input,
 )
+from mask_net import MaskNet  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
@@ -62,14 +63,6 @@ def test_a_deposit_one_member_alone_marks_is_not_reported(tmp_path):
     """Averaging is a vote weighted by confidence: at threshold 0.6 a deposit that both
     members mark is kept, one that only one of two marks (mean logit 0, p = 0.5) is not."""
 
-    class Marks(torch.nn.Module):  # logit +10 on a fixed mask, -10 elsewhere
-        def __init__(self, mask):
-            super().__init__()
-            self.mask = torch.from_numpy(mask.astype(np.float32))
-
-        def forward(self, x):
-            h, w = x.shape[-2:]
-            return (self.mask[:h, :w] * 20.0 - 10.0)[None, None]
 
     strip, t_line, zone = _strip_and_zone()
     x, win = zone_input(strip, t_line, zone, 0.5)
@@ -80,7 +73,7 @@ def test_a_deposit_one_member_alone_marks_is_not_reported(tmp_path):
     one[r + 80: r + 100, c: c + 3] = True  # a second deposit, seen by one member only
     torch.manual_seed(0)
     base = load_calcium_model(save_calcium_model(build_calcium_net(CONFIG), CONFIG, 0.6, tmp_path / "m.safetensors"))
-    model = dataclasses.replace(base, net=MeanLogitEnsemble([Marks(both), Marks(one)]))
+    model = dataclasses.replace(base, net=MeanLogitEnsemble([MaskNet(both), MaskNet(one)]))
     calc = predict_calcium(model, strip, t_line, zone, 0.5)
     assert calc[60:80].any()
     assert not calc[140:160].any()

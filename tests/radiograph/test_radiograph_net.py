@@ -15,6 +15,7 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     save_calcium_model,
     zone_input,
 )
+from mask_net import MaskNet  # noqa: E402
 
 CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
           "dropout": 0.0, "norm": "batch"}
@@ -75,14 +76,6 @@ def test_operating_point_round_trips_and_short_deposits_are_dropped(tmp_path):
     model = load_calcium_model(path)
     assert model.min_length_mm == pytest.approx(3.0)
 
-    class Fixed(torch.nn.Module):  # marks exactly the pixels of a fixed mask
-        def __init__(self, mask):
-            super().__init__()
-            self.mask = torch.from_numpy(mask.astype(np.float32))
-
-        def forward(self, x):
-            h, w = x.shape[-2:]
-            return (self.mask[:h, :w] * 20.0 - 10.0)[None, None]
 
     strip, t_line, zone = _strip_and_zone()
     x, win = zone_input(strip, t_line, zone, 0.5)
@@ -90,7 +83,7 @@ def test_operating_point_round_trips_and_short_deposits_are_dropped(tmp_path):
     r, c = 100 - win[0].start, 120 - win[1].start
     mask[r: r + 4, c: c + 3] = True  # 2 mm along the spine, 3 mm2
     mask[r + 40: r + 60, c: c + 3] = True  # 10 mm along the spine
-    fixed = dataclasses.replace(model, net=Fixed(mask))
+    fixed = dataclasses.replace(model, net=MaskNet(mask))
     calc = predict_calcium(fixed, strip, t_line, zone, 0.5)
     assert not calc[100:104].any()
     assert calc[140:160].any()
