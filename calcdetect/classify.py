@@ -292,8 +292,7 @@ def _bilateral_parts(f: Finding, ctx: _Context, s: ClassifySettings, threshold_h
         return None
     offset = ctx.volume.index_to_lps(vox)[:, 0] - centre_x  # LPS x: + is left
     left = offset > 0
-    voxel_mm3 = float(np.prod(ctx.volume.spacing))
-    if min(left.sum(), (~left).sum()) * voxel_mm3 < s.ligament_min_volume_mm3:
+    if min(left.sum(), (~left).sum()) * ctx.volume.voxel_volume_mm3 < s.ligament_min_volume_mm3:
         return None
     if min(offset.max(), -offset.min()) < s.bilateral_ligament_min_reach_mm:
         return None
@@ -302,11 +301,7 @@ def _bilateral_parts(f: Finding, ctx: _Context, s: ClassifySettings, threshold_h
     pad = np.ceil(10.0 / np.asarray(ctx.volume.spacing)).astype(int)
     lo = np.maximum(np.array([k0, j0, i0]) - pad, 0)
     hi = np.minimum(np.array([k1, j1, i1]) + pad, ctx.volume.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    shift = np.eye(4)
-    shift[:3, 3] = lo
-    v = ctx.volume
-    crop = Volume(v.array[box], v.spacing, v.affine @ shift, v.info, v.warnings)
+    crop = ctx.volume.crop(tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)))  # type: ignore[arg-type]
     labels = np.zeros(crop.shape, dtype=np.int32)
     right_label, left_label = (les.label, new_label) if (~left).sum() >= left.sum() else (new_label, les.label)
     local = vox - lo

@@ -100,6 +100,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
@@ -472,12 +473,6 @@ def _match_by_mask(
     return matches, overlap, {frozenset(row_of[i] for i in pair) for pair in touching}
 
 
-# The 13 neighbour offsets of the 26-neighbourhood that point "forward": with their
-# mirror images they cover every pair of neighbouring voxels once.
-_HALF_26 = tuple((dk - 1, dj - 1, di - 1) for dk, dj, di in np.ndindex(3, 3, 3)
-                 if (dk - 1, dj - 1, di - 1) > (0, 0, 0))
-
-
 def _touching_pairs(labels: np.ndarray, groups: Sequence[Sequence[int]]) -> set[frozenset[int]]:
     """Pairs of label ids, each pair within one group, with 26-neighbouring voxels.
 
@@ -496,16 +491,7 @@ def _touching_pairs(labels: np.ndarray, groups: Sequence[Sequence[int]]) -> set[
         box = tuple(slice(max(min(p[a].start for p in parts) - 1, 0), max(p[a].stop for p in parts) + 1)
                     for a in range(3))
         crop = np.where(np.isin(labels[box], ids), labels[box], 0)
-        n = crop.shape
-        for dk, dj, di in _HALF_26:
-            a = crop[max(-dk, 0) : n[0] - max(dk, 0), max(-dj, 0) : n[1] - max(dj, 0),
-                     max(-di, 0) : n[2] - max(di, 0)]
-            b = crop[max(dk, 0) : n[0] + min(dk, 0), max(dj, 0) : n[1] + min(dj, 0),
-                     max(di, 0) : n[2] + min(di, 0)]
-            diff = (a > 0) & (b > 0) & (a != b)
-            if diff.any():
-                for x, y in set(zip(a[diff].tolist(), b[diff].tolist())):
-                    out.add(frozenset((int(x), int(y))))
+        out.update(frozenset((int(a), int(b))) for a, b in cc3d.region_graph(crop, connectivity=26))
     return out
 
 

@@ -98,6 +98,12 @@ class Volume:
     def voxel_volume_mm3(self) -> float:
         return float(np.prod(self.spacing))
 
+    def crop(self, box: tuple[slice, slice, slice]) -> Volume:
+        """The volume inside ``box`` (a view, not a copy), its affine moved to the box's first voxel."""
+        shift = np.eye(4)
+        shift[:3, 3] = [sl.start or 0 for sl in box]
+        return Volume(self.array[box], self.spacing, self.affine @ shift, self.info, self.warnings)
+
     def index_to_lps(self, kji: np.ndarray) -> np.ndarray:
         """Map ``(..., 3)`` array indices ``(k, j, i)`` to LPS mm."""
         kji = np.asarray(kji, dtype=np.float64)

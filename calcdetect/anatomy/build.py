@@ -153,7 +153,7 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
     # Air around the patient holds no anatomy: the rules run in the body's box.
     body = body_masks(coarse.array)
     box = _body_box(body)
-    am = _rule_anatomy(_crop(coarse, box), None if bone is None else bone[box], external_dir, body[box], workers)
+    am = _rule_anatomy(coarse.crop(box), None if bone is None else bone[box], external_dir, body[box], workers)
     labels = np.zeros(coarse.shape, dtype=am.labels.dtype)
     labels[box] = am.labels
     if not grid.identity:
@@ -171,13 +171,6 @@ def _body_box(body: np.ndarray, margin: int = 3) -> tuple[slice, slice, slice]:
         return slice(None), slice(0, nj), slice(0, ni)
     return (slice(None), slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, nj)),
             slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, ni)))
-
-
-def _crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
-    """The volume inside ``box``, its affine moved to the box's first voxel."""
-    shift = np.eye(4)
-    shift[:3, 3] = [sl.start or 0 for sl in box]
-    return Volume(volume.array[box], volume.spacing, volume.affine @ shift, volume.info, volume.warnings)
 
 
 def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Path | None,

@@ -1,4 +1,5 @@
-"""A stand-in calcium net for tests: it marks exactly the pixels of a fixed mask."""
+"""Fixtures for the radiograph calcium-net tests: a stand-in net that marks exactly
+the pixels of a fixed mask, and a noise strip with its aortic zone."""
 
 from __future__ import annotations
 
@@ -16,3 +17,13 @@ class MaskNet(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         return (self.mask[:h, :w] * 20.0 - 10.0)[None, None]
+
+
+def strip_and_zone() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 300 x 200 noise strip, its anterior vertebral line (column 150) and the aortic zone in front."""
+    rng = np.random.default_rng(0)
+    strip = rng.normal(0.0, 0.01, (300, 200)).astype(np.float32)
+    t_line = np.full(300, 150.0)
+    zone = np.zeros(strip.shape, bool)
+    zone[40:260, 80:146] = True
+    return strip, t_line, zone

@@ -20,7 +20,7 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     save_calcium_model,
     zone_input,
 )
-from mask_net import MaskNet  # noqa: E402
+from mask_net import MaskNet, strip_and_zone  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
@@ -34,15 +34,6 @@ def _members(n: int) -> list:
         torch.manual_seed(seed)
         nets.append(build_calcium_net(CONFIG).eval())
     return nets
-
-
-def _strip_and_zone():
-    rng = np.random.default_rng(0)
-    strip = rng.normal(0.0, 0.01, (300, 200)).astype(np.float32)
-    t_line = np.full(300, 150.0)
-    zone = np.zeros(strip.shape, bool)
-    zone[40:260, 80:146] = True
-    return strip, t_line, zone
 
 
 def test_ensemble_file_loads_all_members_and_outputs_their_mean_logit(tmp_path):
@@ -64,7 +55,7 @@ def test_a_deposit_one_member_alone_marks_is_not_reported(tmp_path):
     members mark is kept, one that only one of two marks (mean logit 0, p = 0.5) is not."""
 
 
-    strip, t_line, zone = _strip_and_zone()
+    strip, t_line, zone = strip_and_zone()
     x, win = zone_input(strip, t_line, zone, 0.5)
     both = np.zeros(x.shape[1:], bool)
     r, c = 60 - win[0].start, 120 - win[1].start

@@ -15,23 +15,14 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     save_calcium_model,
     zone_input,
 )
-from mask_net import MaskNet  # noqa: E402
+from mask_net import MaskNet, strip_and_zone  # noqa: E402
 
 CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
           "dropout": 0.0, "norm": "batch"}
 
 
-def _strip_and_zone():
-    rng = np.random.default_rng(0)
-    strip = rng.normal(0.0, 0.01, (300, 200)).astype(np.float32)
-    t_line = np.full(300, 150.0)
-    zone = np.zeros(strip.shape, bool)
-    zone[40:260, 80:146] = True
-    return strip, t_line, zone
-
-
 def test_zone_input_is_noise_scaled_and_carries_the_distance_to_the_spine():
-    strip, t_line, zone = _strip_and_zone()
+    strip, t_line, zone = strip_and_zone()
     x, win = zone_input(strip, t_line, zone, 0.5)
     assert x.shape[0] == 2 and x.shape[1] % DIVISOR == 0 and x.shape[2] % DIVISOR == 0
     # unit quantum noise in channel 0 (the net sees the same scale at any exposure)
@@ -51,7 +42,7 @@ def test_saved_model_loads_and_predicts_only_inside_the_zone(tmp_path):
     assert model.threshold == pytest.approx(0.01) and model.config["channels"] == [4, 8, 16]
     for key, value in net.state_dict().items():
         assert torch.equal(value, model.net.state_dict()[key])
-    strip, t_line, zone = _strip_and_zone()
+    strip, t_line, zone = strip_and_zone()
     calc = predict_calcium(model, strip, t_line, zone, 0.5)
     assert calc.shape == zone.shape and not (calc & ~zone).any()
 
@@ -77,7 +68,7 @@ def test_operating_point_round_trips_and_short_deposits_are_dropped(tmp_path):
     assert model.min_length_mm == pytest.approx(3.0)
 
 
-    strip, t_line, zone = _strip_and_zone()
+    strip, t_line, zone = strip_and_zone()
     x, win = zone_input(strip, t_line, zone, 0.5)
     mask = np.zeros(x.shape[1:], bool)
     r, c = 100 - win[0].start, 120 - win[1].start
@@ -137,7 +128,7 @@ def test_noise_aware_threshold_is_stricter_on_quieter_images_and_round_trips(tmp
 
     from calcdetect.radiograph.aac_net import _noise_sd
 
-    strip, t_line, zone = _strip_and_zone()
+    strip, t_line, zone = strip_and_zone()
     sd = _noise_sd(strip, zone)
     ramp = dataclasses.replace(model, net=Ramp(), noise_ref=sd)
     assert predict_calcium(ramp, strip, t_line, zone, 0.5).any()  # 0.69 > 0.6 at the reference noise
