@@ -30,14 +30,18 @@ The method, in the order it runs:
    anterior edge is followed row by row (:func:`anterior_edge_line`), the strip
    rows above the third-lowest body are shifted onto it
    (:func:`_follow_anterior_edge`) and step 3 runs again there; the second pass
-   is kept when it finds at least as many bodies (it may reuse the first pass's
-   disc rows). A topmost "body" under 60 % of the median height (a rib edge
-   cutting L1) is dropped. When the facing side had to be assumed, the posterior
+   is kept when it finds at least as many whole bodies (at least
+   ``WHOLE_BODY_MIN_MM`` high; then as many bodies, see :func:`_chain_size`; it may
+   reuse the first pass's disc rows). A topmost "body" under 60 % of the median
+   height (a rib edge cutting L1) is dropped. When the facing side had to be assumed, the posterior
    elements are looked for again behind the bodies on this strip.
 3c. **Bodies, not pedicles.** When the strip is brighter 10-40 mm beside the chain
    than inside it (:func:`bone_beside`), the chain may run on the posterior elements
    with the bodies in front; paths 20 and 30 mm further anterior are tried and one is
-   kept when its chain stands out clearly better.
+   kept when its chain stands out clearly better and has no more slivers (a path that
+   cuts the bodies into slivers stands out too). When the chain kept still has clearly
+   denser bone beside it (``CHAIN_BESIDE_BODIES``) it is not on the bodies: no level is
+   named.
 4. **Levels.** Counted upwards from the lumbosacral junction: the most caudal disc
    with bone continuing below it for at least ``SACRUM_MIN_MM`` (the sacrum) is
    L5-S1, so the body above it is L5, and so on up to T12 (the walk down the disc
@@ -958,9 +962,9 @@ def _extrapolate_l1(verts: list[Vertebra]) -> Vertebra | None:
 
     The T12-L1 disc is often hidden under the lowest ribs and the crura, so the disc
     chain may start at L1-L2. L1 is then placed above L2 with the median disc gap
-    and body height of L2-L5 (lumbar bodies differ by a few mm from level to
-    level): L2's outline moved along the image course from L3 to L2, so that the
-    curve of the column continues; its confidence is low and the caller warns.
+    of L2-L5 and body height of L3-L5 (lumbar bodies differ by a few mm from level to
+    level): L2's outline (no taller than the bodies below it) moved along the image
+    course from L3 to L2, so that the curve of the column continues; its confidence is low and the caller warns.
     ``None`` when L1 was found, L2 or L3 was not, or the strip does not reach that high.
     """
     by = {v.level: v for v in verts if v.level}
@@ -970,21 +974,56 @@ def _extrapolate_l1(verts: list[Vertebra]) -> Vertebra | None:
     if len(lower) < 3 or "L3" not in by:
         return None
     gaps = [b.s_sup - a.s_inf for a, b in zip(lower[:-1], lower[1:])]
-    height = float(np.median([v.s_inf - v.s_sup for v in lower]))
+    height = float(np.median([v.s_inf - v.s_sup for v in lower[1:]]))
     l2 = by["L2"]
-    s_inf = l2.s_sup - float(np.median(gaps))
+    # L2 is the chain's top body, its superior endplate found next to the top disc, which
+    # under the crura dips over a wider span: L2 came out taller than the bodies below it
+    # (by ~6 mm in development phantoms, and L1 ~6 mm too high), although lumbar bodies
+    # grow, not shrink, downwards. Its top is then taken one lower body height above its
+    # inferior endplate, for L1 only (L2's own outline is left as found).
+    l2_top = max(l2.s_sup, l2.s_inf - height)
+    s_inf = l2_top - float(np.median(gaps))
     s_sup = s_inf - height
     if s_sup < 0:
         return None
     # continue the column's course from L3 to L2 in the image (the strip's rows above
     # L2 need not follow the bodies: nothing was found there to follow)
-    k2 = np.asarray(l2.corners_rc, float)
+    k2 = np.asarray(l2.corners_rc, float).copy()
+    shrink = (l2.s_inf - l2_top) / max(l2.s_inf - l2.s_sup, 1e-6)
+    k2[0] = k2[3] + shrink * (k2[0] - k2[3])  # superior corners down the walls
+    k2[1] = k2[2] + shrink * (k2[1] - k2[2])
     l3 = by["L3"]
     c2, c3 = k2.mean(axis=0), np.asarray(l3.corners_rc, float).mean(axis=0)
-    s_c2, s_c3 = 0.5 * (l2.s_sup + l2.s_inf), 0.5 * (l3.s_sup + l3.s_inf)
+    s_c2, s_c3 = 0.5 * (l2_top + l2.s_inf), 0.5 * (l3.s_sup + l3.s_inf)
     ratio = (s_c2 - 0.5 * (s_sup + s_inf)) / max(s_c3 - s_c2, 1e-6)
     corners = k2 + ratio * (c2 - c3)
     return Vertebra("L1", corners, 0.3 * l2.confidence, s_sup, s_inf, l2.t_ant, l2.t_post)
+
+
+#: A lumbar (or T11-T12) body is at least this high (mm). Between two dips closer than
+#: that lies no body but a body cut in two: by a rib edge, or by the pedicle and facet
+#: rhythm of a strip that runs behind the bodies (development phantoms: whole bodies
+#: 22-35 mm; chains off the bodies 8-17 mm).
+WHOLE_BODY_MIN_MM = 18.0
+
+
+def _whole_bodies(verts: list[Vertebra]) -> int:
+    """How many of the chain's bodies are at least ``WHOLE_BODY_MIN_MM`` high."""
+    return sum((v.s_inf - v.s_sup) * STEP_MM >= WHOLE_BODY_MIN_MM for v in verts)
+
+
+def _slivers(verts: list[Vertebra]) -> int:
+    """How many of the chain's "bodies" are lower than a whole body (see ``WHOLE_BODY_MIN_MM``)."""
+    return len(verts) - _whole_bodies(verts)
+
+
+def _chain_size(verts: list[Vertebra]) -> tuple[int, int]:
+    """What ranks two chains of the same column: whole bodies first, then all bodies.
+
+    Counting every dip-to-dip interval favours a chain cut into slivers (a strip on the
+    posterior elements dips twice per vertebra); a chain with more whole bodies is the
+    one on the bodies."""
+    return _whole_bodies(verts), len(verts)
 
 
 @dataclass(frozen=True)
@@ -1015,11 +1054,11 @@ def _bodies_along(img: np.ndarray, spacing: tuple[float, float], cols: np.ndarra
         followed = _follow_anterior_edge(strip, t_ant, keep_below)
         if followed is not strip:
             again = _bodies_on_strip(followed, valid, t_ant, t_post)
-            if len(again[0]) < len(verts):
+            if _chain_size(again[0]) < _chain_size(verts):
                 # the moved central band can miss a faint disc under the ribs: keep the
                 # first pass's discs (same rows) and redo only endplates and edges
                 again = _bodies_on_strip(followed, valid, t_ant, t_post, discs=discs)
-            if len(again[0]) >= len(verts):  # never lose a body the first pass found
+            if _chain_size(again[0]) >= _chain_size(verts):  # never lose a body the first pass found
                 strip, (verts, discs, p, period) = followed, again
     return _PathBodies(strip, valid, t_ant, t_post, verts, discs, p, period)
 
@@ -1032,9 +1071,15 @@ def _bodies_along(img: np.ndarray, spacing: tuple[float, float], cols: np.ndarra
 POSTERIOR_BAND_TRIGGER = -0.1
 POSTERIOR_BAND_GAIN = 0.2
 _ANTERIOR_SHIFTS_MM = (20.0, 30.0)
+#: :func:`bone_beside` of the chain kept: above this the bone beside the chain is clearly
+#: denser than its "bodies", which are then not the bodies, and no level is named (a
+#: confidently wrong L1-L4 would be scored). Development phantoms 0-99 and 400-439:
+#: correct chains -0.4 to +0.08; one chain on the posterior elements that no shifted path
+#: repaired (a strongly curved column) +0.32.
+CHAIN_BESIDE_BODIES = 0.2
 
 
-def bone_beside(found: _PathBodies) -> float | None:
+def bone_beside(found: _PathBodies, *, partial: bool = False) -> float | None:
     """How bright the strip is next to the chain of bodies, relative to their inside.
 
     The brighter of the bands 10-40 mm in front of the anterior edge and 10-40 mm
@@ -1044,7 +1089,12 @@ def bone_beside(found: _PathBodies) -> float | None:
     posterior elements behind, all less dense than the bodies: clearly negative. A
     chain on the posterior elements has the bodies in front of it, a chain in front
     of the spine has them behind: near zero or positive. ``None`` when it cannot be
-    measured (no bodies, or the strip does not reach 40 mm either side).
+    measured (no bodies, or the strip does not reach 40 mm either side). ``partial``:
+    behind, the band reaches only as far as the strip (at least 10 mm of it, else the
+    band in front alone counts), so that a deep chain near the strip's posterior border
+    is measured too; only for the final check (``CHAIN_BESIDE_BODIES``), not to choose
+    between shifted paths (their bands would then differ in extent, and a correct
+    chain was moved).
     """
     if not found.verts:
         return None
@@ -1053,14 +1103,20 @@ def bone_beside(found: _PathBodies) -> float | None:
     ta = int(round(float(np.median([v.t_ant for v in found.verts]))))
     tp = int(round(float(np.median([v.t_post for v in found.verts]))))
     mm = lambda x: int(round(x / STEP_MM))  # noqa: E731
-    if r1 - r0 < 3 or ta - mm(40) < 0 or tp + mm(40) > S.shape[1] or tp - ta < mm(12):
+    if r1 - r0 < 3 or ta - mm(40) < 0 or tp - ta < mm(12) or (not partial and tp + mm(40) > S.shape[1]):
         return None
     prof = np.median(S[r0:r1], axis=0)
     lo, hi = np.percentile(prof, (5, 95))
     front = float(prof[ta - mm(40): ta - mm(10)].mean())
     inside = float(prof[ta + mm(5): tp - mm(5)].mean())
-    behind = float(prof[tp + mm(10): tp + mm(40)].mean())
-    return (max(front, behind) - inside) / max(float(hi - lo), 1e-6)
+    # a deep chain (on the pedicles, or bodies and pedicles together) can end near the
+    # strip's posterior border: the band behind counts as far as the strip reaches
+    # (at least 10 mm of it), the band in front alone otherwise
+    reach = min(tp + mm(40), S.shape[1])
+    beside = [front]
+    if reach - (tp + mm(10)) >= mm(10):
+        beside.append(float(prof[tp + mm(10): reach].mean()))
+    return (max(beside) - inside) / max(float(hi - lo), 1e-6)
 
 
 def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[float, float], cols: np.ndarray,
@@ -1072,7 +1128,10 @@ def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[fl
     repeat more strongly and the chain runs on them: 20-40 mm behind the bodies, with
     every level's corners misplaced. Then bone lies in front of the chain
     (:func:`bone_beside`); paths 20 and 30 mm further anterior are tried and the one whose
-    chain stands out most from its surroundings is taken (image anterior is on the left).
+    chain stands out most from its surroundings is taken (image anterior is on the left),
+    unless it has more slivers than the first chain (:func:`_slivers`): a path moved onto
+    the body edge dips at the endplates and at the pedicles and stands out well with
+    slivers (development phantom 439).
     """
     if len(found.verts) < 3:
         return found
@@ -1084,8 +1143,8 @@ def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[fl
         moved = np.clip(cols - int(round(shift / COARSE_MM)), 0, None)
         cand = _bodies_along(img, spacing, moved, rows, path_resp, flipped)
         cand_score = bone_beside(cand)
-        if len(cand.verts) < max(3, len(found.verts) - 1):
-            continue
+        if len(cand.verts) < max(3, len(found.verts) - 1) or _slivers(cand.verts) > _slivers(found.verts):
+            continue  # bodies lost, or cut into slivers by the moved path
         if cand_score is not None and cand_score < best_score:
             best, best_score = cand, cand_score
     return best
@@ -1151,6 +1210,8 @@ def find_vertebrae(
     cols = _body_column_path(c, cols)
     found = _bodies_along(img, spacing, cols, rows, path_resp, flipped)
     found = _onto_bodies_in_front(found, img, spacing, cols, rows, path_resp, flipped)
+    beside = bone_beside(found, partial=True)
+    off_bodies = beside is not None and beside > CHAIN_BESIDE_BODIES
     strip, valid, t_ant, t_post = found.strip, found.valid, found.t_ant, found.t_post
     verts, discs, p, period = found.verts, found.discs, found.profile, found.period
     S = strip.image
@@ -1168,7 +1229,12 @@ def find_vertebrae(
 
     # level assignment: count up from the lumbosacral junction
     anchored = False
-    if verts:
+    if verts and off_bodies:
+        warnings.append(
+            "the chain of vertebral bodies found runs beside denser bone (on the posterior "
+            "elements, behind the bodies): levels are not named and AAC-24 is not scored"
+        )
+    elif verts:
         last_disc = max(d for d in discs if d >= verts[-1].s_inf - 1) if discs else None
         below = None
         if last_disc is not None:
