@@ -30,9 +30,14 @@ artery at the pelvic brim) is a ureteral stone, not plaque. A lesion placed in
 a ureter zone is a ureteral stone only when it is calculus-shaped (round or oval
 across, not a sliver or a flake) and does not lie against bone by the same shell
 test; otherwise, within ``max_distance_mm`` of an artery, it is that artery's
-plaque (the zone runs beside the iliac arteries). A lesion near a ureter zone
+plaque (the zone runs beside the iliac arteries); where the two zones meet, a
+calculus must also be a nodule (at thin slices: round once its stretch along z
+is discounted), as in the iliac zone, and a flake mostly outside the ureter
+zone is plaque beyond the artery's estimate. A lesion near a ureter zone
 but beyond its last slices is not placed in it (the zone stops above the lower
-pelvis, where the phleboliths lie).
+pelvis, where the phleboliths lie), unless it is a nodule beside an iliac
+artery, which the iliac rule calls a ureteral stone. A small flake (thinner
+than half its length, at slices that resolve it) is not a phlebolith.
 
 Look-alikes are tested before vascular / renal placement, so that they are never
 called atherosclerotic or renal: a lesion mostly in bone is ``bone``; a small
@@ -179,6 +184,13 @@ class ClassifySettings:
     # 2.5-3.0 mm across at most (the wall is <= 2 mm thick), where the stones
     # measured >= 4.05 mm across (tuning phantoms: extra 3 mm set, t40, pfov80).
     ureter_stretched_min_axis_mm: float = 3.5
+    # Up to this slice thickness a 2-3 mm lesion's thickness is measured (its
+    # shortest axis is across the wall, not the slice): wall plaque measured
+    # 1.6-2.2 mm across, stones and phleboliths >= 2.7 mm (0.625-1.25 mm
+    # slices, dev phantoms). At 3 mm slices a lesion on one or two slices
+    # measures about the slice, and 4-6 mm phleboliths measured as flat as
+    # plaques (shortest / longest axis 0.45-0.47 vs 0.46-0.47).
+    thickness_resolved_max_slice_mm: float = 1.25
     # The renal pelvis may bulge out of the hilum beyond the estimated sinus: a
     # calculus-shaped nodule this close to a collecting system is a stone in it
     # (tuning phantoms: pelvic stones of 8-10 mm centred ~5 mm outside).
@@ -720,6 +732,18 @@ def _ureteral_nodule(les: Lesion, s: ClassifySettings, slice_mm: float) -> bool:
     return _is_nodule_at_slices(les, s, slice_mm) and les.axes_mm[2] >= s.ureter_stretched_min_axis_mm
 
 
+def _crossing_calculus(les: Lesion, s: ClassifySettings, slice_mm: float) -> bool:
+    """Whether a lesion where the ureter zone meets an artery zone is shaped
+    like a calculus rather than wall plaque: a nodule as in the iliac zone
+    (:func:`_ureteral_nodule`), or, at slices thin enough to measure a wall's
+    thickness, round once the stretch along z is discounted and thicker across
+    than a wall (:func:`_is_nodule_at_slices`; ureteral stones are oval along
+    the ureter, which :func:`_is_nodule` reads as not round)."""
+    if _ureteral_nodule(les, s, slice_mm):
+        return True
+    return slice_mm <= s.thickness_resolved_max_slice_mm and _is_nodule_at_slices(les, s, slice_mm)
+
+
 def _calculus_shaped(les: Lesion, s: ClassifySettings) -> bool:
     """Round or oval across its long axis, not a line or a sliver: the two
     longest axes within ``ureter_stone_min_roundness`` of each other, and not a
@@ -818,7 +842,14 @@ def _other_kind(ctx: _Context, les: Lesion, idx: np.ndarray, counts: dict[int, i
         return Kind.BOWEL, 0.6
     in_pelvis = ctx.pelvis_k is not None and k_mean < ctx.pelvis_k
     round_ = les.elongation < 0.4
-    if round_ and les.max_diameter_mm <= s.phlebolith_max_mm and in_pelvis:
+    # A phlebolith is a round nodule, as thick as it is wide; a small flake (the
+    # shortest axis under plaque_max_thickness_ratio of the longest: 2-3 mm
+    # iliac plaques measured 0.46-0.47, phleboliths at <= 1.25 mm slices
+    # >= 0.68) is wall plaque, round only in its own plane. Only where the
+    # slices resolve its thickness (thickness_resolved_max_slice_mm).
+    flake = (les.axes_mm[0] > 0 and les.axes_mm[2] < s.plaque_max_thickness_ratio * les.axes_mm[0]
+             and ctx.volume.spacing[0] <= s.thickness_resolved_max_slice_mm)
+    if round_ and not flake and les.max_diameter_mm <= s.phlebolith_max_mm and in_pelvis:
         # Small, round, in the pelvis and outside the arteries: a phlebolith;
         # the central lucency, when resolved, makes it near certain.
         return Kind.PHLEBOLITH, 0.7 if les.central_lucency else 0.5
@@ -948,13 +979,29 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         # Placed by distance only, beyond the end of the zone: the zone stops
         # short of the lower pelvis, where the phleboliths lie.
         beyond = region_counts.get(best.label, 0) == 0 and not _within_zone_levels(ctx, idx, best.label)
-        if not bone_like and (beyond or not _calculus_shaped(les, s)):
+        vessel = None if bone_like else _nearby_vessel(ctx, idx, s.max_distance_mm)
+        # Where the ureter crosses an artery a calculus must be a nodule, as in
+        # the iliac zone (_ureteral_nodule): which of the two overlapping coarse
+        # zones holds more of a 3 mm wall speck says nothing about what it is.
+        at_crossing = vessel is not None and not _crossing_calculus(les, s, ctx.volume.spacing[0])
+        # Just past the zone's end beside an iliac artery, a nodule is a stone
+        # where the ureter crosses, as the iliac zone's rule calls it
+        # (_ureteral_nodule) when that zone is the nearer one.
+        beyond_stone = (beyond and vessel is not None and vessel[0].region is Region.ILIAC
+                        and _ureteral_nodule(les, s, ctx.volume.spacing[0]))
+        if not bone_like and ((beyond and not beyond_stone) or not _calculus_shaped(les, s) or at_crossing):
             # Not a calculus (or not in the zone), against an artery the coarse
             # ureter zone runs beside: wall plaque, placed as the distance rule
-            # would have placed it without the ureter zone.
-            vessel = _nearby_vessel(ctx, idx, s.max_distance_mm)
+            # (or the rule for plaque beyond the wall's estimate) would have
+            # placed it without the ureter zone.
             if vessel is not None:
                 vconf = 0.6 * (1.0 - vessel[1] / (s.max_distance_mm + 1.0)) * size
+            elif (other_kind is Kind.UNKNOWN and region_counts.get(best.label, 0) < 0.5 * total
+                  and (vessel := _plaque_beyond_wall(ctx, les, idx, s)) is not None):
+                # Mostly outside the ureter zone, grazing it: a plaque flake
+                # beyond the artery zone's estimate, as it would be without it.
+                vconf = 0.4 * (1.0 - vessel[1] / (s.wall_reach_mm + 1.0)) * size
+            if vessel is not None:
                 v = vessel[0]
                 if v.region is Region.AORTA:
                     seg = _aorta_segment(ctx, float(idx[:, 0].mean()))
