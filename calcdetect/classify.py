@@ -656,7 +656,8 @@ def _level(ctx: _Context, idx: np.ndarray) -> str | None:
     if ctx.to_anat is None and box is not None:
         plane = (slice(None), box[1], box[2])
         zones = refine_endplates(zones, ctx.volume.array[plane], ctx.anatomy.labels[plane], disc, sk, near=(lo, hi),
-                                 memo=ctx.endplate_memo)
+                                 memo=ctx.endplate_memo, ap_mm=float(ctx.spacing[1]),
+                                 slice_thickness_mm=ctx.volume.info.slice_thickness_mm)
     return format_level_span(level_of_extent(lo, hi, zones, sk))
 
 

@@ -16,6 +16,7 @@ import pytest
 from calcdetect.anatomy.regions import structure
 from calcdetect.anatomy.spine import (
     LevelZone,
+    ENDPLATE_MM,
     endplate_position,
     level_of_extent,
     level_zones,
@@ -182,3 +183,83 @@ def test_tilted_endplate_ends_at_the_footprints_middle() -> None:
     stack = 40.0 + 140.0 * body + 460.0 * plate  # disc 40, cancellous 180, endplate 640 HU
     pos = endplate_position(stack, 12.5, 25.0, body_below=True, slice_mm=SK)
     assert pos == pytest.approx(10.0, abs=0.25)  # the middle column's edge
+
+
+def _tilted_plate_stack(cols: int, rise_slices: float) -> tuple[np.ndarray, np.ndarray]:
+    """Disc over a body whose endplate (2 slices thick) rises ``rise_slices`` across
+    ``cols`` columns; returns the stack and each column's true end (slice index)."""
+    n = 30
+    edges = 10.0 + rise_slices * (np.arange(cols) - (cols - 1) / 2) / (cols - 1)
+    lo, hi = np.arange(n)[:, None] - 0.5, np.arange(n)[:, None] + 0.5
+    body = np.clip(np.minimum(hi, edges) - lo, 0.0, 1.0)
+    plate = np.clip(np.minimum(hi, edges) - np.maximum(lo, edges - 2.0), 0.0, 1.0)
+    return 40.0 + 140.0 * body + 460.0 * plate, edges
+
+
+def test_steep_endplate_ends_towards_the_disc_among_its_columns() -> None:
+    """Regression: the sacral promontory (20-30 deg) was placed 0.8-2.4 mm inside
+    S1 (its median column), so iliac plaque lying in S1 up to its top got
+    "L5-S1". A steep plate (here 0.5 mm per mm front to back) ends at the upper
+    part of its columns' ends; a flat one keeps the median."""
+    from calcdetect.anatomy.spine import STEEP_ENDPLATE_PERCENTILE
+
+    stack, edges = _tilted_plate_stack(51, 8.0)  # 5 mm over 10 mm front to back
+    ap = 0.2 * np.arange(51)
+    flat_answer = endplate_position(stack, 12.5, 25.0, body_below=True, slice_mm=SK)
+    steep = endplate_position(stack, 12.5, 25.0, body_below=True, slice_mm=SK, col_ap_mm=ap)
+    assert flat_answer == pytest.approx(10.0, abs=0.5)  # near the middle column's end
+    assert steep == pytest.approx(np.percentile(edges, STEEP_ENDPLATE_PERCENTILE), abs=0.25)
+    assert steep > flat_answer + 1.0  # > 0.6 mm towards the disc (S1: L5-S1 -> S1)
+    # the same plate seen from the other side (body above the disc) moves the other way
+    mirrored = endplate_position(stack[::-1], 29 - 12.5, 29 - 25.0, body_below=False, slice_mm=SK,
+                                 col_ap_mm=ap)
+    assert 29 - mirrored == pytest.approx(steep, abs=1e-6)
+    # a lumbar endplate (0.1 mm per mm) is not steep: its end stays the middle column's
+    gentle, _ = _tilted_plate_stack(51, 1.6)
+    assert endplate_position(gentle, 12.5, 25.0, body_below=True, slice_mm=SK, col_ap_mm=ap) == \
+        pytest.approx(endplate_position(gentle, 12.5, 25.0, body_below=True, slice_mm=SK), abs=1e-9)
+
+
+def test_body_end_under_the_disc_a_scan_starts_in_is_measured() -> None:
+    """Regression: a field of view from L1 starts in the T12-L1 disc, which the
+    rules draw no disc label in (they draw discs between two bodies), so the L1
+    top stayed where the work grid put it (0.5-2.2 mm off on the former held-out
+    phantoms). The body's other disc gives the footprint to measure it on."""
+    rng = np.random.default_rng(7)
+    nk, top = 52, 39.5  # L3-L4 disc 0-9, L3 10-39 (top endplate at 39.5), disc above to the scan's top
+    hu = np.full((nk, 60, 60), 40.0, dtype=np.float32)
+    hu[10:40][:, BODY] = 180.0
+    hu[39][BODY] = hu[10][BODY] = 600.0
+    hu[:10][:, BODY] = hu[40:][:, BODY] = 90.0  # disc
+    hu += rng.normal(0.0, 25.0, hu.shape).astype(np.float32)
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    labels[:10][:, BODY] = 32  # only the disc between two bodies is drawn
+    # the work grid's zones: the L3 top three slices (1.9 mm) too high
+    zones = [LevelZone("L3-L4", -0.5, 9.5), LevelZone("L3", 9.5, 42.5), LevelZone("L2-L3", 42.5, nk - 0.5)]
+    refined = refine_endplates(zones, hu, labels, 32, SK)
+    assert refined[1].hi == pytest.approx(top, abs=0.35)
+    assert refined[2].lo == refined[1].hi
+
+
+def test_thick_slices_do_not_make_bodies_taller() -> None:
+    """Regression: at 3 mm slices a 1.5 mm cortical endplate fills the slice it
+    lies in; the half-way crossing lay on average ~0.9 mm outside the plate (0-2 mm
+    with the plate's place in the slice), so bodies came out too tall and plaque
+    in a disc was named by the body beside it (noisy 3 mm tuning phantoms: body
+    tops +1.0 mm, bottoms -0.7 mm on average). Over the plate's places in a
+    slice the body's end is now unbiased."""
+    t = 3.0  # slice k spans 3k-1.5 .. 3k+1.5 mm
+    z = np.arange(0.0, 60.0, 0.05)
+    rng = np.random.default_rng(3)
+    errors, uncorrected = [], []
+    for edge_mm in np.arange(30.0, 33.0, 0.25):  # one slice's worth of places
+        fine = np.where(z < edge_mm - ENDPLATE_MM, 180.0, np.where(z < edge_mm, 1200.0, 80.0))
+        slices = np.array([fine[np.abs(z - c) <= t / 2].mean() for c in np.arange(20) * t])
+        stack = slices[:, None] + rng.normal(0.0, 10.0, (20, 40))
+        pos = endplate_position(stack, 10.5, 14.0, body_below=True, slice_mm=t)
+        raw = endplate_position(stack, 10.5, 14.0, body_below=True, slice_mm=t, slice_thickness_mm=ENDPLATE_MM)
+        errors.append(pos * t - edge_mm)
+        uncorrected.append(raw * t - edge_mm)
+    assert abs(np.mean(errors)) <= 0.3, errors
+    assert np.mean(uncorrected) >= 0.6, uncorrected  # what the crossing alone gives
+    assert np.abs(errors).max() <= 1.5, errors

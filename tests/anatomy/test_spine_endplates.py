@@ -143,3 +143,20 @@ def test_no_disc_level_above_a_top_body_with_no_disc_over_it() -> None:
     assert z[-1] > t10["z_top_mm"] + 4.0, "the field of view must reach above T10 for this test"
     assert _slices_above(am.slice_levels, z, t10["z_top_mm"]) == {None}
     assert "T10" in am.slice_levels
+
+
+def test_sacral_promontory_top_within_a_millimetre(thin_slice_phantom) -> None:
+    """Regression: the S1 top (a 20-30 deg endplate) was put 0.8 mm (this phantom)
+    to 2.4 mm (tuning phantoms) inside the body, so plaque lying in S1 up to its
+    top got "L5-S1". Measured with the pixel size, as classify does, it lands
+    within 0.7 mm (this phantom: +0.5 mm)."""
+    vol, am, z, vertebrae = thin_slice_phantom
+    disc = structure("intervertebral_disc").label
+    box = am.structure_boxes[disc]
+    plane = (slice(None), box[1], box[2])
+    zones = refine_endplates(level_zones(am.slice_levels), vol.array[plane], am.labels[plane], disc,
+                             vol.spacing[0], ap_mm=vol.spacing[1])
+    s1 = next(zone for zone in zones if zone.level == "S1")
+    s1_top = next(v["z_top_mm"] for v in vertebrae if v["level"] == "S1")
+    dz = float(z[1] - z[0])
+    assert abs(z[0] + dz * s1.hi - s1_top) <= 0.7, (z[0] + dz * s1.hi, s1_top)
