@@ -243,7 +243,7 @@ _COLUMN_LABELS = np.union1d(_BONE_LABELS, [structure("intervertebral_disc").labe
 
 def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
              settings: ClassifySettings | None = None, *, threshold_hu: float | None = None,
-             blood_pool_hu: float | None = None) -> list[Finding]:
+             blood_pool_hu: float | None = None, device: Device | None = None) -> list[Finding]:
     """Place and name every lesion.
 
     Parameters
@@ -257,6 +257,9 @@ def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
         The candidate stage's calcium threshold and blood-pool median HU
         (``Candidates``): a neighbour this dense is bone unless the blood pool
         is contrast-enhanced. Measured here when not given.
+    device : Device, optional
+        The run's device, for re-measuring the parts of a split lesion (CPU when
+        not given).
 
     Returns
     -------
@@ -267,19 +270,19 @@ def classify(lesions: Sequence[Lesion], anatomy: AnatomyMap, volume: Volume,
     ctx = _Context.of(anatomy, volume, threshold_hu, blood_pool_hu)
     findings = [classify_lesion(les, ctx, n, s) for n, les in enumerate(lesions, start=1)]
     if s.split_bilateral_ligament:
-        findings = _split_bilateral_ligaments(findings, ctx, s, threshold_hu)
+        findings = _split_bilateral_ligaments(findings, ctx, s, threshold_hu, device or Device("cpu"))
     return _renal_pattern(findings, s)
 
 
 def _split_bilateral_ligaments(findings: list[Finding], ctx: _Context, s: ClassifySettings,
-                               threshold_hu: float | None) -> list[Finding]:
+                               threshold_hu: float | None, device: Device) -> list[Finding]:
     """Each ligament calcification lying on both sides of the canal's centre
     as two findings, left and right; ids renumbered in order when any was split."""
     next_label = max((f.lesion.label for f in findings), default=0) + 1
     out: list[Finding] = []
     for f in findings:
         ligament = f.region == Region.LIGAMENTUM_FLAVUM.value
-        parts = _bilateral_parts(f, ctx, s, threshold_hu, next_label) if ligament else None
+        parts = _bilateral_parts(f, ctx, s, threshold_hu, next_label, device) if ligament else None
         if parts is None:
             out.append(f)
             continue
@@ -293,7 +296,7 @@ def _split_bilateral_ligaments(findings: list[Finding], ctx: _Context, s: Classi
 
 
 def _bilateral_parts(f: Finding, ctx: _Context, s: ClassifySettings, threshold_hu: float | None,
-                     new_label: int) -> list[tuple[str, Lesion]] | None:
+                     new_label: int, device: Device) -> list[tuple[str, Lesion]] | None:
     """The left and right parts of a ligament calcification that lies on both
     sides of the canal's centre, measured as lesions of their own; None if it
     lies on one side (see ``bilateral_ligament_min_reach_mm``)."""
@@ -319,7 +322,7 @@ def _bilateral_parts(f: Finding, ctx: _Context, s: ClassifySettings, threshold_h
     local = vox - lo
     labels[tuple(local[left].T)] = left_label
     labels[tuple(local[~left].T)] = right_label
-    measured = {m.label: m for m in measure_components(crop, labels, Device("cpu"), threshold_hu=threshold_hu)}
+    measured = {m.label: m for m in measure_components(crop, labels, device, threshold_hu=threshold_hu)}
     if set(measured) != {left_label, right_label}:
         return None
     # The parts' masses share the whole's (its calibration, which may be the user's).

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from calcdetect import __version__, io
 from calcdetect.anatomy import build_anatomy, regions_in_fov, regions_not_found
+from calcdetect.anatomy.build import body_on_work_grid
 from calcdetect.bone import segment_bone
 from calcdetect.candidates import CandidateSettings, Candidates, find_candidates
 from calcdetect.candidates.noise import estimate_noise_hu
@@ -39,11 +40,13 @@ from calcdetect.radiograph import analyse_radiograph, load_plain_image, radiogra
 from calcdetect.radiograph.io_image import PLAIN_IMAGE_SUFFIXES
 from calcdetect.report import DRAFT_HEADER, draft_report
 from calcdetect.types import AnatomyMap, Finding, Radiograph, Report, Volume
-from calcdetect.workers import resolve_workers
+from calcdetect.workers import resolve_workers, thread_map
 
 __all__ = ["CTAnalysis", "SeriesOutcome", "RunSummary", "analyse_ct", "run"]
 
 log = logging.getLogger("calcdetect")
+
+T = TypeVar("T")
 
 PROCESSED = "processed"
 SKIPPED = "skipped"
@@ -107,6 +110,10 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     with ThreadPoolExecutor(max_workers=1) as background:
         noise = (background.submit(estimate_noise_hu, volume.array)
                  if overlap and settings.candidates.min_peak_snr > 0 else None)
+        # The anatomy's first step (the CT on its work grid, the body) needs no
+        # bone mask: it runs there too, mostly in the bone segmentation's
+        # single-threaded end.
+        prepared = background.submit(body_on_work_grid, volume, workers=1) if overlap else None
         bone_mask = segment_bone(volume.array, volume.spacing, device, workers=workers)
         early = (background.submit(_candidates_without_anatomy, volume, settings, bone_mask, noise)
                  if overlap and not volume.info.contrast_agent else None)
@@ -116,16 +123,23 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         # vessel search holds the GIL -- and +130 MiB of peak memory. Tried again
         # with the vessels' per-slice search on one thread and the kidneys beside
         # it: +0.55 s of CPU at a load of ~8, wall time not measurable there.)
+        # The kidney search (~0.5 s) queues on the background thread instead: it
+        # starts there once the early candidates are done, beside the vessel
+        # search, or runs after the vessels here if that thread is still busy.
         anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir,
-                                workers=max(1, workers - 1) if early is not None else workers)
+                                workers=max(1, workers - 1) if early is not None else workers,
+                                beside=background if early is not None else None,
+                                prepared=_unless_waiting(prepared))
         if settings.model_path is not None:
             anatomy = _with_cnn_anatomy(anatomy, volume, settings)
         blood_pool, protect, ligament = _structure_masks(
-            anatomy, volume, (("aorta",), _PROTECTED, ("ligamentum_flavum_zone",)), workers)
+            anatomy, volume, (("aorta",), _PROTECTED, ("ligamentum_flavum_zone",)), workers,
+            boxes_known=settings.model_path is None)
         if overlap:
             # Classification and the report ask the map for its per-structure
-            # boxes and per-slice counts (~0.9 s of whole-map passes at 512 x 512
-            # x 400, cached on the map): they are worked out beside the final
+            # boxes and per-slice counts (~0.6 s of whole-map passes at 512 x 512
+            # x 400, cached on the map; the rules' map comes with them, worked
+            # out on the work grid): a map without them gets them beside the final
             # candidate stage. Should this fail, classify simply computes them.
             background.submit(lambda: anatomy.slice_label_counts)
         candidates = find_candidates(
@@ -143,7 +157,7 @@ def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
             measured=_early_candidates(early),
         )
     findings = tuple(classify(candidates.lesions, anatomy, volume, threshold_hu=candidates.threshold_hu,
-                              blood_pool_hu=candidates.blood_pool_hu))
+                              blood_pool_hu=candidates.blood_pool_hu, device=device))
     report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes + candidates.warnings,
                           not_found=regions_not_found(anatomy))
     warnings = tuple(volume.warnings) + tuple(candidates.warnings)
@@ -158,6 +172,15 @@ def _candidates_without_anatomy(volume: Volume, settings: RunSettings, bone_mask
     return find_candidates(volume, settings.device, settings.candidates, bone_mask=bone_mask,
                            noise_sd_hu=noise.result() if noise is not None else None, workers=1,
                            keep_bone_margin=True)
+
+
+def _unless_waiting(job: Future[T] | None) -> T | None:
+    """The job's result if it has started (waiting for it if it is still running),
+    or None, cancelling it, if the background thread has not got to it yet: the
+    caller then does the work itself rather than wait."""
+    if job is None or job.cancel():
+        return None
+    return job.result()
 
 
 def _early_candidates(early: Future[Candidates] | None) -> Candidates | None:
@@ -208,15 +231,25 @@ _PROTECTED = (
 
 
 def _structure_masks(anatomy: AnatomyMap, volume: Volume, groups: tuple[tuple[str, ...], ...],
-                     workers: int = 1) -> list[np.ndarray | None]:
+                     workers: int = 1, *, boxes_known: bool = False) -> list[np.ndarray | None]:
     """For each group of structure names, the union of their voxels on the CT grid
-    (:meth:`AnatomyMap.masks_of`); ``None`` for every group when the map is on
-    another grid."""
+    (:meth:`AnatomyMap.mask_of`); ``None`` for every group when the map is on
+    another grid.
+
+    ``boxes_known``: the map already knows its structures' boxes (the rules'
+    map, from build_anatomy, has them from its work grid), so each mask reads
+    only its structures' box (~0.05 s at 512 x 512 x 400). Otherwise a first
+    box pass would cost ~0.45 s, and the label ranges are compared over the
+    whole map slab by slab instead (:meth:`AnatomyMap.masks_of`, ~0.25 s of CPU).
+    """
     from calcdetect.anatomy.regions import structure
 
     if anatomy.labels.shape != volume.shape:
         return [None] * len(groups)
-    return anatomy.masks_of([[structure(n).label for n in names] for names in groups], workers)
+    ids = [[structure(n).label for n in names] for names in groups]
+    if boxes_known:
+        return thread_map(anatomy.mask_of, ids, workers)
+    return anatomy.masks_of(ids, workers)
 
 
 def _round(value: float | None) -> float | None:

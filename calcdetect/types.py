@@ -193,6 +193,20 @@ class AnatomyMap:
                 out[k0:k1, lab] = np.count_nonzero(self.labels[k0:k1, bb[1], bb[2]] == lab, axis=(1, 2))
         return out
 
+    def know_summaries(self, structure_boxes: dict[int, tuple[slice, slice, slice]],
+                       slice_label_counts: np.ndarray) -> None:
+        """Record :attr:`structure_boxes` and :attr:`slice_label_counts` worked out
+        elsewhere (e.g. on the coarse grid this map was upsampled from), so that
+        they are not recomputed by whole-map passes. They must equal what the
+        properties would compute; the counts must be ``[slices, max label + 1]``.
+        """
+        if slice_label_counts.shape[0] != self.labels.shape[0]:
+            raise ValueError(f"slice_label_counts has {slice_label_counts.shape[0]} slices for a map of "
+                             f"{self.labels.shape[0]}")
+        # cached_property keeps its value in the instance __dict__ (also on a frozen dataclass)
+        self.__dict__["structure_boxes"] = structure_boxes
+        self.__dict__["slice_label_counts"] = slice_label_counts
+
     def mask_of(self, label_ids: Sequence[int]) -> np.ndarray | None:
         """Boolean union of ``label_ids`` on this grid, or ``None`` if none is present.
 

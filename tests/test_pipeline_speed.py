@@ -1,7 +1,7 @@
 """Shortcuts taken for speed must give exactly what the plain computation gives.
 
-* the pipeline's structure masks (label ranges compared slab by slab) are
-  ``AnatomyMap.mask_of`` of the same labels;
+* the pipeline's structure masks (label ranges compared slab by slab, or each
+  read in its structures' box) are ``AnatomyMap.mask_of`` of the same labels;
 * the femoral-head search (a distance transform on the pelvic bone's box) finds
   what the distance transform of the whole volume finds, also when the bone
   touches the edge of the field of view.
@@ -31,11 +31,12 @@ def _map_and_volume(nk: int = 40) -> tuple[AnatomyMap, Volume]:
     return AnatomyMap(labels=labels, affine=np.eye(4), slice_levels=(None,) * nk), vol
 
 
+@pytest.mark.parametrize("boxes_known", [False, True])
 @pytest.mark.parametrize("workers", [1, 3])
-def test_structure_masks_are_mask_of_the_same_labels(workers: int) -> None:
+def test_structure_masks_are_mask_of_the_same_labels(workers: int, boxes_known: bool) -> None:
     amap, vol = _map_and_volume()
     groups = (("aorta",), _PROTECTED, ("ligamentum_flavum_zone",), ("kidney_left", "aorta"), ("femur",))
-    got = _structure_masks(amap, vol, groups, workers)
+    got = _structure_masks(amap, vol, groups, workers, boxes_known=boxes_known)
     for names, mask in zip(groups, got):
         expected = amap.mask_of([structure(n).label for n in names])
         if expected is None:

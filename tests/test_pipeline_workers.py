@@ -40,10 +40,17 @@ def _assert_equal(a, b, where: str) -> None:
         assert a == b, where
 
 
-def test_one_thread_and_several_give_the_same_analysis(phantom_volume: Volume) -> None:
-    one = analyse_ct(phantom_volume, RunSettings(overlays=False, workers=1))
-    many = analyse_ct(phantom_volume, RunSettings(overlays=False, workers=3))
+@pytest.mark.parametrize("contrast_header", [None, "IV contrast"])
+def test_one_thread_and_several_give_the_same_analysis(phantom_volume: Volume, contrast_header) -> None:
+    # A contrast header skips the early candidate pass: the anatomy then gets
+    # every thread, and no background thread for its kidneys.
+    volume = dataclasses.replace(phantom_volume,
+                                 info=dataclasses.replace(phantom_volume.info, contrast_agent=contrast_header))
+    one = analyse_ct(volume, RunSettings(overlays=False, workers=1))
+    many = analyse_ct(volume, RunSettings(overlays=False, workers=3))
     assert len(one.candidates.lesions) > 5  # a scene with something to get wrong
+    np.testing.assert_array_equal(one.anatomy.labels, many.anatomy.labels)
+    assert one.anatomy.slice_levels == many.anatomy.slice_levels and one.anatomy.notes == many.anatomy.notes
     np.testing.assert_array_equal(one.candidates.labels, many.candidates.labels)
     _assert_equal(one.candidates.lesions, many.candidates.lesions, "lesions")
     _assert_equal(one.findings, many.findings, "findings")

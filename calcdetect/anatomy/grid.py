@@ -21,7 +21,7 @@ from calcdetect.types import Volume
 from calcdetect.workers import resolve_workers, thread_map
 
 __all__ = ["WORK_SPACING_MM", "WorkGrid", "work_grid", "work_volume", "block_mean", "block_majority",
-           "to_fine_labels", "to_fine_levels"]
+           "to_fine_labels", "to_fine_levels", "fine_label_boxes", "fine_slice_label_counts"]
 
 # (slice, row, column) target spacing in mm; a CT coarser than this is used as is.
 WORK_SPACING_MM: tuple[float, float, float] = (2.5, 2.0, 2.0)
@@ -176,6 +176,50 @@ def to_fine_labels(coarse: np.ndarray, grid: WorkGrid, workers: int | None = Non
     if ci * fi < ni:
         out[:, :, ci * fi :] = out[:, :, ci * fi - 1 : ci * fi]
     return out
+
+
+def _fine_slice(s: slice, factor: int, coarse_n: int, fine_n: int) -> slice:
+    """The fine indices that coarse indices ``s`` fill (the last coarse index also
+    fills the partial block at the far edge)."""
+    return slice(s.start * factor, s.stop * factor if s.stop < coarse_n else fine_n)
+
+
+def fine_label_boxes(coarse: np.ndarray, grid: WorkGrid) -> dict[int, tuple[slice, slice, slice]]:
+    """Bounding box of every label of ``to_fine_labels(coarse, grid)`` (label id ->
+    ``[k, j, i]`` slices), found on the coarse map.
+
+    The same boxes as ``scipy.ndimage.find_objects`` on the fine map, without
+    reading it: at 512 x 512 x 400 that pass alone takes ~0.5 s.
+    """
+    from scipy import ndimage
+
+    shape = coarse.shape
+    return {lab: tuple(_fine_slice(s, f, c, n) for s, f, c, n in zip(bb, grid.factors, shape, grid.fine_shape))
+            for lab, bb in enumerate(ndimage.find_objects(coarse), start=1) if bb is not None}  # type: ignore[misc]
+
+
+def _fine_multiplicity(factor: int, coarse_n: int, fine_n: int) -> np.ndarray:
+    """How many fine indices each coarse index fills along one axis."""
+    out = np.full(coarse_n, factor, dtype=np.int64)
+    out[-1] += fine_n - coarse_n * factor
+    return out
+
+
+def fine_slice_label_counts(coarse: np.ndarray, grid: WorkGrid) -> np.ndarray:
+    """Voxel count of every label in every slice of ``to_fine_labels(coarse, grid)``,
+    ``[k, label]`` (int64; label 0 and labels above the largest present are not
+    counted), worked out on the coarse map: each coarse voxel stands for its block."""
+    ck, cj, ci = coarse.shape
+    nk = grid.fine_shape[0]
+    top = int(coarse.max()) if coarse.size else 0
+    # per coarse voxel, the fine voxels it fills in one fine slice (exact in float64)
+    weight = np.outer(_fine_multiplicity(grid.factors[1], cj, grid.fine_shape[1]),
+                      _fine_multiplicity(grid.factors[2], ci, grid.fine_shape[2])).ravel().astype(np.float64)
+    per_coarse = np.zeros((ck, top + 1), dtype=np.int64)
+    for k in range(ck):
+        per_coarse[k] = np.rint(np.bincount(coarse[k].ravel(), weights=weight, minlength=top + 1)).astype(np.int64)
+    per_coarse[:, 0] = 0
+    return per_coarse[np.minimum(np.arange(nk) // grid.factors[0], ck - 1)]
 
 
 def to_fine_levels(levels: tuple[str | None, ...], grid: WorkGrid) -> tuple[str | None, ...]:

@@ -27,8 +27,12 @@ What keeps the paths on the arteries (each measured on phantoms):
 * each slice also gets its neighbours' best circles at a reduced score, so a
   slice with a weak wall does not force the path off the tube (where the
   absent state would forget its position and let it resume on a neighbour);
-* the aorta ends where its radius, walking down, halves (the path may slide
+* the aorta ends where its radius, walking down, halves, or where it leaves
+  the distance from the vertebral midline it kept above (the path may slide
   into one common iliac for centimetres);
+* calcified plaque inside a lumen's disk is left out of its blood-likeness and
+  homogeneity (pixels above the blood pool's range): heavy plaque made the
+  aorta look inhomogeneous and the path took the psoas;
 * a detour of the path onto a neighbour does not end the aorta: the runs
   before and after it are joined where they continue one course
   (:func:`_join_aorta_runs`);
@@ -92,6 +96,11 @@ class VesselSettings:
     jump_cost_per_mm: float = 0.08
     absent_score: float = 0.25
     blood_hu: tuple[float, float] = (-20.0, 450.0)
+    # Lumen pixels above the blood pool's level + this are calcium, left out of
+    # the lumen statistics: unenhanced blood (30-50 HU) + 3 x the noisiest
+    # scans' noise SD (~35 HU) gives 150 HU, below any kVp's calcium threshold.
+    pool_margin_hu: float = 110.0
+    unenhanced_blood_hu: float = 40.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,8 @@ class Vessels:
 def _circle_candidates(img: np.ndarray, allowed: np.ndarray, radii_px: np.ndarray, n: int,
                        hu: np.ndarray, bone: np.ndarray, blood_hu: tuple[float, float],
                        near: np.ndarray | None, px_mm: float, prefer_mm: tuple[float, float],
-                       midline_i: float | None = None) -> list[tuple[float, float, float, float]]:
+                       midline_i: float | None = None, blood_pool: tuple[float, float] | None = None,
+                       ) -> list[tuple[float, float, float, float]]:
     """Best ``n`` circles ``(score, j, i, r_px)`` in a window image.
 
     ``allowed`` marks where a centre may lie. A circle's score is the fraction of
@@ -150,11 +160,8 @@ def _circle_candidates(img: np.ndarray, allowed: np.ndarray, radii_px: np.ndarra
     a = best[cy, cx]
     # Disk statistics of every peak at once from summed-area tables, over the
     # square of the same area as the disk of 0.8 r (the lumen without its rim).
-    blood_px = ((hu > blood_hu[0]) & (hu < blood_hu[1]) & ~bone).astype(np.float64)
-    clipped = np.clip(hu, -200.0, 500.0).astype(np.float64)
-    half = np.maximum(np.round(0.8 * r * np.sqrt(np.pi) / 2.0 - 0.5), 0).astype(int)
-    blood, mean, mean_sq = _box_mean(np.stack([blood_px, clipped, clipped * clipped]), cy, cx, half)
-    var = np.maximum(mean_sq - mean * mean, 0.0)
+    blood, var = _lumen_stats(hu, bone, blood_hu, blood_pool, cy, cx,
+                              np.maximum(np.round(0.8 * r * np.sqrt(np.pi) / 2.0 - 0.5), 0).astype(int))
     # A lumen is homogeneous: penalise disks that straddle fat and tissue.
     homog = 1.0 / (1.0 + np.sqrt(var) / 60.0)
     r_mm = r * px_mm
@@ -170,6 +177,44 @@ def _circle_candidates(img: np.ndarray, allowed: np.ndarray, radii_px: np.ndarra
     out = [(float(sc), float(y), float(x), float(rr)) for sc, y, x, rr in zip(score, cy, cx, r)]
     out.sort(reverse=True)
     return out[:n]
+
+
+def _lumen_stats(hu: np.ndarray, bone: np.ndarray, blood_hu: tuple[float, float],
+                 blood_pool: tuple[float, float] | None, cy: np.ndarray, cx: np.ndarray,
+                 half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Blood-likeness (fraction of blood-HU pixels) and HU variance of the squares
+    ``[c - half, c + half]`` around the circle centres ``(cy, cx)``.
+
+    Calcified plaque is not lumen: with it, a heavily calcified aorta looked
+    inhomogeneous and little like blood, the path took the left psoas instead
+    and the aorta's and iliacs' plaque was called "other" (80 and 120 kVp
+    phantoms, 10 HU noise). Pixels brighter than the blood pool's range
+    (``blood_pool``: its level and upper limit, HU) that are not bone count as
+    blood at the pool's level -- unless they are most of the square: then the square is a
+    bright lumen (an enhanced pool brighter than assumed) or a bright
+    structure, judged on its own pixels.
+    """
+    clipped = np.clip(hu, -200.0, 500.0).astype(np.float64)
+    in_range = (hu > blood_hu[0]) & (hu < blood_hu[1]) & ~bone
+    calcium = None if blood_pool is None else (hu > blood_pool[1]) & ~bone
+    if calcium is None or not calcium.any():  # the statistics of all pixels
+        blood, mean, mean_sq = _box_mean(np.stack([in_range.astype(np.float64), clipped, clipped * clipped]),
+                                         cy, cx, half)
+        return blood, np.maximum(mean_sq - mean * mean, 0.0)
+    # One summed-area table more than without calcium (the search is on the
+    # critical path): calcium enters as pool-level blood rather than being
+    # counted out of every statistic.
+    as_pool = np.where(calcium, blood_pool[0], clipped)
+    blood, mean, mean_sq, n_calcium = _box_mean(np.stack([(in_range | calcium).astype(np.float64), as_pool,
+                                                          as_pool * as_pool, calcium.astype(np.float64)]),
+                                                cy, cx, half)
+    var = mean_sq - mean * mean
+    bright = n_calcium > 0.5  # calcium fills a minority of a lumen's square
+    if bright.any():
+        b, m, m_sq = _box_mean(np.stack([in_range.astype(np.float64), clipped, clipped * clipped]),
+                               cy[bright], cx[bright], half[bright])
+        blood[bright], var[bright] = b, m_sq - m * m
+    return blood, np.maximum(var, 0.0)
 
 
 def _distance_to_mask_px(mask: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
@@ -269,7 +314,8 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
            start: tuple[float, float] | None = None, forbid: np.ndarray | None = None,
            prefer_mm: tuple[float, float] | None = None, use_near: bool = True,
            midline_i: np.ndarray | None = None, blood_hu: tuple[float, float] | None = None,
-           expected: np.ndarray | None = None, expected_sd_mm: float = 15.0, workers: int = 1) -> Tube:
+           expected: np.ndarray | None = None, expected_sd_mm: float = 15.0, workers: int = 1,
+           blood_pool: tuple[float, float] | None = None) -> Tube:
     """Candidates per slice, then one path (see :func:`_viterbi`).
 
     ``expected`` (``(len(windows), 2)`` ``(j, i)``, NaN where unknown) is where
@@ -292,7 +338,7 @@ def _track(hu: np.ndarray, bone: np.ndarray, windows: list[tuple[slice, slice] |
             near = forbid[k][w] if use_near else None
         mid = None if midline_i is None else float(midline_i[k]) - w[1].start
         c = _circle_candidates(img, allowed, radii_px, s.n_candidates, hu[k][w], bone[k][w], blood,
-                               near, si, prefer_mm or radius_mm, mid)
+                               near, si, prefer_mm or radius_mm, mid, blood_pool)
         c = [(a, j + w[0].start, i + w[1].start, r) for a, j, i, r in c]
         if expected is not None and np.isfinite(expected[k]).all():
             ej, ei = expected[k]
@@ -351,7 +397,7 @@ def _paint(tube: Tube, shape: tuple[int, int, int], spacing: tuple[float, float,
 def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
                  body_front: np.ndarray, bone: np.ndarray, *, spine_mask: np.ndarray | None = None,
                  settings: VesselSettings | None = None, sacrum_top_k: int | None = None,
-                 workers: int | None = None) -> Vessels:
+                 workers: int | None = None, blood_pool_hu: float | None = None) -> Vessels:
     """Find the aorta and iliac arteries.
 
     Parameters
@@ -372,8 +418,14 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     workers : int, optional
         Threads for the per-slice circle search (default: every available CPU,
         :func:`calcdetect.workers.resolve_workers`); the result does not depend on it.
+    blood_pool_hu : float, optional
+        The blood pool's measured level (median HU of an enhanced lumen); pixels
+        above it by ``settings.pool_margin_hu`` are calcium, not lumen. Default:
+        unenhanced blood.
     """
     s = settings or VesselSettings()
+    pool_hu = blood_pool_hu if blood_pool_hu is not None else s.unenhanced_blood_hu
+    blood_pool = (pool_hu, max(pool_hu, s.unenhanced_blood_hu) + s.pool_margin_hu)
     workers = resolve_workers(workers)
     sk, sj, si = spacing
     nk = hu.shape[0]
@@ -394,7 +446,8 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         heads_later = (pool.submit(find_femoral_heads, bone, spacing, body_centre, spine_mask, division_k, s)
                        if division_k is not None and workers > 1 else None)
         aorta_tube = _track(hu, bone, windows, s.aorta_radius_mm, spacing, s, forbid=spine_mask,
-                            prefer_mm=(8.0, 15.0), midline_i=body_centre[:, 1], workers=workers)
+                            prefer_mm=(8.0, 15.0), midline_i=body_centre[:, 1], workers=workers,
+                            blood_pool=blood_pool)
         heads_early = heads_later.result() if heads_later is not None else None
     notes: list[str] = []
     present = np.flatnonzero(aorta_tube.present)
@@ -409,10 +462,12 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
     # joined with the runs that continue its course past a detour.
     aorta_tube, (k0, k1) = _join_aorta_runs(aorta_tube, spacing)
     # At the bifurcation the path may slip into one common iliac and follow it
-    # down: the aorta ends where, walking down, its radius halves or its centre
-    # leaves the line it kept above; and never below the top of the sacrum.
+    # down: the aorta ends where, walking down, its radius halves, its centre
+    # leaves the line it kept above or its distance from the vertebral midline;
+    # and never below the top of the sacrum.
     k0 = max(_bifurcation_cut(aorta_tube.radius_mm, k0, k1, centre=aorta_tube.centre, spacing=spacing),
-             _lateral_departure_cut(aorta_tube.centre, k0, k1, spacing))
+             _lateral_departure_cut(aorta_tube.centre, k0, k1, spacing),
+             _midline_departure_cut(aorta_tube.centre, body_centre[:, 1], k0, k1, spacing))
     if sacrum_top_k is not None and k0 <= sacrum_top_k < k1:
         k0 = sacrum_top_k + 1
     radius = np.full(nk, np.nan)
@@ -427,7 +482,7 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         if division_k is not None and heads is None:
             heads = find_femoral_heads(bone, spacing, body_centre, spine_mask, division_k, s)
         iliac = _iliacs(hu, bone, aorta_tube, bif, body_centre, spacing, s, aorta, spine_mask, division_k,
-                        body_front, heads, workers=workers)
+                        body_front, heads, workers=workers, blood_pool=blood_pool)
         if not any(m.any() for m in iliac.values()):
             bif = None
     return Vessels(aorta, iliac, aorta_tube, bif, tuple(notes))
@@ -494,6 +549,52 @@ def _lateral_departure_cut(centre: np.ndarray, k0: int, k1: int, spacing: tuple[
         run = run + 1 if off[k] > max_mm else 0
         if run == 3:
             return min(k + 3, k1)
+    return k0
+
+
+def _midline_departure_cut(centre: np.ndarray, midline_i: np.ndarray, k0: int, k1: int,
+                           spacing: tuple[float, float, float], ref_mm: float = 100.0, min_ref_mm: float = 30.0,
+                           max_mm: float = 8.0, onset_mm: float = 3.0, sustain_mm: float = 9.0) -> int:
+    """Lowest slice of the aorta judged by its distance from the vertebral midline.
+
+    Below the bifurcation the path can slide on into one common iliac artery,
+    which leaves the midline at ~0.3 mm per mm: too slowly for
+    :func:`_lateral_departure_cut`, whose 40 mm reference window follows the
+    drift (dev phantoms: the aorta ran 47-80 mm into the left common iliac and
+    its plaque was called aortic). The aorta keeps its distance from the
+    midline; here the reference is the median sideways offset over the
+    ``ref_mm`` above (robust while the drift is under half of it). Walking
+    down the lower half of the run, the tube has left the aorta where it lies
+    more than ``max_mm`` off that reference for ``sustain_mm``; the aorta ends
+    at the onset of that drift, the lowest slice above it that starts three
+    in a row within ``onset_mm`` of the reference.
+    """
+    sk, _, si = spacing
+    off = (centre[:, 1] - midline_i) * si
+    ref_n = max(int(round(ref_mm / sk)), 1)
+    min_ref = max(int(round(min_ref_mm / sk)), 3)
+    sustain = max(int(round(sustain_mm / sk)), 3)
+
+    def reference(k: int) -> float | None:
+        above = off[k + 1 : min(k + 1 + ref_n, k1 + 1)]
+        above = above[np.isfinite(above)]
+        return float(np.median(above)) if above.size >= min_ref else None
+
+    run = 0
+    for k in range(k0 + (k1 - k0) // 2, k0 - 1, -1):
+        ref = reference(k)
+        run = run + 1 if ref is not None and np.isfinite(off[k]) and abs(off[k] - ref) > max_mm else 0
+        if run == sustain:
+            first = k + sustain - 1  # the first slice off the course
+            ref_first = reference(first)
+            ref = ref_first if ref_first is not None else ref
+            # the onset: walking up, the first of three slices in a row back on
+            # the course (one slice's fit can touch it by chance mid-drift)
+            near = np.abs(off - ref) <= onset_mm
+            on = first + 1
+            while on < k1 and not near[on : on + 3].all():
+                on += 1
+            return on
     return k0
 
 
@@ -743,7 +844,8 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
             spacing: tuple[float, float, float], s: VesselSettings, aorta_mask: np.ndarray,
             spine_mask: np.ndarray | None, division_k: int | None = None,
             body_front: np.ndarray | None = None,
-            heads: dict[str, FemoralHead] | None = None, workers: int = 1) -> dict[str, np.ndarray]:
+            heads: dict[str, FemoralHead] | None = None, workers: int = 1,
+            blood_pool: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
     """Track both iliac arteries caudally from the bifurcation and split them.
 
     When the division level is known, each common iliac is expected on the
@@ -805,7 +907,8 @@ def _iliacs(hu: np.ndarray, bone: np.ndarray, aorta: Tube, bif: int, body_centre
                 expected[below] = np.column_stack([end[0] + g * (tj - end[0]), end[1] + g * (ti - end[1])])
         sub = _track(hu[order], bone[order], [windows[k] for k in order], s.iliac_radius_mm,
                      spacing, s, start=(jb, ib), forbid=forbid, use_near=False, prefer_mm=(3.5, 8.0),
-                     blood_hu=iliac_hu, expected=expected, workers=workers)
+                     blood_hu=iliac_hu, expected=expected, workers=workers,
+                     blood_pool=None if blood_pool is None else (blood_pool[0], max(blood_pool[1], iliac_hu[1])))
         centre = np.full((nk, 2), np.nan)
         radius = np.full(nk, np.nan)
         for n, k in enumerate(order):

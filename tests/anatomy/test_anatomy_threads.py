@@ -123,3 +123,54 @@ def test_kidneys_searched_beside_the_vessels_match_one_thread(trunk, monkeypatch
     assert calls == ([False, True] if aorta_says_contrast else [False])
     np.testing.assert_array_equal(one.labels, two.labels)
     assert one.slice_levels == two.slice_levels and one.notes == two.notes
+
+
+@pytest.mark.parametrize("caller_thread_busy", [False, True])
+def test_kidneys_on_the_callers_thread_match_one_thread(trunk, monkeypatch, caller_thread_busy):
+    """The pipeline hands the anatomy its background thread for the kidneys: they
+    run there when it is free, on the calling thread when it is still busy once
+    the vessels are done (never waited for), and the map is the one-thread map."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import calcdetect.anatomy.build as build
+    from calcdetect.anatomy import build_anatomy
+    from calcdetect.device import Device
+
+    one = build_anatomy(trunk.volume, Device("cpu"), workers=1)
+    ran_on: list[str] = []
+    real = build.find_kidneys
+
+    def spy(*args, **kwargs):
+        ran_on.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "find_kidneys", spy)
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside") as pool:
+        if caller_thread_busy:
+            pool.submit(release.wait, 60)  # busy until the anatomy is built
+        beside = build_anatomy(trunk.volume, Device("cpu"), workers=1, beside=pool)
+        release.set()
+    assert len(ran_on) == 1
+    assert ran_on[0].startswith("beside") != caller_thread_busy
+    np.testing.assert_array_equal(one.labels, beside.labels)
+    assert one.slice_levels == beside.slice_levels and one.notes == beside.notes
+
+
+def test_anatomy_from_a_body_prepared_ahead_is_the_same(trunk):
+    """The pipeline prepares the work-grid CT and body beside the bone
+    segmentation; the map is the one build_anatomy makes on its own, and a
+    preparation for another grid is refused rather than used."""
+    from calcdetect.anatomy import build_anatomy
+    from calcdetect.anatomy.build import body_on_work_grid
+    from calcdetect.device import Device
+
+    vol = trunk.volume
+    alone = build_anatomy(vol, Device("cpu"), workers=1)
+    ahead = build_anatomy(vol, Device("cpu"), workers=1, prepared=body_on_work_grid(vol, workers=1))
+    np.testing.assert_array_equal(alone.labels, ahead.labels)
+    assert alone.slice_levels == ahead.slice_levels and alone.notes == ahead.notes
+    coarser = body_on_work_grid(vol, (5.0, 3.0, 3.0))
+    with pytest.raises(ValueError, match="work grid"):
+        build_anatomy(vol, Device("cpu"), prepared=coarser)
