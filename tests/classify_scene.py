@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from calcdetect.anatomy.regions import structure
-from calcdetect.types import Lesion, Volume
+from calcdetect.types import AcquisitionInfo, AnatomyMap, Lesion, Volume
 
 Shape = tuple[int, int, int]
 Spacing = tuple[float, float, float]
@@ -27,6 +27,18 @@ def affine(spacing: Spacing) -> np.ndarray:
 def disk(shape: Shape, jc: float, ic: float, r: float) -> np.ndarray:
     jj, ii = np.mgrid[: shape[1], : shape[2]]
     return (jj - jc) ** 2 + (ii - ic) ** 2 <= r * r
+
+
+def tube_scene(shape: Shape, spacing: Spacing,
+               tubes: list[tuple[str, float, float, float]]) -> tuple[Volume, AnatomyMap]:
+    """An empty 120 kVp CT of body with structures drawn as tubes along z, each
+    ``(name, j centre, i centre, radius)`` in voxels; later tubes overwrite earlier."""
+    labels = np.full(shape, label("body"), dtype=np.uint8)
+    for name, jc, ic, r in tubes:
+        labels[:, disk(shape, jc, ic, r)] = label(name)
+    am = AnatomyMap(labels=labels, affine=affine(spacing), slice_levels=(None,) * shape[0])
+    vol = Volume(np.zeros(shape, np.float32), spacing, affine(spacing), AcquisitionInfo("CT", kvp=120.0))
+    return vol, am
 
 
 def box(shape: Shape, k0: int, k1: int, j0: int, j1: int, i0: int, i1: int) -> np.ndarray:

@@ -7,11 +7,9 @@ still plaque."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from calcdetect.classify import classify
-from calcdetect.types import AcquisitionInfo, AnatomyMap, Kind, Lesion, Volume
-from classify_scene import affine, box, disk, label, measured_lesion
+from calcdetect.types import AnatomyMap, Kind, Volume
+from classify_scene import box, label, measured_lesion, tube_scene
 
 SHAPE = (12, 60, 60)  # k, j, i
 SP = (3.0, 1.0, 1.0)  # thick slices
@@ -19,13 +17,7 @@ SP = (3.0, 1.0, 1.0)  # thick slices
 
 def _crossing_scene() -> tuple[Volume, AnatomyMap]:
     """A left external iliac zone (j 30) with the ureter zone just in front of it (j 16)."""
-    labels = np.full(SHAPE, label("body"), dtype=np.uint8)
-    for k in range(SHAPE[0]):
-        labels[k][disk(SHAPE, 16, 40, 6)] = label("ureter_left")
-        labels[k][disk(SHAPE, 30, 40, 7)] = label("external_iliac_artery_left")
-    am = AnatomyMap(labels=labels, affine=affine(SP), slice_levels=(None,) * SHAPE[0])
-    vol = Volume(np.zeros(SHAPE, np.float32), SP, affine(SP), AcquisitionInfo("CT", kvp=120.0))
-    return vol, am
+    return tube_scene(SHAPE, SP, [("ureter_left", 16, 40, 6), ("external_iliac_artery_left", 30, 40, 7)])
 
 
 def test_a_stone_stretched_by_thick_slices_in_the_iliac_zone_is_a_ureteral_stone():
@@ -67,13 +59,7 @@ SP_THIN = (1.0, 1.0, 1.0)
 
 def _overlap_scene() -> tuple[Volume, AnatomyMap]:
     """The left ureter zone (j 20) overlapping the front of the left external iliac zone (j 30)."""
-    labels = np.full(SHAPE_THIN, label("body"), dtype=np.uint8)
-    for k in range(SHAPE_THIN[0]):
-        labels[k][disk(SHAPE_THIN, 20, 40, 6)] = label("ureter_left")
-        labels[k][disk(SHAPE_THIN, 30, 40, 7)] = label("external_iliac_artery_left")
-    am = AnatomyMap(labels=labels, affine=affine(SP_THIN), slice_levels=(None,) * SHAPE_THIN[0])
-    vol = Volume(np.zeros(SHAPE_THIN, np.float32), SP_THIN, affine(SP_THIN), AcquisitionInfo("CT", kvp=120.0))
-    return vol, am
+    return tube_scene(SHAPE_THIN, SP_THIN, [("ureter_left", 20, 40, 6), ("external_iliac_artery_left", 30, 40, 7)])
 
 
 def test_a_wall_speck_mostly_in_the_ureter_zone_at_the_crossing_is_plaque():
@@ -103,12 +89,7 @@ def test_a_plaque_flake_grazing_the_ureter_zone_beyond_the_artery_zone_is_plaque
     estimate (the pelvic zones miss by up to ~10 mm), with a corner in the
     ureter zone: without that zone it is plaque beyond the wall; the corner
     made it "other" (dev phantom s1106, a 24 mm plaque)."""
-    labels = np.full(SHAPE_THIN, label("body"), dtype=np.uint8)
-    for k in range(SHAPE_THIN[0]):
-        labels[k][disk(SHAPE_THIN, 20, 20, 5)] = label("ureter_right")
-        labels[k][disk(SHAPE_THIN, 40, 20, 6)] = label("external_iliac_artery_right")
-    am = AnatomyMap(labels=labels, affine=affine(SP_THIN), slice_levels=(None,) * SHAPE_THIN[0])
-    vol = Volume(np.zeros(SHAPE_THIN, np.float32), SP_THIN, affine(SP_THIN), AcquisitionInfo("CT", kvp=120.0))
+    vol, am = tube_scene(SHAPE_THIN, SP_THIN, [("ureter_right", 20, 20, 5), ("external_iliac_artery_right", 40, 20, 6)])
     flake = box(SHAPE_THIN, 3, 9, 24, 27, 8, 32)  # 24 x 6 x 3 mm
     in_ureter = (am.labels[flake] == label("ureter_right")).mean()
     assert 0 < in_ureter < 0.5
@@ -123,13 +104,9 @@ def test_a_stone_just_past_the_ureter_zone_end_beside_the_iliac_artery_is_a_uret
     artery claimed it as plaque; with the artery zone the nearer, the iliac
     rule called it a ureteral stone (dev phantom s23: a 5.3 mm stone). Which
     estimate is a millimetre nearer must not decide; a flake there is plaque."""
-    labels = np.full(SHAPE_THIN, label("body"), dtype=np.uint8)
-    for k in range(SHAPE_THIN[0]):
-        if k >= 7:
-            labels[k][disk(SHAPE_THIN, 20, 20, 5)] = label("ureter_right")
-        labels[k][disk(SHAPE_THIN, 33, 20, 5)] = label("internal_iliac_artery_right")
-    am = AnatomyMap(labels=labels, affine=affine(SP_THIN), slice_levels=(None,) * SHAPE_THIN[0])
-    vol = Volume(np.zeros(SHAPE_THIN, np.float32), SP_THIN, affine(SP_THIN), AcquisitionInfo("CT", kvp=120.0))
+    vol, am = tube_scene(SHAPE_THIN, SP_THIN, [("ureter_right", 20, 20, 5), ("internal_iliac_artery_right", 33, 20, 5)])
+    below = am.labels[:7]
+    below[below == label("ureter_right")] = label("body")  # the ureter zone ends at slice 7
     stone = box(SHAPE_THIN, 2, 6, 22, 26, 18, 22)
     flake = box(SHAPE_THIN, 2, 6, 24, 26, 14, 26)  # 12 x 4 x 2 mm, same place
     f_stone, f_flake = classify([measured_lesion(vol, stone), measured_lesion(vol, flake)], am, vol)

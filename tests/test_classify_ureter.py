@@ -3,11 +3,9 @@ ureteral stone, a wall plaque flake is not (it stays with its artery)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from calcdetect.classify import classify
-from calcdetect.types import AcquisitionInfo, AnatomyMap, Kind, Lesion, Volume
-from classify_scene import affine, box, disk, label, measured_lesion
+from calcdetect.types import AnatomyMap, Kind, Volume
+from classify_scene import box, label, measured_lesion, tube_scene
 
 SHAPE = (20, 60, 60)  # k, j, i
 SP = (2.0, 1.0, 1.0)
@@ -15,13 +13,7 @@ SP = (2.0, 1.0, 1.0)
 
 def _pelvic_scene() -> tuple[Volume, AnatomyMap]:
     """A left internal iliac zone (j 30) with the ureter zone in front of it (j 18)."""
-    labels = np.full(SHAPE, label("body"), dtype=np.uint8)
-    for k in range(SHAPE[0]):
-        labels[k][disk(SHAPE, 18, 40, 8)] = label("ureter_left")
-        labels[k][disk(SHAPE, 30, 40, 6)] = label("internal_iliac_artery_left")
-    am = AnatomyMap(labels=labels, affine=affine(SP), slice_levels=(None,) * SHAPE[0])
-    vol = Volume(np.zeros(SHAPE, np.float32), SP, affine(SP), AcquisitionInfo("CT", kvp=120.0))
-    return vol, am
+    return tube_scene(SHAPE, SP, [("ureter_left", 18, 40, 8), ("internal_iliac_artery_left", 30, 40, 6)])
 
 
 def test_a_plaque_flake_in_the_ureter_zone_beside_an_artery_stays_iliac_plaque():
