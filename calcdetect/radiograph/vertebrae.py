@@ -47,7 +47,9 @@ The method, in the order it runs:
    L5-S1, so the body above it is L5, and so on up to T12 (the walk down the disc
    chain stops at a body with no posterior wall, see :func:`_lumbosacral_disc`; a
    shallow L5-S1 with the sacrum behind the strip's band still counts, see
-   :func:`_shallow_lumbosacral`). Lowest "bodies" without a
+   :func:`_shallow_lumbosacral`; an L5 standing tilted below a chain that ends at
+   L4-L5, its L5-S1 disc never dipping on the strip's rows, is found from its
+   endplates on locally re-straightened axes, see :func:`_missed_l5`). Lowest "bodies" without a
    posterior wall on the column's posterior line (pelvic content below the promontory,
    where the sacrum turns backwards off the strip) are dropped first. When the junction is not
    in the image (the column runs out of the field of view) the levels cannot be
@@ -1000,6 +1002,98 @@ def _extrapolate_l1(verts: list[Vertebra]) -> Vertebra | None:
     return Vertebra("L1", corners, 0.3 * l2.confidence, s_sup, s_inf, l2.t_ant, l2.t_post)
 
 
+#: :func:`_missed_l5`: the bone just below the chain's lowest disc is a lumbar body (L5),
+#: not the sacrum, when its superior endplate is at least this sharp relative to the
+#: chain's median superior endplate (and tilted like it, ``L5_ENDPLATE_TILT_DEG``).
+#: Development phantoms 0-99 and 400-439: L5 below the chain 1.1-2.0 (one at 0.9); the
+#: sacrum below a correct chain at most 0.91 (its promontory tilted 25 deg against L5's
+#: endplate), at most 0.83 within ``L5_ENDPLATE_TILT_DEG``.
+L5_ENDPLATE_FRACTION = 0.95
+#: :func:`_missed_l5`: the most (deg) that the endplate below the lowest disc may be tilted
+#: against the last body's superior endplate (the sacrum's top is tilted 30-40 deg against L5's).
+L5_ENDPLATE_TILT_DEG = 15.0
+
+
+def _endplate_edge(S: np.ndarray, d: float, t_c: float, half_w: np.ndarray, u_range: tuple[int, int],
+                   rising: bool, max_deg: int = 45) -> tuple[float, int, int]:
+    """The sharpest endplate edge below strip row ``d``, on lines tilted up to ``max_deg``.
+
+    The strip is resampled along axes turned about ``(d, t_c)`` (a local re-straightening:
+    the smoothed strip cannot follow L5 and the sacrum, which turn sharply); along each
+    axis the central band (``half_w``, columns relative to ``t_c``) is averaged and the
+    steepest rise (``rising``: a superior endplate, bone below) or fall (an inferior
+    endplate) at axis positions ``u_range`` is found. Returns (gradient, tilt in degrees,
+    axis position); tilt > 0: the anterior end lies lower.
+    """
+    u = np.arange(*u_range, dtype=float)
+    best = (-np.inf, 0, 0)
+    for deg in range(-max_deg, max_deg + 1, 5):
+        c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+        ss = d + u[:, None] * c - half_w[None, :] * s
+        tt = t_c + u[:, None] * s + half_w[None, :] * c
+        prof = ndimage.map_coordinates(S, [ss, tt], order=1, mode="nearest").mean(axis=1)
+        g = np.gradient(ndimage.gaussian_filter1d(prof, 1.0 / STEP_MM))
+        if not rising:
+            g = -g
+        k = int(np.argmax(g))
+        if g[k] > best[0]:
+            best = (float(g[k]), deg, int(u[k]))
+    return best
+
+
+def _missed_l5(strip: SpineStrip, verts: list[Vertebra], discs: list[int], period: float,
+               t_ant: int, t_post: int) -> Vertebra | None:
+    """L5 below the chain, when the chain ended at L4-L5 (every level would be one too low).
+
+    L5 can stand 15-25 deg against the strip; its wedge-shaped L5-S1 disc then smears
+    across the strip rows, never dips, and the chain ends at L4-L5. What lies below
+    the lowest disc tells which: the sacrum's top (the promontory) is tilted 30-40 deg
+    against L5 and turns backwards out of the central band, so its edge there is
+    oblique and faint; L5 starts with a superior endplate as sharp as the chain's own,
+    nearly parallel to the body above (``L5_ENDPLATE_FRACTION``, ``L5_ENDPLATE_TILT_DEG``;
+    both measured on locally re-straightened axes, :func:`_endplate_edge`). Its inferior
+    endplate is then the sharpest fall about one body height further down. Only below a
+    chain of at least four bodies: the chain's typical endplate is a median over its
+    inter-body discs, and two of them are no reference (a three-body chain on the wrong
+    side gained an "L5" in one development phantom).
+    """
+    if len(verts) < 4 or not discs:
+        return None
+    S = strip.image
+    depth = float(t_post - t_ant)
+    t_c = 0.5 * (t_ant + t_post)
+    half_w = np.arange(int(t_ant + 0.15 * depth), int(t_post - 0.15 * depth)) - t_c
+    lowest = [d for d in discs if d >= verts[-1].s_inf - 1]
+    if not lowest:
+        return None
+    d_last = float(max(lowest))
+    heights = np.array([v.s_inf - v.s_sup for v in verts])
+    height = float(np.median(heights))
+    if d_last + 1.3 * period >= S.shape[0]:
+        return None  # no room below for a whole body
+    near = (-int(0.1 * period), int(0.45 * period))
+    chain = [_endplate_edge(S, 0.5 * (a.s_inf + b.s_sup), t_c, half_w, near, rising=True)
+             for a, b in zip(verts[:-1], verts[1:])]
+    typical = float(np.median([c[0] for c in chain]))
+    sup = _endplate_edge(S, d_last, t_c, half_w, near, rising=True)
+    if typical <= 0 or sup[0] < L5_ENDPLATE_FRACTION * typical or abs(sup[1] - chain[-1][1]) > L5_ENDPLATE_TILT_DEG:
+        return None
+    inf = _endplate_edge(S, d_last, t_c, half_w, (sup[2] + int(0.7 * height), sup[2] + int(1.3 * height)),
+                         rising=False, max_deg=30)
+    corners_st = []
+    for (_, deg, u), ts in ((sup, (t_ant, t_post)), (inf, (t_post, t_ant))):
+        tan = math.tan(math.radians(deg))
+        s_c = d_last + u * math.cos(math.radians(deg))
+        t_line = t_c + u * math.sin(math.radians(deg))
+        corners_st += [(s_c - (t - t_line) * tan, t) for t in ts]
+    st = np.array(corners_st, float)  # superior-anterior, superior-posterior, inferior-posterior, inferior-anterior
+    if not 0.6 * height <= float(st[2:, 0].mean() - st[:2, 0].mean()) <= 1.4 * height:
+        return None
+    rc = strip.to_image(st[:, 0], st[:, 1])
+    conf = 0.5 * float(np.median([v.confidence for v in verts]))
+    return Vertebra(None, rc, conf, float(st[:2, 0].mean()), float(st[2:, 0].mean()), float(t_ant), float(t_post))
+
+
 #: A lumbar (or T11-T12) body is at least this high (mm). Between two dips closer than
 #: that lies no body but a body cut in two: by a rib edge, or by the pedicle and facet
 #: rhythm of a strip that runs behind the bodies (development phantoms: whole bodies
@@ -1251,6 +1345,13 @@ def find_vertebrae(
                     )
         if below is not None:
             anchored = True
+            l5 = _missed_l5(strip, verts, discs, period, t_ant, t_post)
+            if l5 is not None:
+                verts = verts + [l5]
+                warnings.append(
+                    "the L5-S1 disc is tilted against the spine's course and was not seen as a disc: "
+                    "L5 is placed from its endplates; check the level labels on the overlay"
+                )
             names = ("T9", "T10", "T11") + LEVELS_T12_L5
             named = []
             for k, v in enumerate(reversed(verts)):
