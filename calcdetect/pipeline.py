@@ -6,8 +6,10 @@ them together and decides what is written where. Read ``run`` top to bottom.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -99,6 +101,36 @@ class RunSummary:
 
 def analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     """Detect, locate, measure and describe calcifications in one CT volume."""
+    with _small_pages():
+        return _analyse_ct(volume, settings)
+
+
+@contextlib.contextmanager
+def _small_pages() -> Iterator[None]:
+    """numpy's large arrays without its request for 2 MiB kernel pages, restored after.
+
+    numpy asks the kernel for huge pages (madvise) on every array of 4 MiB and
+    more. The first write into a 2 MiB page then makes the kernel zero and commit
+    all of it: the stages' CT-sized masks (100 MB each, dozens per scan), many
+    written sparsely or in boxes, committed ~300 MiB more peak memory at 512 x 512
+    x 400 and cost seconds of system time on 2 cores (scripts/bench_pipeline.py).
+    4 KiB pages change no result. Left alone when the user chose with
+    NUMPY_MADVISE_HUGEPAGE.
+    """
+    multiarray = getattr(getattr(np, "_core", None) or getattr(np, "core", None), "multiarray", None)
+    setter = getattr(multiarray, "_set_madvise_hugepage", None)
+    if setter is None or "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        yield
+        return
+    previous = setter(False)
+    try:
+        yield
+    finally:
+        setter(previous)
+
+
+def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
+    """analyse_ct's stages and their schedule on the CPUs."""
     device = settings.device
     workers = resolve_workers(settings.workers)
     # With a spare CPU, what needs no anatomy runs beside the (single-threaded)
