@@ -165,9 +165,8 @@ def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         if settings.model_path is not None:
             anatomy = _with_cnn_anatomy(anatomy, volume, settings)
         blood_pool, protect, ligament = _structure_masks(
-            anatomy, volume, (("aorta",), _PROTECTED, ("ligamentum_flavum_zone",)), workers,
-            boxes_known=settings.model_path is None)
-        if overlap:
+            anatomy, volume, (("aorta",), _PROTECTED, ("ligamentum_flavum_zone",)), workers)
+        if overlap and not anatomy.knows_structure_boxes:
             # Classification and the report ask the map for its per-structure
             # boxes and per-slice counts (~0.6 s of whole-map passes at 512 x 512
             # x 400, cached on the map; the rules' map comes with them, worked
@@ -263,13 +262,13 @@ _PROTECTED = (
 
 
 def _structure_masks(anatomy: AnatomyMap, volume: Volume, groups: tuple[tuple[str, ...], ...],
-                     workers: int = 1, *, boxes_known: bool = False) -> list[np.ndarray | None]:
+                     workers: int = 1) -> list[np.ndarray | None]:
     """For each group of structure names, the union of their voxels on the CT grid
     (:meth:`AnatomyMap.mask_of`); ``None`` for every group when the map is on
     another grid.
 
-    ``boxes_known``: the map already knows its structures' boxes (the rules'
-    map, from build_anatomy, has them from its work grid), so each mask reads
+    When the map already knows its structures' boxes (the rules' map, from
+    build_anatomy, has them from its work grid), each mask reads
     only its structures' box (~0.05 s at 512 x 512 x 400). Otherwise a first
     box pass would cost ~0.45 s, and the label ranges are compared over the
     whole map slab by slab instead (:meth:`AnatomyMap.masks_of`, ~0.25 s of CPU).
@@ -279,7 +278,7 @@ def _structure_masks(anatomy: AnatomyMap, volume: Volume, groups: tuple[tuple[st
     if anatomy.labels.shape != volume.shape:
         return [None] * len(groups)
     ids = [[structure(n).label for n in names] for names in groups]
-    if boxes_known:
+    if anatomy.knows_structure_boxes:
         return thread_map(anatomy.mask_of, ids, workers)
     return anatomy.masks_of(ids, workers)
 

@@ -193,6 +193,11 @@ class AnatomyMap:
                 out[k0:k1, lab] = np.count_nonzero(self.labels[k0:k1, bb[1], bb[2]] == lab, axis=(1, 2))
         return out
 
+    @property
+    def knows_structure_boxes(self) -> bool:
+        """Whether :attr:`structure_boxes` is already known (no whole-map pass to ask it)."""
+        return "structure_boxes" in self.__dict__
+
     def know_summaries(self, structure_boxes: dict[int, tuple[slice, slice, slice]],
                        slice_label_counts: np.ndarray) -> None:
         """Record :attr:`structure_boxes` and :attr:`slice_label_counts` worked out

@@ -196,11 +196,16 @@ def _lumen_stats(hu: np.ndarray, bone: np.ndarray, blood_hu: tuple[float, float]
     """
     clipped = np.clip(hu, -200.0, 500.0).astype(np.float64)
     in_range = (hu > blood_hu[0]) & (hu < blood_hu[1]) & ~bone
-    calcium = None if blood_pool is None else (hu > blood_pool[1]) & ~bone
-    if calcium is None or not calcium.any():  # the statistics of all pixels
+
+    def of_all_pixels(y: np.ndarray, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         blood, mean, mean_sq = _box_mean(np.stack([in_range.astype(np.float64), clipped, clipped * clipped]),
-                                         cy, cx, half)
-        return blood, np.maximum(mean_sq - mean * mean, 0.0)
+                                         y, x, h)
+        return blood, mean_sq - mean * mean
+
+    calcium = None if blood_pool is None else (hu > blood_pool[1]) & ~bone
+    if calcium is None or not calcium.any():
+        blood, var = of_all_pixels(cy, cx, half)
+        return blood, np.maximum(var, 0.0)
     # One summed-area table more than without calcium (the search is on the
     # critical path): calcium enters as pool-level blood rather than being
     # counted out of every statistic.
@@ -211,9 +216,7 @@ def _lumen_stats(hu: np.ndarray, bone: np.ndarray, blood_hu: tuple[float, float]
     var = mean_sq - mean * mean
     bright = n_calcium > 0.5  # calcium fills a minority of a lumen's square
     if bright.any():
-        b, m, m_sq = _box_mean(np.stack([in_range.astype(np.float64), clipped, clipped * clipped]),
-                               cy[bright], cx[bright], half[bright])
-        blood[bright], var[bright] = b, m_sq - m * m
+        blood[bright], var[bright] = of_all_pixels(cy[bright], cx[bright], half[bright])
     return blood, np.maximum(var, 0.0)
 
 
