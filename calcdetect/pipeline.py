@@ -155,9 +155,10 @@ def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         # vessel search holds the GIL -- and +130 MiB of peak memory. Tried again
         # with the vessels' per-slice search on one thread and the kidneys beside
         # it: +0.55 s of CPU at a load of ~8, wall time not measurable there.)
-        # The kidney search (~0.5 s) queues on the background thread instead: it
-        # starts there once the early candidates are done, beside the vessel
-        # search, or runs after the vessels here if that thread is still busy.
+        # The femoral heads (~0.3 s) and the kidney search (~0.5 s) queue on the
+        # background thread instead, in that order: they start there once the
+        # early candidates are done, beside the vessel search, or run here when
+        # needed if that thread has not started them.
         anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir,
                                 workers=max(1, workers - 1) if early is not None else workers,
                                 beside=background if early is not None else None,
@@ -186,6 +187,9 @@ def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
             noise_sd_hu=noise.result() if noise is not None else None,
             workers=workers,
             measured=_early_candidates(early),
+            # Nothing reads the bone mask or the early pass after this: they are
+            # edited, not copied.
+            edit_in_place=True,
         )
     findings = tuple(classify(candidates.lesions, anatomy, volume, threshold_hu=candidates.threshold_hu,
                               blood_pool_hu=candidates.blood_pool_hu, device=device))

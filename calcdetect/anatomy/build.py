@@ -61,6 +61,7 @@ from calcdetect.anatomy.vessels import (
     LumenChains,
     Vessels,
     enhanced_aorta_mask,
+    femoral_heads_beside,
     find_lumen_chains,
     find_vessels,
 )
@@ -264,6 +265,10 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
         # answer, and searched again in the rare case the aorta's HU disagrees.
         header_contrast = bool(volume.info.contrast_agent)
         with _kidney_thread(beside, workers) as pool:
+            # On the caller's thread the femoral heads (~0.25 s) queue ahead of
+            # the kidneys: the vessel search needs them first, halfway through.
+            heads = (femoral_heads_beside(beside, bone, spacing, body_centre, spine_mask, sacrum_top)
+                     if beside is not None and resolve_workers(workers) == 1 else None)
             kidneys_early = (pool.submit(find_kidneys, hu, spacing, body_centre, spine_mask,
                                          contrast=header_contrast, k_range=k_range,
                                          workers=1 if beside is not None else workers)
@@ -271,7 +276,8 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
             # an enhanced lumen's level tells its calcium from its blood
             pool_hu = float(np.median(hu[lumen])) if lumen.any() else None
             vessels = find_vessels(hu, spacing, body_centre, front, bone, spine_mask=spine_mask,
-                                   sacrum_top_k=sacrum_top, workers=workers, blood_pool_hu=pool_hu)
+                                   sacrum_top_k=sacrum_top, workers=workers, blood_pool_hu=pool_hu,
+                                   heads_beside=heads)
             notes.extend(vessels.notes)
             if lumen.any():
                 vessels = _with_enhanced_aorta(vessels, lumen_chains, spacing, body_centre)

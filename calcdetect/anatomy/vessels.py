@@ -56,7 +56,7 @@ blood-pool HU, continuous along z) so that it can be removed from the bone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -400,7 +400,8 @@ def _paint(tube: Tube, shape: tuple[int, int, int], spacing: tuple[float, float,
 def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centre: np.ndarray,
                  body_front: np.ndarray, bone: np.ndarray, *, spine_mask: np.ndarray | None = None,
                  settings: VesselSettings | None = None, sacrum_top_k: int | None = None,
-                 workers: int | None = None, blood_pool_hu: float | None = None) -> Vessels:
+                 workers: int | None = None, blood_pool_hu: float | None = None,
+                 heads_beside: Future[dict[str, FemoralHead]] | None = None) -> Vessels:
     """Find the aorta and iliac arteries.
 
     Parameters
@@ -425,6 +426,11 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         The blood pool's measured level (median HU of an enhanced lumen); pixels
         above it by ``settings.pool_margin_hu`` are calcium, not lumen. Default:
         unenhanced blood.
+    heads_beside : Future, optional
+        The femoral heads being found on another thread
+        (:func:`femoral_heads_beside`, with this ``bone``, ``spine_mask``,
+        ``sacrum_top_k`` and settings); found here instead if that thread has not
+        started them by the time they are needed. The result does not depend on it.
     """
     s = settings or VesselSettings()
     pool_hu = blood_pool_hu if blood_pool_hu is not None else s.unenhanced_blood_hu
@@ -439,19 +445,18 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         jc, ic = body_centre[k]
         windows.append(_slice_window(hu[k], bone[k], (body_front[k] - 60.0 / sj, jc + 10.0 / sj),
                                      (ic - 40.0 / si, ic + 60.0 / si)))
-    division_k = None
-    if sacrum_top_k is not None:
-        division_k = int(round(sacrum_top_k - s.division_below_sacrum_mm / sk))
+    division_k = _division_k(sacrum_top_k, sk, s)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The femoral heads need only the bone: their 3-D distance transform
         # (GIL released) runs beside the aorta's per-slice search, and is
         # dropped if no bifurcation is found.
-        heads_later = (pool.submit(find_femoral_heads, bone, spacing, body_centre, spine_mask, division_k, s)
-                       if division_k is not None and workers > 1 else None)
+        heads_later = heads_beside
+        if heads_later is None and division_k is not None and workers > 1:
+            heads_later = pool.submit(find_femoral_heads, bone, spacing, body_centre, spine_mask, division_k, s)
         aorta_tube = _track(hu, bone, windows, s.aorta_radius_mm, spacing, s, forbid=spine_mask,
                             prefer_mm=(8.0, 15.0), midline_i=body_centre[:, 1], workers=workers,
                             blood_pool=blood_pool)
-        heads_early = heads_later.result() if heads_later is not None else None
+        heads_early = _unless_queued(heads_later)
     notes: list[str] = []
     present = np.flatnonzero(aorta_tube.present)
     shape = hu.shape
@@ -489,6 +494,36 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         if not any(m.any() for m in iliac.values()):
             bif = None
     return Vessels(aorta, iliac, aorta_tube, bif, tuple(notes))
+
+
+def _division_k(sacrum_top_k: int | None, sk: float, s: VesselSettings) -> int | None:
+    """The slice where the common iliacs divide (a set distance below the top of
+    the sacrum); None without a sacrum."""
+    if sacrum_top_k is None:
+        return None
+    return int(round(sacrum_top_k - s.division_below_sacrum_mm / sk))
+
+
+def femoral_heads_beside(executor: Executor, bone: np.ndarray, spacing: tuple[float, float, float],
+                         body_centre: np.ndarray, spine_mask: np.ndarray | None, sacrum_top_k: int | None,
+                         settings: VesselSettings | None = None) -> Future[dict[str, FemoralHead]] | None:
+    """:func:`find_femoral_heads` as :func:`find_vessels` would call it, submitted to
+    ``executor`` (pass the future as ``find_vessels(heads_beside=...)``); None
+    without a sacrum (no division level: the heads are not searched)."""
+    s = settings or VesselSettings()
+    division_k = _division_k(sacrum_top_k, spacing[0], s)
+    if division_k is None:
+        return None
+    return executor.submit(find_femoral_heads, bone, spacing, body_centre, spine_mask, division_k, s)
+
+
+def _unless_queued(job: Future[dict[str, FemoralHead]] | None) -> dict[str, FemoralHead] | None:
+    """The job's result if it has started (waiting for it to finish), or None,
+    cancelling it, if it is still queued: the caller then finds the heads itself
+    rather than wait behind the other thread's work."""
+    if job is None or job.cancel():
+        return None
+    return job.result()
 
 
 def _bifurcation_cut(radius_mm: np.ndarray, k0: int, k1: int, ratio: float = 0.75, *,

@@ -181,7 +181,9 @@ def _morph(mask: Any, spacing: tuple[float, float, float], radius_mm: float, ero
         res = _np_erode(crop, fp) if erode_ else _np_dilate(crop, fp)
     if all(b.start == 0 and b.stop == n for b, n in zip(bb, mask.shape)):
         return res  # the crop is the whole mask
-    out = np.zeros_like(mask) if not erode_ else mask.copy()
+    # np.zeros, not zeros_like: calloc'd pages outside the box are never
+    # written (zeros_like fills all 100 MB at 512 x 512 x 400 first).
+    out = np.zeros(mask.shape, dtype=mask.dtype) if not erode_ else mask.copy()
     out[bb] = res
     return out
 
