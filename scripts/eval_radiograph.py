@@ -351,7 +351,14 @@ def main(argv: list[str] | None = None) -> int:
                          "(for choosing one on development seeds < 100)")
     ap.add_argument("--min-length-mm", type=float, default=None,
                     help="drop calcium-net deposits shorter than this along the spine (development seeds only)")
+    ap.add_argument("--wall-split-gap-mm", type=float, default=None,
+                    help="override analyse.WALL_SPLIT_GAP_MM ('inf': one wall per deposit and row, the "
+                         "pre-session-8 rule), for before/after comparisons")
     args = ap.parse_args(argv)
+    if args.wall_split_gap_mm is not None:
+        import calcdetect.radiograph.analyse as analyse_module
+
+        analyse_module.WALL_SPLIT_GAP_MM = args.wall_split_gap_mm
     cases = []
     for seed in _seeds(args.seeds):
         cases.append((seed, phantom_case(seed, args.cache) if args.source == "phantom" else synthetic_case(seed)))
@@ -386,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         model.threshold if model not in (None, "default") else None)
     result["min_length_mm"] = model.min_length_mm if model not in (None, "default") else None
     result["presentation"] = args.presentation
+    from calcdetect.radiograph import analyse as analyse_module
+
+    result["wall_split_gap_mm"] = analyse_module.WALL_SPLIT_GAP_MM
     result["source"] = args.source
     summary = {k: v for k, v in result.items() if k != "cases"}
     print(json.dumps(summary, indent=2))

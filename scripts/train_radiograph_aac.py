@@ -6,23 +6,25 @@ lateral DRR with varied noise, magnification, obesity and plaque burden). For
 each case the rule-based spine finder builds the straightened strip and the
 aortic zone; the target is the projected aortic-wall calcium of the phantom truth
 mapped onto the strip. Training seeds and validation seeds must both lie in the
-development range (0-99); 120+ are the held-out reporting seeds.
+development ranges (``DEVELOPMENT_SEED_RANGES``: 0-99, 400-439, 500-539); 120-159 and
+200-239 are the published reporting seeds.
 
 Usage::
 
-    # the shipped v2 (models/radiograph_aac_v2.md): train on seeds 40-79 of the current phantoms
-    .venv/bin/python scripts/train_radiograph_aac.py --train 40-79 --val 80-83 --synthetic 1000-1029 --steps 3000 \\
-        --threads 1 --cache CACHE --out /tmp/aac_v2.safetensors
+    # the shipped v3 (models/radiograph_aac_v3.md): train on seeds 0-79 and 400-439 of the current phantoms
+    .venv/bin/python scripts/train_radiograph_aac.py --train 0-79,400-439 --val 80-83 --synthetic 1000-1029 \\
+        --steps 5000 --threads 1 --cache CACHE --out /tmp/aac_v3.safetensors
     # then choose the operating point on AAC-24 error over development seeds not trained on
-    # (scripts/eval_radiograph.py --seeds 80-99 --calcium-model /tmp/aac_v2.safetensors --threshold T) and stamp it:
-    .venv/bin/python scripts/train_radiograph_aac.py --restamp /tmp/aac_v2.safetensors \\
-        --threshold 0.9 --note operating_point_seeds=80-99 --out models/radiograph_aac_v2.safetensors
+    # (scripts/eval_radiograph.py --seeds 80-99 --calcium-model /tmp/aac_v3.safetensors --threshold T) and stamp it,
+    # with the per-level logit shift chosen the same way (L4 over-calls):
+    .venv/bin/python scripts/train_radiograph_aac.py --restamp /tmp/aac_v3.safetensors --threshold 0.8 \\
+        --level-offsets L4:1 --note operating_point_seeds=80-99,500-539 --out models/radiograph_aac_v3.safetensors
 
 An ensemble (several such nets with ``--seed 0/1/2 ...``, logits averaged): train the members,
 choose the threshold for the ensemble on seeds none of them was trained on, then write one file::
 
     .venv/bin/python scripts/train_radiograph_aac.py --ensemble /tmp/m0.safetensors /tmp/m1.safetensors \
-        /tmp/m2.safetensors --threshold T --note operating_point_seeds=80-99 --out models/radiograph_aac_v3.safetensors
+        /tmp/m2.safetensors --threshold T --note operating_point_seeds=80-99 --out models/radiograph_aac_v4.safetensors
 
 ``--threads 1`` on a shared 2-core machine: with 2 threads a step took ~2.7 s under
 load, with 1 thread ~0.06 s.
@@ -31,6 +33,7 @@ load, with 1 thread ~0.06 s.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -50,6 +53,18 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
 from calcdetect.radiograph.analyse import aortic_zone  # noqa: E402
 from calcdetect.radiograph.vertebrae import find_vertebrae  # noqa: E402
 from eval_radiograph import _seeds, phantom_case  # noqa: E402
+
+#: Radiograph phantom seeds that may be trained and tuned on: 0-99, and the former held-out
+#: sets 400-439 and 500-539 once they were reported (issue #6 notes). 120-159 and 200-239 are
+#: published reporting sets and never train.
+DEVELOPMENT_SEED_RANGES: tuple[tuple[int, int], ...] = ((0, 99), (400, 439), (500, 539))
+DEVELOPMENT_SEEDS_TEXT = ", ".join(f"{a}-{b}" for a, b in DEVELOPMENT_SEED_RANGES)
+
+
+def is_development_seed(seed: int) -> bool:
+    """Whether a phantom seed may be used for training or choosing an operating point."""
+    return any(a <= seed <= b for a, b in DEVELOPMENT_SEED_RANGES)
+
 
 CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [8, 16, 32],
           "dropout": 0.0, "norm": "batch"}
@@ -166,7 +181,8 @@ def batches(samples, rng: np.random.Generator, size: int):
 
 def restamp(src: Path, out: Path, threshold: float | None, min_length_mm: float | None,
             noise_slope: float | None = None, noise_ref: float | None = None,
-            extra: dict[str, str] | None = None) -> Path:
+            extra: dict[str, str] | None = None, flip_average: bool | None = None,
+            level_offsets: dict[str, float] | None = None) -> Path:
     """Copy a calcium model with a new operating point (threshold, shortest deposit, the
     noise-aware threshold's slope and reference noise, see ``CalciumModel.threshold_at``)
     in its metadata; the tensors are unchanged. The operating point is chosen on AAC-24
@@ -185,9 +201,27 @@ def restamp(src: Path, out: Path, threshold: float | None, min_length_mm: float 
     if noise_slope is not None:
         meta["noise_slope"] = repr(float(noise_slope))
         meta["noise_ref"] = repr(float(noise_ref))
+    if flip_average is not None:
+        meta["flip_average"] = "true" if flip_average else "false"
+    if level_offsets is not None:
+        meta["level_logit_offsets"] = json.dumps({lv: float(v) for lv, v in sorted(level_offsets.items())})
     meta.update(extra or {})
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(load_file(str(src)), str(out), metadata=meta)
+    return out
+
+
+def parse_level_offsets(text: str | None) -> dict[str, float] | None:
+    """``"L1:-0.5,L4:1"`` -> ``{"L1": -0.5, "L4": 1.0}`` (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        level, sep, value = part.partition(":")
+        if not sep or level not in ("L1", "L2", "L3", "L4"):
+            raise SystemExit(f"--level-offsets item {part!r}: write LEVEL:SHIFT with LEVEL one of L1-L4, "
+                             "e.g. L1:-0.5,L4:1")
+        out[level] = float(value)
     return out
 
 
@@ -253,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
                          "stricter on quieter images)")
     ap.add_argument("--noise-ref", type=float, default=None,
                     help="with --restamp: the zone noise SD (strip units) at which --threshold applies")
+    ap.add_argument("--flip-average", choices=("true", "false"), default=None,
+                    help="with --restamp: average the logits of the strip and its head-foot mirror "
+                         "(CalciumModel.flip_average)")
+    ap.add_argument("--level-offsets", default=None, metavar="L1:-0.5,L4:1",
+                    help="with --restamp: per-level logit-threshold shifts (CalciumModel.level_logit_offsets); "
+                         "'' removes them")
     ap.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
                     help="with --restamp: extra metadata (e.g. operating_point_seeds=40-99)")
     args = ap.parse_args(argv)
@@ -264,13 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.restamp is not None:
         extra = dict(n.split("=", 1) for n in args.note)
+        flip = None if args.flip_average is None else args.flip_average == "true"
         out = restamp(args.restamp, args.out, args.threshold, args.min_length_mm, args.noise_slope,
-                      args.noise_ref, extra)
+                      args.noise_ref, extra, flip, parse_level_offsets(args.level_offsets))
         print(f"wrote {out}")
         return 0
     for s in _seeds(args.train) + _seeds(args.val):
-        if s >= 100:
-            raise SystemExit(f"seed {s}: train and validate on development seeds (0-99) only")
+        if not is_development_seed(s):
+            raise SystemExit(f"seed {s}: train and validate on development seeds only ({DEVELOPMENT_SEEDS_TEXT}); "
+                             "120-159 and 200-239 are published reporting seeds")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()

@@ -227,23 +227,34 @@ def detect_calcification(
     return out
 
 
-def wall_of_pixels(calc: np.ndarray, midline_t: float | np.ndarray) -> np.ndarray:
+def wall_of_pixels(calc: np.ndarray, midline_t: float | np.ndarray, split_gap_px: float = float("inf")) -> np.ndarray:
     """Per calcified pixel: ``True`` for the posterior wall, ``False`` for the anterior.
 
     Decided per deposit and strip row by the deposit's mean column on that row
     against the aortic mid-line (as the phantom truth decides per CT slice), so a
     broad plaque seen across the lumen counts on one wall per row, not on both.
+
+    ``split_gap_px``: a deposit's row is cut into runs where its pixels are more than
+    this many columns apart, and each run is decided on its own. Why: a detected mask
+    can join a posterior- and an anterior-wall deposit through a short bridge
+    elsewhere; their common mean column on a row then lies between the walls and the
+    row counts on one wall only. A broad plaque is one contiguous run and still
+    counts once. The default (infinite) keeps one decision per deposit and row.
     """
     lab, n = ndimage.label(calc)
     post = np.zeros(calc.shape, bool)
     if n == 0:
         return post
     ss, tt = np.nonzero(calc)
-    key = lab[ss, tt].astype(np.int64) * calc.shape[0] + ss
-    uniq, inv = np.unique(key, return_inverse=True)
-    mean_t = np.bincount(inv, weights=tt) / np.bincount(inv)
+    ll = lab[ss, tt].astype(np.int64)
+    order = np.lexsort((tt, ss, ll))  # by deposit, then row, then column
+    ss, tt, ll = ss[order], tt[order], ll[order]
+    new_run = np.ones(ss.size, bool)
+    new_run[1:] = (ll[1:] != ll[:-1]) | (ss[1:] != ss[:-1]) | (np.diff(tt) > split_gap_px)
+    run = np.cumsum(new_run) - 1
+    mean_t = np.bincount(run, weights=tt) / np.bincount(run)
     mid = np.broadcast_to(np.asarray(midline_t, float), (calc.shape[0],))  # one value, or one per row
-    post[ss, tt] = mean_t[inv] >= mid[ss]
+    post[ss, tt] = mean_t[run] >= mid[ss]
     return post
 
 

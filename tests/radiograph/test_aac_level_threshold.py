@@ -1,0 +1,78 @@
+"""Per-level threshold shifts of the calcium net: stricter where the phantoms over-call
+(L4: bifurcation and iliacs), more lenient where they under-call (L1-L2)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from calcdetect.radiograph.aac_net import (  # noqa: E402
+    build_calcium_net,
+    load_calcium_model,
+    predict_calcium,
+    save_calcium_model,
+)
+from mask_net import strip_and_zone  # noqa: E402
+
+CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
+          "dropout": 0.0, "norm": "batch"}
+#: strip rows of the level centres in ``strip_and_zone`` (zone rows 40-260)
+CENTRES = {"L1": 60.0, "L2": 110.0, "L3": 160.0, "L4": 210.0}
+
+
+class Constant(torch.nn.Module):
+    """Logit 1.0 everywhere (probability 0.73)."""
+
+    def forward(self, x):
+        return torch.full((1, 1, *x.shape[-2:]), 1.0)
+
+
+def _model(tmp_path, offsets: str | None):
+    meta = {"level_logit_offsets": offsets} if offsets is not None else {}
+    path = save_calcium_model(build_calcium_net(CONFIG), CONFIG, 0.6, tmp_path / "m.safetensors", meta)
+    return dataclasses.replace(load_calcium_model(path), net=Constant())
+
+
+def test_level_shifts_round_trip_and_move_the_threshold_per_level(tmp_path):
+    model = _model(tmp_path, '{"L4": 1.0, "L1": -0.5}')
+    assert dict(model.level_logit_offsets) == {"L1": -0.5, "L4": 1.0}
+    strip, t_line, zone = strip_and_zone()
+    calc = predict_calcium(model, strip, t_line, zone, 0.5, CENTRES)
+    # threshold logit 0.405 (p 0.6): +1 at L4 -> 1.405 > 1.0, so nothing is marked there;
+    # at L1 -> -0.095 < 1.0, marked; in between the shift is interpolated
+    assert calc[int(CENTRES["L1"])].any() and calc[160].any()
+    assert not calc[int(CENTRES["L4"]):260].any()
+    # without level rows (or without shifts) the threshold is the same everywhere
+    plain = predict_calcium(model, strip, t_line, zone, 0.5)
+    assert plain[int(CENTRES["L4"])].any()
+
+
+def test_no_shift_metadata_means_one_threshold(tmp_path):
+    model = _model(tmp_path, None)
+    assert model.level_logit_offsets == ()
+    assert np.all(model.row_logit_offsets(CENTRES, 300) == 0.0)
+
+
+def test_malformed_level_shifts_are_refused_with_a_fix(tmp_path):
+    path = save_calcium_model(build_calcium_net(CONFIG), CONFIG, 0.6, tmp_path / "m.safetensors",
+                              {"level_logit_offsets": "[1, 2]"})
+    with pytest.raises(ValueError, match="restamp"):
+        load_calcium_model(path)
+
+
+def test_restamp_writes_level_shifts_the_loader_reads(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from train_radiograph_aac import parse_level_offsets, restamp
+
+    src = save_calcium_model(build_calcium_net(CONFIG), CONFIG, 0.6, tmp_path / "a.safetensors")
+    out = restamp(src, tmp_path / "b.safetensors", None, None, level_offsets=parse_level_offsets("L1:-0.5,L4:1"))
+    assert dict(load_calcium_model(out).level_logit_offsets) == {"L1": -0.5, "L4": 1.0}
+    with pytest.raises(SystemExit, match="LEVEL:SHIFT"):
+        parse_level_offsets("L5:1")
