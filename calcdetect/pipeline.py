@@ -155,10 +155,11 @@ def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         # vessel search holds the GIL -- and +130 MiB of peak memory. Tried again
         # with the vessels' per-slice search on one thread and the kidneys beside
         # it: +0.55 s of CPU at a load of ~8, wall time not measurable there.)
-        # The femoral heads (~0.3 s) and the kidney search (~0.5 s) queue on the
+        # The femoral heads (~0.3 s) and the kidney search (~0.4 s) queue on the
         # background thread instead, in that order: they start there once the
         # early candidates are done, beside the vessel search, or run here when
-        # needed if that thread has not started them.
+        # needed if that thread has not started them (started, the kidneys are
+        # waited for only after the anatomy's layers that do not need them).
         anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir,
                                 workers=max(1, workers - 1) if early is not None else workers,
                                 beside=background if early is not None else None,

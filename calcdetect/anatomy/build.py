@@ -27,7 +27,7 @@ the pipeline's uniform signature and for the CNN path.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -149,8 +149,10 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
         Where the kidneys are searched, on one thread, beside the vessel search
         (the pipeline passes its background thread, busy at first with work
         that needs no anatomy). If it has not started them when the vessels are
-        done, they are searched on the calling thread. Default: a thread of its
-        own when ``workers`` > 1. The labels do not depend on it.
+        done, they are searched on the calling thread; if it has, they are
+        waited for only once the layers that do not need them are made (not
+        with ``external_dir``). Default: a thread of its own when ``workers`` >
+        1. The labels do not depend on it.
     prepared : BodyOnWorkGrid, optional
         :func:`body_on_work_grid` of this volume and ``work_spacing_mm``, made
         ahead (it needs no bone mask: the pipeline makes it beside the bone
@@ -175,11 +177,18 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
                        beside)
     coarse_labels = np.zeros(coarse.shape, dtype=am.labels.dtype)
     coarse_labels[box] = am.labels
+    # The caller's thread, free again once the kidneys are joined, sums the
+    # work-grid labels up while this one upsamples them.
+    summaries = (beside.submit(_work_grid_summaries, coarse_labels, grid)
+                 if beside is not None and not grid.identity else None)
     labels = coarse_labels if grid.identity else to_fine_labels(coarse_labels, grid, workers)
     anatomy = AnatomyMap(labels=labels, affine=volume.affine.copy(),
                          slice_levels=to_fine_levels(am.slice_levels, grid), source=am.source, notes=am.notes)
     if not grid.identity:
-        _summarise_from_work_grid(anatomy, coarse_labels, grid)
+        # Not started there (that thread still busy): worked out here instead.
+        boxes, counts = (summaries.result() if summaries is not None and not summaries.cancel()
+                         else _work_grid_summaries(coarse_labels, grid))
+        anatomy.know_summaries(boxes, counts)
     return anatomy
 
 
@@ -204,15 +213,16 @@ def body_on_work_grid(volume: Volume, work_spacing_mm: tuple[float, float, float
     return BodyOnWorkGrid(grid, coarse, body, _body_box(body))
 
 
-def _summarise_from_work_grid(anatomy: AnatomyMap, coarse_labels: np.ndarray, grid: WorkGrid) -> None:
-    """Fill the map's cached per-structure boxes and per-slice counts from the
-    work-grid labels it was upsampled from.
+def _work_grid_summaries(coarse_labels: np.ndarray,
+                         grid: WorkGrid) -> tuple[dict[int, tuple[slice, slice, slice]], np.ndarray]:
+    """The per-structure boxes and per-slice counts of the CT-grid map, from the
+    work-grid labels it is upsampled from.
 
     Classification and the report ask for both; worked out on the CT-sized map
     they cost ~0.6 s of whole-map passes at 512 x 512 x 400, on the work grid
     ~0.05 s, with the same values (the labels are block copies).
     """
-    anatomy.know_summaries(fine_label_boxes(coarse_labels, grid), fine_slice_label_counts(coarse_labels, grid))
+    return fine_label_boxes(coarse_labels, grid), fine_slice_label_counts(coarse_labels, grid)
 
 
 def _body_box(body: np.ndarray, margin: int = 3) -> tuple[slice, slice, slice]:
@@ -255,6 +265,7 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
         front = body_centre[:, 0]
     vessels: Vessels | None = None
     kidneys: dict[str, Kidney] = {}
+    kidneys_pending: Future[dict[str, Kidney]] | None = None
     if np.isfinite(body_centre).all():
         sacrum_top = max((g.k1 for g in spine.segments if g.sacrum), default=None)
         spine_mask = spine.column | spine.bodies
@@ -286,7 +297,13 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
             # Not started yet (the caller's thread still busy): searched here
             # instead of waiting for it, and never run if the answer changed.
             if kidneys_early is not None and not kidneys_early.cancel() and contrast == header_contrast:
-                kidneys = kidneys_early.result()
+                # The caller's thread outlives this call: its kidneys are
+                # joined only where first needed, after the work that does not
+                # need them (the external masks merge into them at once).
+                if beside is not None and external_dir is None:
+                    kidneys_pending = kidneys_early
+                else:
+                    kidneys = kidneys_early.result()
             else:
                 kidneys = find_kidneys(hu, spacing, body_centre, spine_mask, contrast=contrast,
                                        k_range=k_range, workers=workers)
@@ -305,7 +322,6 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
     canal, lf, discs = spine.canal, spine.lf_zone, spine.discs
     aorta = vessels.aorta if vessels is not None else np.zeros(hu.shape, bool)
     iliac = dict(vessels.iliac) if vessels is not None else {}
-    kid_masks = _kidney_masks(kidneys)
 
     if external_dir is not None:
         ext = load_totalsegmentator(Path(external_dir), volume)
@@ -323,7 +339,6 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
             if f"kidney_{side}" in ext:
                 kidneys[side] = subdivide_kidney(ext[f"kidney_{side}"], spacing, side, hu=hu)
                 source["kidneys"] = "totalsegmentator"
-        kid_masks = _kidney_masks(kidneys)
         vert = {n: m for n, m in ext.items() if n.startswith("vertebrae_") or n == "sacrum"}
         if vert:
             vertebrae = [("sacrum" if n in ("sacrum", "vertebrae_S1") else n, m) for n, m in vert.items()]
@@ -349,6 +364,15 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
             iliac[n] = iliac[n] & ~above_base[:, None, None]
         if dropped:
             notes.append("iliac artery candidates within 100 mm of the lung bases were discarded")
+    column = _union([m for _, m in vertebrae] + [spine.column, spine.bodies], hu.shape)
+    # Bone outside the column -- ribs above the kidneys' lower poles, the pelvis
+    # below -- keeps a bone label so that specks on its edge are not placed in
+    # a neighbouring vessel zone by distance.
+    other_bone = _other_bone(bone, column | canal, slice_levels, vessels, volume.voxel_volume_mm3)
+    if kidneys_pending is not None:
+        kidneys = kidneys_pending.result()
+        if kidneys:
+            source["kidneys"] = "rules"
     layers: list[tuple[str, np.ndarray]] = [("body", body), ("lung", lung)]
     if np.isfinite(body_centre).all():
         bif = vessels.bifurcation_k if vessels is not None else None
@@ -366,7 +390,7 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
             if pelvic:
                 zone |= pelvic_ureter_zone(internal, side, spacing)
             layers.append((f"ureter_{side}", zone))
-    layers += kid_masks
+    layers += _kidney_masks(kidneys)
     # Iliac zones below the spine layers: near the sacrum and L5 the tracked
     # tubes (and the coarse internal iliac zone) must not claim vertebral bone.
     layers += [(n, iliac[n]) for n in _ILIACS if n in iliac]
@@ -374,13 +398,9 @@ def _rule_anatomy(volume: Volume, bone_mask: np.ndarray | None, external_dir: Pa
         layers.append(("vertebrae_unlabelled", unlabelled_column))
     layers += vertebrae
     layers += [("intervertebral_disc", discs), ("spinal_canal", canal), ("ligamentum_flavum_zone", lf)]
+    layers += other_bone
     # The aortic wall margin may reach the anterior cortex: plaque outside the
     # body stays aortic, the body itself stays bone.
-    column = _union([m for _, m in vertebrae] + [spine.column, spine.bodies], hu.shape)
-    # Bone outside the column -- ribs above the kidneys' lower poles, the pelvis
-    # below -- keeps a bone label so that specks on its edge are not placed in
-    # a neighbouring vessel zone by distance.
-    layers += _other_bone(bone, column | canal, slice_levels, vessels, volume.voxel_volume_mm3)
     layers.append(("aorta", aorta & ~column & ~discs))
     labels = compose_labels(hu.shape, layers)
     return AnatomyMap(labels=labels, affine=volume.affine.copy(), slice_levels=tuple(slice_levels),
