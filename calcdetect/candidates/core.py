@@ -55,6 +55,7 @@ import numpy as np
 from calcdetect.candidates._voxel import ball_footprint, bbox_of, dilate, label_sparse, sparse_zeros
 from calcdetect.candidates.measure import _measure
 from calcdetect.candidates.noise import estimate_noise_hu
+from calcdetect.candidates.split import split_fused_components
 from calcdetect.candidates.threshold import calcium_threshold_hu, mass_calibration_mg_per_hu_ml
 from calcdetect.device import Device
 from calcdetect.types import Lesion, Volume
@@ -393,6 +394,8 @@ def find_candidates(
         significant = np.zeros(n + 1, dtype=bool)
         significant[lab[arr.reshape(-1)[idx] >= gate]] = True
         labels, n, idx, reg, adjacent = _keep_labels(labels, idx, reg, adjacent, significant)
+    # Calcifications joined by their blurred edges: split at an HU saddle (split.py).
+    labels, n, idx, reg, adjacent = split_fused_components(labels, idx, reg, adjacent, arr, spacing, thr)
     cal = settings.mass_calibration_mg_per_hu_ml
     if cal is None:
         cal = mass_calibration_mg_per_hu_ml(volume.info.kvp)
