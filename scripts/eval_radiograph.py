@@ -18,7 +18,8 @@ corners (levels and segment boundaries); see ``calcdetect.radiograph.aac.score_i
 The same per photon count (``by_dose``: signed error and MAE of each, and the level
 accuracy), because the calcium net's error depends on the quantum noise. Wall by wall
 (``walls``): the truth x predicted grade confusion, false walls (truth 0 called calcified)
-and missed walls (calcified truth called 0), overall and per photon count, the grade
+and what they were made of (``false_wall_causes``: the region of the phantom lesion under
+the detected pixels), missed walls (calcified truth called 0), overall and per photon count, the grade
 excess / shortfall per level and wall, and the severity-group agreement.
 
 Metrics: AAC-24 ICC(2,1) (two-way random effects, absolute agreement, single
@@ -168,14 +169,63 @@ def error_breakdown(case: dict, analysis) -> dict[str, int | None]:
     row_mm = float(case["spacing"][0])
     aortic = [les["id"] for les in case.get("lesions", []) if les.get("region") == "aorta"]
     truth_calc = np.isin(case["lesion_labels"], aortic)
-    out["truth_on_truth"] = _total(score_image_mask(truth_calc, case["corners"], row_mm, zone_margin_mm=ZONE_MARGIN_MM))
+    # the pipeline's wall-split rule (read at call time: --wall-split-gap-mm rebinds it)
+    from calcdetect.radiograph import analyse as analyse_module
+
+    gap = analyse_module.WALL_SPLIT_GAP_MM
+    out["truth_on_truth"] = _total(score_image_mask(truth_calc, case["corners"], row_mm, zone_margin_mm=ZONE_MARGIN_MM,
+                                                    split_gap_mm=gap))
     if analysis is None:
         return out
     if analysis.aac24 is not None:
-        out["detected_on_truth"] = _total(score_image_mask(analysis.calcification_mask, case["corners"], row_mm))
+        out["detected_on_truth"] = _total(score_image_mask(analysis.calcification_mask, case["corners"], row_mm,
+                                                           split_gap_mm=gap))
     found = {v.level: np.asarray(v.corners_rc) for v in analysis.vertebrae if v.level in AAC_LEVELS}
     if all(lv in found for lv in AAC_LEVELS):
-        out["truth_on_detected"] = _total(score_image_mask(truth_calc, found, row_mm, zone_margin_mm=ZONE_MARGIN_MM))
+        out["truth_on_detected"] = _total(score_image_mask(truth_calc, found, row_mm, zone_margin_mm=ZONE_MARGIN_MM,
+                                                           split_gap_mm=gap))
+    return out
+
+
+def false_wall_causes(case: dict, analysis, near_mm: float = 1.5) -> list[str]:
+    """What each false wall (truth grade 0, called calcified) was made of: ``"L4 iliac"``.
+
+    The detected pixels on that segment's rows (true corners) are given the region of
+    the phantom lesion within ``near_mm`` (``"aorta"``: aortic calcium of the other
+    wall or just outside the segment; ``"iliac"``, ``"renal"``, ...; ``"none"``: no
+    calcified lesion there, e.g. a bowel-gas rim or a bone edge); a wall with any
+    aortic pixel is ``aorta``, else the region with the most pixels.
+    ``"boundary"``: no detected pixel on those rows (the detected corners cut the
+    segment elsewhere).
+    """
+    pred = (analysis.aac24 or {}).get("segments") if analysis is not None else None
+    truth = case.get("aac24_segments")
+    if pred is None or truth is None or "lesion_labels" not in case:
+        return []
+    from scipy import ndimage
+
+    labels = np.asarray(case["lesion_labels"])
+    region = {int(les["id"]): str(les.get("region")) for les in case.get("lesions", [])}
+    row_mm = float(case["spacing"][0])
+    out: list[str] = []
+    for lv in AAC_LEVELS:
+        false = [w for w in ("anterior", "posterior") if int(truth[lv][w]) == 0 and int(pred[lv][w]) > 0]
+        if not false:
+            continue
+        k = np.asarray(case["corners"][lv], float)
+        r0, r1 = max(0, int(round(k[:2, 0].mean()))), int(round(k[2:, 0].mean()))
+        det = np.asarray(analysis.calcification_mask[r0:r1], bool)
+        if not det.any():
+            out += [f"{lv} boundary"] * len(false)
+            continue
+        dist, (ir, ic) = ndimage.distance_transform_edt(labels[r0:r1] == 0, return_indices=True)
+        near = np.where(dist * row_mm <= near_mm, labels[r0:r1][ir, ic], 0)[det]
+        counts: dict[str, int] = {}
+        for lab, n in zip(*np.unique(near, return_counts=True)):
+            name = region.get(int(lab), "other") if lab else "none"
+            counts[name] = counts.get(name, 0) + int(n)
+        cause = "aorta" if "aorta" in counts else max(counts, key=counts.get)
+        out += [f"{lv} {cause}"] * len(false)
     return out
 
 
@@ -237,6 +287,7 @@ def wall_breakdown(rows: list[dict]) -> dict:
     truth's severity group (``calcdetect.radiograph.aac.SEVERITY_GROUPING``).
     """
     confusion = [[0] * 4 for _ in range(4)]
+    causes: dict[str, int] = {}
     over: dict[str, int] = {}
     under: dict[str, int] = {}
     dose: dict[str, dict[str, int]] = {}
@@ -246,6 +297,8 @@ def wall_breakdown(rows: list[dict]) -> dict:
         if pred is None or truth is None:
             continue
         n_cases += 1
+        for cause in r.get("false_wall_causes") or ():
+            causes[cause] = causes.get(cause, 0) + 1
         agree += _group(r["aac24_pred"]) == _group(r["aac24_truth"])
         photons = (r.get("conditions") or {}).get("photons_per_pixel")
         band = dose.setdefault(f"{photons:.0e}" if photons else "unknown",
@@ -268,6 +321,7 @@ def wall_breakdown(rows: list[dict]) -> dict:
         "missed_walls": sum(confusion[t][0] for t in range(1, 4)),
         "truth_calcified_walls": sum(sum(confusion[t]) for t in range(1, 4)),
         "truth_clean_walls": sum(confusion[0]),
+        "false_wall_causes": dict(sorted(causes.items())),
         "over": over,
         "under": under,
         "by_dose": dict(sorted(dose.items())),
@@ -313,7 +367,8 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
         rows.append({"seed": seed, "aac24_truth": case["aac24"], "aac24_pred": pred, "levels_ok": hits,
                      "error": error, "conditions": case.get("conditions"), "breakdown": breakdown,
                      "segments_pred": a.aac24["segments"] if a is not None and a.aac24 is not None else None,
-                     "segments_truth": case.get("aac24_segments")})
+                     "segments_truth": case.get("aac24_segments"),
+                     "false_wall_causes": false_wall_causes(case, a)})
         print(f"seed {seed}: AAC-24 truth {case['aac24']} pred {pred}; levels "
               f"{sum(hits.values())}/{len(hits)}; truth calcium on detected corners {breakdown['truth_on_detected']}, "
               f"detected calcium on true corners {breakdown['detected_on_truth']}"

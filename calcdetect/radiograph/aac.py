@@ -42,6 +42,7 @@ __all__ = [
     "AAC_LEVELS",
     "SEVERITY_GROUPING",
     "AORTA_MIDLINE_FRACTION",
+    "WALL_SPLIT_GAP_MM",
     "kauppila_grade",
     "union_length",
     "aac8_grade",
@@ -65,6 +66,10 @@ SEVERITY_GROUPING = "AAC-24 three groups: low 0-1, moderate 2-5, high >=6"
 #: Default aortic mid-line, as a fraction of the vertebral depth in front of the
 #: anterior vertebral line (aorta ~20-25 mm wide, lying on the spine).
 AORTA_MIDLINE_FRACTION = 0.38
+#: A deposit's row splits into separately walled runs across a calcium-free gap wider
+#: than this (``wall_of_pixels``); the pipeline (``analyse.WALL_SPLIT_GAP_MM``) and the
+#: evaluation's image-space scorer (``score_image_mask``) share it.
+WALL_SPLIT_GAP_MM = 3.0
 _TOL = 1e-9  # 1/3 and 2/3 are not exact in floating point
 
 
@@ -377,6 +382,7 @@ def score_image_mask(
     *,
     zone_margin_mm: float | None = None,
     zone_min_depth_mm: float = 32.0,
+    split_gap_mm: float = WALL_SPLIT_GAP_MM,
 ) -> list[WallExtent]:
     """Kauppila grades of an image-space calcification mask against given L1-L4 corners.
 
@@ -401,6 +407,10 @@ def score_image_mask(
         When given, only calcium from this far in front of the anterior vertebral
         line to one vertebral depth (at least ``zone_min_depth_mm``) counts, as the
         detector's aortic zone does; ``None`` counts all of ``calc``.
+    split_gap_mm
+        A deposit's row is walled in runs split across calcium-free gaps wider than
+        this (:func:`wall_of_pixels`), as the pipeline does with ``WALL_SPLIT_GAP_MM``;
+        columns are taken to have the row spacing (square pixels).
     """
     k = {lv: np.asarray(corners_by_level[lv], float) for lv in AAC_LEVELS}
     ant = np.array(sorted([k[lv][0] for lv in AAC_LEVELS] + [k[lv][3] for lv in AAC_LEVELS], key=lambda p: p[0]))
@@ -417,14 +427,16 @@ def score_image_mask(
     # distance in front of the line in pixels, as a strip column that decreases anteriorly
     t = -sign * (line[rr] - cc)
     mid = estimate_midline(t, 0.0, depth_px)
-    lab, _ = ndimage.label(mask)
     by_wall = {"anterior": np.zeros(calc.shape[0], bool), "posterior": np.zeros(calc.shape[0], bool)}
     if rr.size:
-        key = lab[rr, cc].astype(np.int64) * calc.shape[0] + rr
-        _, inv = np.unique(key, return_inverse=True)
-        mean_t = np.bincount(inv, weights=t) / np.bincount(inv)
-        post = mean_t[inv] >= mid
-        by_wall["posterior"][rr[post]] = True
-        by_wall["anterior"][rr[~post]] = True
+        # wall_of_pixels calls the larger column posterior: mirror the image when the
+        # patient faces right (the spine at the smaller columns)
+        mirror = sign < 0
+        mid_col = line + sign * mid  # the mid-line's column on each row
+        m = mask[:, ::-1] if mirror else mask
+        post = wall_of_pixels(m, (calc.shape[1] - 1 - mid_col) if mirror else mid_col, split_gap_mm / row_mm)
+        post = post[:, ::-1] if mirror else post
+        by_wall["posterior"] = (post & mask).any(axis=1)
+        by_wall["anterior"] = (~post & mask).any(axis=1)
     segments = {lv: (float(k[lv][:2, 0].mean()), float(k[lv][2:, 0].mean())) for lv in AAC_LEVELS}
     return score_rows(by_wall, segments, row_mm)

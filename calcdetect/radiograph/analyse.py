@@ -36,6 +36,7 @@ from calcdetect.errors import UnsupportedSeriesError
 from calcdetect.radiograph.aac import (
     AAC_LEVELS,
     SEVERITY_GROUPING,
+    WALL_SPLIT_GAP_MM as _AAC_WALL_SPLIT_GAP_MM,
     WallExtent,
     aac8_grade,
     detect_calcification,
@@ -72,7 +73,9 @@ ZONE_MIN_DEPTH_MM = 32.0
 #: gap wider than this (``wall_of_pixels``); infinite: one wall per deposit and row.
 #: 3 mm lowered the AAC-24 MAE by ~0.05 with both calcium nets on development seeds
 #: 80-99 and 500-539 (a lumen is >= 10 mm wide; a broad plaque has no such gap).
-WALL_SPLIT_GAP_MM = 3.0
+#: Defined in ``aac`` (the evaluation's image-space scorer uses it too); rebinding
+#: this module's name changes the pipeline only.
+WALL_SPLIT_GAP_MM = _AAC_WALL_SPLIT_GAP_MM
 
 # Body parts / descriptions that are certainly not a lumbar spine (BodyPartExamined
 # defined terms plus common free text). Matched as whole words, upper case.

@@ -44,3 +44,34 @@ def test_false_and_missed_walls_are_counted_per_dose_and_per_level():
     assert out["by_dose"]["1e+04"]["missed_walls"] == 1 and out["by_dose"]["1e+04"]["n_cases"] == 1
     # truth 2 (moderate) vs pred 3 (moderate); truth 4 (moderate) vs pred 1 (low)
     assert out["severity_agreement"] == 0.5
+
+
+def test_false_walls_are_attributed_to_the_lesion_under_the_detected_pixels():
+    """An L4 false wall made of iliac calcium and an L2 one on no lesion at all (a bowel-gas
+    rim, say) are told apart; a correctly called wall is not a false wall."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from eval_radiograph import false_wall_causes
+
+    corners, top = {}, 20.0
+    for lv in ("L1", "L2", "L3", "L4"):
+        corners[lv] = [[top, 100.0], [top, 160.0], [top + 50, 160.0], [top + 50, 100.0]]
+        top += 60
+    labels = np.zeros((300, 200), np.int32)
+    labels[200:230, 85:88] = 7  # iliac calcium projecting on L4 (rows 200-250)
+    labels[20:60, 90:93] = 3  # aortic calcium on L1, posterior wall (truth grade 3)
+    detected = np.zeros((300, 200), bool)
+    detected[200:228, 85:88] = True  # the iliac deposit, called L4 posterior
+    detected[90:120, 40:43] = True  # nothing there in the phantom, called L2 anterior
+    detected[20:60, 90:93] = True  # the true L1 deposit
+    case = {"lesion_labels": labels, "spacing": (0.5, 0.5), "corners": corners,
+            "lesions": [{"id": 7, "region": "iliac"}, {"id": 3, "region": "aorta"}],
+            "aac24_segments": _segments({"L1": (0, 3)})}
+    analysis = SimpleNamespace(aac24={"segments": _segments({"L1": (0, 3), "L2": (1, 0), "L4": (0, 2)})},
+                               calcification_mask=detected)
+    assert sorted(false_wall_causes(case, analysis)) == ["L2 none", "L4 iliac"]
+    rows = [{**_row(1e5, {"L1": (0, 3)}, {"L1": (0, 3), "L2": (1, 0), "L4": (0, 2)}),
+             "false_wall_causes": false_wall_causes(case, analysis)}]
+    assert wall_breakdown(rows)["false_wall_causes"] == {"L2 none": 1, "L4 iliac": 1}
