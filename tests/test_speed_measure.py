@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from calcdetect.candidates import find_candidates
 from calcdetect.candidates import measure as M
 from calcdetect.device import Device
-from calcdetect.types import AcquisitionInfo, Volume
+from test_speed_reuse import _vertebra_and_aorta
 
 
 def _margin_by_distance(mask: np.ndarray, r_near: np.ndarray) -> np.ndarray:
@@ -73,19 +73,6 @@ def test_surface_and_3x3_dilation_match_scipy() -> None:
     np.testing.assert_array_equal(M._surface(mask), mask & ~eroded)
     image = rng.random((13, 7)) > 0.8
     np.testing.assert_array_equal(M._dilate_3x3(image), ndi.binary_dilation(image, np.ones((3, 3), bool)))
-
-
-def _vertebra_and_aorta() -> tuple[Volume, np.ndarray, np.ndarray]:
-    hu = np.full((12, 48, 48), 40.0, np.float32)
-    hu[2:10, 24:40, 14:30] = 700.0  # a vertebral body
-    hu[2:10, 8:18, 26:36] = 45.0  # the aortic lumen in front of it ...
-    hu[5, 16:18, 28:31] = 450.0  # ... with a plaque on its wall
-    hu[4:7, 20:24, 18:21] = 180.0  # calcium on the body's anterior cortex
-    hu[4, 18:20, 27:29] = 300.0  # bone-threshold voxels inside the blood pool
-    bone = hu >= 200.0
-    blood = np.zeros(hu.shape, bool)
-    blood[2:10, 9:21, 25:37] = True
-    return Volume(hu, (1.0, 0.8, 0.8), np.eye(4), AcquisitionInfo("CT", kvp=120.0)), bone, blood
 
 
 def test_final_pass_editing_in_place_finds_what_a_copying_pass_finds() -> None:
