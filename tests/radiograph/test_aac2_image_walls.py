@@ -8,16 +8,7 @@ import numpy as np
 
 from calcdetect.radiograph import analyse
 from calcdetect.radiograph.aac import WALL_SPLIT_GAP_MM, score_image_mask
-
-
-def _stacked_bodies(anterior_col: float = 100.0, depth: float = 60.0, height: float = 50.0, disc: float = 10.0):
-    corners, top = {}, 20.0
-    for lv in ("L1", "L2", "L3", "L4"):
-        bottom = top + height
-        corners[lv] = np.array([[top, anterior_col], [top, anterior_col + depth],
-                                [bottom, anterior_col + depth], [bottom, anterior_col]])
-        top = bottom + disc
-    return corners
+from test_aac import _stacked_bodies
 
 
 def _bridged_walls() -> np.ndarray:
