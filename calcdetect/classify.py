@@ -640,17 +640,26 @@ def _nearest_region_structure(ctx: _Context, idx: np.ndarray, max_mm: float) -> 
     return _nearest_label(ctx, idx, _REGION_LABELS, max_mm)
 
 
-def _nearest_label(ctx: _Context, idx: np.ndarray, labels: np.ndarray, max_mm: float) -> tuple[int, float] | None:
-    """The label among ``labels`` nearest the lesion voxels within ``max_mm``, and
-    its distance (mm); None when there is none or the column is nearer."""
-    sp = np.array(ctx.spacing)
+def _labels_near(ctx: _Context, idx: np.ndarray, labels: np.ndarray,
+                 max_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The anatomy crop within ``max_mm`` of the lesion voxels, its origin, and
+    where in it ``labels`` lie; None when none of them is that near."""
     crop = _crop_around(ctx, idx, max_mm)
     if crop is None:
         return None
     sub, lo = crop
     target = np.isin(sub, labels)
-    if not target.any():
+    return (sub, lo, target) if target.any() else None
+
+
+def _nearest_label(ctx: _Context, idx: np.ndarray, labels: np.ndarray, max_mm: float) -> tuple[int, float] | None:
+    """The label among ``labels`` nearest the lesion voxels within ``max_mm``, and
+    its distance (mm); None when there is none or the column is nearer."""
+    sp = np.array(ctx.spacing)
+    near = _labels_near(ctx, idx, labels, max_mm)
+    if near is None:
         return None
+    sub, lo, target = near
     les = _local_mask(idx, lo, sub.shape)
     dist, (ik, ij, ii) = ndi.distance_transform_edt(~target, sampling=sp, return_indices=True)
     d = np.where(les, dist, np.inf)
@@ -950,13 +959,10 @@ def _column_sliver(ctx: _Context, les: Lesion, idx: np.ndarray, s: ClassifySetti
     ``column_contact_mm`` of a vertebra above the sacrum or a disc (see the settings)."""
     if les.volume_mm3 >= s.column_fragment_max_mm3:
         return False
-    crop = _crop_around(ctx, idx, s.column_contact_mm)
-    if crop is None:
+    near = _labels_near(ctx, idx, _SPINE_LABELS, s.column_contact_mm)
+    if near is None:
         return False
-    sub, lo = crop
-    column = np.isin(sub, _SPINE_LABELS)
-    if not column.any():
-        return False
+    sub, lo, column = near
     dist = ndi.distance_transform_edt(~column, sampling=ctx.spacing)
     return bool(dist[_local_mask(idx, lo, sub.shape)].min() <= s.column_contact_mm)
 
