@@ -87,7 +87,7 @@ from calcdetect.anatomy.regions import (
 )
 from calcdetect.anatomy.spine import level_of_extent, level_zones, refine_endplates
 from calcdetect.candidates.core import CandidateSettings
-from calcdetect.candidates.measure import measure_components
+from calcdetect.candidates.measure import farthest_pair, measure_components
 from calcdetect.candidates.threshold import calcium_threshold_hu
 from calcdetect.device import Device
 from calcdetect.types import AnatomyMap, Finding, Kind, Lesion, Morphology, Volume
@@ -556,8 +556,8 @@ def _in_plane_length_mm(les: Lesion, spacing: tuple[float, float, float]) -> flo
         dirs = np.array([[np.cos(a), np.sin(a)] for a in np.linspace(0, np.pi, 16, endpoint=False)])
         proj = foot @ dirs.T
         foot = foot[np.unique(np.r_[proj.argmin(axis=0), proj.argmax(axis=0)])]
-    d = np.sqrt(((foot[:, None, :] - foot[None, :, :]) ** 2).sum(axis=-1)).max()
-    return float(d + min(spacing[1], spacing[2]))
+    a, b = farthest_pair(foot)
+    return float(np.linalg.norm(foot[a] - foot[b]) + min(spacing[1], spacing[2]))
 
 
 def _laminar_face_strip(les: Lesion, spacing: tuple[float, float, float], s: ClassifySettings) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -42,13 +42,12 @@ from calcdetect.radiograph import analyse_radiograph, load_plain_image, radiogra
 from calcdetect.radiograph.io_image import PLAIN_IMAGE_SUFFIXES
 from calcdetect.report import DRAFT_HEADER, draft_report
 from calcdetect.types import AnatomyMap, Finding, Radiograph, Report, Volume
-from calcdetect.workers import resolve_workers, thread_map
+from calcdetect.workers import resolve_workers, result_unless_queued, thread_map
 
 __all__ = ["CTAnalysis", "SeriesOutcome", "RunSummary", "analyse_ct", "run"]
 
 log = logging.getLogger("calcdetect")
 
-T = TypeVar("T")
 
 PROCESSED = "processed"
 SKIPPED = "skipped"
@@ -163,7 +162,7 @@ def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         anatomy = build_anatomy(volume, device, bone_mask=bone_mask, external_dir=settings.anatomy_dir,
                                 workers=max(1, workers - 1) if early is not None else workers,
                                 beside=background if early is not None else None,
-                                prepared=_unless_waiting(prepared))
+                                prepared=result_unless_queued(prepared))
         if settings.model_path is not None:
             anatomy = _with_cnn_anatomy(anatomy, volume, settings)
         blood_pool, protect, ligament = _structure_masks(
@@ -208,15 +207,6 @@ def _candidates_without_anatomy(volume: Volume, settings: RunSettings, bone_mask
     return find_candidates(volume, settings.device, settings.candidates, bone_mask=bone_mask,
                            noise_sd_hu=noise.result() if noise is not None else None, workers=1,
                            keep_bone_margin=True)
-
-
-def _unless_waiting(job: Future[T] | None) -> T | None:
-    """The job's result if it has started (waiting for it if it is still running),
-    or None, cancelling it, if the background thread has not got to it yet: the
-    caller then does the work itself rather than wait."""
-    if job is None or job.cancel():
-        return None
-    return job.result()
 
 
 def _early_candidates(early: Future[Candidates] | None) -> Candidates | None:

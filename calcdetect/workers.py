@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["available_cpus", "resolve_workers", "thread_map"]
+__all__ = ["available_cpus", "resolve_workers", "result_unless_queued", "thread_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,3 +47,12 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(fn, items))
+
+
+def result_unless_queued(job: Future[T] | None) -> T | None:
+    """The job's result if it has started (waiting for it if it is still running),
+    or None, cancelling it, if the other thread has not got to it yet: the caller
+    then does the work itself rather than wait behind that thread's queue."""
+    if job is None or job.cancel():
+        return None
+    return job.result()

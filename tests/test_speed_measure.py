@@ -101,4 +101,4 @@ def test_farthest_pair_is_the_pdist_one_bit_for_bit() -> None:
         n = int(rng.integers(2, 90))
         pts = rng.integers(0, 12, (n, 3)).astype(np.float64) * rng.uniform(0.3, 3.0, 3)
         d = squareform(pdist(pts))
-        assert M._farthest_pair(pts) == tuple(int(v) for v in np.unravel_index(int(np.argmax(d)), d.shape))
+        assert M.farthest_pair(pts) == tuple(int(v) for v in np.unravel_index(int(np.argmax(d)), d.shape))

@@ -67,7 +67,7 @@ from calcdetect.anatomy.vessels import (
 )
 from calcdetect.device import Device
 from calcdetect.types import AnatomyMap, Volume
-from calcdetect.workers import resolve_workers
+from calcdetect.workers import resolve_workers, result_unless_queued
 
 __all__ = ["build_anatomy", "body_on_work_grid", "BodyOnWorkGrid", "regions_in_fov", "compose_labels"]
 
@@ -186,8 +186,8 @@ def build_anatomy(volume: Volume, device: Device, *, bone_mask: np.ndarray | Non
                          slice_levels=to_fine_levels(am.slice_levels, grid), source=am.source, notes=am.notes)
     if not grid.identity:
         # Not started there (that thread still busy): worked out here instead.
-        boxes, counts = (summaries.result() if summaries is not None and not summaries.cancel()
-                         else _work_grid_summaries(coarse_labels, grid))
+        done = result_unless_queued(summaries)
+        boxes, counts = done if done is not None else _work_grid_summaries(coarse_labels, grid)
         anatomy.know_summaries(boxes, counts)
     return anatomy
 

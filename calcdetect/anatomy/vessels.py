@@ -66,7 +66,7 @@ from skimage.feature import canny
 from skimage.transform import hough_circle
 
 from calcdetect.candidates._voxel import fill_holes_per_slice
-from calcdetect.workers import resolve_workers, thread_map
+from calcdetect.workers import resolve_workers, result_unless_queued, thread_map
 
 __all__ = ["VesselSettings", "Tube", "Vessels", "find_vessels", "EnhancedLumenSettings", "enhanced_lumen",
            "LumenChains", "find_lumen_chains", "enhanced_aorta", "enhanced_aorta_mask"]
@@ -456,7 +456,7 @@ def find_vessels(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
         aorta_tube = _track(hu, bone, windows, s.aorta_radius_mm, spacing, s, forbid=spine_mask,
                             prefer_mm=(8.0, 15.0), midline_i=body_centre[:, 1], workers=workers,
                             blood_pool=blood_pool)
-        heads_early = _unless_queued(heads_later)
+        heads_early = result_unless_queued(heads_later)
     notes: list[str] = []
     present = np.flatnonzero(aorta_tube.present)
     shape = hu.shape
@@ -515,15 +515,6 @@ def femoral_heads_beside(executor: Executor, bone: np.ndarray, spacing: tuple[fl
     if division_k is None:
         return None
     return executor.submit(find_femoral_heads, bone, spacing, body_centre, spine_mask, division_k, s)
-
-
-def _unless_queued(job: Future[dict[str, FemoralHead]] | None) -> dict[str, FemoralHead] | None:
-    """The job's result if it has started (waiting for it to finish), or None,
-    cancelling it, if it is still queued: the caller then finds the heads itself
-    rather than wait behind the other thread's work."""
-    if job is None or job.cancel():
-        return None
-    return job.result()
 
 
 def _bifurcation_cut(radius_mm: np.ndarray, k0: int, k1: int, ratio: float = 0.75, *,

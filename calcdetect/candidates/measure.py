@@ -519,7 +519,7 @@ def longest_diameter_mm(mask: np.ndarray, spacing: tuple[float, float, float]) -
             cand = pts[ConvexHull(pts[:, dims]).vertices]
         except QhullError:  # degenerate (e.g. collinear within the chosen dims)
             cand = pts
-    a, b = _farthest_pair(cand)
+    a, b = farthest_pair(cand)
     delta = cand[b] - cand[a]
     length = float(np.linalg.norm(delta))
     if length == 0.0:
@@ -528,7 +528,7 @@ def longest_diameter_mm(mask: np.ndarray, spacing: tuple[float, float, float]) -
     return length + float(u @ sp)
 
 
-def _farthest_pair(pts: np.ndarray) -> tuple[int, int]:
+def farthest_pair(pts: np.ndarray) -> tuple[int, int]:
     """Indices ``(a, b)``, ``a < b``, of the first farthest pair of the ``(n, 3)``
     points, as ``argmax(squareform(pdist(pts)))`` finds it.
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cc3d
 import numpy as np
+from scipy import ndimage as ndi
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,6 @@ def _saddle_parts(at: np.ndarray, shape: tuple[int, ...], hu: np.ndarray, spacin
                   threshold_hu: float, s: SplitSettings) -> np.ndarray | None:
     """Part number (1..m) of each voxel ``at`` (flat indices of one component), or
     ``None`` when the component has no saddle deep enough to split at."""
-    import cc3d
-    from scipy import ndimage as ndi
-
     kji = np.stack(np.unravel_index(at, shape), axis=1)
     lo = kji.min(axis=0)
     hi = kji.max(axis=0) + 1
