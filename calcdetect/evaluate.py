@@ -12,6 +12,10 @@ A truth study is paired with the predicted series whose
 ``series_uid_hash`` (when truth.json lacks it, the hash of the
 SeriesInstanceUID of the study's first file under ``DIR/dicom/``). When there
 is exactly one truth study and one predicted series they are paired regardless.
+When several truth studies or predictions share one hash (phantoms of one seed
+at different scan settings carry the same UIDs), a truth study is paired only
+with the prediction of that hash that lies under a folder named like the study
+folder (``eval_ct``'s ``runs/<study>/``); otherwise its lesions count as missed.
 A truth study without a prediction counts all of its lesions as missed (and
 says so in ``warnings``); a prediction without truth is ignored (also with a
 warning).
@@ -95,6 +99,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,19 +363,33 @@ def _pair(
         if t.series_uid_hash and p.series_uid_hash and t.series_uid_hash != p.series_uid_hash:
             warnings.append(f"{t.path} and {p.path}: series_uid_hash differs; paired anyway (one study each)")
         return [(t, p)]
-    by_hash: dict[str, _PredSeries] = {}
+    preds_by_hash: dict[str, list[_PredSeries]] = {}
     for p in preds:
         if p.series_uid_hash:
-            by_hash[p.series_uid_hash] = p
+            preds_by_hash.setdefault(p.series_uid_hash, []).append(p)
+    truths_per_hash = Counter(t.series_uid_hash for t in truths if t.series_uid_hash)
     used: set[Path] = set()
     pairs: list[tuple[_TruthStudy, _PredSeries | None]] = []
     for t in truths:
-        p = by_hash.get(t.series_uid_hash) if t.series_uid_hash else None
-        if p is None:
-            warnings.append(
-                f"{t.path}: no predicted series with this series_uid_hash; all its lesions count as missed"
-            )
+        same_hash = preds_by_hash.get(t.series_uid_hash, []) if t.series_uid_hash else []
+        if len(same_hash) > 1 or truths_per_hash[t.series_uid_hash] > 1:
+            # One hash, several scans: a hash match alone would score one prediction
+            # against every study of that seed.
+            named = [p for p in same_hash if t.path.name in p.path.parts]
+            p = named[0] if len(named) == 1 and named[0].path not in used else None
+            if p is None:
+                warnings.append(
+                    f"{t.path}: several studies or predictions share its series_uid_hash and no single "
+                    "prediction folder is named after this study; all its lesions count as missed "
+                    "(write each study's run into a folder named like the study folder)"
+                )
         else:
+            p = same_hash[0] if same_hash else None
+            if p is None:
+                warnings.append(
+                    f"{t.path}: no predicted series with this series_uid_hash; all its lesions count as missed"
+                )
+        if p is not None:
             used.add(p.path)
         pairs.append((t, p))
     for p in preds:

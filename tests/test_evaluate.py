@@ -570,3 +570,30 @@ def test_plaques_separate_in_the_truth_keep_their_own_level_when_fused(tmp_path)
     assert rep.level_accuracy_exact == rep.level_accuracy_exact_strict == 0.0
     levels = [e for e in rep.errors if e["error"] == "level"]
     assert len(levels) == 2 and all("level_fused" not in e["truth"] for e in levels)
+
+
+def test_studies_sharing_a_series_hash_pair_by_study_folder_name(tmp_path):
+    # Phantoms of one seed scanned with different settings share their UIDs: each
+    # must be scored against its own run, not all against the last one found.
+    root = tmp_path / "truth"
+    _write_truth(root / "s300_kv80", copy.deepcopy(TRUTH_LESIONS), uid_hash="c" * 64)
+    _write_truth(root / "s300_kv120", copy.deepcopy(TRUTH_LESIONS), uid_hash="c" * 64)
+    run = tmp_path / "run"
+    _write_pred(run / "s300_kv80", _perfect(), key="x", uid_hash="c" * 64)
+    _write_pred(run / "s300_kv120", [f for f in _perfect() if f["region"] != "renal"], key="x",
+                uid_hash="c" * 64)
+    rep = evaluate(run, root)
+    assert rep.n_scans_scored == 2
+    assert rep.sensitivity_by_region["renal"] == {"hits": 1, "total": 2, "rate": 0.5}
+
+
+def test_shared_series_hash_without_named_folders_is_not_guessed(tmp_path):
+    root = tmp_path / "truth"
+    _write_truth(root / "a", copy.deepcopy(TRUTH_LESIONS), uid_hash="c" * 64)
+    _write_truth(root / "b", copy.deepcopy(TRUTH_LESIONS), uid_hash="c" * 64)
+    run = tmp_path / "run"
+    _write_pred(run, _perfect(), key="x1", uid_hash="c" * 64)
+    _write_pred(run, _perfect(), key="x2", uid_hash="c" * 64)
+    rep = evaluate(run, root)
+    assert rep.sensitivity_overall == 0.0
+    assert any("share its series_uid_hash" in w for w in rep.warnings)
