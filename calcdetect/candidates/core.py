@@ -610,10 +610,11 @@ def _drop_lamina_edges(
     ``LIGAMENT_MIN_REACH_MM`` of bone (see ``find_candidates``).
 
     A component with at least ``RELEASED_LIGAMENT_MIN_MM3`` of ``released``
-    voxels (calcified ligament taken back from the bone mask on an interlaminar
-    slice) need only reach ``RELEASED_LIGAMENT_MIN_REACH_MM`` in-plane from the
-    remaining bone: it lies between the lumen and a lamina ~3.5 mm out, so it
-    cannot reach 3 mm from it.
+    voxels (calcified ligament on an interlaminar slice: taken back from the
+    bone mask, or lying clear of it in the same place; see
+    :func:`calcdetect.bone.release_ligament_calcification`) need only reach
+    ``RELEASED_LIGAMENT_MIN_REACH_MM`` in-plane from the remaining bone: it lies
+    between the lumen and a lamina ~3.5 mm out, so it cannot reach 3 mm from it.
     """
     pad = tuple(int(np.ceil(LIGAMENT_MIN_REACH_MM / s)) + 1 for s in spacing)
     bb = bbox_of(ligament, pad)  # type: ignore[arg-type]
