@@ -1161,10 +1161,22 @@ def _bodies_along(img: np.ndarray, spacing: tuple[float, float], cols: np.ndarra
 #: further anterior are tried; one is taken when its value is at least
 #: ``POSTERIOR_BAND_GAIN`` lower. Development phantoms (seeds 40-99): chains on the
 #: bodies -0.35 to +0.07; a chain on the pedicles +0.16, its moved path -0.12. A gain
-#: of 0.1 moved two correct chains (their shifted paths gained 0.11-0.12).
+#: of 0.1 moved two correct chains (their shifted paths gained 0.11-0.12); with the depth
+#: check (``MOVED_CHAIN_MAX_DEPTH_RATIO``) no shifted path of a correct chain on phantoms
+#: 40-99, 400-439, 540-639 that passes the other checks gains more than 0.11, and one
+#: chain on the posterior elements (phantom 586) is repaired by a path gaining 0.198.
 POSTERIOR_BAND_TRIGGER = -0.1
-POSTERIOR_BAND_GAIN = 0.2
+POSTERIOR_BAND_GAIN = 0.15
 _ANTERIOR_SHIFTS_MM = (20.0, 30.0)
+#: :func:`_onto_bodies_in_front`: a moved chain whose bodies are deeper (anterior to
+#: posterior edge, median over the chain) than this times the first chain's is not taken.
+#: A path moved in front of a chain that already ran on the bodies finds "bodies" that
+#: merge the soft tissue in front with the real bodies behind it: on development phantoms
+#: 547 and 612 (dense band in front from fat / noise) the moved chains were 1.6x as deep
+#: as the correct first chains (45-52 mm against 28-32 mm) and every level came out
+#: wrong; the one move that repaired a chain on the posterior elements (phantom 94) made
+#: it 1.1-1.2x as deep.
+MOVED_CHAIN_MAX_DEPTH_RATIO = 1.35
 #: :func:`bone_beside` of the chain kept: above this the bone beside the chain is clearly
 #: denser than its "bodies", which are then not the bodies, and no level is named (a
 #: confidently wrong L1-L4 would be scored). Development phantoms 0-99 and 400-439:
@@ -1213,6 +1225,11 @@ def bone_beside(found: _PathBodies, *, partial: bool = False) -> float | None:
     return (max(beside) - inside) / max(float(hi - lo), 1e-6)
 
 
+def _chain_depth(verts: list[Vertebra]) -> float:
+    """Median anterior-to-posterior depth of a chain's bodies, in strip samples."""
+    return float(np.median([v.t_post - v.t_ant for v in verts]))
+
+
 def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[float, float], cols: np.ndarray,
                           rows: np.ndarray, path_resp: np.ndarray, flipped: bool) -> _PathBodies:
     """The bodies along a path moved anteriorly when the first chain was the posterior elements.
@@ -1225,7 +1242,9 @@ def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[fl
     chain stands out most from its surroundings is taken (image anterior is on the left),
     unless it has more slivers than the first chain (:func:`_slivers`): a path moved onto
     the body edge dips at the endplates and at the pedicles and stands out well with
-    slivers (development phantom 439).
+    slivers (development phantom 439), nor when its bodies are much deeper than the first
+    chain's (``MOVED_CHAIN_MAX_DEPTH_RATIO``): the first chain was on the bodies and the
+    moved one merged them with the tissue in front.
     """
     if len(found.verts) < 3:
         return found
@@ -1239,6 +1258,8 @@ def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[fl
         cand_score = bone_beside(cand)
         if len(cand.verts) < max(3, len(found.verts) - 1) or _slivers(cand.verts) > _slivers(found.verts):
             continue  # bodies lost, or cut into slivers by the moved path
+        if _chain_depth(cand.verts) > MOVED_CHAIN_MAX_DEPTH_RATIO * _chain_depth(found.verts):
+            continue  # the bodies merged with the tissue in front of them
         if cand_score is not None and cand_score < best_score:
             best, best_score = cand, cand_score
     return best
