@@ -145,6 +145,18 @@ class ClassifySettings:
     # calcification found had a mean >= 128 HU above it. A cluster against bone
     # fainter than this margin is not reported as ligament.
     ligament_min_excess_hu: float = 110.0
+    # ... except for a large calcification. At 140 kVp the calcium contrast falls
+    # more than the kVp-adapted threshold does, and ligament calcifications of
+    # 280-570 mm3 had a mean less than 110 HU above the threshold (dev seeds
+    # 1400-1547: 5 of the 9 ligament region errors; seed 1427: 449 mm3 at 90,
+    # seed 1515: 280 mm3 at 106), while a halo cluster that
+    # large is a noisy rim along a lamina, barely above the threshold (dev seeds
+    # 20-89, 300-323, 1100-1335: the largest 420 mm3 at 41 HU above; none of
+    # 250 mm3 or more at 60 HU or more, the nearest 219 mm3 at 73 HU).
+    # A cluster of at least ligament_faint_exempt_mm3 needs only
+    # ligament_faint_exempt_min_excess_hu.
+    ligament_faint_exempt_mm3: float = 250.0
+    ligament_faint_exempt_min_excess_hu: float = 60.0
     # The ligament lines the canal's posterior wall. Where the zone reaches the
     # back of the S1 body or the roof of the sacral canal (it runs ~12 mm below
     # the S1 top), dense pieces lie level with or in front of the canal's centre:
@@ -1118,7 +1130,9 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
             return _finding(n, les, Region.OTHER, Kind.UNKNOWN, morph, 0.3 * size, level=level)
         if bone_frac > 0.5 and region_counts.get(best.label, 0) < s.ligament_min_zone_fraction * total:
             return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
-        if ctx.dense_hu is not None and les.mean_hu < ctx.dense_hu + s.ligament_min_excess_hu:
+        faint_margin = (s.ligament_faint_exempt_min_excess_hu if les.volume_mm3 >= s.ligament_faint_exempt_mm3
+                        else s.ligament_min_excess_hu)
+        if ctx.dense_hu is not None and les.mean_hu < ctx.dense_hu + faint_margin:
             contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
             if contact >= s.bone_contact or background >= s.bone_background_hu:
                 # Cortex halo and noise against the laminae, not a calcified ligament.
