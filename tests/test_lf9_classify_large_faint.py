@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from classify_scene import measured_lesion
 
 from calcdetect.anatomy.regions import structure
 from calcdetect.classify import ClassifySettings, classify
@@ -38,18 +39,7 @@ def _spine_at_140kv() -> tuple[Volume, AnatomyMap]:
 def _faint_lesion(vol: Volume, mask: np.ndarray, label: int) -> Lesion:
     """Measured as the candidate stage would: its voxels set to FAINT_MEAN_HU in ``vol``."""
     vol.array[mask] = FAINT_MEAN_HU
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(0), idx.max(0) + 1
-    pts = idx * np.array(vol.spacing)
-    axes = 4 * np.sqrt(np.clip(np.sort(np.linalg.eigvalsh(np.cov((pts - pts.mean(0)).T)))[::-1], 0, None))
-    cen = idx.mean(0)
-    return Lesion(
-        label=label, bbox=(*lo.tolist(), *hi.tolist()), mask=mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]],
-        voxel_count=len(idx), volume_mm3=len(idx) * float(np.prod(vol.spacing)), agatston=0.0, mass_mg=0.0,
-        peak_hu=FAINT_MEAN_HU + 60.0, mean_hu=FAINT_MEAN_HU, centroid_lps_mm=tuple(vol.index_to_lps(cen).tolist()),
-        centroid_kji=tuple(cen.tolist()), max_diameter_mm=float(np.ptp(pts, axis=0).max()) + 1.0,
-        axes_mm=tuple(axes.tolist()), elongation=float(1 - axes[1] / axes[0]), central_lucency=False,
-    )
+    return replace(measured_lesion(vol, mask, peak=FAINT_MEAN_HU + 60.0), label=label, mean_hu=FAINT_MEAN_HU)
 
 
 def _scene() -> tuple[Volume, AnatomyMap, list[Lesion]]:
