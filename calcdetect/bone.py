@@ -78,6 +78,7 @@ from calcdetect.candidates._voxel import (
     ball_footprint,
     bbox_of,
     dilate,
+    distance_in_plane,
     erode,
     fill_holes_per_slice,
     label_per_slice,
@@ -495,9 +496,7 @@ def release_ligament_calcification(
     lumen &= canal_known[:, None, None]
     if not lumen.any():
         return out
-    dist = np.full(lumen.shape, np.inf, dtype=np.float32)
-    for n in np.flatnonzero(canal_known):  # 2-D per slice: a 3-D transform also sweeps z
-        dist[n] = ndi.distance_transform_edt(~lumen[n], sampling=(sj, si))
+    dist = distance_in_plane(lumen, max(LIGAMENT_SHELL_MM[1], LIGAMENT_RELEASE_MM), sj, si)
     dense = hu_sub >= threshold_hu
     shell = z_sub & (dist > LIGAMENT_SHELL_MM[0]) & (dist <= LIGAMENT_SHELL_MM[1])
     n_shell = shell.sum(axis=(1, 2))
@@ -519,7 +518,10 @@ def release_ligament_calcification(
     # the lamina's faint partial volume there.
     near_wall[edge] &= hu_sub[edge] >= threshold_hu + EDGE_SLICE_MIN_EXCESS_HU
     if RELEASE_UNFUSED_LIGAMENT_CALCIUM:
-        near_wall &= b_sub | _off_bone(b_sub, near_wall, sj, si)
+        # bone on the slices that hold candidates only: the distance is per slice
+        on_slices = b_sub & near_wall.any(axis=(1, 2))[:, None, None]
+        off_bone = distance_in_plane(on_slices, UNFUSED_MIN_OFF_BONE_MM, sj, si) >= UNFUSED_MIN_OFF_BONE_MM
+        near_wall &= b_sub | off_bone
     else:
         near_wall &= b_sub
     if not near_wall.any():
@@ -528,21 +530,6 @@ def release_ligament_calcification(
     # A calcification centred on the lamina reaches round towards the pillars:
     # it is released whole, not cut at the arc's edge.
     out[bb] = ndi.binary_propagation(seeds, structure=_PLANE8, mask=near_wall)
-    return out
-
-
-def _off_bone(bone: np.ndarray, where: np.ndarray, sj: float, si: float) -> np.ndarray:
-    """Pixels at least ``UNFUSED_MIN_OFF_BONE_MM`` from ``bone`` in their slice,
-    worked out on the slices where ``where`` has pixels (a slice without bone
-    counts as far from it)."""
-    from scipy import ndimage as ndi
-
-    out = np.zeros(bone.shape, dtype=bool)
-    for n in np.flatnonzero(where.any(axis=(1, 2))):
-        if not bone[n].any():
-            out[n] = True
-            continue
-        out[n] = ndi.distance_transform_edt(~bone[n], sampling=(sj, si)) >= UNFUSED_MIN_OFF_BONE_MM
     return out
 
 

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
 from calcdetect.anatomy.regions import VERTEBRA_LEVELS
-from calcdetect.candidates._voxel import fill_holes_per_slice  # re-exported: one implementation
+from calcdetect.candidates._voxel import distance_in_plane, fill_holes_per_slice  # re-exported: one implementation
 
 __all__ = [
     "SpineSettings",
@@ -154,27 +154,6 @@ def dilate_in_plane(mask: np.ndarray, radius_mm: float, sj: float, si: float) ->
     ks = np.flatnonzero(mask.any(axis=(1, 2)))
     box = (slice(ks[0], ks[-1] + 1),) + _stack_box(mask, max(rj, ri) + 1)[1:]
     out[box] = ndi.binary_dilation(mask[box], structure=(offset_mm <= radius_mm + 1e-6)[None])
-    return out
-
-
-def distance_in_plane(mask: np.ndarray, reach_mm: float, sj: float, si: float) -> np.ndarray:
-    """In-plane distance (mm, float32) of every voxel to the mask on its slice,
-    exact up to ``reach_mm`` and ``inf`` beyond the mask's box grown by it."""
-    out = np.full(mask.shape, np.inf, dtype=np.float32)
-    if not mask.any():
-        return out
-    radius_mm = reach_mm
-    _, nj, ni = mask.shape
-    rj, ri = int(np.ceil(radius_mm / sj)) + 1, int(np.ceil(radius_mm / si)) + 1
-    ks = np.flatnonzero(mask.any(axis=(1, 2)))
-    rows, cols = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
-    box = (slice(ks[0], ks[-1] + 1), slice(max(rows[0] - rj, 0), min(rows[-1] + rj + 1, nj)),
-           slice(max(cols[0] - ri, 0), min(cols[-1] + ri + 1, ni)))
-    sub = mask[box]
-    dist = out[box]
-    for n in np.flatnonzero(sub.any(axis=(1, 2))):
-        # 2-D distance per slice: a 3-D transform would also sweep along k
-        dist[n] = ndi.distance_transform_edt(~sub[n], sampling=(sj, si))
     return out
 
 

@@ -490,3 +490,26 @@ def sparse_zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         buf.madvise(mmap.MADV_NOHUGEPAGE)
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def distance_in_plane(mask: np.ndarray, reach_mm: float, sj: float, si: float) -> np.ndarray:
+    """In-plane distance (mm, float32) of every voxel to the mask on its slice,
+    exact up to ``reach_mm`` and ``inf`` beyond the mask's box grown by it."""
+    from scipy import ndimage as ndi
+
+    out = np.full(mask.shape, np.inf, dtype=np.float32)
+    if not mask.any():
+        return out
+    radius_mm = reach_mm
+    _, nj, ni = mask.shape
+    rj, ri = int(np.ceil(radius_mm / sj)) + 1, int(np.ceil(radius_mm / si)) + 1
+    ks = np.flatnonzero(mask.any(axis=(1, 2)))
+    rows, cols = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
+    box = (slice(ks[0], ks[-1] + 1), slice(max(rows[0] - rj, 0), min(rows[-1] + rj + 1, nj)),
+           slice(max(cols[0] - ri, 0), min(cols[-1] + ri + 1, ni)))
+    sub = mask[box]
+    dist = out[box]
+    for n in np.flatnonzero(sub.any(axis=(1, 2))):
+        # 2-D distance per slice: a 3-D transform would also sweep along k
+        dist[n] = ndi.distance_transform_edt(~sub[n], sampling=(sj, si))
+    return out
