@@ -15,6 +15,8 @@ Error breakdown (phantom cases): the AAC-24 MAE of the true aortic calcium score
 the true corners (the floor of the 2-D rules), of the *detected* calcium on the true
 corners (calcium detection and walls) and of the true calcium on the *detected* L1-L4
 corners (levels and segment boundaries); see ``calcdetect.radiograph.aac.score_image_mask``.
+``breakdown_agreement``: the ICC / MAE / bias of each of these on the same cases, which
+names the part that limits the agreement.
 The same per photon count (``by_dose``: signed error and MAE of each, and the level
 accuracy), because the calcium net's error depends on the quantum noise. Wall by wall
 (``walls``): the truth x predicted grade confusion, false walls (truth 0 called calcified)
@@ -234,6 +236,36 @@ def _mae(pairs: list[tuple[float, float | None]]) -> float | None:
     return float(np.mean([abs(t - p) for t, p in ok])) if ok else None
 
 
+#: The AAC-24 estimates compared by :func:`breakdown_agreement`: the pipeline's, and the
+#: three of :func:`error_breakdown` that swap a part of it for truth.
+BREAKDOWN_ESTIMATES = ("pred", "truth_on_truth", "detected_on_truth", "truth_on_detected")
+
+
+def breakdown_agreement(rows: list[dict]) -> dict:
+    """ICC(2,1), MAE and signed bias against the 3-D truth of each AAC-24 estimate in
+    ``BREAKDOWN_ESTIMATES``, on the same cases (those where all of them exist).
+
+    Why: the done-criterion is an ICC, and the per-estimate MAEs of ``breakdown_mae`` are
+    taken on different case sets (an unscored case drops out of some only) and do not say
+    which part limits the agreement. Swapping the detected calcium for truth (or the
+    detected vertebrae) on identical cases does: the estimate whose ICC stays far below
+    the floor's (``truth_on_truth``) names the part that limits it.
+    """
+    common = [r for r in rows if r.get("aac24_truth") is not None and r.get("aac24_pred") is not None
+              and all((r.get("breakdown") or {}).get(k) is not None for k in BREAKDOWN_ESTIMATES[1:])]
+    out: dict = {"n_cases": len(common)}
+    if len(common) < 2:
+        return out
+    truth = np.array([r["aac24_truth"] for r in common], float)
+    for key in BREAKDOWN_ESTIMATES:
+        est = np.array([r["aac24_pred"] if key == "pred" else r["breakdown"][key] for r in common], float)
+        icc = icc_2_1(np.column_stack([truth, est]))
+        out[key] = {"icc21": round(float(icc), 3) if icc is not None else None,
+                    "mae": round(float(np.abs(est - truth).mean()), 3),
+                    "bias": round(float((est - truth).mean()), 3)}
+    return out
+
+
 def _band_stats(rows: list[dict], key: str) -> dict[str, float | int | None]:
     """Signed mean error and MAE of one AAC-24 estimate (``key``: ``pred`` or a
     breakdown name) against the 3-D truth over the rows that have it."""
@@ -385,6 +417,7 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
         "corner_error_mm_median": float(np.median(corner_err)) if corner_err else None,
         "seconds_per_case_median": float(np.median(times)) if times else None,
         "breakdown_mae": {name: {"mae": _mae(v), "n": sum(p is not None for _, p in v)} for name, v in parts.items()},
+        "breakdown_agreement": breakdown_agreement(rows),
         "by_dose": by_dose(rows),
         "walls": wall_breakdown(rows),
         "cases": rows,
