@@ -437,7 +437,8 @@ def find_kidneys(hu: np.ndarray, spacing: tuple[float, float, float], body_centr
 
 def ureter_zone(collecting_system: np.ndarray, side: str, body_centre: np.ndarray, body_front: np.ndarray,
                 spacing: tuple[float, float, float], k_stop: int | None, radius_mm: float = 8.0,
-                lateral_mm: float = 40.0, anterior_mm: float = 8.0) -> np.ndarray:
+                lateral_mm: float = 40.0, anterior_mm: float = 8.0,
+                hold_front_at_promontory: bool = True) -> np.ndarray:
     """A coarse zone where the abdominal ureter runs (it is not traced).
 
     From the renal pelvis (the collecting system's lowest slices) the ureter runs
@@ -445,6 +446,13 @@ def ureter_zone(collecting_system: np.ndarray, side: str, body_centre: np.ndarra
     and just anterior of the vertebral bodies' front; the zone's centre moves
     linearly from the pelvis onto that line over 15 mm and follows it down to
     ``k_stop`` (the pelvic brim; 100 mm below the renal pelvis when unknown). It is a disk of ``radius_mm`` per slice.
+
+    With ``hold_front_at_promontory`` the line never moves back with the
+    column: below the sacral promontory the sacrum's front sweeps posteriorly,
+    but the ureter stays on the psoas and crosses the iliac vessels at the brim
+    in front of the sacral ala, so the zone keeps the most anterior front seen
+    above it. (Following the sacrum put the zone 15-25 mm behind the ureter at
+    S1: dev phantoms 1704, 1719 and 1744, stones there called phleboliths.)
     """
     out = np.zeros(collecting_system.shape, dtype=bool)
     ks = np.flatnonzero(collecting_system.any(axis=(1, 2)))
@@ -457,10 +465,13 @@ def ureter_zone(collecting_system: np.ndarray, side: str, body_centre: np.ndarra
     stop = max(k_top - int(100.0 / sk), 0) if k_stop is None else max(int(k_stop), 0)
     nj, ni = out.shape[1:]
     ramp = max(15.0 / sk, 1.0)
+    front = np.inf
     for k in range(k_top - 1, stop - 1, -1):
         if not (np.isfinite(body_centre[k]).all() and np.isfinite(body_front[k])):
             continue
-        tj = body_front[k] - anterior_mm / sj
+        # rows grow posteriorly: the running minimum is the most anterior front so far
+        front = min(front, float(body_front[k])) if hold_front_at_promontory else float(body_front[k])
+        tj = front - anterior_mm / sj
         ti = body_centre[k, 1] + sign * lateral_mm / si
         f = min((k_top - k) / ramp, 1.0)
         jc, ic = (1 - f) * pj + f * tj, (1 - f) * pi + f * ti
