@@ -132,6 +132,26 @@ class ClassifySettings:
     # false "ligament calcifications", while every ligament calcification found
     # measured more. Flecks smaller than this are "other" (unknown).
     ligament_min_volume_mm3: float = 30.0
+    # ... except a fleck with a released core (Lesion.released_ligament_mm3 at
+    # least ligament_released_core_mm3, the candidate stage's
+    # RELEASED_LIGAMENT_MIN_MM3): calcium the bone release took back from the
+    # laminae on an interlaminar slice, where the shaved cortex is not released.
+    # Small ligament calcifications (3.5-4.5 mm across) measure 12-29 mm3 there
+    # (dev seeds 1600-1747: 5 of the 11 ligament calcifications called "other").
+    # The released fleck must also lie in soft tissue on the canal's posterior
+    # wall, as the ligament does: a ring median below
+    # ligament_released_max_background_hu and a canal depth (_canal_depth) of
+    # at most ligament_released_max_canal_depth. The released flecks that are
+    # no ligament calcification are the laminar cortex, bone round them or
+    # deeper in the arch: on dev seeds 1400-1747 the 7 such ligament
+    # calcifications had a median of 44-90 HU and a depth of 0.77-1.14; of the
+    # 8 false ones, 5 had 114-336 HU, one 70 HU at a depth of 1.34, and two
+    # (78-95 HU, seed 1435) were fainter than ligament_min_excess_hu against
+    # the bone: the faint-cluster rule below takes them.
+    ligament_released_min_volume_mm3: float = 12.0
+    ligament_released_core_mm3: float = 10.0
+    ligament_released_max_background_hu: float = 100.0
+    ligament_released_max_canal_depth: float = 1.2
     # Share of a "ligament calcification" lying mostly in vertebral bone that must
     # lie in the ligamentum flavum zone: a cortical edge of the S1 body or a facet
     # grazing the zone (a few per cent of its voxels, peak > 1000 HU) was
@@ -157,6 +177,14 @@ class ClassifySettings:
     # ligament_faint_exempt_min_excess_hu.
     ligament_faint_exempt_mm3: float = 250.0
     ligament_faint_exempt_min_excess_hu: float = 60.0
+    # ... and so does a calcification mostly made of released ligament calcium
+    # (Lesion.released_ligament_mm3 at least this share of its volume): the
+    # bone release takes back only what lies in the zone on an interlaminar
+    # slice, not the halo along a lamina (dev seed 1703: 80 mm3 at 140 kV, 71 %
+    # released, 102 HU above the threshold, called "other (bone)"). Not a fleck
+    # under ligament_min_volume_mm3 (its own rule): two faint released flecks of
+    # 16-21 mm3 on dev seed 1435 were laminar cortex.
+    ligament_faint_exempt_released_fraction: float = 0.5
     # The ligament lines the canal's posterior wall. Where the zone reaches the
     # back of the S1 body or the roof of the sacral canal (it runs ~12 mm below
     # the S1 top), dense pieces lie level with or in front of the canal's centre:
@@ -166,6 +194,24 @@ class ClassifySettings:
     # level with the S1 body included). The old rule, no ligament on slices
     # counted as S1, lost the latter.
     ligament_min_canal_depth: float = 0.4
+    # At L5-S1 the canal estimate's posterior wall can lie ~5 mm in front of the
+    # true one (dev seeds 1614, 1628, 1700: 4.3-5.4 mm calcifications 1-6 px
+    # behind the zone, canal depth 1.5-2.1), and the zone with it. A lesion the
+    # distance rule places next to the zone is still ligament when it lies
+    # behind the canal's posterior wall (depth >= 1) in soft tissue all round:
+    # less than ligament_beside_zone_max_contact of its shell and a ring median
+    # below ligament_beside_zone_max_background_hu, fat or muscle (those three:
+    # contact 0, median -66 to -25 HU). What else lies there is the laminae and
+    # spinous processes, cut by the scan's end or shaved by the bone opening:
+    # bone round it (the shell test of the faint-cluster rule).
+    # Only at the lumbosacral junction, where the canal estimate falls forward:
+    # elsewhere the zone spans the canal's posterior wall, and what lies a few
+    # mm behind it is the laminae (laminae cut by the end of the scan were
+    # reported as ligament).
+    ligament_beside_zone: bool = True
+    ligament_beside_zone_levels: tuple[str, ...] = ("L5-S1", "S1")
+    ligament_beside_zone_max_contact: float = 0.1
+    ligament_beside_zone_max_background_hu: float = 60.0
     # The ligamentum flavum is a vertical sheet between two laminae (~12-20 mm
     # tall); a calcification as long as the laminae's arc (a bilateral V is
     # 20-35 mm across) is taller than a few mm. The partial-volume halo on the
@@ -574,6 +620,33 @@ def _in_plane_length_mm(les: Lesion, spacing: tuple[float, float, float]) -> flo
         foot = foot[np.unique(np.r_[proj.argmin(axis=0), proj.argmax(axis=0)])]
     a, b = farthest_pair(foot)
     return float(np.linalg.norm(foot[a] - foot[b]) + min(spacing[1], spacing[2]))
+
+
+def _beside_ligament_zone(les: Lesion, ctx: _Context, idx: np.ndarray, level: str | None,
+                          s: ClassifySettings) -> bool:
+    """Next to the ligament zone at the lumbosacral junction (``level``), behind the
+    canal's posterior wall, in soft tissue all round (see ``ligament_beside_zone``);
+    ``idx``: its voxels on the anatomy grid."""
+    if not s.ligament_beside_zone or ctx.dense_hu is None or level not in s.ligament_beside_zone_levels:
+        return False
+    contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+    if contact >= s.ligament_beside_zone_max_contact or background >= s.ligament_beside_zone_max_background_hu:
+        return False
+    depth = _canal_depth(ctx, idx)
+    return depth is not None and depth >= 1.0
+
+
+def _ligament_min_volume(les: Lesion, ctx: _Context, idx: np.ndarray, s: ClassifySettings) -> float:
+    """The smallest ligament calcification reported (see ``ligament_released_min_volume_mm3``);
+    ``idx``: the lesion's voxels on the anatomy grid."""
+    if les.released_ligament_mm3 < s.ligament_released_core_mm3 or ctx.dense_hu is None:
+        return s.ligament_min_volume_mm3
+    _, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+    depth = _canal_depth(ctx, idx)
+    if background >= s.ligament_released_max_background_hu or depth is None \
+            or depth > s.ligament_released_max_canal_depth:
+        return s.ligament_min_volume_mm3
+    return min(s.ligament_released_min_volume_mm3, s.ligament_min_volume_mm3)
 
 
 def _laminar_face_strip(les: Lesion, spacing: tuple[float, float, float], s: ClassifySettings) -> bool:
@@ -1123,18 +1196,21 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         return _finding(n, les, Region.ILIAC, Kind.ATHEROSCLEROTIC, morph, conf, best.side, level,
                         best.segment, best.name)
     if best.region is Region.LIGAMENTUM_FLAVUM:
-        if best.label not in region_counts:
+        if best.label not in region_counts and not _beside_ligament_zone(les, ctx, idx, level, s):
             # Near the zone but not in it: the zone already spans the canal's
             # posterior wall, and what lies just outside it is bone (laminae cut
             # by the end of the scan, which the bone mask cannot close).
             return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
         if les.max_diameter_mm > s.ligament_max_mm:
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5, level=level)
-        if les.volume_mm3 < s.ligament_min_volume_mm3:
+        if les.volume_mm3 < _ligament_min_volume(les, ctx, idx, s):
             return _finding(n, les, Region.OTHER, Kind.UNKNOWN, morph, 0.3 * size, level=level)
         if bone_frac > 0.5 and region_counts.get(best.label, 0) < s.ligament_min_zone_fraction * total:
             return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
-        faint_margin = (s.ligament_faint_exempt_min_excess_hu if les.volume_mm3 >= s.ligament_faint_exempt_mm3
+        mostly_released = (les.volume_mm3 >= s.ligament_min_volume_mm3 and les.released_ligament_mm3
+                           >= s.ligament_faint_exempt_released_fraction * les.volume_mm3)
+        faint_margin = (s.ligament_faint_exempt_min_excess_hu
+                        if les.volume_mm3 >= s.ligament_faint_exempt_mm3 or mostly_released
                         else s.ligament_min_excess_hu)
         if ctx.dense_hu is not None and les.mean_hu < ctx.dense_hu + faint_margin:
             contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)

@@ -341,6 +341,11 @@ class Lesion:
     # Partial-volume-corrected volume (integrated HU excess / peak excess); the
     # threshold volume above is the conventional volume score.
     volume_pv_mm3: float | None = None
+    # Volume of its voxels that the candidate stage took back from the bone mask
+    # as ligamentum flavum calcium on an interlaminar slice
+    # (calcdetect.bone.release_ligament_calcification); 0 elsewhere. Classification
+    # trusts a small ligament calcification with such a released core.
+    released_ligament_mm3: float = 0.0
 
 
 @dataclass(frozen=True)

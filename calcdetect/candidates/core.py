@@ -47,7 +47,7 @@ Both paths give identical labels (tests run the torch path on CPU).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -408,6 +408,8 @@ def find_candidates(
     # The per-slice regions of the minimum-area rule are the Agatston regions.
     known = measured.lesions if measured is not None and measured.threshold_hu == thr else ()
     lesions = _measure(volume, labels, idx, None, reg, thr, cal, tdev, workers, known) if n else []
+    if released is not None and lesions:
+        lesions = _with_released_ligament(lesions, labels, idx, released, spacing)
 
     return Candidates(
         lesions=tuple(lesions),
@@ -651,6 +653,22 @@ def _drop_lamina_edges(
         beyond = np.bincount(lab[at], weights=~near, minlength=n_old + 1)
         keep[[a for a in cands if beyond[a] == 0]] = False
     return _keep_labels(labels, idx, reg, adjacent, keep)
+
+
+def _with_released_ligament(lesions: list[Lesion], labels: np.ndarray, idx: np.ndarray, released: np.ndarray,
+                            spacing: tuple[float, float, float]) -> list[Lesion]:
+    """Each lesion with its released ligament volume (``Lesion.released_ligament_mm3``).
+
+    Classification needs it: a small calcification with a released core is
+    ligament calcium taken back from the laminae, while a fleck of the same size
+    against them without one is usually the laminar cortex shaved off by the
+    bone opening.
+    """
+    lab = labels.reshape(-1)[idx].astype(np.int64)
+    per_label = np.bincount(lab, weights=released.reshape(-1)[idx], minlength=int(lab.max(initial=0)) + 1)
+    voxel_mm3 = float(np.prod(spacing))
+    return [replace(les, released_ligament_mm3=float(per_label[les.label]) * voxel_mm3)
+            if les.label < per_label.size and per_label[les.label] > 0 else les for les in lesions]
 
 
 def _keep_labels(
