@@ -27,9 +27,14 @@ whose mean HU is less than ``ligament_min_excess_hu`` above the threshold is
 the laminar cortex's halo lifted by noise, not a calcified ligament; so is an
 arc long in-plane but at most a few mm (or one slice) tall (the halo on a
 lamina's upper or lower face; the ligament is a vertical sheet), and
-anything placed there by distance alone (outside the zone), or lying level with
+anything placed there by distance alone (outside the zone; at L5-S1 and S1,
+where the canal estimate falls forward, a lesion behind the canal's posterior
+wall in soft tissue all round is still ligament), or lying level with
 or in front of the canal's centre rather than on its posterior wall (the back of
-S1 and the roof of the sacral canal, which the zone reaches). A round
+S1 and the roof of the sacral canal, which the zone reaches). Flecks under
+``ligament_min_volume_mm3`` are not reported as ligament unless the candidate
+stage released their core from the laminae and they lie in soft tissue on the
+canal's posterior wall. A round
 nodule (at thick slices: round once its stretch along z is discounted, and
 thicker across than a wall flake) in an iliac zone near the ureter's course (where it crosses the iliac
 artery at the pelvic brim) is a ureteral stone, not plaque. A lesion placed in
