@@ -512,6 +512,12 @@ def _column_box(seed: tuple[float, float], shape: tuple[int, int, int], s: Spine
     return slice(None), slice(j0, j1), slice(i0, i1)
 
 
+# The canal's expected position on a slice: the median of the most posterior
+# holes within this span along z (mm), and the largest offset from it (mm).
+CANAL_REFERENCE_MM = 80.0
+CANAL_MAX_OFFSET_MM = 12.0
+
+
 def _find_canal(hu: np.ndarray, column: np.ndarray, track: np.ndarray, s: SpineSettings,
                 spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Spinal canal: the low-density hole ringed by bone, interpolated along z.
@@ -542,18 +548,26 @@ def _find_canal(hu: np.ndarray, column: np.ndarray, track: np.ndarray, s: SpineS
             cands[k].append((m, _centroid(m[bb[1:]], bb[1].start, bb[2].start), area))
     # The canal is the most posterior large hole (fatty marrow can leave holes in
     # the body, always anterior of it) and its centre moves smoothly along z.
-    post = np.full(nk, np.nan)
+    # The reference is local (CANAL_REFERENCE_MM along z): over a chest CT the
+    # kyphosis moves the canal by more than the tolerance, and a scan-wide median
+    # rejected the true canal in the upper thorax and kept an extrapolated one
+    # ~30 mm behind it, at the spinous processes (real ct_thorax_philips). The
+    # reference is taken both ways in-plane: beside the canal the hole between a
+    # rib's neck and its transverse process can lie as far back as the canal.
+    post = np.full((nk, 2), np.nan)
     for k in range(nk):
         if cands[k]:
-            post[k] = max(c[1][0] for c in cands[k])
-    if np.isfinite(post).any():
-        ref = np.nanmedian(post)
+            post[k] = max(cands[k], key=lambda t: t[1][0])[1]
+    half = max(int(round(CANAL_REFERENCE_MM / 2 / sk)), 1)
     for k in range(nk):
         if not cands[k]:
             continue
-        m, c, area = max(cands[k], key=lambda t: t[1][0])
-        if abs(c[0] - ref) * sj > 12.0:
+        ref = np.nanmedian(post[max(k - half, 0) : k + half + 1], axis=0)
+        near = [t for t in cands[k] if abs(t[1][0] - ref[0]) * sj <= CANAL_MAX_OFFSET_MM
+                and abs(t[1][1] - ref[1]) * si <= CANAL_MAX_OFFSET_MM]
+        if not near:
             continue
+        m, c, area = max(near, key=lambda t: t[1][0])
         canal[k] = m
         centre[k] = c
         radii.append(np.sqrt(area / np.pi))
