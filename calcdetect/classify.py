@@ -91,7 +91,7 @@ from calcdetect.anatomy.regions import (
     structure_by_label,
 )
 from calcdetect.anatomy.spine import level_of_extent, level_zones, refine_endplates
-from calcdetect.candidates.core import CandidateSettings
+from calcdetect.candidates.core import RELEASED_LIGAMENT_MIN_MM3, CandidateSettings
 from calcdetect.candidates.measure import farthest_pair, measure_components
 from calcdetect.candidates.threshold import calcium_threshold_hu
 from calcdetect.device import Device
@@ -154,7 +154,7 @@ class ClassifySettings:
     # (78-95 HU, seed 1435) were fainter than ligament_min_excess_hu against
     # the bone: the faint-cluster rule below takes them.
     ligament_released_min_volume_mm3: float = 12.0
-    ligament_released_core_mm3: float = 10.0
+    ligament_released_core_mm3: float = RELEASED_LIGAMENT_MIN_MM3
     ligament_released_max_background_hu: float = 100.0
     ligament_released_max_canal_depth: float = 1.2
     # Share of a "ligament calcification" lying mostly in vertebral bone that must
@@ -627,28 +627,26 @@ def _in_plane_length_mm(les: Lesion, spacing: tuple[float, float, float]) -> flo
     return float(np.linalg.norm(foot[a] - foot[b]) + min(spacing[1], spacing[2]))
 
 
-def _beside_ligament_zone(les: Lesion, ctx: _Context, idx: np.ndarray, level: str | None,
+def _beside_ligament_zone(level: str | None, surroundings: tuple[float, float] | None, depth: float | None,
                           s: ClassifySettings) -> bool:
     """Next to the ligament zone at the lumbosacral junction (``level``), behind the
-    canal's posterior wall, in soft tissue all round (see ``ligament_beside_zone``);
-    ``idx``: its voxels on the anatomy grid."""
-    if not s.ligament_beside_zone or ctx.dense_hu is None or level not in s.ligament_beside_zone_levels:
+    canal's posterior wall (``depth``, :func:`_canal_depth`), in soft tissue all
+    round (``surroundings``, :func:`_surroundings`; see ``ligament_beside_zone``)."""
+    if not s.ligament_beside_zone or surroundings is None or level not in s.ligament_beside_zone_levels:
         return False
-    contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+    contact, background = surroundings
     if contact >= s.ligament_beside_zone_max_contact or background >= s.ligament_beside_zone_max_background_hu:
         return False
-    depth = _canal_depth(ctx, idx)
     return depth is not None and depth >= 1.0
 
 
-def _ligament_min_volume(les: Lesion, ctx: _Context, idx: np.ndarray, s: ClassifySettings) -> float:
+def _ligament_min_volume(les: Lesion, surroundings: tuple[float, float] | None, depth: float | None,
+                         s: ClassifySettings) -> float:
     """The smallest ligament calcification reported (see ``ligament_released_min_volume_mm3``);
-    ``idx``: the lesion's voxels on the anatomy grid."""
-    if les.released_ligament_mm3 < s.ligament_released_core_mm3 or ctx.dense_hu is None:
+    ``surroundings`` and ``depth`` as for :func:`_beside_ligament_zone`."""
+    if les.released_ligament_mm3 < s.ligament_released_core_mm3 or surroundings is None:
         return s.ligament_min_volume_mm3
-    _, background = _surroundings(les, ctx.volume, ctx.dense_hu)
-    depth = _canal_depth(ctx, idx)
-    if background >= s.ligament_released_max_background_hu or depth is None \
+    if surroundings[1] >= s.ligament_released_max_background_hu or depth is None \
             or depth > s.ligament_released_max_canal_depth:
         return s.ligament_min_volume_mm3
     return min(s.ligament_released_min_volume_mm3, s.ligament_min_volume_mm3)
@@ -1201,14 +1199,17 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         return _finding(n, les, Region.ILIAC, Kind.ATHEROSCLEROTIC, morph, conf, best.side, level,
                         best.segment, best.name)
     if best.region is Region.LIGAMENTUM_FLAVUM:
-        if best.label not in region_counts and not _beside_ligament_zone(les, ctx, idx, level, s):
+        # Several rules below read what the lesion lies in and how deep in the canal.
+        surroundings = _surroundings(les, ctx.volume, ctx.dense_hu) if ctx.dense_hu is not None else None
+        depth = _canal_depth(ctx, idx)
+        if best.label not in region_counts and not _beside_ligament_zone(level, surroundings, depth, s):
             # Near the zone but not in it: the zone already spans the canal's
             # posterior wall, and what lies just outside it is bone (laminae cut
             # by the end of the scan, which the bone mask cannot close).
             return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
         if les.max_diameter_mm > s.ligament_max_mm:
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5, level=level)
-        if les.volume_mm3 < _ligament_min_volume(les, ctx, idx, s):
+        if les.volume_mm3 < _ligament_min_volume(les, surroundings, depth, s):
             return _finding(n, les, Region.OTHER, Kind.UNKNOWN, morph, 0.3 * size, level=level)
         if bone_frac > 0.5 and region_counts.get(best.label, 0) < s.ligament_min_zone_fraction * total:
             return _finding(n, les, Region.OTHER, other_kind, morph, other_conf * size, level=level)
@@ -1217,15 +1218,14 @@ def classify_lesion(les: Lesion, ctx: _Context, n: int, s: ClassifySettings) -> 
         faint_margin = (s.ligament_faint_exempt_min_excess_hu
                         if les.volume_mm3 >= s.ligament_faint_exempt_mm3 or mostly_released
                         else s.ligament_min_excess_hu)
-        if ctx.dense_hu is not None and les.mean_hu < ctx.dense_hu + faint_margin:
-            contact, background = _surroundings(les, ctx.volume, ctx.dense_hu)
+        if surroundings is not None and ctx.dense_hu is not None and les.mean_hu < ctx.dense_hu + faint_margin:
+            contact, background = surroundings
             if contact >= s.bone_contact or background >= s.bone_background_hu:
                 # Cortex halo and noise against the laminae, not a calcified ligament.
                 return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.4 * size, level=level)
         if _laminar_face_strip(les, ctx.volume.spacing, s):
             # A flat arc on a lamina's upper or lower face: its cortex, not the ligament.
             return _finding(n, les, Region.OTHER, Kind.BONE, morph, 0.5 * size, level=level)
-        depth = _canal_depth(ctx, idx)
         if depth is not None and depth < s.ligament_min_canal_depth:
             # Not on the canal's posterior wall: the back of the S1 body or the
             # roof of the sacral canal where the zone reaches them, not a ligament.

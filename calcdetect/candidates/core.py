@@ -630,8 +630,7 @@ def _drop_lamina_edges(
     if released is not None:
         # A released core, not a released majority: the laminar edge shaved by
         # the bone opening often joins the calcification on the slices above.
-        released_vox = np.bincount(lab, weights=released.reshape(-1)[idx], minlength=n_old + 1)
-        with_released_core = released_vox * float(np.prod(spacing)) >= RELEASED_LIGAMENT_MIN_MM3
+        with_released_core = _released_mm3(lab, idx, released, spacing, n_old) >= RELEASED_LIGAMENT_MIN_MM3
     keep = np.ones(n_old + 1, dtype=bool)
     # The reach is an ellipsoid, flatter along z: a lamina's shaved edge lies
     # within millimetres of it in every direction, while ligament calcium in a
@@ -665,10 +664,16 @@ def _with_released_ligament(lesions: list[Lesion], labels: np.ndarray, idx: np.n
     bone opening.
     """
     lab = labels.reshape(-1)[idx].astype(np.int64)
-    per_label = np.bincount(lab, weights=released.reshape(-1)[idx], minlength=int(lab.max(initial=0)) + 1)
-    voxel_mm3 = float(np.prod(spacing))
-    return [replace(les, released_ligament_mm3=float(per_label[les.label]) * voxel_mm3)
+    per_label = _released_mm3(lab, idx, released, spacing, int(lab.max(initial=0)))
+    return [replace(les, released_ligament_mm3=float(per_label[les.label]))
             if les.label < per_label.size and per_label[les.label] > 0 else les for les in lesions]
+
+
+def _released_mm3(lab: np.ndarray, idx: np.ndarray, released: np.ndarray, spacing: tuple[float, float, float],
+                  n: int) -> np.ndarray:
+    """Volume (mm3) of ``released`` voxels per component label 0..n; ``lab``: the
+    labels of the candidate voxels ``idx``."""
+    return np.bincount(lab, weights=released.reshape(-1)[idx], minlength=n + 1) * float(np.prod(spacing))
 
 
 def _keep_labels(
