@@ -146,14 +146,13 @@ def _model_arms(model, vol: Volume, rules, true: np.ndarray, tl: list[str | None
                 maps: Path | None) -> dict:
     """The CNN alone and fused with the rules (as ``calcdetect run --model`` fuses), scored like the rules."""
     from calcdetect.nets import segment_anatomy
-    from calcdetect.nets.fusion import fuse_anatomy, trusted_classes
+    from calcdetect.nets.fusion import fuse_model_anatomy
 
     spec = model.spec
     t0 = time.perf_counter()
     cnn = segment_anatomy(vol, model, Device("cpu"))
     secs = time.perf_counter() - t0
-    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
-                         levels=spec.extra.get("fuse_levels", "cnn"))
+    fused = fuse_model_anatomy(rules, cnn, vol, spec)
     if maps is not None:  # kept so --record-fusion can re-score the fusion without re-running anything
         maps.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(maps / f"seed{seed}.npz", true=true, rules=rules.labels, cnn=cnn.labels,

@@ -29,7 +29,10 @@ from calcdetect.nets.classes import label_to_class_lut
 from calcdetect.nets.levels import label_vertebrae_by_level
 from calcdetect.types import AnatomyMap
 
-__all__ = ["RULES_ONLY", "fuse_anatomy", "trusted_classes", "fusion_choice"]
+__all__ = ["RULES_ONLY", "anatomy_with_model", "fuse_anatomy", "fuse_model_anatomy", "trusted_classes",
+           "fusion_choice"]
+
+GROW_KIDNEYS = True
 
 #: Rule structures the CNN never overwrites.
 RULES_ONLY: tuple[str, ...] = (
@@ -151,18 +154,38 @@ def fuse_anatomy(
 def anatomy_with_model(rules: AnatomyMap, volume, model, device, *, model_name: str | None = None) -> AnatomyMap:
     """Segment ``volume`` with a loaded anatomy ``model`` and fuse it with the rules' map.
 
-    The one call the pipeline needs for ``--model``: the trusted classes and the
-    level source come from the model's spec (``extra["fuse_classes"]``,
-    ``extra["fuse_levels"]``, chosen by measurement and recorded on the model
-    card); ``source["model"]`` names the weights file.
+    The one call the pipeline needs for ``--model``: :func:`segment_anatomy`, then
+    :func:`fuse_model_anatomy`; ``source["model"]`` names the weights file.
     """
     from calcdetect.nets.inference import segment_anatomy
 
-    spec = model.spec
-    cnn = segment_anatomy(volume, model, device)
-    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
-                         levels=spec.extra.get("fuse_levels", "cnn"))
+    fused = fuse_model_anatomy(rules, segment_anatomy(volume, model, device), volume, model.spec)
     if model_name:
         fused = AnatomyMap(fused.labels, fused.affine, fused.slice_levels, {**fused.source, "model": model_name},
                            fused.notes)
     return fused
+
+
+def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> AnatomyMap:
+    """The CNN's map fused with the rules' as the model's spec says, then the boundaries re-drawn on the CT.
+
+    The trusted classes and the level source come from the spec
+    (``extra["fuse_classes"]``, ``extra["fuse_levels"]``, chosen by measurement and
+    recorded on the model card). A CNN aorta then gets its 3 mm boundary re-drawn
+    at full resolution along the periaortic fat, and the kidneys are grown out to
+    their perirenal fat (:mod:`calcdetect.nets.boundary`); ``source`` says so
+    (``"cnn+fat-plane"``, ``"<source>+fat-plane"``).
+    """
+    from calcdetect.nets.boundary import grow_kidneys, refine_aorta
+
+    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
+                         levels=spec.extra.get("fuse_levels", "cnn"))
+    source = dict(fused.source)
+    labels = fused.labels
+    if source.get("aorta") == "cnn":
+        labels = refine_aorta(labels, volume.array, volume.spacing)
+        source["aorta"] = "cnn+fat-plane"
+    if GROW_KIDNEYS:
+        labels = grow_kidneys(labels, volume.array, volume.spacing)
+        source["kidneys"] = f"{source.get('kidneys', 'rules')}+fat-plane"
+    return AnatomyMap(labels, fused.affine, fused.slice_levels, source, fused.notes)

@@ -1,0 +1,183 @@
+"""Full-resolution boundary of a coarse vessel mask, decided by its fat plane.
+
+The anatomy CNN works on a 3 mm grid, so its aorta boundary is only as good as
+a 3 mm voxel: on the held-out phantoms its Dice stayed at ~0.89-0.90 while
+the aorta (wall included) is a tube surrounded by periaortic fat, a boundary
+the CT itself draws at sub-millimetre resolution. Within one coarse voxel of
+the CNN's surface (``band_mm``) each slice's voxels are re-decided by HU: on the
+vessel side of the midway between fat and the vessel's level (the wall's soft
+tissue), where the surroundings show a fat plane. The vessel's interior level
+is capped at soft tissue, so that a contrast-filled lumen (200-400 HU) does not
+push the threshold past the unenhanced wall, which belongs to the aorta too.
+
+Guards, because the fat plane is not always there:
+
+* a slice whose surroundings are not at least ``MIN_FAT_CONTRAST_HU`` darker than the
+  vessel (the aorta against the crus, a fatless patient) keeps the CNN's
+  boundary;
+* the boundary moves by at most ``band_mm`` either way, so a bright neighbour
+  (bowel wall, IVC, liver) can add one band at most;
+* only voxels the map calls background or body may join (never bone, kidney,
+  canal); in each slice only pieces connected to the CNN's core are kept.
+
+Measured on held-out randomised phantoms (seeds 204-209, 512 x 0.68-0.99 mm,
+0.625-3 mm slices, one contrast scan): aorta Dice 0.905 -> 0.959 on average,
+< 1 s per scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from calcdetect.anatomy.regions import structure
+
+__all__ = ["MIN_FAT_CONTRAST_HU", "SOFT_TISSUE_HU", "refine_vessel_boundary", "refine_aorta", "grow_kidneys"]
+
+#: Unenhanced blood / vessel wall; the vessel's level is capped here (see module docstring).
+SOFT_TISSUE_HU: float = 40.0
+#: Below this contrast between vessel and ring there is no fat plane to follow.
+MIN_FAT_CONTRAST_HU: float = 60.0
+#: In-plane smoothing before thresholding (noise up to ~40 HU per voxel).
+SMOOTHING_MM: float = 0.8
+#: The surroundings sampled for the fat level reach this far beyond the band.
+RING_MM: float = 3.0
+#: A fat plane is there when this percentile of the (smoothed) surroundings is dark enough.
+FAT_PERCENTILE: float = 10.0
+#: Fat on CT at 80-140 kVp (-120 to -80): the threshold's dark end, a constant because a
+#: measured level follows how much of the thin plane the sample happened to catch.
+FAT_HU: float = -100.0
+_ILIAC_ARTERIES = tuple(structure(f"{seg}_iliac_artery_{side}").label
+                        for seg in ("common", "external", "internal") for side in ("left", "right"))
+#: Voxels deeper than this inside the mask make up the interior sample.
+INTERIOR_MM: float = 1.0
+
+
+def refine_vessel_boundary(
+    hu: np.ndarray,
+    mask: np.ndarray,
+    spacing: Sequence[float],
+    *,
+    band_mm: float = 3.0,
+    may_join: np.ndarray | None = None,
+) -> np.ndarray:
+    """``mask`` with its in-plane boundary re-drawn along the surrounding fat plane.
+
+    Parameters
+    ----------
+    hu
+        The CT (``[k, j, i]``, Hounsfield units).
+    mask
+        The vessel, boolean on the same grid (typically upsampled from a coarse grid).
+    spacing
+        ``(k, j, i)`` in mm.
+    band_mm
+        How far the boundary may move either way (the coarse grid's voxel).
+    may_join
+        Voxels the vessel may grow into (default: anywhere).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new boolean mask; ``mask`` is not modified.
+    """
+    out = mask.copy()
+    slices = np.flatnonzero(mask.any(axis=(1, 2)))
+    if slices.size == 0:
+        return out
+    _, sj, si = (float(s) for s in spacing)
+    pad = int(np.ceil((band_mm + RING_MM) / min(sj, si))) + 2
+    jj, ii = np.nonzero(mask[slices[0]: slices[-1] + 1].any(axis=0))
+    box = (slice(slices[0], slices[-1] + 1),
+           slice(max(jj.min() - pad, 0), min(jj.max() + pad + 1, mask.shape[1])),
+           slice(max(ii.min() - pad, 0), min(ii.max() + pad + 1, mask.shape[2])))
+    m = mask[box]
+    h = ndimage.gaussian_filter(hu[box].astype(np.float32), (0.0, SMOOTHING_MM / sj, SMOOTHING_MM / si))
+    # In-plane distances only: a huge k spacing keeps every slice to itself.
+    inside = ndimage.distance_transform_edt(m, sampling=(1e6, sj, si))
+    outside = ndimage.distance_transform_edt(~m, sampling=(1e6, sj, si))
+    core = inside > band_mm
+    band = (m & (inside <= band_mm)) | (~m & (outside <= band_mm))
+    if may_join is not None:
+        band &= m | may_join[box]
+    decided = m.copy()
+    for k in range(m.shape[0]):
+        threshold = _fat_plane_threshold(h[k], m[k], inside[k], outside[k], band_mm)
+        if threshold is None:
+            continue
+        decided[k] = np.where(band[k], h[k] > threshold, m[k])
+    # Keep, per slice, the pieces that reach the core (in-plane connectivity only).
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    pieces, n = ndimage.label(decided, structure=in_plane)
+    if n:
+        keep = np.zeros(n + 1, bool)
+        keep[np.unique(pieces[core & decided])] = True
+        # a slice without a core (the vessel's thin ends) keeps what it decided
+        coreless = ~core.any(axis=(1, 2))
+        keep[np.unique(pieces[coreless])] = True
+        keep[0] = False
+        decided = keep[pieces]
+    out[box] = decided
+    return out
+
+
+def _fat_plane_threshold(h: np.ndarray, m: np.ndarray, inside: np.ndarray, outside: np.ndarray,
+                         band_mm: float) -> float | None:
+    """Midway between the ring's fat and the vessel's (capped) level, or None without a fat plane."""
+    interior = h[m & (inside > INTERIOR_MM)]
+    around = h[(outside > 0) & (outside <= band_mm + RING_MM)]
+    if interior.size < 5 or around.size < 5:
+        return None
+    vessel = min(float(np.median(interior)), SOFT_TISSUE_HU)
+    # The fat plane may be thin and the mask may already cover part of it, so its
+    # presence is read from the dark end of the surroundings, not their median.
+    if vessel - float(np.percentile(around, FAT_PERCENTILE)) < MIN_FAT_CONTRAST_HU:
+        return None
+    return 0.5 * (FAT_HU + vessel)
+
+
+def refine_aorta(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], *, band_mm: float = 3.0) -> np.ndarray:
+    """Label map with the aorta's boundary refined (:func:`refine_vessel_boundary`); a new array.
+
+    The aorta may grow only into ``background``/``body``; what it gives up becomes ``body``.
+    Slices where the map already holds an iliac artery (the bifurcation and below)
+    keep their boundary: there the plaque beside the aorta may be in an iliac
+    artery's wall, and growing the aorta by a band took one such plaque (phantom
+    1822) into the aorta.
+    """
+    aorta, body = structure("aorta").label, structure("body").label
+    mask = labels == aorta
+    if not mask.any():
+        return labels.copy()
+    refined = refine_vessel_boundary(hu, mask, spacing, band_mm=band_mm, may_join=(labels == 0) | (labels == body))
+    at_bifurcation = np.isin(labels, _ILIAC_ARTERIES).any(axis=(1, 2))
+    refined[at_bifurcation] = mask[at_bifurcation]
+    out = labels.copy()
+    out[mask & ~refined] = body
+    out[refined & ~mask] = aorta
+    return out
+
+
+def grow_kidneys(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], *, band_mm: float = 3.0) -> np.ndarray:
+    """Label map with each kidney grown out to its perirenal fat (never shrunk); a new array.
+
+    The rule-based kidneys stop short of the capsule (on the phantoms they miss
+    10-20 % of the organ and add < 1 %), so only growth is taken: shrinking
+    would cut into the collecting system and medulla, which the classifier
+    reads. Grown voxels become cortex (``kidney_<side>``); only background and
+    body may be taken.
+    """
+    out = labels.copy()
+    may_join = (labels == 0) | (labels == structure("body").label)
+    for side in ("left", "right"):
+        parts = [structure(f"{n}_{side}").label for n in ("kidney", "kidney_medulla", "collecting_system")]
+        kidney = np.isin(labels, parts)
+        if not kidney.any():
+            continue
+        grown = refine_vessel_boundary(hu, kidney, spacing, band_mm=band_mm, may_join=may_join) & ~kidney
+        out[grown & may_join] = structure(f"kidney_{side}").label
+        may_join &= ~grown  # the other kidney is never reached, but keep the sides apart anyway
+    return out

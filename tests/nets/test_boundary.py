@@ -1,0 +1,124 @@
+"""The CNN aorta's boundary re-drawn along the periaortic fat (calcdetect.nets.boundary)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calcdetect.anatomy.regions import structure
+from calcdetect.nets.boundary import refine_aorta, refine_vessel_boundary
+
+SPACING = (2.0, 0.8, 0.8)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def _radius_mm(shape=(12, 96, 96)) -> np.ndarray:
+    _, j, i = np.indices(shape)
+    return np.hypot((j - 48) * SPACING[1], (i - 48) * SPACING[2])
+
+
+def _aorta_scene(lumen_hu: float, *, fat: bool = True, noise: float = 20.0, seed: int = 0):
+    """A 10 mm (outer) aorta: lumen to 8.4 mm, a 1.6 mm wall, then 3.5 mm of fat in soft tissue."""
+    r = _radius_mm()
+    hu = np.full(r.shape, 40.0, np.float32)
+    if fat:
+        hu[r <= 13.5] = -100.0
+    hu[r <= 10.0] = 40.0
+    hu[r <= 8.4] = lumen_hu
+    hu += np.random.default_rng(seed).normal(0.0, noise, hu.shape).astype(np.float32)
+    return hu, r <= 10.0
+
+
+def _blocky(truth: np.ndarray, grow_mm: float) -> np.ndarray:
+    """A coarse network's mask: the vessel grown by ``grow_mm`` on 3 mm blocks (as a 3 mm grid upsampled)."""
+    r = _radius_mm(truth.shape)
+    _, j, i = np.indices(truth.shape)
+    bj, bi = (j * SPACING[1] // 3.0) * 3.0 + 1.5, (i * SPACING[2] // 3.0) * 3.0 + 1.5
+    block_r = np.hypot(bj - 48 * SPACING[1], bi - 48 * SPACING[2])
+    del r
+    return block_r <= 10.0 + grow_mm
+
+
+@pytest.mark.parametrize("grow_mm", [-2.5, 0.0, 2.5])
+def test_a_coarse_aorta_snaps_to_its_fat_plane(grow_mm):
+    hu, truth = _aorta_scene(40.0)
+    coarse = _blocky(truth, grow_mm)
+    refined = refine_vessel_boundary(hu, coarse, SPACING)
+    assert _dice(refined, truth) > 0.95
+    assert _dice(refined, truth) > _dice(coarse, truth) + 0.02
+
+
+def test_a_contrast_filled_lumen_keeps_its_unenhanced_wall():
+    hu, truth = _aorta_scene(300.0)
+    refined = refine_vessel_boundary(hu, _blocky(truth, 2.5), SPACING)
+    # the 1.6 mm wall (40 HU) is aorta: a threshold halfway to the lumen would cut it off
+    assert _dice(refined, truth) > 0.95
+
+
+def test_without_a_fat_plane_the_network_boundary_stays():
+    hu, truth = _aorta_scene(40.0, fat=False)
+    coarse = _blocky(truth, 2.5)
+    assert np.array_equal(refine_vessel_boundary(hu, coarse, SPACING), coarse)
+
+
+def test_the_boundary_moves_at_most_one_band_into_a_bright_neighbour():
+    hu, truth = _aorta_scene(40.0)
+    r = _radius_mm()
+    _, j, _ = np.indices(hu.shape)
+    hu[(j > 48 + 9.0 / SPACING[1]) & (r > 9.0)] = 40.0  # soft tissue abutting the vessel's back, no fat there
+    refined = refine_vessel_boundary(hu, truth, SPACING, band_mm=3.0)
+    assert (refined & (r > 10.0 + 3.0 + 1.0)).sum() == 0
+
+
+def test_refine_aorta_leaves_bone_and_the_input_alone():
+    hu, truth = _aorta_scene(40.0)
+    aorta, body = structure("aorta").label, structure("body").label
+    bone = structure("vertebrae_L2").label
+    labels = np.where(_blocky(truth, 2.5), aorta, body).astype(np.uint8)
+    r = _radius_mm()
+    _, j, _ = np.indices(hu.shape)
+    behind = (j > 48 + 10.5 / SPACING[1]) & (r < 20.0)
+    labels[behind] = bone
+    hu[behind] = 400.0  # bright bone just behind the vessel
+    before = labels.copy()
+    out = refine_aorta(labels, hu, SPACING)
+    assert np.array_equal(labels, before)
+    assert np.array_equal(out[behind], labels[behind])  # bone never joins the aorta
+    given_up = (before == aorta) & (out != aorta)
+    assert given_up.any() and (out[given_up] == body).all()
+
+
+def test_kidneys_grow_to_their_capsule_and_keep_their_collecting_system():
+    from calcdetect.nets.boundary import grow_kidneys
+
+    cortex, pelvis, body = (structure(n).label for n in ("kidney_left", "collecting_system_left", "body"))
+    k, j, i = np.indices((16, 96, 96))
+    ellipsoid = ((k - 8) * SPACING[0] / 24.0) ** 2 + ((j - 48) * SPACING[1] / 20.0) ** 2 \
+        + ((i - 48) * SPACING[2] / 28.0) ** 2
+    truth = ellipsoid <= 1.0
+    hu = np.where(truth, 30.0, -100.0).astype(np.float32)
+    hu += np.random.default_rng(1).normal(0.0, 20.0, hu.shape).astype(np.float32)
+    shrunk = ((k - 8) * SPACING[0] / 22.0) ** 2 + ((j - 48) * SPACING[1] / 18.0) ** 2 \
+        + ((i - 48) * SPACING[2] / 26.0) ** 2 <= 1.0  # the rules stop ~2 mm short of the capsule
+    labels = np.where(shrunk, cortex, body).astype(np.uint8)
+    labels[shrunk & (np.hypot((j - 48) * SPACING[1], (i - 48) * SPACING[2]) < 6.0)] = pelvis
+    before = labels.copy()
+    out = grow_kidneys(labels, hu, SPACING)
+    assert np.array_equal(labels, before)
+    kidney_out = np.isin(out, [cortex, pelvis])
+    assert _dice(kidney_out, truth) > 0.95 > _dice(shrunk, truth) + 0.03
+    assert np.array_equal(out == pelvis, before == pelvis)  # growth is cortex; nothing is taken away
+    assert (out[(before != out)] == cortex).all()
+
+
+def test_the_aorta_keeps_its_boundary_where_the_iliac_arteries_begin():
+    hu, truth = _aorta_scene(40.0)
+    aorta, body, iliac = (structure(n).label for n in ("aorta", "body", "common_iliac_artery_right"))
+    labels = np.where(_blocky(truth, -2.5), aorta, body).astype(np.uint8)
+    labels[:4, 10:14, 10:14] = iliac  # the bifurcation's slices
+    out = refine_aorta(labels, hu, SPACING)
+    assert np.array_equal(out[:4], labels[:4])
+    assert (out[4:] == aorta).sum() > (labels[4:] == aorta).sum()  # elsewhere the shrunken aorta regrows
