@@ -49,6 +49,8 @@ FAT_PERCENTILE: float = 10.0
 #: Fat on CT at 80-140 kVp (-120 to -80): the threshold's dark end, a constant because a
 #: measured level follows how much of the thin plane the sample happened to catch.
 FAT_HU: float = -100.0
+#: Kidneys do not grow within this distance of their collecting system (the hilum).
+HILUM_MM: float = 6.0
 _ILIAC_ARTERIES = tuple(structure(f"{seg}_iliac_artery_{side}").label
                         for seg in ("common", "external", "internal") for side in ("left", "right"))
 #: Voxels deeper than this inside the mask make up the interior sample.
@@ -177,7 +179,23 @@ def grow_kidneys(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], *
         kidney = np.isin(labels, parts)
         if not kidney.any():
             continue
-        grown = refine_vessel_boundary(hu, kidney, spacing, band_mm=band_mm, may_join=may_join) & ~kidney
+        # Not at the hilum: the pelvis and the renal vessels leave there in soft-tissue
+        # HU, and cortex grown over them put a pelvic stone behind "kidney" (phantom 1803).
+        grown = refine_vessel_boundary(hu, kidney, spacing, band_mm=band_mm,
+                                       may_join=may_join & ~_hilum(labels, side, spacing, band_mm)) & ~kidney
         out[grown & may_join] = structure(f"kidney_{side}").label
         may_join &= ~grown  # the other kidney is never reached, but keep the sides apart anyway
+    return out
+
+
+def _hilum(labels: np.ndarray, side: str, spacing: Sequence[float], band_mm: float) -> np.ndarray:
+    """Voxels within ``HILUM_MM`` of the side's collecting system (computed in its box only)."""
+    pelvis = labels == structure(f"collecting_system_{side}").label
+    out = np.zeros(labels.shape, bool)
+    box = ndimage.find_objects(pelvis.astype(np.uint8))
+    if not box or box[0] is None:
+        return out
+    reach = [int(np.ceil((HILUM_MM + band_mm) / float(sp))) + 1 for sp in spacing]
+    grown = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box[0], reach, labels.shape))
+    out[grown] = ndimage.distance_transform_edt(~pelvis[grown], sampling=spacing) <= HILUM_MM
     return out

@@ -10,6 +10,8 @@ The network is trusted for the structures it was measured better on (its
   sub-structure is kept, because the classifier reads it;
 * where the rules hold a trusted class but the CNN predicts background there,
   the rules' voxel becomes ``body`` (the CNN judged it not to be that structure);
+* the rules' iliac arteries keep their label against the CNN's aorta unless the
+  model is trusted for iliac classes (where the aorta ends is the rules' call);
 * structures only the rules segment and the classifier reads directly
   (ligamentum flavum zone, ureters, ribs, hip bones, femora, costal cartilage)
   are never overwritten;
@@ -24,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from calcdetect.anatomy.regions import structure
+from calcdetect.anatomy.regions import STRUCTURES, Region, structure
 from calcdetect.nets.classes import label_to_class_lut
 from calcdetect.nets.levels import label_vertebrae_by_level
 from calcdetect.types import AnatomyMap
@@ -94,6 +96,13 @@ def _pair_table(classes: tuple[str, ...], trusted: frozenset[str], levels: str) 
     out = np.where(cc_t > 0, np.where(specific_rule, r, c), r)
     out = np.where((cc_t == 0) & (rc_t > 0), structure("body").label, out)
     out = np.where(protected[r], r, out)
+    if "aorta" in trusted and not any("iliac" in n for n in trusted):
+        # The network has never learnt the iliac arteries, so it calls their origins
+        # aorta; where the bifurcation is, is the rules' call (phantom 1822: a common
+        # iliac plaque taken into the CNN's aorta).
+        iliac = np.zeros(256, bool)
+        iliac[[s.label for s in STRUCTURES if s.region is Region.ILIAC]] = True
+        out = np.where(iliac[r] & (c == structure("aorta").label), r, out)
     sacrum = structure("sacrum").label
     out = np.where(vert[out] & (out != sacrum), structure("vertebrae_unlabelled").label, out)
     return out.astype(np.uint8)

@@ -117,6 +117,16 @@ def _amap(labels, levels, src):
     return AnatomyMap(labels, np.eye(4), tuple(levels), {"x": src}, ())
 
 
+def test_the_cnn_aorta_does_not_take_the_rules_iliac_origins():
+    aorta, cia = structure("aorta").label, structure("common_iliac_artery_right").label
+    rules = np.full((1, 2, 2), cia, np.uint8)
+    cnn = np.full((1, 2, 2), aorta, np.uint8)  # a coarse net without iliac classes calls their origins aorta
+    r, c = _amap(rules, ["L4"], "rules"), _amap(cnn, ["L4"], "cnn")
+    assert (fuse_anatomy(r, c, C, trusted=("aorta",), levels="rules").labels == cia).all()
+    # a model trusted for the iliac arteries decides the bifurcation itself
+    assert (fuse_anatomy(r, c, C, trusted=("aorta", "common_iliac_artery_right"), levels="rules").labels == aorta).all()
+
+
 def test_fusion_trusts_the_cnn_but_keeps_rule_substructures():
     aorta, kid, med = structure("aorta").label, structure("kidney_left").label, structure("kidney_medulla_left").label
     lf, bowel, body = structure("ligamentum_flavum_zone").label, structure("bowel").label, structure("body").label
