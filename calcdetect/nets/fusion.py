@@ -34,8 +34,6 @@ from calcdetect.types import AnatomyMap
 __all__ = ["RULES_ONLY", "anatomy_with_model", "fuse_anatomy", "fuse_model_anatomy", "trusted_classes",
            "fusion_choice"]
 
-GROW_KIDNEYS = True
-
 #: Rule structures the CNN never overwrites.
 RULES_ONLY: tuple[str, ...] = (
     "ligamentum_flavum_zone", "ureter_left", "ureter_right", "ribs", "hip_bones", "femur", "costal_cartilage",
@@ -194,7 +192,7 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     if source.get("aorta") == "cnn":
         labels = refine_aorta(labels, volume.array, volume.spacing)
         source["aorta"] = "cnn+fat-plane"
-    if GROW_KIDNEYS:
-        labels = grow_kidneys(labels, volume.array, volume.spacing)
-        source["kidneys"] = f"{source.get('kidneys', 'rules')}+fat-plane"
+    labels = grow_kidneys(labels, volume.array, volume.spacing)
+    if "kidneys" in source:
+        source["kidneys"] = f"{source['kidneys']}+fat-plane"
     return AnatomyMap(labels, fused.affine, fused.slice_levels, source, fused.notes)
