@@ -15,7 +15,10 @@ The method, in the order it runs:
 2. **Straightening.** The image is resampled along the smoothed column path at
    ``STEP_MM`` (rows = arc length down the spine, columns = distance across it,
    anterior to the left), so that tilted and wedged vertebrae stand upright.
-3. **Discs and endplates.** The mean intensity of the central part of the bodies
+3. **Discs and endplates.** The bodies' front and back on the strip: the steepest rise
+   of the median across-spine profile, and the steepest fall 22-40 mm behind it (a lumbar
+   body is no deeper, ``BODY_MAX_DEPTH_MM``; further back the pedicles' edge can fall more
+   steeply). The mean intensity of the central part of the bodies
    along the spine, minus its 12 mm running mean, dips at every disc. The disc
    period is found by autocorrelation; dips at least 0.6 periods apart are discs,
    and long gaps get the darkest point inserted. Endplates are the steepest rise
@@ -39,7 +42,8 @@ The method, in the order it runs:
    than inside it (:func:`bone_beside`), the chain may run on the posterior elements
    with the bodies in front; paths 20 and 30 mm further anterior are tried and one is
    kept when its chain stands out clearly better and has no more slivers (a path that
-   cuts the bodies into slivers stands out too). When the chain kept still has clearly
+   cuts the bodies into slivers stands out too) and is no deeper than a lumbar body, or not
+   much deeper than the first chain (``BODY_MAX_DEPTH_MM``). When the chain kept still has clearly
    denser bone beside it (``CHAIN_BESIDE_BODIES``) it is not on the bodies: no level is
    named.
 4. **Levels.** Counted upwards from the lumbosacral junction: the most caudal disc
@@ -49,7 +53,8 @@ The method, in the order it runs:
    shallow L5-S1 with the sacrum behind the strip's band still counts, see
    :func:`_shallow_lumbosacral`; an L5 standing tilted below a chain that ends at
    L4-L5, its L5-S1 disc never dipping on the strip's rows, is found from its
-   endplates on locally re-straightened axes, see :func:`_missed_l5`). Lowest "bodies" without a
+   endplates on locally re-straightened axes and the L5-S1 disc below it, see
+   :func:`_missed_l5`). Lowest "bodies" without a
    posterior wall on the column's posterior line (pelvic content below the promontory,
    where the sacrum turns backwards off the strip) are dropped first. When the junction is not
    in the image (the column runs out of the field of view) the levels cannot be
@@ -84,6 +89,18 @@ _SIDE_ASSUMED = (
 )
 _STRIP_ANTERIOR_MM = 130.0  # how far in front of the column centre the strip reaches
 _STRIP_POSTERIOR_MM = 70.0
+#: The deepest (anterior to posterior wall) a lumbar body plausibly is, in mm in the
+#: patient plane: adult L1-L5 endplates are 30-38 mm deep (Panjabi et al. 1992; the
+#: calcdetect phantoms 28-35 mm). The posterior wall is looked for no further behind the
+#: anterior edge (:func:`_posterior_wall_column`): searched up to 50 mm, the steepest fall
+#: was often the back of the pedicles (the 12 deepest chains on development phantoms
+#: 0-99, 400-439, 540-679 were 43-56 mm deep, 9 of them with every level wrong; the
+#: 40 mm search repaired 91, 412, 422, 573, 631 and lost no level). And a chain moved from
+#: the pedicles onto the bodies may grow by more than ``MOVED_CHAIN_MAX_DEPTH_RATIO`` when
+#: it stays this shallow (:func:`_onto_bodies_in_front`; phantom 666: 20 -> 30 mm), while
+#: the moved chains that merge the tissue in front with the bodies stay deeper (43-45 mm on
+#: phantoms 22 and 81, against 30-31 mm first chains).
+BODY_MAX_DEPTH_MM = 40.0
 
 
 @dataclass(frozen=True)
@@ -548,12 +565,24 @@ def _strip_and_edges(img: np.ndarray, spacing: tuple[float, float], cols: np.nda
         lo_a, hi_a = band[0] - mm(8), band[0] + mm(8)
     t_ant = _edge(prof, lo_a, hi_a, rising=True)
     t_ant = (band[0] if band is not None else t0 - mm(19)) if t_ant is None else t_ant
-    # a wide rhythm band bounds the body behind (the canal); a narrow one does not
+    return strip, valid, int(t_ant), _posterior_wall_column(prof, int(t_ant), band)
+
+
+def _posterior_wall_column(prof: np.ndarray, t_ant: int, band: tuple[int, int] | None) -> int:
+    """Strip column of the bodies' posterior wall: the steepest fall of the across-spine
+    profile ``prof`` 22 mm to ``BODY_MAX_DEPTH_MM`` behind the anterior edge ``t_ant``.
+
+    Behind the posterior wall lie the canal and then the pedicles and facets, whose own
+    back edge can fall more steeply than the wall (the canal is partly filled by the
+    pedicles on a lateral view); a lumbar body is never deeper than ``BODY_MAX_DEPTH_MM``,
+    so the search stops there. A wide rhythm band (``band``, strip columns) bounds the
+    body behind too (its posterior end is the canal); a narrow one does not.
+    """
+    mm = lambda x: int(round(x / STEP_MM))  # noqa: E731
     wide = band is not None and band[1] - band[0] >= mm(20)
-    hi_p = min(t_ant + mm(50), band[1] + mm(8)) if wide else t_ant + mm(50)
+    hi_p = min(t_ant + mm(BODY_MAX_DEPTH_MM), band[1] + mm(8)) if wide else t_ant + mm(BODY_MAX_DEPTH_MM)
     t_post = _edge(prof, t_ant + mm(22), max(hi_p, t_ant + mm(24)), rising=False)
-    t_post = t_ant + mm(36) if t_post is None else t_post
-    return strip, valid, int(t_ant), int(t_post)
+    return int(t_ant + mm(36) if t_post is None else t_post)
 
 
 def _bodies_in_front_of_canal(prof: np.ndarray, band: tuple[int, int]) -> tuple[int, int]:
@@ -1012,6 +1041,32 @@ L5_ENDPLATE_FRACTION = 0.95
 #: :func:`_missed_l5`: the most (deg) that the endplate below the lowest disc may be tilted
 #: against the last body's superior endplate (the sacrum's top is tilted 30-40 deg against L5's).
 L5_ENDPLATE_TILT_DEG = 15.0
+#: :func:`_missed_l5`: below L5 lies the L5-S1 disc, so the sacrum's superior endplate rises
+#: again within half a vertebral period below L5's inferior endplate, at least this fraction
+#: as sharply as the chain's median superior endplate (see :func:`_disc_below`). The sacrum
+#: taken for L5 has no disc below its first segment (S1 is fused to S2): no such rise.
+#: Development phantoms 0-99, 400-439, 540-679: L5 below the chain 0.33-0.91; the sacrum
+#: that passed the endplate checks -0.02 and 0.09 (588, 655); sacra whose top is oblique
+#: (rejected by ``L5_ENDPLATE_TILT_DEG`` / ``L5_ENDPLATE_FRACTION``) up to 0.6.
+L5_DISC_BELOW_FRACTION = 0.3
+
+
+def _disc_below(S: np.ndarray, d: float, t_c: float, half_w: np.ndarray, inferior: tuple[float, int, int],
+                period: float) -> float:
+    """How sharply bone rises again below an inferior endplate: the next body's superior
+    endplate across the disc below (gradient, as :func:`_endplate_edge` measures it).
+
+    ``inferior`` is the (gradient, tilt, axis position) of the endplate, found by
+    :func:`_endplate_edge` about ``(d, t_c)``; the search runs from 2 mm to half a
+    vertebral period below its centre, on axes tilted up to 45 deg (the lumbosacral disc
+    is wedge-shaped, the sacrum's top tilted against L5's inferior endplate).
+    """
+    _, deg, u = inferior
+    a = math.radians(deg)
+    # the endplate's row on the central column (the line through its centre, tilted ``deg``)
+    s_mid = d + u * math.cos(a) + u * math.sin(a) * math.tan(a)
+    span = (int(2.0 / STEP_MM), max(int(2.0 / STEP_MM) + 3, int(0.5 * period)))
+    return _endplate_edge(S, s_mid, t_c, half_w, span, rising=True)[0]
 
 
 def _endplate_edge(S: np.ndarray, d: float, t_c: float, half_w: np.ndarray, u_range: tuple[int, int],
@@ -1052,12 +1107,16 @@ def _missed_l5(strip: SpineStrip, verts: list[Vertebra], discs: list[int], perio
     oblique and faint; L5 starts with a superior endplate as sharp as the chain's own,
     nearly parallel to the body above (``L5_ENDPLATE_FRACTION``, ``L5_ENDPLATE_TILT_DEG``;
     both measured on locally re-straightened axes, :func:`_endplate_edge`). Its inferior
-    endplate is then the sharpest fall about one body height further down. Only below a
-    chain of at least four bodies: the chain's typical endplate is a median over its
-    inter-body discs, and two of them are no reference (a three-body chain on the wrong
-    side gained an "L5" in one development phantom).
+    endplate is then the sharpest fall about one body height further down. Two cues
+    tell L5 from a sacrum whose top is as sharp and as upright as an L5 endplate
+    (development phantoms 588 and 655, where the count then named every level one too
+    high): L5 stands on the L5-S1 disc, so bone rises again within half a period below its
+    inferior endplate (:func:`_disc_below`, ``L5_DISC_BELOW_FRACTION``), while the first
+    sacral segment is fused to the second. Below a chain of at least three bodies (with
+    the disc below as a second cue, a short chain that misses its upper discs under thick
+    soft tissue is counted right too; development phantoms 437 and 587).
     """
-    if len(verts) < 4 or not discs:
+    if len(verts) < 3 or not discs:
         return None
     S = strip.image
     depth = float(t_post - t_ant)
@@ -1080,6 +1139,8 @@ def _missed_l5(strip: SpineStrip, verts: list[Vertebra], discs: list[int], perio
         return None
     inf = _endplate_edge(S, d_last, t_c, half_w, (sup[2] + int(0.7 * height), sup[2] + int(1.3 * height)),
                          rising=False, max_deg=30)
+    if _disc_below(S, d_last, t_c, half_w, inf, period) < L5_DISC_BELOW_FRACTION * typical:
+        return None  # no disc below: the "body" is the sacrum's first segment
     corners_st = []
     for (_, deg, u), ts in ((sup, (t_ant, t_post)), (inf, (t_post, t_ant))):
         tan = math.tan(math.radians(deg))
@@ -1175,7 +1236,8 @@ _ANTERIOR_SHIFTS_MM = (20.0, 30.0)
 #: 547 and 612 (dense band in front from fat / noise) the moved chains were 1.6x as deep
 #: as the correct first chains (45-52 mm against 28-32 mm) and every level came out
 #: wrong; the one move that repaired a chain on the posterior elements (phantom 94) made
-#: it 1.1-1.2x as deep.
+#: it 1.1-1.2x as deep. A moved chain no deeper than ``BODY_MAX_DEPTH_MM`` is taken whatever
+#: the ratio: it cannot have merged a body with the tissue in front.
 MOVED_CHAIN_MAX_DEPTH_RATIO = 1.35
 #: :func:`bone_beside` of the chain kept: above this the bone beside the chain is clearly
 #: denser than its "bodies", which are then not the bodies, and no level is named (a
@@ -1244,7 +1306,8 @@ def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[fl
     the body edge dips at the endplates and at the pedicles and stands out well with
     slivers (development phantom 439), nor when its bodies are much deeper than the first
     chain's (``MOVED_CHAIN_MAX_DEPTH_RATIO``): the first chain was on the bodies and the
-    moved one merged them with the tissue in front.
+    moved one merged them with the tissue in front, unless the moved chain is no deeper than
+    a lumbar body (``BODY_MAX_DEPTH_MM``): a first chain on the shallower pedicles grows more.
     """
     if len(found.verts) < 3:
         return found
@@ -1258,7 +1321,8 @@ def _onto_bodies_in_front(found: _PathBodies, img: np.ndarray, spacing: tuple[fl
         cand_score = bone_beside(cand)
         if len(cand.verts) < max(3, len(found.verts) - 1) or _slivers(cand.verts) > _slivers(found.verts):
             continue  # bodies lost, or cut into slivers by the moved path
-        if _chain_depth(cand.verts) > MOVED_CHAIN_MAX_DEPTH_RATIO * _chain_depth(found.verts):
+        deeper = _chain_depth(cand.verts) > MOVED_CHAIN_MAX_DEPTH_RATIO * _chain_depth(found.verts)
+        if deeper and _chain_depth(cand.verts) * STEP_MM > BODY_MAX_DEPTH_MM:
             continue  # the bodies merged with the tissue in front of them
         if cand_score is not None and cand_score < best_score:
             best, best_score = cand, cand_score

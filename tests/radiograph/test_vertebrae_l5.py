@@ -66,10 +66,21 @@ def _wedge_l5(sup_deg: float, inf_deg: float, n_rows: int = 560) -> np.ndarray:
     return 1.0 * (below_sup & above_inf & (t >= T_ANT) & (t <= T_POST))
 
 
+def _sacrum_below_wedge(top_deg: float = 35.0, n_rows: int = 560) -> np.ndarray:
+    """The sacrum below :func:`_wedge_l5`: its top (the promontory) ``DISC`` below L5's
+    inferior endplate at mid-depth and tilted ``top_deg`` (anterior end lower), the bone
+    reaching to the strip's end (every L5 stands on the sacrum across the L5-S1 disc)."""
+    s, t = np.mgrid[0:n_rows, 0:300].astype(float)
+    t_c = (T_ANT + T_POST) / 2
+    s_top = TOP + 4 * (HEIGHT + DISC) + HEIGHT + DISC
+    below_top = s >= s_top - (t - t_c) * math.tan(math.radians(top_deg))
+    return 1.0 * (below_top & (t >= T_ANT) & (t <= T_POST + 20))
+
+
 def test_a_tilted_l5_below_the_chain_is_added_where_it_stands():
     """L5's L5-S1 disc tilted 25 deg below L4-L5: L5 is found, centred on the body."""
     for seed in range(3):
-        lowest = _wedge_l5(5.0, 25.0)
+        lowest = np.maximum(_wedge_l5(5.0, 25.0), _sacrum_below_wedge())
         strip, verts, discs = _strip_with(lowest, 560, seed)
         l5 = _missed_l5(strip, verts, discs, float(HEIGHT + DISC), T_ANT, T_POST)
         assert l5 is not None
