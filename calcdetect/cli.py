@@ -70,6 +70,7 @@ def run(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     anatomy: Annotated[Optional[Path], typer.Option(help="Folder of TotalSegmentator masks to use instead of calcdetect's anatomy estimate.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Anatomy network weights (.safetensors) to use.")] = None,
+    refiner: Annotated[Optional[Path], typer.Option(help="Calcium refiner weights (.safetensors): reportable findings it takes for look-alikes are reported as 'other' (off by default).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Run settings YAML (default: configs/run.yaml).")] = None,
     pixel_spacing: Annotated[Optional[float], typer.Option("--pixel-spacing", help="Pixel spacing in mm for a PNG / JPEG / TIFF radiograph.")] = None,
     no_overlays: Annotated[bool, typer.Option("--no-overlays", help="Skip overlay PNGs.")] = False,
@@ -84,10 +85,12 @@ def run(
         raise _fail(f"--anatomy {anatomy} is not a folder of TotalSegmentator masks", EXIT_BAD_ARGUMENTS)
     if model is not None and not model.is_file():
         raise _fail(f"--model {model} does not exist; pass a .safetensors file from models/ or a training run", EXIT_BAD_ARGUMENTS)
+    if refiner is not None and not refiner.is_file():
+        raise _fail(f"--refiner {refiner} does not exist; pass a .safetensors file such as models/calcium_refiner_phantom_v0.safetensors", EXIT_BAD_ARGUMENTS)
     try:
         overrides = {"outputs": {"overlays": False}} if no_overlays else None
         settings = load_run_settings(
-            config, device=device, anatomy_dir=anatomy, model_path=model,
+            config, device=device, anatomy_dir=anatomy, model_path=model, refiner_path=refiner,
             pixel_spacing_mm=pixel_spacing, overrides=overrides,
         )
         summary = run_pipeline(input_path, output, settings)

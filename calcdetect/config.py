@@ -30,6 +30,9 @@ class RunSettings:
     memory_budget_bytes: int = 8 * GIB
     anatomy_dir: Path | None = None
     model_path: Path | None = None
+    # Calcium refiner weights (calcdetect run --refiner): reportable findings it
+    # rejects become look-alikes ("other"). None: the rules' classification alone.
+    refiner_path: Path | None = None
     candidates: CandidateSettings = field(default_factory=CandidateSettings)
     overlays: bool = True
     write_masks: bool = True
@@ -70,6 +73,7 @@ def load_run_settings(
     device: str = "auto",
     anatomy_dir: Path | None = None,
     model_path: Path | None = None,
+    refiner_path: Path | None = None,
     pixel_spacing_mm: float | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> RunSettings:
@@ -100,6 +104,7 @@ def load_run_settings(
         memory_budget_bytes=int(budget_gb * GIB),
         anatomy_dir=anatomy_dir,
         model_path=model_path,
+        refiner_path=refiner_path,
         candidates=_candidate_settings(data.get("candidates") or {}),
         overlays=bool(outputs.get("overlays", True)),
         write_masks=bool(outputs.get("masks", True)),

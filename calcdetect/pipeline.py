@@ -65,6 +65,9 @@ class CTAnalysis:
     findings: tuple[Finding, ...]
     report: Report
     warnings: tuple[str, ...]
+    # The calcium refiner's record (findings.json "refiner"): model, threshold,
+    # p(calcification) per scored finding, the findings it demoted; None when off.
+    refiner: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,10 +196,39 @@ def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
         )
     findings = tuple(classify(candidates.lesions, anatomy, volume, threshold_hu=candidates.threshold_hu,
                               blood_pool_hu=candidates.blood_pool_hu, device=device))
+    refiner = None
+    if settings.refiner_path is not None:
+        findings, refiner = _refined(findings, volume, settings)
     report = draft_report(findings, regions_in_fov(anatomy), notes=anatomy.notes + candidates.warnings,
                           not_found=regions_not_found(anatomy))
     warnings = tuple(volume.warnings) + tuple(candidates.warnings)
-    return CTAnalysis(volume, candidates, anatomy, findings, report, warnings)
+    return CTAnalysis(volume, candidates, anatomy, findings, report, warnings, refiner)
+
+
+@functools.lru_cache(maxsize=2)
+def _refiner_model(path: Path, device: Device) -> Any:
+    """Load the calcium refiner once per run (per path and device)."""
+    from calcdetect.nets import load_model
+
+    model = load_model(path, device)
+    if model.spec.task != "refiner":
+        raise InputError(f"--refiner {path.name} holds a {model.spec.task!r} network, not a calcium refiner")
+    return model
+
+
+def _refined(findings: tuple[Finding, ...], volume: Volume,
+             settings: RunSettings) -> tuple[tuple[Finding, ...], dict[str, Any]]:
+    """The refiner's fusion with the rules (issue #5): a reportable finding survives
+    where the network agrees it is calcification; the measurements stay the HU
+    candidate stage's (``calcdetect.nets.refiner.refine_findings``). Runs on the
+    run's device."""
+    from calcdetect.nets.refiner import refine_findings
+
+    path = Path(settings.refiner_path)  # type: ignore[arg-type]
+    r = refine_findings(findings, volume, _refiner_model(path, settings.device), settings.device)
+    record = {"model": path.name, "threshold": r.threshold, "p_calcification": r.p_calcification,
+              "demoted": list(r.demoted)}
+    return r.findings, record
 
 
 def _candidates_without_anatomy(volume: Volume, settings: RunSettings, bone_mask: np.ndarray,
@@ -316,6 +348,7 @@ def _write_ct_outputs(analysis: CTAnalysis, series_dir: Path, settings: RunSetti
                 ),
             },
             "device": str(settings.device),
+            **({"refiner": analysis.refiner} if analysis.refiner is not None else {}),
         },
     )
     written = [

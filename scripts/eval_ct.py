@@ -15,7 +15,10 @@ case, then the pooled table. Phantoms are cached under ``--cache``.
 Tune on seeds below 500; report on held-out seeds (500 and up)::
 
     .venv/bin/python scripts/eval_ct.py --seeds 500-511 [--matrix 384] [--model models/X.safetensors]
-        [--json metrics.json]
+        [--refiner models/calcium_refiner_X.safetensors] [--json metrics.json]
+
+Runs go to ``--cache/runs_<arm>`` (``rules``, ``cnn``, ``rules_refiner``,
+``cnn_refiner``), so the arms of one cache can be compared side by side.
 """
 
 from __future__ import annotations
@@ -80,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--matrix", type=int, default=384)
     ap.add_argument("--fov", default=None, help="TOP-BOTTOM, e.g. T12-S1 (default: the phantom's T10-FH)")
     ap.add_argument("--model", type=Path, default=None, help="anatomy network (calcdetect run --model)")
+    ap.add_argument("--refiner", type=Path, default=None, help="calcium refiner (calcdetect run --refiner)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_ct"))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     fov = tuple(args.fov.split("-")) if args.fov else None
-    settings = RunSettings(overlays=False, write_masks=True, model_path=args.model)
-    tag = "cnn" if args.model else "rules"
+    settings = RunSettings(overlays=False, write_masks=True, model_path=args.model, refiner_path=args.refiner)
+    tag = ("cnn" if args.model else "rules") + ("_refiner" if args.refiner else "")
     runs = args.cache / f"runs_{tag}"
     studies_dir = args.cache / f"selection_{tag}"
     if studies_dir.exists():
@@ -113,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         pooled.write_json(args.json)
         args.json.with_suffix(".cases.json").write_text(json.dumps(
-            {"seeds": seeds, "matrix": args.matrix, "fov": fov, "model": str(args.model)}, indent=1))
+            {"seeds": seeds, "matrix": args.matrix, "fov": fov, "model": str(args.model),
+             "refiner": str(args.refiner) if args.refiner else None}, indent=1))
     return 0
 
 

@@ -5,7 +5,7 @@ Public surface::
     ANATOMY_CLASSES, REFINER_CLASSES, RADIOGRAPH_CLASSES   class maps (from regions.py)
     NetConfig, build_anatomy_net, build_calcium_refiner, build_radiograph_net
     ModelSpec, save_model, load_model, read_spec, write_model_card
-    segment_anatomy, extract_candidate_patches, score_candidates
+    segment_anatomy, extract_candidate_patches, score_candidates, refine_findings
     COARSE_ANATOMY_CLASSES, count_levels          coarse class set; levels counted from the sacrum
     fuse_anatomy, anatomy_with_model              rules + CNN anatomy
 """
@@ -29,7 +29,7 @@ from calcdetect.nets.classes import (
 from calcdetect.nets.fusion import anatomy_with_model, fuse_anatomy
 from calcdetect.nets.inference import segment_anatomy, slice_levels_from_labels
 from calcdetect.nets.levels import count_levels
-from calcdetect.nets.refiner import extract_candidate_patches, score_candidates
+from calcdetect.nets.refiner import extract_candidate_patches, refine_findings, score_candidates
 from calcdetect.nets.weights import ModelSpec, load_model, read_spec, save_model, write_model_card
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "write_model_card",
     "segment_anatomy",
     "extract_candidate_patches",
+    "refine_findings",
     "score_candidates",
     "slice_levels_from_labels",
 ]
