@@ -52,6 +52,10 @@ FAT_PERCENTILE: float = 10.0
 #: Fat on CT at 80-140 kVp (-120 to -80): the threshold's dark end, a constant because a
 #: measured level follows how much of the thin plane the sample happened to catch.
 FAT_HU: float = -100.0
+#: Calcium (the candidate stage's 120 kVp threshold; over an enhanced lumen, the lumen +
+#: ``CONTRAST_CALCIUM_RAISE_HU``): such voxels never join a mask, they may only stay in it.
+CALCIUM_HU: float = 130.0
+CONTRAST_CALCIUM_RAISE_HU: float = 100.0
 #: Voxels deeper than this inside the mask make up the interior sample.
 INTERIOR_MM: float = 1.0
 #: Kidneys do not grow within this distance of their collecting system (the hilum).
@@ -109,10 +113,17 @@ def refine_vessel_boundary(
         band &= m | may_join[box]
     decided = m.copy()
     for k in range(m.shape[0]):
-        threshold = _fat_plane_threshold(h[k], m[k], inside[k], outside[k], band_mm)
-        if threshold is None:
+        levels = _fat_plane_threshold(h[k], m[k], inside[k], outside[k], band_mm)
+        if levels is None:
             continue
-        decided[k] = np.where(band[k], h[k] > threshold, m[k])
+        threshold, lumen = levels
+        # Outside the mask only tissue and blood join, not calcium: a calcified
+        # speck on the edge may be a neighbouring artery's plaque (dev phantom 2123:
+        # a common iliac plaque at the aorta's edge was taken in), and which vessel
+        # a plaque belongs to is the classifier's call, made from the HU candidates.
+        # "Calcium" as the candidate stage has it: 130 HU, or the lumen + 100 HU.
+        calcium = max(CALCIUM_HU, lumen + CONTRAST_CALCIUM_RAISE_HU)
+        decided[k] = np.where(band[k], (h[k] > threshold) & (m[k] | (h[k] < calcium)), m[k])
     # Keep, per slice, the pieces that reach the core (in-plane connectivity only).
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
@@ -130,18 +141,20 @@ def refine_vessel_boundary(
 
 
 def _fat_plane_threshold(h: np.ndarray, m: np.ndarray, inside: np.ndarray, outside: np.ndarray,
-                         band_mm: float) -> float | None:
-    """Midway between the ring's fat and the vessel's (capped) level, or None without a fat plane."""
+                         band_mm: float) -> tuple[float, float] | None:
+    """(Midway between fat and the vessel's capped level, the vessel's own median level),
+    or None without a fat plane."""
     interior = h[m & (inside > INTERIOR_MM)]
     around = h[(outside > 0) & (outside <= band_mm + RING_MM)]
     if interior.size < 5 or around.size < 5:
         return None
-    vessel = min(float(np.median(interior)), SOFT_TISSUE_HU)
+    lumen = float(np.median(interior))
+    vessel = min(lumen, SOFT_TISSUE_HU)
     # The fat plane may be thin and the mask may already cover part of it, so its
     # presence is read from the dark end of the surroundings, not their median.
     if vessel - float(np.percentile(around, FAT_PERCENTILE)) < MIN_FAT_CONTRAST_HU:
         return None
-    return 0.5 * (FAT_HU + vessel)
+    return 0.5 * (FAT_HU + vessel), lumen
 
 
 def refine_aorta(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], *, band_mm: float = 3.0) -> np.ndarray:

@@ -122,3 +122,19 @@ def test_the_aorta_keeps_its_boundary_where_the_iliac_arteries_begin():
     out = refine_aorta(labels, hu, SPACING)
     assert np.array_equal(out[:4], labels[:4])
     assert (out[4:] == aorta).sum() > (labels[4:] == aorta).sum()  # elsewhere the shrunken aorta regrows
+
+
+def test_a_calcified_speck_beside_the_vessel_is_not_taken_in():
+    hu, truth = _aorta_scene(40.0, noise=5.0)
+    r = _radius_mm()
+    _, j, i = np.indices(hu.shape)
+    speck = (np.hypot((j - 48) * SPACING[1] - 12.0, (i - 48) * SPACING[2]) <= 1.2)  # 2.4 mm plaque 2 mm outside the wall
+    hu[speck] = 600.0
+    refined = refine_vessel_boundary(hu, truth, SPACING)
+    assert not (refined & speck).any()  # a neighbour's plaque: which vessel it belongs to is the classifier's call
+    assert _dice(refined, truth) > 0.95
+    # an enhanced lumen outside the coarse mask still joins (calcium there is the lumen + 100 HU)
+    hu2, truth2 = _aorta_scene(300.0)
+    shrunk = _blocky(truth2, -2.5)
+    assert _dice(refine_vessel_boundary(hu2, shrunk, SPACING), truth2) > 0.95
+    del r
