@@ -205,17 +205,6 @@ def _analyse_ct(volume: Volume, settings: RunSettings) -> CTAnalysis:
     return CTAnalysis(volume, candidates, anatomy, findings, report, warnings, refiner)
 
 
-@functools.lru_cache(maxsize=2)
-def _refiner_model(path: Path, device: Device) -> Any:
-    """Load the calcium refiner once per run (per path and device)."""
-    from calcdetect.nets import load_model
-
-    model = load_model(path, device)
-    if model.spec.task != "refiner":
-        raise InputError(f"--refiner {path.name} holds a {model.spec.task!r} network, not a calcium refiner")
-    return model
-
-
 def _refined(findings: tuple[Finding, ...], volume: Volume,
              settings: RunSettings) -> tuple[tuple[Finding, ...], dict[str, Any]]:
     """The refiner's fusion with the rules (issue #5): a reportable finding survives
@@ -225,7 +214,7 @@ def _refined(findings: tuple[Finding, ...], volume: Volume,
     from calcdetect.nets.refiner import refine_findings
 
     path = Path(settings.refiner_path)  # type: ignore[arg-type]
-    r = refine_findings(findings, volume, _refiner_model(path, settings.device), settings.device)
+    r = refine_findings(findings, volume, _network(path, settings.device, "refiner"), settings.device)
     record = {"model": path.name, "threshold": r.threshold, "p_calcification": r.p_calcification,
               "demoted": list(r.demoted)}
     return r.findings, record
@@ -258,12 +247,24 @@ def _early_candidates(early: Future[Candidates] | None) -> Candidates | None:
         return None
 
 
-@functools.lru_cache(maxsize=2)
-def _anatomy_model(path: Path, device: Device) -> Any:
-    """Load the anatomy network once per run (per path and device)."""
+_NETWORK_OPTION = {"anatomy": "--model", "refiner": "--refiner"}
+
+
+@functools.lru_cache(maxsize=4)
+def _network(path: Path, device: Device, task: str) -> Any:
+    """Load a network once per run (per path, device and task); it must be a ``task`` network."""
     from calcdetect.nets import load_model
 
-    return load_model(path, device)
+    model = load_model(path, device)
+    if model.spec.task != task:
+        raise InputError(f"{_NETWORK_OPTION[task]} {path.name} holds a {model.spec.task!r} network, "
+                         f"not an {task!r} one; pass the matching .safetensors file from models/")
+    return model
+
+
+def _anatomy_model(path: Path, device: Device) -> Any:
+    """The anatomy network of ``--model`` (loaded once per run)."""
+    return _network(path, device, "anatomy")
 
 
 def _with_cnn_anatomy(rules: AnatomyMap, volume: Volume, settings: RunSettings) -> AnatomyMap:

@@ -46,11 +46,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import eval_ct  # noqa: E402
 from calcdetect import io  # noqa: E402
 from calcdetect.device import Device  # noqa: E402
 from calcdetect.io.nifti import read_nifti_array  # noqa: E402
@@ -78,15 +80,8 @@ ARCH = NetConfig(arch="refiner_cnn", in_channels=2, out_channels=len(REFINER_CLA
 
 
 def parse_seeds(text: str) -> set[int]:
-    """``"1800-1823"`` or ``"1800,1805"`` -> set of ints."""
-    out: set[int] = set()
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.update(range(int(a), int(b) + 1))
-        elif part:
-            out.add(int(part))
-    return out
+    """``"1800-1823"`` or ``"1800,1805"`` -> set of ints (eval_ct's syntax)."""
+    return set(eval_ct.parse_seeds(text))
 
 
 def case_seed(name: str) -> int:

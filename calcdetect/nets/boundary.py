@@ -36,11 +36,12 @@ import numpy as np
 from scipy import ndimage
 
 from calcdetect.anatomy.regions import structure
+# The vessel's level is capped at unenhanced soft tissue (see the module docstring).
+from calcdetect.candidates.core import CONTRAST_MIN_RAISE_HU, SOFT_TISSUE_HU
+from calcdetect.candidates.threshold import calcium_threshold_hu
 
 __all__ = ["MIN_FAT_CONTRAST_HU", "SOFT_TISSUE_HU", "refine_vessel_boundary", "refine_aorta", "grow_kidneys"]
 
-#: Unenhanced blood / vessel wall; the vessel's level is capped here (see module docstring).
-SOFT_TISSUE_HU: float = 40.0
 #: Below this contrast between the vessel and its darkest surroundings there is no fat plane to follow.
 MIN_FAT_CONTRAST_HU: float = 60.0
 #: In-plane smoothing before thresholding (noise up to ~40 HU per voxel).
@@ -52,10 +53,9 @@ FAT_PERCENTILE: float = 10.0
 #: Fat on CT at 80-140 kVp (-120 to -80): the threshold's dark end, a constant because a
 #: measured level follows how much of the thin plane the sample happened to catch.
 FAT_HU: float = -100.0
-#: Calcium (the candidate stage's 120 kVp threshold; over an enhanced lumen, the lumen +
-#: ``CONTRAST_CALCIUM_RAISE_HU``): such voxels never join a mask, they may only stay in it.
-CALCIUM_HU: float = 130.0
-CONTRAST_CALCIUM_RAISE_HU: float = 100.0
+#: Calcium as the candidate stage has it (its 120 kVp threshold; over an enhanced lumen,
+#: the lumen + ``CONTRAST_MIN_RAISE_HU``): such voxels never join a mask, only stay in it.
+CALCIUM_HU: float = calcium_threshold_hu(120.0)
 #: Voxels deeper than this inside the mask make up the interior sample.
 INTERIOR_MM: float = 1.0
 #: Kidneys do not grow within this distance of their collecting system (the hilum).
@@ -122,7 +122,7 @@ def refine_vessel_boundary(
         # a common iliac plaque at the aorta's edge was taken in), and which vessel
         # a plaque belongs to is the classifier's call, made from the HU candidates.
         # "Calcium" as the candidate stage has it: 130 HU, or the lumen + 100 HU.
-        calcium = max(CALCIUM_HU, lumen + CONTRAST_CALCIUM_RAISE_HU)
+        calcium = max(CALCIUM_HU, lumen + CONTRAST_MIN_RAISE_HU)
         decided[k] = np.where(band[k], (h[k] > threshold) & (m[k] | (h[k] < calcium)), m[k])
     # Keep, per slice, the pieces that reach the core (in-plane connectivity only).
     in_plane = np.zeros((3, 3, 3), bool)

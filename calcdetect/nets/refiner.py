@@ -105,20 +105,12 @@ def lesion_patches(
     candidate's own ``mask`` (no CT-sized label map needed) and the patch is
     centred on the mask's mean voxel. Outside the volume HU reads as -1000.
     """
-    from scipy import ndimage
-
     offsets = (np.arange(size) - (size - 1) / 2.0) * spacing_mm
     out = np.zeros((len(masks), 2, size, size, size), np.float32)
-    it = REFINER_INTENSITY
     for n, cand in enumerate(masks):
-        axes = [c + offsets / s for c, s in zip(cand.centre_kji, volume.spacing)]
-        coords = np.stack(np.meshgrid(*axes, indexing="ij"))
-        hu = ndimage.map_coordinates(volume.array, coords, order=1, mode="constant", cval=-1000.0)
-        out[n, 0] = (np.clip(hu, it["clip_low"], it["clip_high"]) - it["mean"]) / it["std"]
-        local = np.rint(coords).astype(np.intp) - np.asarray(cand.bbox[:3]).reshape(3, 1, 1, 1)
-        inside = np.all([(local[a] >= 0) & (local[a] < cand.mask.shape[a]) for a in range(3)], axis=0)
-        idx = tuple(np.clip(local[a], 0, cand.mask.shape[a] - 1) for a in range(3))
-        out[n, 1] = inside & cand.mask[idx]
+        coords, out[n, 0] = _hu_channel(volume, cand.centre_kji, offsets)
+        inside, values = _nearest(cand.mask, coords, cand.bbox[:3])
+        out[n, 1] = inside & values
     return out
 
 
@@ -145,26 +137,35 @@ def extract_candidate_patches(
         Patch edge in voxels and its isotropic sampling (mm); outside the volume
         HU reads as -1000 and the mask as 0.
     """
-    from scipy import ndimage
-
     if component_labels.shape != volume.shape:
         raise ValueError(f"component labels {component_labels.shape} do not match the volume {volume.shape}")
     offsets = (np.arange(size) - (size - 1) / 2.0) * spacing_mm
     out = np.zeros((len(lesions), 2, size, size, size), np.float32)
-    it = REFINER_INTENSITY
     for n, les in enumerate(lesions):
-        axes = [c + offsets / s for c, s in zip(les.centroid_kji, volume.spacing)]
-        kk, jj, ii = np.meshgrid(*axes, indexing="ij")
-        coords = np.stack([kk, jj, ii])
-        hu = ndimage.map_coordinates(volume.array, coords, order=1, mode="constant", cval=-1000.0)
-        nearest = np.rint(coords).astype(np.intp)
-        inside = np.all([(nearest[a] >= 0) & (nearest[a] < volume.shape[a]) for a in range(3)], axis=0)
-        mask = np.zeros(kk.shape, np.float32)
-        idx = tuple(np.clip(nearest[a], 0, volume.shape[a] - 1) for a in range(3))
-        mask[inside] = (component_labels[idx][inside] == les.label).astype(np.float32)
-        out[n, 0] = (np.clip(hu, it["clip_low"], it["clip_high"]) - it["mean"]) / it["std"]
-        out[n, 1] = mask
+        coords, out[n, 0] = _hu_channel(volume, les.centroid_kji, offsets)
+        inside, values = _nearest(component_labels, coords, (0, 0, 0))
+        out[n, 1] = inside & (values == les.label)
     return out
+
+
+def _nearest(grid: np.ndarray, coords: np.ndarray, origin: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-voxel values of ``grid`` (whose voxel 0 is volume voxel ``origin``) at ``coords``,
+    and where those lie inside it."""
+    local = np.rint(coords).astype(np.intp) - np.asarray(origin, np.intp).reshape(3, 1, 1, 1)
+    inside = np.all([(local[a] >= 0) & (local[a] < grid.shape[a]) for a in range(3)], axis=0)
+    return inside, grid[tuple(np.clip(local[a], 0, grid.shape[a] - 1) for a in range(3))]
+
+
+def _hu_channel(volume: Volume, centre_kji: Sequence[float], offsets_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample coordinates (voxel index, ``[3, n, n, n]``) of a cube about ``centre_kji`` and its
+    HU, linearly interpolated (-1000 outside the volume) and normalised as ``REFINER_INTENSITY``."""
+    from scipy import ndimage
+
+    axes = [c + offsets_mm / s for c, s in zip(centre_kji, volume.spacing)]
+    coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+    hu = ndimage.map_coordinates(volume.array, coords, order=1, mode="constant", cval=-1000.0)
+    it = REFINER_INTENSITY
+    return coords, (np.clip(hu, it["clip_low"], it["clip_high"]) - it["mean"]) / it["std"]
 
 
 @torch.no_grad()

@@ -180,3 +180,15 @@ def test_run_refuses_a_missing_refiner_file(small_ct, tmp_path):
     res = runner.invoke(app, ["run", str(small_ct), "-o", str(tmp_path / "o"), "--device", "cpu",
                               "--refiner", str(tmp_path / "nope.safetensors")])
     assert res.exit_code == EXIT_BAD_ARGUMENTS and "--refiner" in res.output
+
+
+def test_a_network_of_the_wrong_kind_is_refused_with_its_option():
+    from calcdetect.device import Device
+    from calcdetect.errors import InputError
+    from calcdetect.pipeline import _network
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    with pytest.raises(InputError, match="--model calcium_refiner_phantom_v0.safetensors holds a 'refiner' network"):
+        _network(models / "calcium_refiner_phantom_v0.safetensors", Device("cpu"), "anatomy")
+    with pytest.raises(InputError, match="--refiner anatomy_phantom_v0.safetensors holds a 'anatomy' network"):
+        _network(models / "anatomy_phantom_v0.safetensors", Device("cpu"), "refiner")
