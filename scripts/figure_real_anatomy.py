@@ -4,7 +4,8 @@ For each series: one axial crop around the aorta (rules yellow, CNN aorta as
 fused cyan, after :func:`calcdetect.nets.boundary.refine_aorta` magenta) and,
 where the kidneys are in the field of view, one crop of a kidney (rules
 yellow, after :func:`calcdetect.nets.boundary.grow_kidneys` magenta). No
-patient identifiers: the panels carry only the series' folder name.
+patient identifiers: a panel is named by the series' hashed key (as run outputs are),
+never by its folder, which may carry a name.
 
 Usage::
 
@@ -74,7 +75,7 @@ def series_panels(folder: Path, model) -> list[Image.Image]:
         masks = [(rules.labels[k] == aorta, YELLOW), (plain.labels[k] == aorta, CYAN),
                  (refined.labels[k] == aorta, MAGENTA)]
         panels.append(_panel(vol.array[k], masks, _centre(refined.labels[k] == aorta), vol.spacing[1:],
-                             f"{folder.name} k{k}: aorta"))
+                             f"{group.key} k{k}: aorta"))
     for side in ("left", "right"):
         kidney = [structure(f"{n}_{side}").label for n in ("kidney", "kidney_medulla", "collecting_system")]
         per_slice = np.isin(rules.labels, kidney).sum(axis=(1, 2))
@@ -83,7 +84,7 @@ def series_panels(folder: Path, model) -> list[Image.Image]:
         k = int(np.argmax(per_slice))
         masks = [(np.isin(refined.labels[k], kidney), MAGENTA), (np.isin(rules.labels[k], kidney), YELLOW)]
         panels.append(_panel(vol.array[k], masks, _centre(np.isin(rules.labels[k], kidney)), vol.spacing[1:],
-                             f"{folder.name} k{k}: {side} kidney"))
+                             f"{group.key} k{k}: {side} kidney"))
     return panels
 
 
