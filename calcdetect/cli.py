@@ -214,6 +214,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start from a trained model's weights (fine-tune), e.g. models/anatomy_phantom_v2.safetensors; same recipe.")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Train the anatomy network; the result can be passed to `calcdetect run --model`."""
@@ -231,7 +232,7 @@ def train(
     try:
         resolved = resolve_device(device)
         recipe = TrainConfig.from_yaml(config or default)
-        result = train_model(recipe, pairs, output, resolved, epochs=epochs, resume=resume)
+        result = train_model(recipe, pairs, output, resolved, epochs=epochs, resume=resume, init_from=init_from)
     except CalcdetectError as exc:
         raise _fail(str(exc), EXIT_BAD_ARGUMENTS) from None
     out.print(f"trained {result.epochs_completed} epoch(s): model {result.model_path}, card {result.card_path}")

@@ -160,6 +160,26 @@ def _fmt(x: float) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def _initial_weights(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The state dict of a trained anatomy model, checked against the recipe it will continue under."""
+    from calcdetect.nets.weights import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--init-from: no model file at {str(path)!r}; give a .safetensors written by calcdetect train")
+    module = load_model(path, Device("cpu"), require_card=False)  # checks the card's sha256 where there is one
+    spec = module.spec
+    if spec.task != "anatomy":
+        raise ConfigError(f"--init-from: {path.name!r} is a {spec.task!r} model; the trainer continues anatomy models")
+    if spec.net.to_dict() != config.net.to_dict() or tuple(spec.classes) != tuple(config.class_names):
+        raise ConfigError(
+            f"--init-from: {path.name!r} has net {spec.net.to_dict()} and {len(spec.classes)} classes, the recipe "
+            f"{config.net.to_dict()} and {len(config.class_names)}: use the recipe the model was trained with "
+            "(its card's Recipe section)"
+        )
+    return module.state_dict()
+
+
 def train(
     config: TrainConfig,
     data: Sequence[tuple[str, Path]],
@@ -168,6 +188,7 @@ def train(
     *,
     epochs: int | None = None,
     resume: bool = False,
+    init_from: Path | None = None,
     max_minutes: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -189,6 +210,13 @@ def train(
         Overrides ``config.epochs``.
     resume
         Continue from ``RUNDIR/checkpoint.pt`` (same config required).
+    init_from
+        Start from the weights of a trained model (``models/<name>.safetensors``
+        or an earlier RUNDIR's ``model.safetensors``) instead of random ones:
+        fine-tuning on new data, or more training of a shipped model. Its
+        architecture and class set must equal the config's. A fresh optimizer
+        and learning-rate schedule are used; the intensity normalisation is
+        re-derived from this run's fingerprint. Not combined with ``resume``.
     max_minutes
         Wall-clock budget for this call: the poly learning-rate decay follows the
         larger of the epoch fraction and the time fraction, and training stops
@@ -216,6 +244,10 @@ def train(
     ckpt_path = rundir / _CKPT
     if resume and not ckpt_path.is_file():
         raise InputError(f"--resume: no checkpoint at {str(ckpt_path)!r}")
+    if resume and init_from is not None:
+        raise ConfigError("--resume continues RUNDIR's own checkpoint; --init-from starts a new run from a model: "
+                          "give one of them")
+    initial = _initial_weights(init_from, config) if init_from is not None else None
 
     cases = _gather_cases(data)
     if world > 1 and not main:  # rank 0 preprocesses; the others then reuse its cache
@@ -238,7 +270,11 @@ def train(
     val_cache = CaseCache([by_id[c].path for c in val_ids], intensity, class_lut=lut, n_classes=len(classes))
 
     torch.manual_seed(config.seed)
-    model = build_anatomy_net(config.net).to(device.torch)
+    model = build_anatomy_net(config.net)
+    if initial is not None:
+        model.load_state_dict(initial)
+        say(f"initialised from {Path(init_from).name}")
+    model = model.to(device.torch)
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     use_amp = bool(config.amp and device.is_cuda)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

@@ -79,6 +79,33 @@ def test_resume_continues_and_keeps_one_row_per_epoch(trained, datasets, tmp_pat
         train(TrainConfig.from_dict(other), datasets, run, Device("cpu"), epochs=3, resume=True)
 
 
+def _distance(a: dict, b: dict) -> float:
+    return float(sum(torch.sum((a[k].float() - b[k].float()) ** 2) for k in a)) ** 0.5
+
+
+def test_init_from_continues_a_trained_model(trained, datasets, tmp_path):
+    """Fine-tuning starts from the given weights, not from random ones."""
+    from safetensors.torch import load_file
+
+    start = load_file(str(trained.model_path))
+    slow = dict(TINY, learning_rate=1e-5, seed=1)  # another seed: a random start would land elsewhere
+    tuned = train(TrainConfig.from_dict(slow), datasets, tmp_path / "tuned", Device("cpu"), init_from=trained.model_path)
+    fresh = train(TrainConfig.from_dict(slow), datasets, tmp_path / "fresh", Device("cpu"))
+    after = load_file(str(tuned.model_path))
+    assert _distance(after, start) < 0.05 * _distance(load_file(str(fresh.model_path)), start)
+
+
+def test_init_from_refuses_another_recipe_or_resume(trained, datasets, tmp_path):
+    other = dict(TINY, net={"arch": "unet", "channels": [4, 8, 32]})
+    with pytest.raises(ConfigError, match="use the recipe the model was trained with"):
+        train(TrainConfig.from_dict(other), datasets, tmp_path / "a", Device("cpu"), init_from=trained.model_path)
+    with pytest.raises(InputError, match="no model file"):
+        train(TrainConfig.from_dict(TINY), datasets, tmp_path / "b", Device("cpu"), init_from=tmp_path / "none.safetensors")
+    with pytest.raises(ConfigError, match="give one of them"):
+        train(TrainConfig.from_dict(TINY), datasets, trained.rundir, Device("cpu"), resume=True,
+              init_from=trained.model_path)
+
+
 def test_time_budget_stops_after_one_epoch(datasets, tmp_path):
     result = train(TrainConfig.from_dict(TINY), datasets, tmp_path, Device("cpu"), epochs=50, max_minutes=1e-6)
     assert result.epochs_completed == 1
