@@ -12,6 +12,9 @@ The network is trusted for the structures it was measured better on (its
   the rules' voxel becomes ``body`` (the CNN judged it not to be that structure);
 * the rules' iliac arteries keep their label against the CNN's aorta unless the
   model is trusted for iliac classes (where the aorta ends is the rules' call);
+  a model trusted for them draws the iliac arteries, named by the segment
+  (common, external, internal) of the nearest rules iliac voxel of their side,
+  since a coarse model has one iliac class per side;
 * structures only the rules segment and the classifier reads directly
   (ligamentum flavum zone, ureters, ribs, hip bones, femora, costal cartilage)
   are never overwritten;
@@ -173,17 +176,42 @@ def anatomy_with_model(rules: AnatomyMap, volume, model, device, *, model_name: 
     return fused
 
 
+#: The iliac classes a model may have (a coarse model folds every segment into the common iliac artery).
+_CNN_ILIAC_CLASSES = tuple(f"{seg}_iliac_artery_{side}" for seg in ("common", "external", "internal")
+                           for side in ("left", "right"))
+
+
+def _iliac_segments_from_rules(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarray:
+    """The CNN's iliac voxels named by segment: each takes the segment of the nearest rules iliac voxel of its side.
+
+    A coarse model knows one iliac class per side; the classifier and the report
+    name the segment (common, external, internal), which the rules follow
+    along the vessel. Where the rules found no iliac artery on that side the
+    voxels stay common iliac.
+    """
+    from calcdetect.nets.boundary import iliac_segments, label_by_nearest
+
+    out = labels
+    for side in ("left", "right"):
+        segments = iliac_segments(side)
+        rules_side = np.isin(rules, segments)
+        targets = np.isin(out, segments) & ~rules_side
+        out = label_by_nearest(out, targets, rules_side, spacing, values=rules)
+    return out
+
+
 def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> AnatomyMap:
     """The CNN's map fused with the rules' as the model's spec says, then the boundaries re-drawn on the CT.
 
     The trusted classes and the level source come from the spec
     (``extra["fuse_classes"]``, ``extra["fuse_levels"]``, chosen by measurement and
     recorded on the model card). A CNN aorta then gets its 3 mm boundary re-drawn
-    at full resolution along the periaortic fat, and the kidneys are grown out to
-    their perirenal fat (:mod:`calcdetect.nets.boundary`); ``source`` says so
-    (``"cnn+fat-plane"``, ``"<source>+fat-plane"``).
+    at full resolution along the periaortic fat, CNN iliac arteries get their
+    segment names from the rules and the same boundary step, and the kidneys are
+    grown out to their perirenal fat (:mod:`calcdetect.nets.boundary`); ``source``
+    says so (``"cnn+fat-plane"``, ``"<source>+fat-plane"``).
     """
-    from calcdetect.nets.boundary import grow_kidneys, refine_aorta
+    from calcdetect.nets.boundary import grow_kidneys, refine_aorta, refine_iliacs
 
     fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
                          levels=spec.extra.get("fuse_levels", "cnn"))
@@ -192,6 +220,11 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     if source.get("aorta") == "cnn":
         labels = refine_aorta(labels, volume.array, volume.spacing)
         source["aorta"] = "cnn+fat-plane"
+    cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
+    if cnn_iliacs:
+        labels = _iliac_segments_from_rules(labels, rules.labels, volume.spacing)
+        labels = refine_iliacs(labels, volume.array, volume.spacing)
+        source.update({n: "cnn+fat-plane" for n in cnn_iliacs})
     labels = grow_kidneys(labels, volume.array, volume.spacing)
     if "kidneys" in source:
         source["kidneys"] = f"{source['kidneys']}+fat-plane"

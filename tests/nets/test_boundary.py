@@ -138,3 +138,70 @@ def test_a_calcified_speck_beside_the_vessel_is_not_taken_in():
     shrunk = _blocky(truth2, -2.5)
     assert _dice(refine_vessel_boundary(hu2, shrunk, SPACING), truth2) > 0.95
     del r
+
+
+def _iliac_pair_scene(noise: float = 10.0):
+    """Two 8 mm iliac arteries (wall + lumen at 40 HU) in 8 mm of fat, 30 mm apart, on a 96 x 96 field."""
+    _, j, i = np.indices((12, 96, 96))
+    hu = np.full(j.shape, 40.0, np.float32)
+    centres = {"right": 48 - 15.0 / SPACING[2], "left": 48 + 15.0 / SPACING[2]}
+    truth = {}
+    for side, ci in centres.items():
+        r = np.hypot((j - 48) * SPACING[1], (i - ci) * SPACING[2])
+        hu[r <= 12.0] = -100.0  # pelvic fat around the vessel
+        truth[side] = r <= 4.0
+    for side in truth:
+        hu[truth[side]] = 40.0
+    hu += np.random.default_rng(3).normal(0.0, noise, hu.shape).astype(np.float32)
+    return hu, truth
+
+
+def test_coarse_iliac_arteries_snap_to_their_fat_plane_and_keep_their_segments():
+    from calcdetect.nets.boundary import refine_iliacs
+
+    hu, truth = _iliac_pair_scene()
+    body = structure("body").label
+    cia_r, eia_r, cia_l = (structure(n).label for n in
+                           ("common_iliac_artery_right", "external_iliac_artery_right", "common_iliac_artery_left"))
+    labels = np.full(hu.shape, body, np.uint8)
+    _, j, i = np.indices(hu.shape)
+    for side, lab in (("right", cia_r), ("left", cia_l)):
+        grown = ndimage_grow(truth[side], 2.5)  # a 3 mm network's vessel, a band too wide
+        labels[grown] = lab
+    labels[6:][np.isin(labels[6:], [cia_r])] = eia_r  # below the iliac bifurcation: the external segment
+    before = labels.copy()
+    out = refine_iliacs(labels, hu, SPACING)
+    assert np.array_equal(labels, before)
+    for side in ("right", "left"):
+        mine = np.isin(out, [structure(f"{s}_iliac_artery_{side}").label for s in ("common", "external", "internal")])
+        was = np.isin(before, [structure(f"{s}_iliac_artery_{side}").label for s in ("common", "external", "internal")])
+        assert _dice(mine, truth[side]) > 0.85 > _dice(was, truth[side]) + 0.2  # 5 pixels of radius
+    assert set(np.unique(out[6:][np.isin(out[6:], [cia_r, eia_r])])) == {eia_r}  # segments kept per slice
+    assert (out[(before != out)] == body).all()  # the band given up is body
+
+
+def ndimage_grow(mask: np.ndarray, mm: float) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.distance_transform_edt(~mask, sampling=(1e6, SPACING[1], SPACING[2])) <= mm
+
+
+def test_a_coarse_cnn_iliac_artery_is_named_by_the_rules_segments():
+    """A coarse model has one iliac class per side; the report names the segment the rules follow."""
+    from calcdetect.nets.fusion import _iliac_segments_from_rules
+
+    cia, eia, iia = (structure(f"{s}_iliac_artery_left").label for s in ("common", "external", "internal"))
+    cia_r = structure("common_iliac_artery_right").label
+    rules = np.zeros((4, 10, 10), np.uint8)
+    rules[:2, 2:4, 2:4] = cia
+    rules[2:, 2:4, 2:4] = eia
+    rules[2:, 7:9, 2:4] = iia
+    fused = rules.copy()
+    fused[:, 4, 2:4] = cia  # the CNN's vessel, a voxel wider than the rules' on every slice
+    fused[2:, 6, 2:4] = cia  # next to the internal iliac artery
+    fused[:, 2:4, 8:10] = cia_r  # the other side, where the rules found nothing: stays common
+    out = _iliac_segments_from_rules(fused, rules, (2.0, 1.0, 1.0))
+    assert (out[:2, 4, 2:4] == cia).all() and (out[2:, 4, 2:4] == eia).all()
+    assert (out[2:, 6, 2:4] == iia).all()
+    assert (out[:, 2:4, 8:10] == cia_r).all()
+    assert np.array_equal(out[rules > 0], rules[rules > 0])
