@@ -215,6 +215,7 @@ def train(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start from a trained model's weights (fine-tune), e.g. models/anatomy_phantom_v2.safetensors; same recipe.")] = None,
+    new_head: Annotated[bool, typer.Option("--new-head", help="With --init-from: keep the features, learn the output layer anew.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Train the anatomy network; the result can be passed to `calcdetect run --model`."""
@@ -232,7 +233,7 @@ def train(
     try:
         resolved = resolve_device(device)
         recipe = TrainConfig.from_yaml(config or default)
-        result = train_model(recipe, pairs, output, resolved, epochs=epochs, resume=resume, init_from=init_from)
+        result = train_model(recipe, pairs, output, resolved, epochs=epochs, resume=resume, init_from=init_from, new_head=new_head)
     except CalcdetectError as exc:
         raise _fail(str(exc), EXIT_BAD_ARGUMENTS) from None
     out.print(f"trained {result.epochs_completed} epoch(s): model {result.model_path}, card {result.card_path}")

@@ -365,6 +365,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init-from", type=Path, default=None, help="start from this model's weights (same recipe)")
+    ap.add_argument("--new-head", action="store_true", help="with --init-from: learn the output layer anew")
     ap.add_argument("--nice", type=int, default=10, help="the niceness the run had (for the card)")
     ap.add_argument("--recipe-note", default="", help="free text appended to the card's Recipe section")
     ap.add_argument("--pipeline-notes", type=Path, default=None,
@@ -423,7 +424,7 @@ def main() -> None:
                                   args.rundir)
     else:
         result = train(config, [("phantom", args.train_seeds)], args.rundir, device,
-                       resume=args.resume, init_from=args.init_from, max_minutes=args.minutes, log=lambda s: print(s, flush=True))
+                       resume=args.resume, init_from=args.init_from, new_head=args.new_head, max_minutes=args.minutes, log=lambda s: print(s, flush=True))
         print(f"trained {result.epochs_completed} epochs in {time.time() - t0:.0f} s; val {result.val_mean_dice}",
               flush=True)
         if args.train_only:

@@ -88,7 +88,10 @@ class TrainConfig:
     ``foreground_prob``. ``classes`` names the output class set (``"anatomy"``:
     one class per vertebra, 40 channels; ``"coarse"``: 12 channels, levels
     counted; or an explicit list starting with ``background``); ``net.out_channels``
-    defaults to its length.
+    defaults to its length. ``dice_over`` says which classes enter each patch's
+    soft Dice (:func:`calcdetect.training.losses.marginal_dice_ce`): ``"present"``
+    lets small classes be learnt; ``"annotated"`` (the default) is how the
+    shipped v0-v2 models were trained.
     """
 
     net: NetConfig = field(default_factory=NetConfig)
@@ -102,6 +105,7 @@ class TrainConfig:
     weight_decay: float = 3e-5
     grad_clip: float = 12.0
     foreground_prob: float = 0.67
+    dice_over: str = "annotated"
     val_fraction: float = 0.2
     val_every: int = 1
     seed: int = 0
@@ -138,6 +142,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.foreground_prob <= 1:
             raise ConfigError(f"foreground_prob must be in [0, 1], got {self.foreground_prob}")
+        if self.dice_over not in ("annotated", "present"):
+            raise ConfigError(f"dice_over must be 'annotated' or 'present', got {self.dice_over!r}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
 

@@ -160,6 +160,15 @@ def _fmt(x: float) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def _output_layer(model: torch.nn.Module, n_classes: int) -> torch.nn.Module:
+    """The last convolution producing the class logits (every anatomy architecture ends in one)."""
+    convs = [m for m in model.modules()
+             if isinstance(m, torch.nn.modules.conv._ConvNd) and m.out_channels == n_classes]
+    if not convs:
+        raise ConfigError(f"no output convolution with {n_classes} channels in this network")
+    return convs[-1]
+
+
 def _initial_weights(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
     """The state dict of a trained anatomy model, checked against the recipe it will continue under."""
     from calcdetect.nets.weights import load_model
@@ -189,6 +198,7 @@ def train(
     epochs: int | None = None,
     resume: bool = False,
     init_from: Path | None = None,
+    new_head: bool = False,
     max_minutes: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -217,6 +227,11 @@ def train(
         architecture and class set must equal the config's. A fresh optimizer
         and learning-rate schedule are used; the intensity normalisation is
         re-derived from this run's fingerprint. Not combined with ``resume``.
+    new_head
+        With ``init_from``: keep the features, learn the output layer anew. For a
+        model whose output saturated against some classes (anatomy_phantom_v2's
+        iliac logits sat ~16 below background at their own voxels, which Adam
+        at 3e-3 per step moves by a fraction of a unit per hundred steps).
     max_minutes
         Wall-clock budget for this call: the poly learning-rate decay follows the
         larger of the epoch fraction and the time fraction, and training stops
@@ -274,6 +289,11 @@ def train(
     if initial is not None:
         model.load_state_dict(initial)
         say(f"initialised from {Path(init_from).name}")
+        if new_head:
+            _output_layer(model, config.net.out_channels).reset_parameters()
+            say("output layer re-initialised")
+    elif new_head:
+        raise ConfigError("--new-head re-learns the output layer of an --init-from model; give --init-from too")
     model = model.to(device.torch)
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     use_amp = bool(config.amp and device.is_cuda)
@@ -334,7 +354,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                     logits = net(x)
-                loss = marginal_dice_ce(logits.float(), y, ann)
+                loss = marginal_dice_ce(logits.float(), y, ann, dice_over=config.dice_over)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower learning_rate")
                 scaler.scale(loss).backward()

@@ -95,6 +95,25 @@ def test_init_from_continues_a_trained_model(trained, datasets, tmp_path):
     assert _distance(after, start) < 0.05 * _distance(load_file(str(fresh.model_path)), start)
 
 
+def test_new_head_keeps_the_features_and_relearns_the_output_layer(trained, datasets, tmp_path):
+    from safetensors.torch import load_file
+
+    start = load_file(str(trained.model_path))
+    frozen = dict(TINY, learning_rate=1e-6)
+    out = train(TrainConfig.from_dict(frozen), datasets, tmp_path / "head", Device("cpu"), init_from=trained.model_path,
+                new_head=True)
+    after = load_file(str(out.model_path))
+    n_classes = TrainConfig.from_dict(TINY).net.out_channels
+    head = [k for k in after if after[k].ndim >= 2 and after[k].shape[1] == n_classes] or \
+        [k for k in after if after[k].ndim >= 2 and after[k].shape[0] == n_classes]
+    assert head, "the output layer's weights"
+    assert any(not torch.allclose(after[k], start[k], atol=1e-4) for k in head)  # re-initialised
+    body = [k for k in after if k not in head and after[k].ndim >= 2]
+    assert all(torch.allclose(after[k], start[k], atol=1e-3) for k in body)  # the features kept
+    with pytest.raises(ConfigError, match="give --init-from too"):
+        train(TrainConfig.from_dict(TINY), datasets, tmp_path / "x", Device("cpu"), new_head=True)
+
+
 def test_init_from_refuses_another_recipe_or_resume(trained, datasets, tmp_path):
     other = dict(TINY, net={"arch": "unet", "channels": [4, 8, 32]})
     with pytest.raises(ConfigError, match="use the recipe the model was trained with"):
