@@ -52,7 +52,9 @@ Known limitations (shape and HU cannot do better; the anatomy can):
 * Calcified ligamentum flavum fused to a lamina becomes bone here; with the
   anatomy's ligamentum-flavum zone, :func:`release_ligament_calcification`
   takes it back on interlaminar slices (where soft tissue, the ligament, lines
-  the canal's back wall between the lumen and the laminae).
+  the canal's back wall between the lumen and the laminae, or where the back
+  wall is a dense layer with soft tissue behind it: the ligament calcified
+  along the whole wall, with no lamina behind).
 * A calculus larger than ``compact_min_volume_mm3``, or a branched one larger
   than ``min_volume_mm3`` (a staghorn), is taken for bone.
 * A small compact bone away from the skeleton (an ossicle, the coccyx tip
@@ -404,6 +406,20 @@ LIGAMENT_SHELL_MM = (1.0, 2.5)
 # Fraction of that shell that must be soft tissue: a calcified ligament covers
 # at most about a third of the posterior wall on each side.
 INTERLAMINAR_MIN_SOFT_FRACTION = 0.3
+# A calcified ligament on both sides can line the whole posterior wall (seed
+# 2111, 3 mm slices: a 10 mm pair on T11-T12 left 0-26 % of the shell soft on
+# every slice and stayed bone, missed). What tells it from a lamina is what lies
+# behind it: ligament calcium is at most ~3.5 mm thick (the ligament), a lamina
+# is dense from the canal wall to well beyond that. A slice whose back wall
+# (the shell on the posterior arc) is dense while the arc is mostly soft tissue
+# in this band behind it is interlaminar however dense its shell.
+LIGAMENT_BEHIND_MM = (4.0, 6.0)
+INTERLAMINAR_MIN_SOFT_BEHIND_FRACTION = 0.5
+# ... provided the back wall is seen: at least this fraction of the shell lies
+# on the posterior arc. Where the zone's shell is mostly at the canal's sides
+# (the facet pillars, at the zone's ends on 0.625 mm phantoms 1800, 1803), the
+# tissue behind the arc says nothing about what the shell holds.
+BACK_WALL_MIN_SHELL_FRACTION = 1.0 / 3.0
 INTERLAMINAR_Z_MARGIN_MM = 1.0
 # A slice next to a laminar one whose shell is at least this soft is kept
 # interlaminar despite the z margin: a lamina's partial-volume edge lines most
@@ -449,9 +465,10 @@ def release_ligament_calcification(
     calcium threshold, so :func:`segment_bone` takes it for bone. The anatomy
     separates the two: on an *interlaminar* slice (where the posterior canal
     wall is the ligament, a band of soft tissue between the lumen and the
-    laminae) dense voxels within ``LIGAMENT_RELEASE_MM`` of the lumen are the
-    ligament's calcium; on a *laminar* slice the lamina itself forms the wall
-    and nothing is released.
+    laminae, or a dense layer with soft tissue behind it: the ligament
+    calcified along the whole wall) dense voxels within ``LIGAMENT_RELEASE_MM``
+    of the lumen are the ligament's calcium; on a *laminar* slice the lamina
+    itself forms the wall and nothing is released.
 
     Parameters
     ----------
@@ -476,7 +493,8 @@ def release_ligament_calcification(
     """
     out = np.zeros(bone.shape, dtype=bool)
     _, sj, si = spacing
-    pad_j, pad_i = int(np.ceil(4.0 / sj)) + 1, int(np.ceil(4.0 / si)) + 1
+    # The box reaches past the band behind the wall (the zone is a band on it).
+    pad_j, pad_i = (int(np.ceil(LIGAMENT_BEHIND_MM[1] / s)) + 1 for s in (sj, si))
     bb = bbox_of(zone, (0, pad_j, pad_i))  # type: ignore[arg-type]
     if bb is None:
         return out
@@ -496,13 +514,16 @@ def release_ligament_calcification(
     lumen &= canal_known[:, None, None]
     if not lumen.any():
         return out
-    dist = distance_in_plane(lumen, max(LIGAMENT_SHELL_MM[1], LIGAMENT_RELEASE_MM), sj, si)
+    dist = distance_in_plane(lumen, max(LIGAMENT_SHELL_MM[1], LIGAMENT_RELEASE_MM, LIGAMENT_BEHIND_MM[1]), sj, si)
     dense = hu_sub >= threshold_hu
     shell = z_sub & (dist > LIGAMENT_SHELL_MM[0]) & (dist <= LIGAMENT_SHELL_MM[1])
     n_shell = shell.sum(axis=(1, 2))
     n_soft = (shell & ~dense).sum(axis=(1, 2))
-    # On a laminar slice the dense wall in the shell is the lamina itself.
-    interlaminar = canal_known & (n_shell > 0) & (n_soft >= INTERLAMINAR_MIN_SOFT_FRACTION * n_shell)
+    arc = _posterior_arc(lumen, sj, si)
+    # On a laminar slice the dense wall in the shell is the lamina itself, unless
+    # soft tissue lies right behind it: then it is the ligament, calcified.
+    interlaminar = canal_known & (n_shell > 0) & (
+        (n_soft >= INTERLAMINAR_MIN_SOFT_FRACTION * n_shell) | _thin_back_wall(shell, arc, dist, dense))
     # The slices next to a laminar one hold its partial volume (the lamina's edge
     # along z sits within the release distance): only the core of each
     # interlaminar run counts.
@@ -526,11 +547,33 @@ def release_ligament_calcification(
         near_wall &= b_sub
     if not near_wall.any():
         return out
-    seeds = near_wall & _posterior_arc(lumen, sj, si)
+    seeds = near_wall & arc
     # A calcification centred on the lamina reaches round towards the pillars:
     # it is released whole, not cut at the arc's edge.
     out[bb] = ndi.binary_propagation(seeds, structure=_PLANE8, mask=near_wall)
     return out
+
+
+def _thin_back_wall(shell: np.ndarray, arc: np.ndarray, dist: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """Per slice, whether the canal's back wall is a dense layer with soft tissue
+    behind it: a calcified ligament, not a lamina (see ``LIGAMENT_BEHIND_MM``).
+
+    ``shell``: the zone's shell round the lumen; ``arc``: :func:`_posterior_arc`;
+    ``dist``: in-plane distance (mm) from the lumen, exact at least to the
+    band's outer edge; ``dense``: calcium-dense voxels.
+    """
+    def count(mask: np.ndarray) -> np.ndarray:
+        return mask.sum(axis=(1, 2))
+
+    back = shell & arc
+    n_back = count(back)
+    seen = (n_back > 0) & (n_back >= BACK_WALL_MIN_SHELL_FRACTION * count(shell))
+    # dense as a lamina would be, by the laminar slices' own measure
+    back_dense = count(back & ~dense) < INTERLAMINAR_MIN_SOFT_FRACTION * n_back
+    band = arc & (dist > LIGAMENT_BEHIND_MM[0]) & (dist <= LIGAMENT_BEHIND_MM[1])
+    n_band = count(band)
+    soft_behind = (n_band > 0) & (count(band & ~dense) >= INTERLAMINAR_MIN_SOFT_BEHIND_FRACTION * n_band)
+    return seen & back_dense & soft_behind
 
 
 _PLANE4 = np.zeros((3, 3, 3), dtype=bool)
