@@ -118,10 +118,14 @@ def test_the_aorta_keeps_its_boundary_where_the_iliac_arteries_begin():
     hu, truth = _aorta_scene(40.0)
     aorta, body, iliac = (structure(n).label for n in ("aorta", "body", "common_iliac_artery_right"))
     labels = np.where(_blocky(truth, -2.5), aorta, body).astype(np.uint8)
-    labels[:4, 10:14, 10:14] = iliac  # the bifurcation's slices
+    edge = 48 + int(np.ceil(7.5 / SPACING[2]))  # just beyond the shrunken aorta's side
+    labels[:4, 46:50, edge:edge + 4] = iliac  # the bifurcation's slices: an iliac artery beside the aorta
+    labels[4:8, 4:8, 4:8] = iliac  # an iliac artery far from the aorta (a CNN's, along the psoas) ...
     out = refine_aorta(labels, hu, SPACING)
     assert np.array_equal(out[:4], labels[:4])
-    assert (out[4:] == aorta).sum() > (labels[4:] == aorta).sum()  # elsewhere the shrunken aorta regrows
+    # ... does not keep its slices coarse: there and elsewhere the shrunken aorta regrows
+    for ks in (slice(4, 8), slice(8, None)):
+        assert (out[ks] == aorta).sum() > (labels[ks] == aorta).sum()
 
 
 def test_a_calcified_speck_beside_the_vessel_is_not_taken_in():
