@@ -23,6 +23,18 @@ Usage::
     .venv/bin/python scripts/train_radiograph_aac.py --restamp /tmp/aac_v3.safetensors --threshold 0.8 \\
         --level-offsets L4:1 --note operating_point_seeds=80-99,500-539 --out models/radiograph_aac_v3.safetensors
 
+v4 (models/radiograph_aac_v4.md): v3's tensors at one threshold for all levels, the operating point chosen on the
+selection block 540-679 (137 scored development radiographs no net in the comparison was trained on)::
+
+    .venv/bin/python scripts/train_radiograph_aac.py --restamp models/radiograph_aac_v3.safetensors --threshold 0.8 \
+        --level-offsets '' --note operating_point_seeds=540-679 --out models/radiograph_aac_v4.safetensors
+
+An ensemble in one run (``--members K``: K nets with init seeds ``--seed`` .. ``--seed + K - 1`` on the same
+cases, written as one logit-mean file; tried for v4, not shipped: see its card)::
+
+    .venv/bin/python scripts/train_radiograph_aac.py --train 0-99,400-439,720-759 --val 80-83 --synthetic 1000-1029 \
+        --steps 8000 --members 3 --threads 1 --cache CACHE --out /tmp/aac_ens.safetensors
+
 An ensemble (several such nets with ``--seed 0/1/2 ...``, logits averaged): train the members,
 choose the threshold for the ensemble on seeds none of them was trained on, then write one file::
 
@@ -328,6 +340,20 @@ def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: i
     return net
 
 
+def train_members(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: int, batch: int, seed: int,
+                  members: int, hard_fraction: float = 0.0, t0: float | None = None):
+    """One net (``members`` 1) or a ``MeanLogitEnsemble`` of ``members`` nets trained on the same
+    cases with init / batch-order seeds ``seed``, ``seed + 1``, ...; in eval mode.
+
+    Why an ensemble: one run of the recipe depends on its draw; the nets' AAC-24 errors on unused
+    seeds differ by more than a recipe change moves them, and the mean of their logits is steadier
+    (models/radiograph_aac_v4.md)."""
+    nets = [train_net(train, config, steps, batch, seed + k, hard_fraction, t0) for k in range(members)]
+    for net in nets:
+        net.eval()
+    return nets[0] if members == 1 else MeanLogitEnsemble(nets).eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -342,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a crowded machine)")
     ap.add_argument("--seed", type=int, default=0,
                     help="initialisation and batch-sampling seed (ensemble members differ only in this; v2 used 0)")
+    ap.add_argument("--members", type=int, default=1,
+                    help="train this many nets on the same cases, init seeds --seed, --seed+1, ..., and write "
+                         "them as one logit-mean ensemble (MeanLogitEnsemble); v4 used 5")
     ap.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
                     help="centre this fraction of the training crops on hard negatives (bright, no calcium: "
                          "bowel-gas rims, iliac calcium, bone edges; see hard_negative_centres); v3 used 0")
@@ -397,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(synth)} synthetic drawings added")
     print(f"{len(train)} train / {len(val)} val cases ({time.time() - t0:.0f} s)", flush=True)
     config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")]}
-    net = train_net(train, config, args.steps, args.batch, args.seed, args.hard_negatives, t0)
-    net.eval()
+    if args.members < 1:
+        raise SystemExit(f"--members {args.members}: train at least one net")
+    net = train_members(train, config, args.steps, args.batch, args.seed, args.members, args.hard_negatives, t0)
     # threshold: best pixel F1 on the validation cases
     probs, targets = [], []
     with torch.no_grad():
@@ -418,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
             "train_seeds": args.train, "val_seeds": args.val, "synthetic_seeds": args.synthetic, "steps": str(args.steps),
             "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives),
             "val_pixel_f1": f"{best[0]:.3f}", "data": "calcdetect CT phantoms projected laterally (DRR)"}
+    if args.members > 1:
+        meta["init_seed"] = ",".join(str(args.seed + k) for k in range(args.members))
+        meta["members"] = json.dumps([{**{k: meta[k] for k in MEMBER_FACTS if k in meta}, "init_seed": str(args.seed + k)}
+                                      for k in range(args.members)])
     save_calcium_model(net, config, best[1], args.out, meta)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -108,3 +108,25 @@ def test_assemble_ensemble_keeps_member_facts_and_refuses_mixed_architectures(tm
     odd = save_calcium_model(build_calcium_net(wider), wider, 0.5, tmp_path / "w.safetensors")
     with pytest.raises(SystemExit, match="architecture"):
         assemble_ensemble([paths[0], odd], tmp_path / "x.safetensors", 0.85)
+
+
+def test_trainer_members_are_the_single_nets_of_consecutive_seeds():
+    """``--members K`` trains K nets on the same cases with init seeds seed .. seed+K-1 and
+    returns their logit mean: each member is the net one run with that seed gives alone, so
+    the ensemble is reproducible member by member."""
+    from train_radiograph_aac import train_members, train_net
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 96, 64)).astype(np.float32)
+    y = np.zeros((96, 64), np.float32)
+    y[40:60, 30:33] = 1.0
+    torch.set_num_threads(1)
+    ensemble = train_members([(x, y)], CONFIG, steps=2, batch=2, seed=3, members=2)
+    assert isinstance(ensemble, MeanLogitEnsemble) and len(ensemble.members) == 2
+    alone = train_net([(x, y)], CONFIG, steps=2, batch=2, seed=4).eval()
+    for key, value in alone.state_dict().items():
+        assert torch.equal(value, ensemble.members[1].state_dict()[key])
+    first = ensemble.members[0].state_dict()
+    assert any(not torch.equal(v, first[k]) for k, v in alone.state_dict().items())  # seeds really differ
+    single = train_members([(x, y)], CONFIG, steps=2, batch=2, seed=4, members=1)
+    assert not isinstance(single, MeanLogitEnsemble)
