@@ -181,6 +181,47 @@ _CNN_ILIAC_CLASSES = tuple(f"{seg}_iliac_artery_{side}" for seg in ("common", "e
                            for side in ("left", "right"))
 
 
+#: A CNN iliac piece is kept only within this distance of the aorta or of the rules' iliac arteries of its side.
+ILIAC_ANCHOR_MM: float = 5.0
+
+
+def _anchored_iliacs(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarray:
+    """The map with CNN iliac pieces that reach neither the aorta nor the rules' iliac arteries of their side
+    given back to the rules' label (a new array).
+
+    The iliac arteries leave the aorta and run on in one piece, so a piece of the
+    network's iliac class that is connected to neither is something else: on the
+    real PET/CT (a phantom-trained net) a bowel-wall calcification 120 mm in front
+    of the aorta was drawn as right common iliac artery and its plaque reported.
+    Where the scan holds neither anchor the network's iliac arteries are not used.
+    """
+    from scipy import ndimage
+
+    from calcdetect.nets.boundary import iliac_segments
+
+    out = labels.copy()
+    aorta = labels == structure("aorta").label
+    for side in ("left", "right"):
+        segments = iliac_segments(side)
+        mine = np.isin(out, segments)
+        if not mine.any():
+            continue
+        anchor = aorta | np.isin(rules, segments)
+        pieces, n = ndimage.label(mine, structure=np.ones((3, 3, 3), bool))
+        keep = np.zeros(n + 1, bool)
+        if anchor.any():  # the box is the iliac pieces' own, grown by the reach
+            reach = [int(np.ceil(ILIAC_ANCHOR_MM / float(sp))) + 1 for sp in spacing]
+            box = ndimage.find_objects(mine.astype(np.uint8))[0]
+            box = tuple(slice(max(b.start - r, 0), min(b.stop + r, dim)) for b, r, dim in zip(box, reach, out.shape))
+            if anchor[box].any():
+                near = ndimage.distance_transform_edt(~anchor[box], sampling=spacing) <= ILIAC_ANCHOR_MM
+                keep[np.unique(pieces[box][near & mine[box]])] = True
+        keep[0] = False
+        drop = mine & ~keep[pieces]
+        out[drop] = rules[drop]
+    return out
+
+
 def _iliac_segments_from_rules(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarray:
     """The CNN's iliac voxels named by segment: each takes the segment of the nearest rules iliac voxel of its side.
 
@@ -222,6 +263,7 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
         source["aorta"] = "cnn+fat-plane"
     cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
     if cnn_iliacs:
+        labels = _anchored_iliacs(labels, rules.labels, volume.spacing)
         labels = _iliac_segments_from_rules(labels, rules.labels, volume.spacing)
         labels = refine_iliacs(labels, volume.array, volume.spacing)
         source.update({n: "cnn+fat-plane" for n in cnn_iliacs})

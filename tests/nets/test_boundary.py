@@ -209,3 +209,25 @@ def test_a_coarse_cnn_iliac_artery_is_named_by_the_rules_segments():
     assert (out[2:, 6, 2:4] == iia).all()
     assert (out[:, 2:4, 8:10] == cia_r).all()
     assert np.array_equal(out[rules > 0], rules[rules > 0])
+
+
+def test_a_cnn_iliac_piece_away_from_the_aorta_and_the_rules_arteries_is_not_used():
+    """The iliac arteries leave the aorta in one piece: a detached piece of the class is something else."""
+    from calcdetect.nets.fusion import _anchored_iliacs
+
+    aorta, cia_r, cia_l, body = (structure(n).label for n in
+                                 ("aorta", "common_iliac_artery_right", "common_iliac_artery_left", "body"))
+    rules = np.full((10, 60, 60), body, np.uint8)
+    fused = rules.copy()
+    fused[6:, 20:26, 28:32] = aorta
+    fused[:6, 20:24, 22:26] = cia_r  # continues the aorta downwards: kept
+    fused[:4, 50:54, 50:54] = cia_r  # 30 mm in front of everything (bowel wall on a real scan): dropped
+    rules[:3, 40:44, 5:9] = cia_l
+    fused[:3, 41:45, 6:10] = cia_l  # no aorta near, but on the rules' left iliac artery: kept
+    out = _anchored_iliacs(fused, rules, (2.0, 1.0, 1.0))
+    assert (out[:6, 20:24, 22:26] == cia_r).all() and (out[:3, 41:45, 6:10] == cia_l).all()
+    assert (out[:4, 50:54, 50:54] == body).all()  # given back to the rules' label
+    # a scan with neither anchor: the network's iliac arteries are not used
+    no_aorta = np.where(fused == aorta, body, fused).astype(np.uint8)
+    bare = np.full(rules.shape, body, np.uint8)
+    assert not np.isin(_anchored_iliacs(no_aorta, bare, (2.0, 1.0, 1.0)), [cia_r, cia_l]).any()
