@@ -195,30 +195,38 @@ def _anchored_iliacs(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarr
     of the aorta was drawn as right common iliac artery and its plaque reported.
     Where the scan holds neither anchor the network's iliac arteries are not used.
     """
+    import cc3d
     from scipy import ndimage
 
     from calcdetect.nets.boundary import iliac_segments
 
     out = labels.copy()
-    aorta = labels == structure("aorta").label
+    aorta_label = structure("aorta").label
+    reach = [int(np.ceil(ILIAC_ANCHOR_MM / float(sp))) + 1 for sp in spacing]
     for side in ("left", "right"):
         segments = iliac_segments(side)
-        mine = np.isin(out, segments)
-        if not mine.any():
+        found = ndimage.find_objects(np.isin(out, segments).astype(np.uint8))
+        if not found or found[0] is None:
             continue
-        anchor = aorta | np.isin(rules, segments)
-        pieces, n = ndimage.label(mine, structure=np.ones((3, 3, 3), bool))
-        keep = np.zeros(n + 1, bool)
-        if anchor.any():  # the box is the iliac pieces' own, grown by the reach
-            reach = [int(np.ceil(ILIAC_ANCHOR_MM / float(sp))) + 1 for sp in spacing]
-            box = ndimage.find_objects(mine.astype(np.uint8))[0]
-            box = tuple(slice(max(b.start - r, 0), min(b.stop + r, dim)) for b, r, dim in zip(box, reach, out.shape))
-            if anchor[box].any():
-                near = ndimage.distance_transform_edt(~anchor[box], sampling=spacing) <= ILIAC_ANCHOR_MM
-                keep[np.unique(pieces[box][near & mine[box]])] = True
-        keep[0] = False
+        # everything is done in the pieces' own box grown by the reach (the pelvis, not the scan)
+        box = tuple(slice(max(b.start - r, 0), min(b.stop + r, dim)) for b, r, dim in zip(found[0], reach, out.shape))
+        sub, rules_sub = out[box], rules[box]
+        mine = np.isin(sub, segments)
+        anchor = (sub == aorta_label) | np.isin(rules_sub, segments)
+        pieces = cc3d.connected_components(mine, connectivity=26)
+        keep = np.zeros(int(pieces.max()) + 1, bool)
+        # each piece is checked in its own box: stray pieces up the abdomen made the side's box the whole scan
+        for n, piece_box in enumerate(ndimage.find_objects(pieces), start=1):
+            if piece_box is None:
+                continue
+            grown = tuple(slice(max(b.start - r, 0), min(b.stop + r, dim))
+                          for b, r, dim in zip(piece_box, reach, pieces.shape))
+            a = anchor[grown]
+            if a.any():
+                near = ndimage.distance_transform_edt(~a, sampling=spacing) <= ILIAC_ANCHOR_MM
+                keep[n] = bool((near & (pieces[grown] == n)).any())
         drop = mine & ~keep[pieces]
-        out[drop] = rules[drop]
+        sub[drop] = rules_sub[drop]  # a view: writes into out
     return out
 
 
