@@ -91,7 +91,7 @@ def series_panels(folder: Path, model) -> list[Image.Image]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("series", type=Path, nargs="+")
-    ap.add_argument("--model", type=Path, default=Path("models/anatomy_phantom_v2.safetensors"))
+    ap.add_argument("--model", type=Path, default=Path("models/anatomy_phantom_v3.safetensors"))
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args(argv)
     model = load_model(args.model, Device("cpu"))

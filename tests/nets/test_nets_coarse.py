@@ -156,7 +156,7 @@ def test_fusion_trusts_the_cnn_but_keeps_rule_substructures():
         fuse_anatomy(r, c, C, levels="both")
 
 
-@pytest.mark.parametrize("name", ["anatomy_phantom_v0", "anatomy_phantom_v1", "anatomy_phantom_v2"])
+@pytest.mark.parametrize("name", ["anatomy_phantom_v0", "anatomy_phantom_v1", "anatomy_phantom_v2", "anatomy_phantom_v3"])
 def test_shipped_models_fuse_with_rules(name):
     """What ``calcdetect run --model`` does with a shipped model: segment, then fuse with the rules' map."""
     from pathlib import Path
@@ -199,3 +199,36 @@ def test_fusion_choice_trusts_only_classes_the_cnn_measured_better_on():
     assert evidence["cnn"]["kidney_left"] == 0.88 and evidence["rules"]["aorta"] == 0.74
     assert evidence["measured_on"] == "seeds 200-209"
     assert trusted_classes(C, fusion_choice({"aorta": 0.5}, {"aorta": 0.7}, measured_on="x")) == ()
+
+
+def test_v3_segments_the_iliac_arteries_and_the_fusion_names_their_segments():
+    """v2 never predicted the iliac arteries (Dice 0); v3 does, and the pipeline trusts it for them."""
+    from pathlib import Path
+
+    from calcdetect.anatomy import build_anatomy
+    from calcdetect.bone import segment_bone
+    from calcdetect.device import Device
+    from calcdetect.nets import anatomy_with_model, load_model, segment_anatomy
+    from calcdetect.phantoms.ct import generate_ct_phantom, random_settings
+    from calcdetect.types import AcquisitionInfo, Volume
+
+    path = Path(__file__).resolve().parents[2] / "models" / "anatomy_phantom_v3.safetensors"
+    if not path.is_file():
+        pytest.skip("anatomy_phantom_v3 is not shipped")
+    ph = generate_ct_phantom(random_settings(205, matrix=192, pixel_mm=2.0, slice_thickness_mm=2.5))  # not trained on
+    vol = Volume(np.asarray(ph.hu, np.float32), tuple(ph.spacing), np.asarray(ph.affine), AcquisitionInfo("CT"))
+    device = Device("cpu")
+    model = load_model(path, device)
+    assert {"common_iliac_artery_left", "common_iliac_artery_right"} <= set(trusted_classes(model.spec.classes,
+                                                                                             model.spec.extra))
+    cnn = segment_anatomy(vol, model, device)
+    for side in ("left", "right"):
+        truth = np.isin(ph.anatomy_labels, [structure(f"{g}_iliac_artery_{side}").label
+                                            for g in ("common", "external", "internal")])
+        pred = cnn.labels == structure(f"common_iliac_artery_{side}").label  # one class per side
+        assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.6, side
+    rules = build_anatomy(vol, device, bone_mask=segment_bone(vol.array, vol.spacing, device))
+    fused = anatomy_with_model(rules, vol, model, device)
+    present = set(np.unique(fused.labels))
+    assert structure("external_iliac_artery_left").label in present  # segments named from the rules
+    assert fused.source["common_iliac_artery_left"] == "cnn+fat-plane"
