@@ -230,6 +230,43 @@ def _anchored_iliacs(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarr
     return out
 
 
+def _paired_iliac_origins(labels: np.ndarray) -> np.ndarray:
+    """The map with one-sided iliac origins given to the aorta (a new array, or ``labels`` if nothing changes).
+
+    Both common iliac arteries leave the aorta at one bifurcation. On an axial
+    slice, a vessel outline (aorta and iliac voxels connected in-plane) that holds
+    the aorta and the iliac artery of one side only is therefore still aorta. The
+    phantom-trained v3 starts its left common iliac artery up to a vertebra above
+    the bifurcation along the aorta's left wall, and reported aortic plaque at
+    L3-L5 as left iliac (5 of 72 scans).
+    """
+    from scipy import ndimage
+
+    from calcdetect.nets.boundary import iliac_segments
+
+    aorta = structure("aorta").label
+    left, right = iliac_segments("left"), iliac_segments("right")
+    is_aorta = labels == aorta
+    iliac = np.isin(labels, left + right)
+    shared = np.flatnonzero(is_aorta.any(axis=(1, 2)) & iliac.any(axis=(1, 2)))
+    out = labels
+    in_plane = np.ones((3, 3), bool)
+    for k in shared:
+        vessel = is_aorta[k] | iliac[k]
+        outlines, n = ndimage.label(vessel, structure=in_plane)
+        sl = labels[k]
+        has = [np.bincount(outlines[m], minlength=n + 1) > 0
+               for m in (is_aorta[k], np.isin(sl, left), np.isin(sl, right))]
+        one_sided = has[0] & (has[1] ^ has[2])
+        one_sided[0] = False
+        relabel = one_sided[outlines] & iliac[k]
+        if relabel.any():
+            if out is labels:
+                out = labels.copy()
+            out[k][relabel] = aorta
+    return out
+
+
 def _iliac_segments_from_rules(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarray:
     """The CNN's iliac voxels named by segment: each takes the segment of the nearest rules iliac voxel of its side.
 
@@ -266,10 +303,12 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
                          levels=spec.extra.get("fuse_levels", "cnn"))
     source = dict(fused.source)
     labels = fused.labels
+    cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
+    if cnn_iliacs and source.get("aorta") == "cnn":
+        labels = _paired_iliac_origins(labels)
     if source.get("aorta") == "cnn":
         labels = refine_aorta(labels, volume.array, volume.spacing)
         source["aorta"] = "cnn+fat-plane"
-    cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
     if cnn_iliacs:
         labels = _anchored_iliacs(labels, rules.labels, volume.spacing)
         labels = _iliac_segments_from_rules(labels, rules.labels, volume.spacing)

@@ -231,3 +231,28 @@ def test_a_cnn_iliac_piece_away_from_the_aorta_and_the_rules_arteries_is_not_use
     no_aorta = np.where(fused == aorta, body, fused).astype(np.uint8)
     bare = np.full(rules.shape, body, np.uint8)
     assert not np.isin(_anchored_iliacs(no_aorta, bare, (2.0, 1.0, 1.0)), [cia_r, cia_l]).any()
+
+
+def test_an_iliac_origin_of_one_side_on_the_aortas_outline_is_aorta():
+    """Both common iliac arteries leave at the bifurcation: above it, a one-sided 'iliac' on the aorta is aorta."""
+    from calcdetect.nets.fusion import _paired_iliac_origins
+
+    aorta, cia_l, cia_r, eia_l, body = (structure(n).label for n in (
+        "aorta", "common_iliac_artery_left", "common_iliac_artery_right", "external_iliac_artery_left", "body"))
+    fused = np.full((12, 40, 40), body, np.uint8)
+    fused[6:, 14:24, 14:24] = aorta
+    fused[8:11, 14:24, 22:24] = cia_l  # the left wall of the aorta, two slices above the bifurcation
+    fused[6, 14:24, 19:24] = cia_l  # the bifurcation slice: both origins on the outline
+    fused[6, 14:24, 14:17] = cia_r
+    fused[:6, 16:22, 8:13] = cia_r  # below: two separate arteries
+    fused[:6, 16:22, 25:30] = cia_l
+    fused[2, 16:22, 25:28] = eia_l
+    fused[9:11, 30:34, 30:34] = cia_l  # a left 'iliac' off the aorta on those slices: not the aorta's outline
+    before = fused.copy()
+    out = _paired_iliac_origins(fused)
+    assert np.array_equal(fused, before)  # the input is untouched
+    assert (out[8:11, 14:24, 22:24] == aorta).all()
+    assert np.array_equal(out[:7], before[:7])  # the bifurcation and below keep both sides
+    assert (out[9:11, 30:34, 30:34] == cia_l).all()
+    # a map without any one-sided origin comes back as it was
+    assert np.array_equal(_paired_iliac_origins(out), out)
