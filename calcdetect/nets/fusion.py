@@ -14,7 +14,8 @@ The network is trusted for the structures it was measured better on (its
   model is trusted for iliac classes (where the aorta ends is the rules' call);
   a model trusted for them draws the iliac arteries, named by the segment
   (common, external, internal) of the nearest rules iliac voxel of their side,
-  since a coarse model has one iliac class per side;
+  since a coarse model has one iliac class per side; an iliac origin of one
+  side only on the aorta's outline is aorta (both leave at the bifurcation);
 * structures only the rules segment and the classifier reads directly
   (ligamentum flavum zone, ureters, ribs, hip bones, femora, costal cartilage)
   are never overwritten;
@@ -292,8 +293,9 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     The trusted classes and the level source come from the spec
     (``extra["fuse_classes"]``, ``extra["fuse_levels"]``, chosen by measurement and
     recorded on the model card). A CNN aorta then gets its 3 mm boundary re-drawn
-    at full resolution along the periaortic fat, CNN iliac arteries get their
-    segment names from the rules and the same boundary step, and the kidneys are
+    at full resolution along the periaortic fat, CNN iliac arteries lose
+    one-sided origins on the aorta (:func:`_paired_iliac_origins`) and pieces far
+    from any anchor, get their segment names from the rules and the same boundary step, and the kidneys are
     grown out to their perirenal fat (:mod:`calcdetect.nets.boundary`); ``source``
     says so (``"cnn+fat-plane"``, ``"<source>+fat-plane"``).
     """
