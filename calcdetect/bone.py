@@ -52,9 +52,9 @@ Known limitations (shape and HU cannot do better; the anatomy can):
 * Calcified ligamentum flavum fused to a lamina becomes bone here; with the
   anatomy's ligamentum-flavum zone, :func:`release_ligament_calcification`
   takes it back on interlaminar slices (where soft tissue, the ligament, lines
-  the canal's back wall between the lumen and the laminae, or where the back
-  wall is a dense layer with soft tissue behind it: the ligament calcified
-  along the whole wall, with no lamina behind).
+  the canal's back wall between the lumen and the laminae, or where soft
+  tissue lies 4-6 mm behind the back wall, however dense the wall: the
+  ligament calcified along it, with no lamina behind).
 * A calculus larger than ``compact_min_volume_mm3``, or a branched one larger
   than ``min_volume_mm3`` (a staghorn), is taken for bone.
 * A small compact bone away from the skeleton (an ossicle, the coccyx tip
@@ -410,9 +410,9 @@ INTERLAMINAR_MIN_SOFT_FRACTION = 0.3
 # 2111, 3 mm slices: a 10 mm pair on T11-T12 left 0-26 % of the shell soft on
 # every slice and stayed bone, missed). What tells it from a lamina is what lies
 # behind it: ligament calcium is at most ~3.5 mm thick (the ligament), a lamina
-# is dense from the canal wall to well beyond that. A slice whose back wall
-# (the shell on the posterior arc) is dense while the arc is mostly soft tissue
-# in this band behind it is interlaminar however dense its shell.
+# is dense from the canal wall to well beyond that. A slice whose posterior
+# arc is mostly soft tissue in this band behind the back wall (the shell on the
+# arc) is interlaminar however dense its shell.
 LIGAMENT_BEHIND_MM = (4.0, 6.0)
 INTERLAMINAR_MIN_SOFT_BEHIND_FRACTION = 0.5
 # ... provided the back wall is seen: at least this fraction of the shell lies
@@ -465,8 +465,8 @@ def release_ligament_calcification(
     calcium threshold, so :func:`segment_bone` takes it for bone. The anatomy
     separates the two: on an *interlaminar* slice (where the posterior canal
     wall is the ligament, a band of soft tissue between the lumen and the
-    laminae, or a dense layer with soft tissue behind it: the ligament
-    calcified along the whole wall) dense voxels within ``LIGAMENT_RELEASE_MM``
+    laminae, or a wall of any density with soft tissue 4-6 mm behind it: the
+    ligament calcified along it) dense voxels within ``LIGAMENT_RELEASE_MM``
     of the lumen are the ligament's calcium; on a *laminar* slice the lamina
     itself forms the wall and nothing is released.
 
@@ -555,8 +555,9 @@ def release_ligament_calcification(
 
 
 def _thin_back_wall(shell: np.ndarray, arc: np.ndarray, dist: np.ndarray, dense: np.ndarray) -> np.ndarray:
-    """Per slice, whether the canal's back wall is a dense layer with soft tissue
-    behind it: a calcified ligament, not a lamina (see ``LIGAMENT_BEHIND_MM``).
+    """Per slice, whether soft tissue lies behind the canal's back wall, where a
+    lamina would be dense: the wall is ligament, calcified or not, not a lamina
+    (see ``LIGAMENT_BEHIND_MM``).
 
     ``shell``: the zone's shell round the lumen; ``arc``: :func:`_posterior_arc`;
     ``dist``: in-plane distance (mm) from the lumen, exact at least to the
