@@ -256,3 +256,22 @@ def test_an_iliac_origin_of_one_side_on_the_aortas_outline_is_aorta():
     assert (out[9:11, 30:34, 30:34] == cia_l).all()
     # a map without any one-sided origin comes back as it was
     assert np.array_equal(_paired_iliac_origins(out), out)
+
+
+def test_a_stray_piece_of_cnn_aorta_is_given_back_to_the_rules():
+    """The aorta is one vessel: a few slices of 'aorta' drawn over an iliac artery at the scan's edge are not it."""
+    from calcdetect.nets.fusion import _main_aorta
+
+    aorta, eia_l, body = (structure(n).label for n in ("aorta", "external_iliac_artery_left", "body"))
+    rules = np.full((40, 30, 30), body, np.uint8)
+    rules[:3, 20:24, 20:24] = eia_l
+    fused = rules.copy()
+    fused[10:, 5:12, 10:17] = aorta  # the aorta, 30 slices
+    fused[:2, 20:24, 20:24] = aorta  # the stray piece over the external iliac artery
+    out = _main_aorta(fused, rules)
+    assert (out[:2, 20:24, 20:24] == eia_l).all()
+    assert (out[10:, 5:12, 10:17] == aorta).all()
+    # two large pieces (an ascending and a descending aorta cut apart by the field of view) both stay
+    fused[10:, 20:26, 20:26] = aorta
+    assert (_main_aorta(fused, rules)[10:] == fused[10:]).all()
+    assert _main_aorta(rules, rules) is rules  # nothing to do: the same map back
