@@ -182,6 +182,13 @@ _CNN_ILIAC_CLASSES = tuple(f"{seg}_iliac_artery_{side}" for seg in ("common", "e
                            for side in ("left", "right"))
 
 
+def _label_mask(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """``np.isin(labels, ids)`` as one table lookup (np.isin took 0.5 s on a 512 x 512 x 400 map)."""
+    table = np.zeros(max(int(labels.max(initial=0)), *ids) + 1, dtype=bool)
+    table[list(ids)] = True
+    return table[labels]
+
+
 #: A CNN iliac piece is kept only within this distance of the aorta or of the rules' iliac arteries of its side.
 ILIAC_ANCHOR_MM: float = 5.0
 
@@ -206,7 +213,7 @@ def _anchored_iliacs(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarr
     reach = [int(np.ceil(ILIAC_ANCHOR_MM / float(sp))) + 1 for sp in spacing]
     for side in ("left", "right"):
         segments = iliac_segments(side)
-        found = ndimage.find_objects(np.isin(out, segments).astype(np.uint8))
+        found = ndimage.find_objects(_label_mask(out, segments).astype(np.uint8))
         if not found or found[0] is None:
             continue
         # everything is done in the pieces' own box grown by the reach (the pelvis, not the scan)
@@ -267,6 +274,55 @@ def _main_aorta(labels: np.ndarray, rules: np.ndarray) -> np.ndarray:
     return out
 
 
+def _iliacs_on_the_aortas_course(labels: np.ndarray) -> np.ndarray:
+    """The map with iliac pieces that lie on the aorta's course above its lower end given to the aorta.
+
+    The iliac arteries begin where the aorta ends. An in-plane piece of iliac
+    artery on a slice cranial to the aorta's lowest slice that lies mostly
+    within the aorta's outline on the nearest aorta slices above and below is a
+    stretch of aorta the network mislabelled (phantom 2224: the whole aorta
+    called left common iliac on four slices, 5-15 mm above the bifurcation, and
+    its plaque reported as iliac). Iliac arteries beside the aorta are left
+    alone. Which way is caudal comes from where the iliac arteries lie. Returns
+    a new array, or ``labels`` when nothing changes.
+    """
+    from scipy import ndimage
+
+    from calcdetect.nets.boundary import iliac_segments
+
+    aorta = structure("aorta").label
+    is_aorta = labels == aorta
+    iliac = _label_mask(labels, iliac_segments("left") + iliac_segments("right"))
+    aorta_k = np.flatnonzero(is_aorta.any(axis=(1, 2)))
+    iliac_k = np.flatnonzero(iliac.any(axis=(1, 2)))
+    if aorta_k.size == 0 or iliac_k.size == 0:
+        return labels
+    caudal_is_low = iliac_k.mean() < aorta_k.mean()
+    lower_end = aorta_k.min() if caudal_is_low else aorta_k.max()
+    above = iliac_k[iliac_k > lower_end] if caudal_is_low else iliac_k[iliac_k < lower_end]
+    out = labels
+    in_plane = np.ones((3, 3), bool)
+    for k in above:
+        below_k, above_k = aorta_k[aorta_k < k], aorta_k[aorta_k > k]
+        course = np.zeros(is_aorta.shape[1:], bool)
+        for nearest in (below_k[-1:], above_k[:1]):
+            if nearest.size:
+                course |= is_aorta[nearest[0]]
+        if not (iliac[k] & course).any():
+            continue
+        pieces, n = ndimage.label(iliac[k], structure=in_plane)
+        inside = np.bincount(pieces[course], minlength=n + 1)
+        area = np.bincount(pieces.reshape(-1), minlength=n + 1)
+        on_course = inside >= 0.5 * area
+        on_course[0] = False
+        relabel = on_course[pieces]
+        if relabel.any():
+            if out is labels:
+                out = labels.copy()
+            out[k][relabel] = aorta
+    return out
+
+
 def _paired_iliac_origins(labels: np.ndarray) -> np.ndarray:
     """The map with one-sided iliac origins given to the aorta (a new array, or ``labels`` if nothing changes).
 
@@ -284,7 +340,7 @@ def _paired_iliac_origins(labels: np.ndarray) -> np.ndarray:
     aorta = structure("aorta").label
     left, right = iliac_segments("left"), iliac_segments("right")
     is_aorta = labels == aorta
-    iliac = np.isin(labels, left + right)
+    iliac = _label_mask(labels, left + right)
     shared = np.flatnonzero(is_aorta.any(axis=(1, 2)) & iliac.any(axis=(1, 2)))
     out = labels
     in_plane = np.ones((3, 3), bool)
@@ -317,8 +373,8 @@ def _iliac_segments_from_rules(labels: np.ndarray, rules: np.ndarray, spacing) -
     out = labels
     for side in ("left", "right"):
         segments = iliac_segments(side)
-        rules_side = np.isin(rules, segments)
-        targets = np.isin(out, segments) & ~rules_side
+        rules_side = _label_mask(rules, segments)
+        targets = _label_mask(out, segments) & ~rules_side
         out = label_by_nearest(out, targets, rules_side, spacing, values=rules)
     return out
 
@@ -345,6 +401,7 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     if source.get("aorta") == "cnn":
         labels = _main_aorta(labels, rules.labels)
     if cnn_iliacs and source.get("aorta") == "cnn":
+        labels = _iliacs_on_the_aortas_course(labels)
         labels = _paired_iliac_origins(labels)
     if source.get("aorta") == "cnn":
         labels = refine_aorta(labels, volume.array, volume.spacing)
