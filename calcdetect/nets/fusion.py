@@ -279,11 +279,11 @@ def _iliacs_on_the_aortas_course(labels: np.ndarray) -> np.ndarray:
 
     The iliac arteries begin where the aorta ends. An in-plane piece of iliac
     artery on a slice cranial to the aorta's lowest slice that lies mostly
-    within the aorta's outline on the nearest aorta slices above and below is a
-    stretch of aorta the network mislabelled (phantom 2224: the whole aorta
-    called left common iliac on four slices, 5-15 mm above the bifurcation, and
-    its plaque reported as iliac). Iliac arteries beside the aorta are left
-    alone. Which way is caudal comes from where the iliac arteries lie. Returns
+    within the aorta's outline (read on the nearest slices above and below that
+    hold aorta and no iliac artery) is a stretch of aorta the network
+    mislabelled (phantom 2224: the whole aorta called left common iliac on four
+    slices, 5-15 mm above the bifurcation, and its plaque reported as iliac).
+    Iliac arteries beside the aorta are left alone. Which way is caudal comes from where the iliac arteries lie. Returns
     a new array, or ``labels`` when nothing changes.
     """
     from scipy import ndimage
@@ -302,8 +302,11 @@ def _iliacs_on_the_aortas_course(labels: np.ndarray) -> np.ndarray:
     above = iliac_k[iliac_k > lower_end] if caudal_is_low else iliac_k[iliac_k < lower_end]
     out = labels
     in_plane = np.ones((3, 3), bool)
+    # the outline is read on aorta slices free of iliac voxels: on 2224 the slices
+    # between held a sliver of aorta each beside the mislabelled vessel
+    clean_k = np.setdiff1d(aorta_k, iliac_k)
     for k in above:
-        below_k, above_k = aorta_k[aorta_k < k], aorta_k[aorta_k > k]
+        below_k, above_k = clean_k[clean_k < k], clean_k[clean_k > k]
         course = np.zeros(is_aorta.shape[1:], bool)
         for nearest in (below_k[-1:], above_k[:1]):
             if nearest.size:
