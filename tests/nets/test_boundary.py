@@ -298,3 +298,24 @@ def test_iliac_voxels_on_the_aortas_course_above_its_end_are_aorta():
     # the same scan stored head first (caudal at high k)
     flipped = _iliacs_on_the_aortas_course(before[::-1].copy())
     assert np.array_equal(flipped, out[::-1])
+
+
+def test_a_gap_in_the_cnn_iliac_artery_is_filled_by_the_rules_artery():
+    """Phantom 2245: v3 lost the right common iliac artery for 36 mm; a plaque on it was reported as 'other'."""
+    from calcdetect.nets.fusion import _bridged_iliac_gaps
+
+    cia_r, ureter_r, body = (structure(n).label for n in ("common_iliac_artery_right", "ureter_right", "body"))
+    rules = np.full((40, 20, 20), body, np.uint8)
+    rules[:, 8:12, 8:12] = cia_r
+    fused = rules.copy()
+    fused[10:20, 8:12, 8:12] = body  # the network's gap: 10 slices of 2 mm
+    fused[12, 9, 9] = ureter_r  # another structure there keeps its label
+    fused[30:, 8:12, 8:12] = body  # the artery's end: not a gap
+    out = _bridged_iliac_gaps(fused, rules, (2.0, 1.0, 1.0))
+    filled = out[10:20, 8:12, 8:12] == cia_r
+    assert filled.sum() == filled.size - 1 and out[12, 9, 9] == ureter_r
+    assert (out[30:, 8:12, 8:12] == body).all()
+    # a gap longer than ILIAC_GAP_MAX_MM is left open
+    long_gap = rules.copy()
+    long_gap[2:38, 8:12, 8:12] = body
+    assert _bridged_iliac_gaps(long_gap, rules, (2.0, 1.0, 1.0)) is long_gap
