@@ -523,7 +523,7 @@ def release_ligament_calcification(
     # On a laminar slice the dense wall in the shell is the lamina itself, unless
     # soft tissue lies right behind it: then it is the ligament, calcified.
     interlaminar = canal_known & (n_shell > 0) & (
-        (n_soft >= INTERLAMINAR_MIN_SOFT_FRACTION * n_shell) | _thin_back_wall(shell, arc, dist, dense))
+        (n_soft >= INTERLAMINAR_MIN_SOFT_FRACTION * n_shell) | _soft_behind_back_wall(shell, arc, dist, dense))
     # The slices next to a laminar one hold its partial volume (the lamina's edge
     # along z sits within the release distance): only the core of each
     # interlaminar run counts.
@@ -554,7 +554,7 @@ def release_ligament_calcification(
     return out
 
 
-def _thin_back_wall(shell: np.ndarray, arc: np.ndarray, dist: np.ndarray, dense: np.ndarray) -> np.ndarray:
+def _soft_behind_back_wall(shell: np.ndarray, arc: np.ndarray, dist: np.ndarray, dense: np.ndarray) -> np.ndarray:
     """Per slice, whether soft tissue lies behind the canal's back wall, where a
     lamina would be dense: the wall is ligament, calcified or not, not a lamina
     (see ``LIGAMENT_BEHIND_MM``).

@@ -65,6 +65,14 @@ _ILIAC_ARTERIES = tuple(structure(f"{seg}_iliac_artery_{side}").label
                         for seg in ("common", "external", "internal") for side in ("left", "right"))
 
 
+def label_mask(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """``np.isin(labels, ids)`` as one table lookup: np.isin took ~0.5 s per call on a
+    512 x 512 x 400 map, and the fusion's steps read the map this way a dozen times."""
+    table = np.zeros(max(int(labels.max(initial=0)), *ids) + 1, dtype=bool)
+    table[list(ids)] = True
+    return table[labels]
+
+
 def iliac_segments(side: str) -> tuple[int, int, int]:
     """Labels of one side's common, external and internal iliac arteries."""
     return tuple(structure(f"{seg}_iliac_artery_{side}").label for seg in ("common", "external", "internal"))
@@ -199,7 +207,7 @@ def refine_iliacs(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], 
     body = structure("body").label
     for side in ("left", "right"):
         segments = iliac_segments(side)
-        mask = np.isin(out, segments)
+        mask = label_mask(out, segments)
         if not mask.any():
             continue
         refined = refine_vessel_boundary(hu, mask, spacing, band_mm=band_mm, may_join=(out == 0) | (out == body))
@@ -231,7 +239,7 @@ def label_by_nearest(labels: np.ndarray, targets: np.ndarray, sources: np.ndarra
 
 def _iliac_within(labels: np.ndarray, aorta: np.ndarray, spacing: Sequence[float], band_mm: float) -> np.ndarray:
     """Per slice, whether an iliac artery lies within ``band_mm`` (in-plane) of the aorta."""
-    iliac = np.isin(labels, _ILIAC_ARTERIES)
+    iliac = label_mask(labels, _ILIAC_ARTERIES)
     out = np.zeros(labels.shape[0], bool)
     both = np.flatnonzero(iliac.any(axis=(1, 2)) & aorta.any(axis=(1, 2)))
     if both.size == 0:
@@ -256,7 +264,7 @@ def grow_kidneys(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], *
     may_join = (labels == 0) | (labels == structure("body").label)
     for side in ("left", "right"):
         parts = [structure(f"{n}_{side}").label for n in ("kidney", "kidney_medulla", "collecting_system")]
-        kidney = np.isin(labels, parts)
+        kidney = label_mask(labels, parts)
         if not kidney.any():
             continue
         # Not at the hilum: the pelvis and the renal vessels leave there in soft-tissue

@@ -182,13 +182,6 @@ _CNN_ILIAC_CLASSES = tuple(f"{seg}_iliac_artery_{side}" for seg in ("common", "e
                            for side in ("left", "right"))
 
 
-def _label_mask(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """``np.isin(labels, ids)`` as one table lookup (np.isin took 0.5 s on a 512 x 512 x 400 map)."""
-    table = np.zeros(max(int(labels.max(initial=0)), *ids) + 1, dtype=bool)
-    table[list(ids)] = True
-    return table[labels]
-
-
 #: A CNN iliac piece is kept only within this distance of the aorta or of the rules' iliac arteries of its side.
 ILIAC_ANCHOR_MM: float = 5.0
 
@@ -206,21 +199,21 @@ def _anchored_iliacs(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarr
     import cc3d
     from scipy import ndimage
 
-    from calcdetect.nets.boundary import iliac_segments
+    from calcdetect.nets.boundary import iliac_segments, label_mask
 
     out = labels.copy()
     aorta_label = structure("aorta").label
     reach = [int(np.ceil(ILIAC_ANCHOR_MM / float(sp))) + 1 for sp in spacing]
     for side in ("left", "right"):
         segments = iliac_segments(side)
-        found = ndimage.find_objects(_label_mask(out, segments).astype(np.uint8))
+        found = ndimage.find_objects(label_mask(out, segments).astype(np.uint8))
         if not found or found[0] is None:
             continue
         # everything is done in the pieces' own box grown by the reach (the pelvis, not the scan)
         box = tuple(slice(max(b.start - r, 0), min(b.stop + r, dim)) for b, r, dim in zip(found[0], reach, out.shape))
         sub, rules_sub = out[box], rules[box]
-        mine = np.isin(sub, segments)
-        anchor = (sub == aorta_label) | np.isin(rules_sub, segments)
+        mine = label_mask(sub, segments)
+        anchor = (sub == aorta_label) | label_mask(rules_sub, segments)
         pieces = cc3d.connected_components(mine, connectivity=26)
         keep = np.zeros(int(pieces.max()) + 1, bool)
         # each piece is checked in its own box: stray pieces up the abdomen made the side's box the whole scan
@@ -283,16 +276,17 @@ def _iliacs_on_the_aortas_course(labels: np.ndarray) -> np.ndarray:
     hold aorta and no iliac artery) is a stretch of aorta the network
     mislabelled (phantom 2224: the whole aorta called left common iliac on four
     slices, 5-15 mm above the bifurcation, and its plaque reported as iliac).
-    Iliac arteries beside the aorta are left alone. Which way is caudal comes from where the iliac arteries lie. Returns
-    a new array, or ``labels`` when nothing changes.
+    Iliac arteries beside the aorta are left alone. Which way is caudal comes
+    from where the iliac arteries lie. Returns a new array, or ``labels`` when
+    nothing changes.
     """
     from scipy import ndimage
 
-    from calcdetect.nets.boundary import iliac_segments
+    from calcdetect.nets.boundary import iliac_segments, label_mask
 
     aorta = structure("aorta").label
     is_aorta = labels == aorta
-    iliac = _label_mask(labels, iliac_segments("left") + iliac_segments("right"))
+    iliac = label_mask(labels, iliac_segments("left") + iliac_segments("right"))
     aorta_k = np.flatnonzero(is_aorta.any(axis=(1, 2)))
     iliac_k = np.flatnonzero(iliac.any(axis=(1, 2)))
     if aorta_k.size == 0 or iliac_k.size == 0:
@@ -338,12 +332,12 @@ def _paired_iliac_origins(labels: np.ndarray) -> np.ndarray:
     """
     from scipy import ndimage
 
-    from calcdetect.nets.boundary import iliac_segments
+    from calcdetect.nets.boundary import iliac_segments, label_mask
 
     aorta = structure("aorta").label
     left, right = iliac_segments("left"), iliac_segments("right")
     is_aorta = labels == aorta
-    iliac = _label_mask(labels, left + right)
+    iliac = label_mask(labels, left + right)
     shared = np.flatnonzero(is_aorta.any(axis=(1, 2)) & iliac.any(axis=(1, 2)))
     out = labels
     in_plane = np.ones((3, 3), bool)
@@ -352,7 +346,7 @@ def _paired_iliac_origins(labels: np.ndarray) -> np.ndarray:
         outlines, n = ndimage.label(vessel, structure=in_plane)
         sl = labels[k]
         has = [np.bincount(outlines[m], minlength=n + 1) > 0
-               for m in (is_aorta[k], np.isin(sl, left), np.isin(sl, right))]
+               for m in (is_aorta[k], label_mask(sl, left), label_mask(sl, right))]
         one_sided = has[0] & (has[1] ^ has[2])
         one_sided[0] = False
         relabel = one_sided[outlines] & iliac[k]
@@ -377,14 +371,14 @@ def _bridged_iliac_gaps(labels: np.ndarray, rules: np.ndarray, spacing) -> np.nd
     common iliac artery for 36 mm over L4 and a plaque on it was reported as
     "other"). Returns a new array, or ``labels`` when nothing changes.
     """
-    from calcdetect.nets.boundary import iliac_segments
+    from calcdetect.nets.boundary import iliac_segments, label_mask
 
     body = structure("body").label
     max_slices = int(ILIAC_GAP_MAX_MM / float(spacing[0]))
     out = labels
     for side in ("left", "right"):
         segments = iliac_segments(side)
-        present = _label_mask(out, segments).any(axis=(1, 2))
+        present = label_mask(out, segments).any(axis=(1, 2))
         ks = np.flatnonzero(present)
         if ks.size < 2:
             continue
@@ -393,7 +387,7 @@ def _bridged_iliac_gaps(labels: np.ndarray, rules: np.ndarray, spacing) -> np.nd
             k0, k1 = int(ks[g]) + 1, int(ks[g + 1])
             if k1 - k0 > max_slices:
                 continue
-            theirs = _label_mask(rules[k0:k1], segments)
+            theirs = label_mask(rules[k0:k1], segments)
             theirs &= (out[k0:k1] == 0) | (out[k0:k1] == body)
             if theirs.any():
                 if out is labels:
@@ -410,13 +404,13 @@ def _iliac_segments_from_rules(labels: np.ndarray, rules: np.ndarray, spacing) -
     along the vessel. Where the rules found no iliac artery on that side the
     voxels stay common iliac.
     """
-    from calcdetect.nets.boundary import iliac_segments, label_by_nearest
+    from calcdetect.nets.boundary import iliac_segments, label_by_nearest, label_mask
 
     out = labels
     for side in ("left", "right"):
         segments = iliac_segments(side)
-        rules_side = _label_mask(rules, segments)
-        targets = _label_mask(out, segments) & ~rules_side
+        rules_side = label_mask(rules, segments)
+        targets = label_mask(out, segments) & ~rules_side
         out = label_by_nearest(out, targets, rules_side, spacing, values=rules)
     return out
 
@@ -426,12 +420,16 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
 
     The trusted classes and the level source come from the spec
     (``extra["fuse_classes"]``, ``extra["fuse_levels"]``, chosen by measurement and
-    recorded on the model card). A CNN aorta then gets its 3 mm boundary re-drawn
-    at full resolution along the periaortic fat, CNN iliac arteries lose
-    one-sided origins on the aorta (:func:`_paired_iliac_origins`) and pieces far
-    from any anchor, get their segment names from the rules and the same boundary step, and the kidneys are
-    grown out to their perirenal fat (:mod:`calcdetect.nets.boundary`); ``source``
-    says so (``"cnn+fat-plane"``, ``"<source>+fat-plane"``).
+    recorded on the model card). The CNN's vessels are then put right by anatomy:
+    one aorta (:func:`_main_aorta`), no iliac artery on the aorta's course above
+    its end, both common iliac arteries leaving together
+    (:func:`_iliacs_on_the_aortas_course`, :func:`_paired_iliac_origins`), no
+    iliac piece far from any anchor, gaps bridged by the rules' artery; the
+    aorta's 3 mm boundary is re-drawn at full resolution along the periaortic
+    fat, the iliac arteries get their segment names from the rules and the same
+    boundary step, and the kidneys are grown out to their perirenal fat
+    (:mod:`calcdetect.nets.boundary`); ``source`` says so (``"cnn+fat-plane"``,
+    ``"<source>+fat-plane"``).
     """
     from calcdetect.nets.boundary import grow_kidneys, refine_aorta, refine_iliacs
 
@@ -442,10 +440,9 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
     if source.get("aorta") == "cnn":
         labels = _main_aorta(labels, rules.labels)
-    if cnn_iliacs and source.get("aorta") == "cnn":
-        labels = _iliacs_on_the_aortas_course(labels)
-        labels = _paired_iliac_origins(labels)
-    if source.get("aorta") == "cnn":
+        if cnn_iliacs:  # where the aorta ends and the iliac arteries begin
+            labels = _iliacs_on_the_aortas_course(labels)
+            labels = _paired_iliac_origins(labels)
         labels = refine_aorta(labels, volume.array, volume.spacing)
         source["aorta"] = "cnn+fat-plane"
     if cnn_iliacs:
