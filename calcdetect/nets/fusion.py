@@ -35,13 +35,20 @@ from calcdetect.nets.classes import label_to_class_lut
 from calcdetect.nets.levels import label_vertebrae_by_level
 from calcdetect.types import AnatomyMap
 
-__all__ = ["RULES_ONLY", "anatomy_with_model", "fuse_anatomy", "fuse_model_anatomy", "trusted_classes",
+__all__ = ["KEPT_WITH_THE_LIGAMENT_ZONE", "RULES_ONLY", "anatomy_with_model", "fuse_anatomy", "fuse_model_anatomy", "trusted_classes",
            "fusion_choice"]
 
 #: Rule structures the CNN never overwrites.
 RULES_ONLY: tuple[str, ...] = (
     "ligamentum_flavum_zone", "ureter_left", "ureter_right", "ribs", "hip_bones", "femur", "costal_cartilage",
 )
+
+#: Classes :func:`fuse_model_anatomy` keeps from the rules even where a model is trusted for them. The
+#: ligamentum flavum zone (rules-only) is drawn from the rules' spinal canal, and the classifier's canal-depth
+#: limits for ligament calcification were set on that canal: with v3's canal (Dice 0.93 vs the rules' 0.65)
+#: a 4 mm ligamentum flavum fleck at T11 on phantom 2316 measured too deep to be a released one and was
+#: reported as "other".
+KEPT_WITH_THE_LIGAMENT_ZONE: tuple[str, ...] = ("spinal_canal",)
 
 
 def trusted_classes(classes: Sequence[str], extra: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -267,6 +274,54 @@ def _main_aorta(labels: np.ndarray, rules: np.ndarray) -> np.ndarray:
     return out
 
 
+#: The farthest the fused aorta may run caudal of the rules' aortic end and still be cut back to it.
+AORTA_END_CUT_MAX_MM: float = 10.0
+
+
+def _aorta_ends_where_the_rules_divide(labels: np.ndarray, rules: np.ndarray, spacing) -> np.ndarray:
+    """The map with the aorta caudal of the rules' aortic end given to the nearest iliac artery.
+
+    The rules find the bifurcation as the slice where the aorta's lumen splits in
+    two; the network draws its aorta on past it (by 5-8 mm on phantoms with a high
+    bifurcation). Where the rules hold both sides' iliac arteries below their end
+    and the fused aorta overruns it by at most ``AORTA_END_CUT_MAX_MM``, its voxels
+    on those slices take the label of the nearest iliac voxel (the map's own, else
+    the rules'). On 144 phantoms the aortic end's error against the truth fell from
+    2.15 mm (fused) and 1.36 mm (rules) to 1.10 mm; on 2320 a left common iliac
+    plaque at L3 had been reported as aortic. Returns a new array, or ``labels``
+    when nothing changes.
+    """
+    from calcdetect.nets.boundary import iliac_segments, label_by_nearest, label_mask
+
+    aorta = structure("aorta").label
+    left, right = iliac_segments("left"), iliac_segments("right")
+    rules_k = np.flatnonzero((rules == aorta).any(axis=(1, 2)))
+    rules_left = np.flatnonzero(label_mask(rules, left).any(axis=(1, 2)))
+    rules_right = np.flatnonzero(label_mask(rules, right).any(axis=(1, 2)))
+    if not (rules_k.size and rules_left.size and rules_right.size):
+        return labels
+    caudal_is_low = np.concatenate([rules_left, rules_right]).mean() < rules_k.mean()
+    sign = 1 if caudal_is_low else -1  # sign * k grows cranially
+    rules_end = sign * (rules_k * sign).min()
+    if not all(((ks * sign) < rules_end * sign).any() for ks in (rules_left, rules_right)):
+        return labels  # the rules did not see the vessel divide
+    is_aorta = labels == aorta
+    aorta_k = np.flatnonzero(is_aorta.any(axis=(1, 2)))
+    overrun = aorta_k[(aorta_k * sign) < rules_end * sign]
+    if not overrun.size:
+        return labels
+    if abs(int(rules_end) - int(overrun.min() if caudal_is_low else overrun.max())) * float(spacing[0]) \
+            > AORTA_END_CUT_MAX_MM:
+        return labels  # a longer overrun is the rules' error more often than the network's
+    targets = np.zeros(labels.shape, bool)
+    targets[overrun] = is_aorta[overrun]
+    sources = label_mask(labels, left + right)
+    values = labels
+    if not sources.any():
+        sources, values = label_mask(rules, left + right), rules
+    return label_by_nearest(labels, targets, sources, spacing, values=values)
+
+
 def _iliacs_on_the_aortas_course(labels: np.ndarray) -> np.ndarray:
     """The map with iliac pieces that lie on the aorta's course above its lower end given to the aorta.
 
@@ -420,8 +475,10 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
 
     The trusted classes and the level source come from the spec
     (``extra["fuse_classes"]``, ``extra["fuse_levels"]``, chosen by measurement and
-    recorded on the model card). The CNN's vessels are then put right by anatomy:
-    one aorta (:func:`_main_aorta`), no iliac artery on the aorta's course above
+    recorded on the model card), less :data:`KEPT_WITH_THE_LIGAMENT_ZONE`. The CNN's
+    vessels are then put right by anatomy: one aorta (:func:`_main_aorta`) that
+    ends where the rules saw it divide (:func:`_aorta_ends_where_the_rules_divide`),
+    no iliac artery on the aorta's course above
     its end, both common iliac arteries leaving together
     (:func:`_iliacs_on_the_aortas_course`, :func:`_paired_iliac_origins`), no
     iliac piece far from any anchor, gaps bridged by the rules' artery; the
@@ -433,14 +490,15 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     """
     from calcdetect.nets.boundary import grow_kidneys, refine_aorta, refine_iliacs
 
-    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
-                         levels=spec.extra.get("fuse_levels", "cnn"))
+    trusted = tuple(n for n in trusted_classes(spec.classes, spec.extra) if n not in KEPT_WITH_THE_LIGAMENT_ZONE)
+    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted, levels=spec.extra.get("fuse_levels", "cnn"))
     source = dict(fused.source)
     labels = fused.labels
     cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
     if source.get("aorta") == "cnn":
         labels = _main_aorta(labels, rules.labels)
         if cnn_iliacs:  # where the aorta ends and the iliac arteries begin
+            labels = _aorta_ends_where_the_rules_divide(labels, rules.labels, volume.spacing)
             labels = _iliacs_on_the_aortas_course(labels)
             labels = _paired_iliac_origins(labels)
         labels = refine_aorta(labels, volume.array, volume.spacing)

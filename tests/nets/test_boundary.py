@@ -319,3 +319,43 @@ def test_a_gap_in_the_cnn_iliac_artery_is_filled_by_the_rules_artery():
     long_gap = rules.copy()
     long_gap[2:38, 8:12, 8:12] = body
     assert _bridged_iliac_gaps(long_gap, rules, (2.0, 1.0, 1.0)) is long_gap
+
+
+def _divide_scene(overrun: int):
+    """Rules: aorta down to k=15, both common iliac arteries below; fused: the aorta ``overrun`` slices further."""
+    aorta, cia_l, cia_r, body = (structure(n).label for n in (
+        "aorta", "common_iliac_artery_left", "common_iliac_artery_right", "body"))
+    rules = np.full((40, 40, 40), body, np.uint8)
+    rules[15:, 14:24, 14:24] = aorta
+    rules[:15, 16:22, 10:16] = cia_r
+    rules[:15, 16:22, 22:28] = cia_l
+    fused = rules.copy()
+    fused[15 - overrun:15, 14:24, 14:24] = aorta
+    return rules, fused, (aorta, cia_l, cia_r)
+
+
+def test_the_aorta_ends_where_the_rules_saw_it_divide():
+    """Phantom 2320: v3's aorta ran 4 slices past the bifurcation and took a left common iliac plaque."""
+    from calcdetect.nets.fusion import _aorta_ends_where_the_rules_divide
+
+    spacing = (1.25, 0.8, 0.8)
+    rules, fused, (aorta, cia_l, cia_r) = _divide_scene(4)  # 5 mm past the rules' end
+    before = fused.copy()
+    out = _aorta_ends_where_the_rules_divide(fused, rules, spacing)
+    assert np.array_equal(fused, before)  # the input is untouched
+    assert not (out[:15] == aorta).any()
+    assert (out[11:15, 14:24, 14:18] == cia_r).all() and (out[11:15, 14:24, 20:24] == cia_l).all()
+    assert np.array_equal(out[15:], before[15:])  # the aorta above the rules' end is the network's
+    # the next step reads the aorta's course above its (new) end: the slices below stay iliac
+    from calcdetect.nets.fusion import _iliacs_on_the_aortas_course
+    assert np.array_equal(_iliacs_on_the_aortas_course(out)[:15], out[:15])
+    # the same scan stored head first
+    flipped = _aorta_ends_where_the_rules_divide(before[::-1].copy(), rules[::-1].copy(), spacing)
+    assert np.array_equal(flipped, out[::-1])
+    # an overrun longer than AORTA_END_CUT_MAX_MM is left to the network (the rules' end is likelier wrong)
+    rules, far, _ = _divide_scene(10)  # 12.5 mm
+    assert _aorta_ends_where_the_rules_divide(far, rules, spacing) is far
+    # rules that saw one iliac artery only did not see the vessel divide
+    rules, fused, _ = _divide_scene(4)
+    one_sided = np.where(rules == cia_l, structure("body").label, rules).astype(np.uint8)
+    assert _aorta_ends_where_the_rules_divide(fused, one_sided, spacing) is fused

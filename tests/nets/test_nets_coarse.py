@@ -232,3 +232,23 @@ def test_v3_segments_the_iliac_arteries_and_the_fusion_names_their_segments():
     present = set(np.unique(fused.labels))
     assert structure("external_iliac_artery_left").label in present  # segments named from the rules
     assert fused.source["common_iliac_artery_left"] == "cnn+fat-plane"
+
+
+def test_the_spinal_canal_stays_the_rules_with_the_ligament_zone():
+    """Phantom 2316: with v3's canal a ligamentum flavum fleck at T11 measured too deep and became 'other'."""
+    from types import SimpleNamespace
+
+    from calcdetect.nets.fusion import fuse_model_anatomy
+
+    canal, aorta, body = structure("spinal_canal").label, structure("aorta").label, structure("body").label
+    rules = np.full((4, 12, 12), body, np.uint8)
+    rules[:, 2:5, 2:5] = canal
+    rules[:, 8:10, 8:10] = aorta
+    cnn = np.zeros_like(rules)
+    cnn[:, 2:6, 2:6] = C.index("spinal_canal")  # the network's canal, a voxel wider
+    cnn[:, 8:11, 8:11] = C.index("aorta")
+    spec = SimpleNamespace(classes=C, extra={"fuse_classes": "spinal_canal,aorta", "fuse_levels": "rules"})
+    volume = SimpleNamespace(array=np.full(rules.shape, 40.0, np.float32), spacing=(2.0, 1.0, 1.0))
+    fused = fuse_model_anatomy(_amap(rules, [None] * 4, "rules"), _amap(cnn, [None] * 4, "cnn"), volume, spec)
+    assert np.array_equal(fused.labels == canal, rules == canal)
+    assert fused.source["aorta"] == "cnn+fat-plane" and fused.source.get("spinal_canal", "rules") == "rules"
