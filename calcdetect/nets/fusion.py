@@ -18,7 +18,8 @@ The network is trusted for the structures it was measured better on (its
   side only on the aorta's outline is aorta (both leave at the bifurcation);
 * structures only the rules segment and the classifier reads directly
   (ligamentum flavum zone, ureters, ribs, hip bones, femora, costal cartilage)
-  are never overwritten;
+  are never overwritten, and the spinal canal the zone is drawn from stays the
+  rules' (:data:`KEPT_WITH_THE_LIGAMENT_ZONE`);
 * levels come from the CNN's sacrum count where it has one (``levels="cnn"``)
   and from the rules otherwise, or from the rules alone (``levels="rules"``);
   the column voxels are relabelled per vertebra with the chosen levels.
@@ -35,15 +36,15 @@ from calcdetect.nets.classes import label_to_class_lut
 from calcdetect.nets.levels import label_vertebrae_by_level
 from calcdetect.types import AnatomyMap
 
-__all__ = ["KEPT_WITH_THE_LIGAMENT_ZONE", "RULES_ONLY", "anatomy_with_model", "fuse_anatomy", "fuse_model_anatomy", "trusted_classes",
-           "fusion_choice"]
+__all__ = ["KEPT_WITH_THE_LIGAMENT_ZONE", "RULES_ONLY", "anatomy_with_model", "fuse_anatomy", "fuse_model_anatomy",
+           "trusted_classes", "fusion_choice"]
 
 #: Rule structures the CNN never overwrites.
 RULES_ONLY: tuple[str, ...] = (
     "ligamentum_flavum_zone", "ureter_left", "ureter_right", "ribs", "hip_bones", "femur", "costal_cartilage",
 )
 
-#: Classes :func:`fuse_model_anatomy` keeps from the rules even where a model is trusted for them. The
+#: Classes the fusion keeps from the rules even where a model is trusted for them. The
 #: ligamentum flavum zone (rules-only) is drawn from the rules' spinal canal, and the classifier's canal-depth
 #: limits for ligament calcification were set on that canal: with v3's canal (Dice 0.93 vs the rules' 0.65)
 #: a 4 mm ligamentum flavum fleck at T11 on phantom 2316 measured too deep to be a released one and was
@@ -134,7 +135,7 @@ def fuse_anatomy(
     classes
         The model's class names (``spec.classes``).
     trusted
-        Class names the CNN is trusted for (default: all).
+        Class names the CNN is trusted for (default: all), less :data:`KEPT_WITH_THE_LIGAMENT_ZONE`.
     levels
         ``"cnn"`` or ``"rules"``.
 
@@ -148,7 +149,7 @@ def fuse_anatomy(
     if cnn.labels.shape != rules.labels.shape:
         return rules
     classes = tuple(classes)
-    trusted_set = set(classes[1:] if trusted is None else trusted)
+    trusted_set = set(classes[1:] if trusted is None else trusted) - set(KEPT_WITH_THE_LIGAMENT_ZONE)
     table = _pair_table(classes, frozenset(trusted_set), levels)
     # one gather per voxel: the fused label is a function of the (rules, cnn) label pair
     idx = rules.labels.astype(np.uint16)
@@ -301,17 +302,18 @@ def _aorta_ends_where_the_rules_divide(labels: np.ndarray, rules: np.ndarray, sp
     if not (rules_k.size and rules_left.size and rules_right.size):
         return labels
     caudal_is_low = np.concatenate([rules_left, rules_right]).mean() < rules_k.mean()
-    sign = 1 if caudal_is_low else -1  # sign * k grows cranially
-    rules_end = sign * (rules_k * sign).min()
-    if not all(((ks * sign) < rules_end * sign).any() for ks in (rules_left, rules_right)):
+    rules_end = rules_k.min() if caudal_is_low else rules_k.max()
+
+    def caudal(ks: np.ndarray) -> np.ndarray:
+        return ks[ks < rules_end] if caudal_is_low else ks[ks > rules_end]
+
+    if not (caudal(rules_left).size and caudal(rules_right).size):
         return labels  # the rules did not see the vessel divide
     is_aorta = labels == aorta
-    aorta_k = np.flatnonzero(is_aorta.any(axis=(1, 2)))
-    overrun = aorta_k[(aorta_k * sign) < rules_end * sign]
+    overrun = caudal(np.flatnonzero(is_aorta.any(axis=(1, 2))))
     if not overrun.size:
         return labels
-    if abs(int(rules_end) - int(overrun.min() if caudal_is_low else overrun.max())) * float(spacing[0]) \
-            > AORTA_END_CUT_MAX_MM:
+    if np.abs(overrun - rules_end).max() * float(spacing[0]) > AORTA_END_CUT_MAX_MM:
         return labels  # a longer overrun is the rules' error more often than the network's
     targets = np.zeros(labels.shape, bool)
     targets[overrun] = is_aorta[overrun]
@@ -475,8 +477,7 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
 
     The trusted classes and the level source come from the spec
     (``extra["fuse_classes"]``, ``extra["fuse_levels"]``, chosen by measurement and
-    recorded on the model card), less :data:`KEPT_WITH_THE_LIGAMENT_ZONE`. The CNN's
-    vessels are then put right by anatomy: one aorta (:func:`_main_aorta`) that
+    recorded on the model card). The CNN's vessels are then put right by anatomy: one aorta (:func:`_main_aorta`) that
     ends where the rules saw it divide (:func:`_aorta_ends_where_the_rules_divide`),
     no iliac artery on the aorta's course above
     its end, both common iliac arteries leaving together
@@ -490,8 +491,8 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     """
     from calcdetect.nets.boundary import grow_kidneys, refine_aorta, refine_iliacs
 
-    trusted = tuple(n for n in trusted_classes(spec.classes, spec.extra) if n not in KEPT_WITH_THE_LIGAMENT_ZONE)
-    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted, levels=spec.extra.get("fuse_levels", "cnn"))
+    fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
+                         levels=spec.extra.get("fuse_levels", "cnn"))
     source = dict(fused.source)
     labels = fused.labels
     cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
