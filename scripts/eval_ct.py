@@ -15,7 +15,7 @@ case, then the pooled table. Phantoms are cached under ``--cache``.
 Tune on seeds below 500; report on held-out seeds (500 and up)::
 
     .venv/bin/python scripts/eval_ct.py --seeds 500-511 [--matrix 384] [--model models/X.safetensors]
-        [--refiner models/calcium_refiner_X.safetensors] [--json metrics.json]
+        [--refiner models/calcium_refiner_X.safetensors] [--json metrics.json] [--only 503,507]
 
 Runs go to ``--cache/runs_<arm>`` (``rules``, ``cnn``, ``rules_refiner``,
 ``cnn_refiner``), so the arms of one cache can be compared side by side.
@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refiner", type=Path, default=None, help="calcium refiner (calcdetect run --refiner)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_ct"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--only", default=None,
+                    help="run and score only these of --seeds (each keeps its position's acquisition), "
+                         "e.g. to re-check the cases a change was for")
     args = ap.parse_args(argv)
     fov = tuple(args.fov.split("-")) if args.fov else None
     settings = RunSettings(overlays=False, write_masks=True, model_path=args.model, refiner_path=args.refiner)
@@ -98,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if runs.exists():
         shutil.rmtree(runs)
     seeds = parse_seeds(args.seeds)
+    only = set(parse_seeds(args.only)) if args.only else set(seeds)
+    if not only <= set(seeds):
+        ap.error(f"--only {sorted(only - set(seeds))} not in --seeds {args.seeds}")
     print(f"{'case':<40} {'sens>=3mm':>9} {'FP':>4} {'region':>7} {'level':>6} {'sec':>6}", flush=True)
     for n, seed in enumerate(seeds):
+        if seed not in only:
+            continue
         study = ensure_case(args.cache, n, seed, args.matrix, fov)  # type: ignore[arg-type]
         (studies_dir / study.name).symlink_to(study.resolve())
         out = runs / study.name
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         pooled.write_json(args.json)
         args.json.with_suffix(".cases.json").write_text(json.dumps(
-            {"seeds": seeds, "matrix": args.matrix, "fov": fov, "model": str(args.model),
+            {"seeds": seeds, "only": sorted(only), "matrix": args.matrix, "fov": fov, "model": str(args.model),
              "refiner": str(args.refiner) if args.refiner else None}, indent=1))
     return 0
 

@@ -66,11 +66,34 @@ _ILIAC_ARTERIES = tuple(structure(f"{seg}_iliac_artery_{side}").label
 
 
 def label_mask(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """``np.isin(labels, ids)`` as one table lookup: np.isin took ~0.5 s per call on a
-    512 x 512 x 400 map, and the fusion's steps read the map this way a dozen times."""
-    table = np.zeros(max(int(labels.max(initial=0)), *ids) + 1, dtype=bool)
-    table[list(ids)] = True
-    return table[labels]
+    """``np.isin(labels, ids)``, as range comparisons where the ids form a few runs (the
+    registry numbers a structure's parts consecutively), else as one table lookup.
+
+    np.isin took ~0.5 s per call on a 512 x 512 x 400 map and a table lookup 0.38 s;
+    two runs take 0.07 s, and the fusion reads the map this way a dozen times.
+    """
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return np.zeros(labels.shape, bool)
+    runs: list[list[int]] = [[wanted[0], wanted[0]]]
+    for i in wanted[1:]:
+        if i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    if len(runs) > 4:
+        table = np.zeros(max(int(labels.max(initial=0)), wanted[-1]) + 1, dtype=bool)
+        table[wanted] = True
+        return table[labels]
+    out = np.zeros(labels.shape, bool)
+    for lo, hi in runs:
+        if lo == hi:
+            out |= labels == lo
+        elif labels.dtype == np.uint8:  # one pass: below lo wraps round past hi - lo
+            out |= np.subtract(labels, np.uint8(lo), dtype=np.uint8) <= hi - lo
+        else:
+            out |= (labels >= lo) & (labels <= hi)
+    return out
 
 
 def iliac_segments(side: str) -> tuple[int, int, int]:
@@ -118,9 +141,8 @@ def refine_vessel_boundary(
            slice(max(ii.min() - pad, 0), min(ii.max() + pad + 1, mask.shape[2])))
     m = mask[box]
     h = ndimage.gaussian_filter(hu[box].astype(np.float32), (0.0, SMOOTHING_MM / sj, SMOOTHING_MM / si))
-    # In-plane distances only: a huge k spacing keeps every slice to itself.
-    inside = ndimage.distance_transform_edt(m, sampling=(1e6, sj, si))
-    outside = ndimage.distance_transform_edt(~m, sampling=(1e6, sj, si))
+    inside = in_plane_distance(m, (sj, si))
+    outside = in_plane_distance(~m, (sj, si))
     core = inside > band_mm
     band = (m & (inside <= band_mm)) | (~m & (outside <= band_mm))
     if may_join is not None:
@@ -151,6 +173,19 @@ def refine_vessel_boundary(
         keep[0] = False
         decided = keep[pieces]
     out[box] = decided
+    return out
+
+
+def in_plane_distance(mask: np.ndarray, spacing_ji: tuple[float, float]) -> np.ndarray:
+    """Per slice, each ``mask`` voxel's in-plane distance (mm) to the nearest voxel outside it.
+
+    A slice with nothing outside the mask is infinitely far from it. Slice by slice:
+    the same numbers as one 3-D transform with a huge k spacing, which scipy took
+    8x longer to compute (0.8 s against 0.1 s on a 172 x 173 x 131 box).
+    """
+    out = np.zeros(mask.shape, np.float64)
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        out[k] = ndimage.distance_transform_edt(mask[k], sampling=spacing_ji) if not mask[k].all() else np.inf
     return out
 
 
@@ -220,20 +255,22 @@ def label_by_nearest(labels: np.ndarray, targets: np.ndarray, sources: np.ndarra
                      spacing: Sequence[float], *, values: np.ndarray | None = None) -> np.ndarray:
     """``labels`` with each ``targets`` voxel given the label of the nearest ``sources`` voxel (a new array).
 
-    The label is read from ``values`` (default ``labels``) at that source voxel.
-    Computed in the box around both, so the cost follows the structure, not the scan.
+    The label is read from ``values`` (default ``labels``) at that source voxel; distances
+    are in mm. A k-d tree over the source voxels, so the cost follows the voxels involved,
+    not their box (an exact distance transform of the pelvis' box took 0.2-0.3 s per call).
+    Between equidistant sources the choice is arbitrary.
     """
+    from scipy.spatial import cKDTree
+
     out = labels.copy()
     if not targets.any() or not sources.any():
         return out
-    box = ndimage.find_objects((targets | sources).astype(np.uint8))[0]
-    idx = ndimage.distance_transform_edt(~sources[box], sampling=spacing, return_distances=False,
-                                         return_indices=True)
-    src_values = (labels if values is None else values)[box]
-    sub = out[box]
-    t = targets[box]
-    sub[t] = src_values[tuple(i[t] for i in idx)]
-    out[box] = sub
+    scale = np.asarray(spacing, np.float64)
+    src = np.argwhere(sources)
+    tgt = np.argwhere(targets)
+    _, nearest = cKDTree(src * scale).query(tgt * scale)
+    picked = src[nearest]
+    out[tuple(tgt.T)] = (labels if values is None else values)[tuple(picked.T)]
     return out
 
 

@@ -472,6 +472,33 @@ def _iliac_segments_from_rules(labels: np.ndarray, rules: np.ndarray, spacing) -
     return out
 
 
+#: How far the steps after the fusion reach beyond the aorta, iliac arteries and kidneys: the boundary
+#: band and its fat ring (3 + 3 mm), the iliac anchor (5 mm), the hilum with its band (6 + 3 mm), plus
+#: a few voxels of the boundary step's own padding. They run in the box around those structures grown by
+#: this much, which gives the same map as running on the whole scan at a fifth of the cost (512 x 512 x 400).
+STEP_REACH_MM: float = 15.0
+
+
+def _vessel_and_kidney_box(labels: np.ndarray, rules: np.ndarray, spacing) -> tuple[slice, ...] | None:
+    """The box around the aorta, iliac arteries and kidneys of both maps, grown by :data:`STEP_REACH_MM`."""
+    from calcdetect.nets.boundary import label_mask
+
+    names = ("aorta", *_CNN_ILIAC_CLASSES, *(f"{part}_{side}" for part in ("kidney", "kidney_medulla",
+                                                                          "collecting_system")
+                                            for side in ("left", "right")))
+    ids = [structure(n).label for n in names]
+    mask = label_mask(labels, ids)
+    mask |= label_mask(rules, ids)
+    box = []
+    for axis, (sp, dim) in enumerate(zip(spacing, labels.shape)):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if present.size == 0:
+            return None
+        reach = int(np.ceil(STEP_REACH_MM / float(sp))) + 3
+        box.append(slice(max(int(present[0]) - reach, 0), min(int(present[-1]) + reach + 1, dim)))
+    return tuple(box)
+
+
 def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> AnatomyMap:
     """The CNN's map fused with the rules' as the model's spec says, then the boundaries re-drawn on the CT.
 
@@ -487,30 +514,41 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     fat, the iliac arteries get their segment names from the rules and the same
     boundary step, and the kidneys are grown out to their perirenal fat
     (:mod:`calcdetect.nets.boundary`); ``source`` says so (``"cnn+fat-plane"``,
-    ``"<source>+fat-plane"``).
+    ``"<source>+fat-plane"``). These steps run in the box around the vessels and
+    kidneys (:func:`_vessel_and_kidney_box`).
     """
-    from calcdetect.nets.boundary import grow_kidneys, refine_aorta, refine_iliacs
-
     fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
                          levels=spec.extra.get("fuse_levels", "cnn"))
     source = dict(fused.source)
-    labels = fused.labels
+    labels = fused.labels  # a new array: the box is written back into it
+    box = _vessel_and_kidney_box(labels, rules.labels, volume.spacing)
+    if box is not None:
+        labels[box] = _vessels_and_kidneys_put_right(labels[box], rules.labels[box], volume.array[box],
+                                                     volume.spacing, source)
+    return AnatomyMap(labels, fused.affine, fused.slice_levels, source, fused.notes)
+
+
+def _vessels_and_kidneys_put_right(labels: np.ndarray, rules: np.ndarray, hu: np.ndarray, spacing,
+                                   source: dict[str, str]) -> np.ndarray:
+    """:func:`fuse_model_anatomy`'s steps after the fusion, on one box; ``source`` is updated in place."""
+    from calcdetect.nets.boundary import grow_kidneys, refine_aorta, refine_iliacs
+
     cnn_iliacs = [n for n in _CNN_ILIAC_CLASSES if source.get(n) == "cnn"]
     if source.get("aorta") == "cnn":
-        labels = _main_aorta(labels, rules.labels)
+        labels = _main_aorta(labels, rules)
         if cnn_iliacs:  # where the aorta ends and the iliac arteries begin
-            labels = _aorta_ends_where_the_rules_divide(labels, rules.labels, volume.spacing)
+            labels = _aorta_ends_where_the_rules_divide(labels, rules, spacing)
             labels = _iliacs_on_the_aortas_course(labels)
             labels = _paired_iliac_origins(labels)
-        labels = refine_aorta(labels, volume.array, volume.spacing)
+        labels = refine_aorta(labels, hu, spacing)
         source["aorta"] = "cnn+fat-plane"
     if cnn_iliacs:
-        labels = _anchored_iliacs(labels, rules.labels, volume.spacing)
-        labels = _bridged_iliac_gaps(labels, rules.labels, volume.spacing)
-        labels = _iliac_segments_from_rules(labels, rules.labels, volume.spacing)
-        labels = refine_iliacs(labels, volume.array, volume.spacing)
+        labels = _anchored_iliacs(labels, rules, spacing)
+        labels = _bridged_iliac_gaps(labels, rules, spacing)
+        labels = _iliac_segments_from_rules(labels, rules, spacing)
+        labels = refine_iliacs(labels, hu, spacing)
         source.update({n: "cnn+fat-plane" for n in cnn_iliacs})
-    labels = grow_kidneys(labels, volume.array, volume.spacing)
+    labels = grow_kidneys(labels, hu, spacing)
     if "kidneys" in source:
         source["kidneys"] = f"{source['kidneys']}+fat-plane"
-    return AnatomyMap(labels, fused.affine, fused.slice_levels, source, fused.notes)
+    return labels

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from calcdetect.anatomy.regions import structure
-from calcdetect.nets.boundary import refine_aorta, refine_vessel_boundary
+from calcdetect.nets.boundary import (
+    in_plane_distance,
+    label_by_nearest,
+    label_mask,
+    refine_aorta,
+    refine_vessel_boundary,
+)
 
 SPACING = (2.0, 0.8, 0.8)
 
@@ -359,3 +365,41 @@ def test_the_aorta_ends_where_the_rules_saw_it_divide():
     rules, fused, _ = _divide_scene(4)
     one_sided = np.where(rules == cia_l, structure("body").label, rules).astype(np.uint8)
     assert _aorta_ends_where_the_rules_divide(fused, one_sided, spacing) is fused
+
+
+def test_in_plane_distances_match_a_3d_transform_that_keeps_slices_apart():
+    """Slice-by-slice distances (the fast path) equal scipy's 3-D transform with a huge k spacing,
+    including slices with no mask and slices with nothing outside it."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((6, 17, 19)) < 0.6
+    mask[1] = False
+    mask[4] = True
+    for m in (mask, ~mask):
+        reference = ndimage.distance_transform_edt(m, sampling=(1e6, 0.7, 0.9))
+        fast = in_plane_distance(m, (0.7, 0.9))
+        far = reference > 1e5
+        assert np.array_equal(np.isinf(fast), far)
+        assert np.allclose(fast[~far], reference[~far])
+
+
+def test_label_mask_is_isin_for_runs_and_scattered_ids():
+    rng = np.random.default_rng(4)
+    for dtype in (np.uint8, np.int16):
+        labels = rng.integers(0, 60, (5, 20, 20)).astype(dtype)
+        for ids in ([40, 41, 42, 50, 51], [3], [1, 3, 5, 7, 9, 11], [], [59, 0], [0, 1, 2]):
+            assert np.array_equal(label_mask(labels, ids), np.isin(labels, ids)), (dtype, ids)
+
+
+def test_label_by_nearest_takes_the_nearest_source_in_millimetres():
+    """Anisotropic spacing: 1 voxel away along k (5 mm) is farther than 3 voxels in-plane (2.4 mm)."""
+    labels = np.zeros((3, 1, 8), np.uint8)
+    labels[0, 0, 1] = 7  # one slice up: 5 mm from the target
+    labels[1, 0, 4] = 9  # same slice, three voxels across: 2.4 mm
+    targets = np.zeros(labels.shape, bool)
+    targets[1, 0, 1] = True
+    out = label_by_nearest(labels, targets, labels > 0, (5.0, 0.8, 0.8))
+    assert out[1, 0, 1] == 9 and labels[1, 0, 1] == 0  # the input is not modified
+    values = np.full(labels.shape, 3, np.uint8)
+    assert label_by_nearest(labels, targets, labels > 0, (5.0, 0.8, 0.8), values=values)[1, 0, 1] == 3

@@ -201,37 +201,63 @@ def test_fusion_choice_trusts_only_classes_the_cnn_measured_better_on():
     assert trusted_classes(C, fusion_choice({"aorta": 0.5}, {"aorta": 0.7}, measured_on="x")) == ()
 
 
-def test_v3_segments_the_iliac_arteries_and_the_fusion_names_their_segments():
-    """v2 never predicted the iliac arteries (Dice 0); v3 does, and the pipeline trusts it for them."""
+@pytest.fixture(scope="module")
+def v3_on_phantom_205():
+    """v3, the rules and the network's map on a phantom v3 was not trained on (2 mm pixels, 2.5 mm slices)."""
     from pathlib import Path
 
     from calcdetect.anatomy import build_anatomy
     from calcdetect.bone import segment_bone
     from calcdetect.device import Device
-    from calcdetect.nets import anatomy_with_model, load_model, segment_anatomy
+    from calcdetect.nets import load_model, segment_anatomy
     from calcdetect.phantoms.ct import generate_ct_phantom, random_settings
     from calcdetect.types import AcquisitionInfo, Volume
 
     path = Path(__file__).resolve().parents[2] / "models" / "anatomy_phantom_v3.safetensors"
     if not path.is_file():
         pytest.skip("anatomy_phantom_v3 is not shipped")
-    ph = generate_ct_phantom(random_settings(205, matrix=192, pixel_mm=2.0, slice_thickness_mm=2.5))  # not trained on
+    ph = generate_ct_phantom(random_settings(205, matrix=192, pixel_mm=2.0, slice_thickness_mm=2.5))
     vol = Volume(np.asarray(ph.hu, np.float32), tuple(ph.spacing), np.asarray(ph.affine), AcquisitionInfo("CT"))
     device = Device("cpu")
     model = load_model(path, device)
+    rules = build_anatomy(vol, device, bone_mask=segment_bone(vol.array, vol.spacing, device))
+    return ph, vol, model, rules, segment_anatomy(vol, model, device)
+
+
+def test_v3_segments_the_iliac_arteries_and_the_fusion_names_their_segments(v3_on_phantom_205):
+    """v2 never predicted the iliac arteries (Dice 0); v3 does, and the pipeline trusts it for them."""
+    from calcdetect.nets.fusion import fuse_model_anatomy
+
+    ph, vol, model, rules, cnn = v3_on_phantom_205
     assert {"common_iliac_artery_left", "common_iliac_artery_right"} <= set(trusted_classes(model.spec.classes,
                                                                                              model.spec.extra))
-    cnn = segment_anatomy(vol, model, device)
     for side in ("left", "right"):
         truth = np.isin(ph.anatomy_labels, [structure(f"{g}_iliac_artery_{side}").label
                                             for g in ("common", "external", "internal")])
         pred = cnn.labels == structure(f"common_iliac_artery_{side}").label  # one class per side
         assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.6, side
-    rules = build_anatomy(vol, device, bone_mask=segment_bone(vol.array, vol.spacing, device))
-    fused = anatomy_with_model(rules, vol, model, device)
+    fused = fuse_model_anatomy(rules, cnn, vol, model.spec)
     present = set(np.unique(fused.labels))
     assert structure("external_iliac_artery_left").label in present  # segments named from the rules
     assert fused.source["common_iliac_artery_left"] == "cnn+fat-plane"
+
+
+def test_the_steps_after_the_fusion_give_the_same_map_in_their_box_as_on_the_whole_scan(v3_on_phantom_205):
+    """The vessel and kidney steps run in the box around those structures (for speed); the map must not change."""
+    from calcdetect.nets import fusion as F
+
+    _, vol, model, rules, cnn = v3_on_phantom_205
+    spec = model.spec
+    boxed = F.fuse_model_anatomy(rules, cnn, vol, spec)
+    plain = F.fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
+                           levels=spec.extra.get("fuse_levels", "cnn"))
+    source = dict(plain.source)
+    whole = F._vessels_and_kidneys_put_right(plain.labels.copy(), rules.labels, vol.array, vol.spacing, source)
+    box = F._vessel_and_kidney_box(plain.labels, rules.labels, vol.spacing)
+    assert box is not None and np.prod([b.stop - b.start for b in box]) < 0.6 * plain.labels.size
+    assert not np.array_equal(whole, plain.labels)  # the steps did change the map
+    assert np.array_equal(boxed.labels, whole)
+    assert boxed.source == source
 
 
 def test_the_spinal_canal_stays_the_rules_with_the_ligament_zone():
