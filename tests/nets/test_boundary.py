@@ -403,3 +403,30 @@ def test_label_by_nearest_takes_the_nearest_source_in_millimetres():
     assert out[1, 0, 1] == 9 and labels[1, 0, 1] == 0  # the input is not modified
     values = np.full(labels.shape, 3, np.uint8)
     assert label_by_nearest(labels, targets, labels > 0, (5.0, 0.8, 0.8), values=values)[1, 0, 1] == 3
+
+
+def test_calcified_iliac_wall_the_network_left_out_goes_back_to_the_artery():
+    """Phantom 2368: a right common iliac plaque on the back wall, against L4, lay in body between v3's
+    artery and the vertebra and was reported as bone; the rules had it in the artery."""
+    from calcdetect.nets.fusion import _calcified_iliac_wall_from_rules
+
+    cia_r, cia_l, body, l4 = (structure(n).label for n in (
+        "common_iliac_artery_right", "common_iliac_artery_left", "body", "vertebrae_L4"))
+    rules = np.full((6, 30, 30), body, np.uint8)
+    rules[:, 20:, :] = l4
+    rules[:, 8:20, 4:14] = cia_r  # the rules' artery reaches the vertebra
+    rules[:, 8:20, 18:28] = cia_l
+    hu = np.full(rules.shape, 40.0, np.float32)
+    hu[:, 18:20, 6:12] = 600.0  # plaque on the right artery's back wall
+    hu[:, 18:20, 20:26] = 600.0  # and on the left one's, but 5 mm from the left artery the network drew
+    hu[:, 20:, :] = 700.0
+    fused = rules.copy()
+    fused[:, 17:20, 4:14] = body  # the network's right artery stops 1 mm short of the plaque (2 mm deep)
+    fused[:, 14:20, 18:28] = body  # its left one 5 mm short
+    out = _calcified_iliac_wall_from_rules(fused, rules, hu, (2.0, 1.0, 1.0))
+    assert (out[:, 18:20, 6:12] == cia_r).all()
+    assert (out[:, 17, 4:14] == body).all()  # soft tissue the network left out stays out
+    assert (out[:, 18:20, 20:26] == body).all()  # beyond the reach: not this artery's wall
+    assert (out[:, 20:] == l4).all() and (fused[:, 18:20, 6:12] == body).all()  # bone untouched, input not modified
+    no_rules = np.where(rules == cia_r, body, rules).astype(np.uint8)
+    assert _calcified_iliac_wall_from_rules(fused, no_rules, hu, (2.0, 1.0, 1.0)) is fused  # the rules' call is needed
