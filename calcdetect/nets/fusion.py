@@ -467,7 +467,9 @@ def _calcified_iliac_wall_from_rules(labels: np.ndarray, rules: np.ndarray, hu: 
     ``ILIAC_WALL_REACH_MM`` of the fused artery on its slice, it is that
     artery's wall (phantom 2368: a right common iliac plaque on the artery's back
     wall against L4 lay in body between v3's artery and the vertebra and was
-    reported as bone). Returns a new array, or ``labels`` when nothing changes.
+    reported as bone). On an enhanced scan the lumen is above the threshold too,
+    and what the rules put in the artery is taken back the same way. Returns a new
+    array, or ``labels`` when nothing changes.
     """
     from calcdetect.nets.boundary import CALCIUM_HU, in_plane_distance, iliac_segments, label_mask
 
@@ -561,7 +563,9 @@ def fuse_model_anatomy(rules: AnatomyMap, cnn: AnatomyMap, volume, spec) -> Anat
     fused = fuse_anatomy(rules, cnn, spec.classes, trusted=trusted_classes(spec.classes, spec.extra),
                          levels=spec.extra.get("fuse_levels", "cnn"))
     source = dict(fused.source)
-    labels = fused.labels  # a new array: the box is written back into it
+    labels = fused.labels
+    if labels is rules.labels:  # fuse_anatomy hands the rules back on a grid mismatch: never write into them
+        labels = labels.copy()
     box = _vessel_and_kidney_box(labels, rules.labels, volume.spacing)
     if box is not None:
         labels[box] = _vessels_and_kidneys_put_right(labels[box], rules.labels[box], volume.array[box],

@@ -278,3 +278,24 @@ def test_the_spinal_canal_stays_the_rules_with_the_ligament_zone():
     fused = fuse_model_anatomy(_amap(rules, [None] * 4, "rules"), _amap(cnn, [None] * 4, "cnn"), volume, spec)
     assert np.array_equal(fused.labels == canal, rules == canal)
     assert fused.source["aorta"] == "cnn+fat-plane" and fused.source.get("spinal_canal", "rules") == "rules"
+
+
+def test_a_cnn_map_on_another_grid_leaves_the_rules_map_untouched():
+    """fuse_anatomy hands the rules back on a grid mismatch; the boundary steps must not write into them."""
+    from types import SimpleNamespace
+
+    from calcdetect.nets.fusion import fuse_model_anatomy
+
+    kidney, body = structure("kidney_left").label, structure("body").label
+    rules = np.full((4, 30, 30), body, np.uint8)
+    rules[:, 11:19, 11:19] = kidney  # the rules' kidney stops short of its capsule
+    hu = np.full(rules.shape, 40.0, np.float32)
+    hu[:, 3:27, 3:27] = -100.0  # perirenal fat
+    hu[:, 9:21, 9:21] = 30.0  # the kidney out to its capsule: the growth step takes it
+    before = rules.copy()
+    cnn = np.zeros((4, 12, 12), np.uint8)
+    spec = SimpleNamespace(classes=C, extra={"fuse_classes": "aorta", "fuse_levels": "rules"})
+    volume = SimpleNamespace(array=hu, spacing=(2.0, 1.0, 1.0))
+    fused = fuse_model_anatomy(_amap(rules, [None] * 4, "rules"), _amap(cnn, [None] * 4, "cnn"), volume, spec)
+    assert np.array_equal(rules, before)
+    assert fused.labels is not rules
