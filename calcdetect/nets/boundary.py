@@ -101,6 +101,11 @@ def iliac_segments(side: str) -> tuple[int, int, int]:
     return tuple(structure(f"{seg}_iliac_artery_{side}").label for seg in ("common", "external", "internal"))
 
 
+def kidney_parts(side: str) -> tuple[int, int, int]:
+    """Labels of one side's kidney: cortex, medulla and collecting system."""
+    return tuple(structure(f"{part}_{side}").label for part in ("kidney", "kidney_medulla", "collecting_system"))
+
+
 def refine_vessel_boundary(
     hu: np.ndarray,
     mask: np.ndarray,
@@ -300,8 +305,7 @@ def grow_kidneys(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], *
     out = labels.copy()
     may_join = (labels == 0) | (labels == structure("body").label)
     for side in ("left", "right"):
-        parts = [structure(f"{n}_{side}").label for n in ("kidney", "kidney_medulla", "collecting_system")]
-        kidney = label_mask(labels, parts)
+        kidney = label_mask(labels, kidney_parts(side))
         if not kidney.any():
             continue
         # Not at the hilum: the pelvis and the renal vessels leave there in soft-tissue

@@ -483,11 +483,9 @@ def _calcified_iliac_wall_from_rules(labels: np.ndarray, rules: np.ndarray, hu: 
         artery = label_mask(out, segments)
         if not wall.any() or not artery.any():
             continue
+        wall[~artery.any(axis=(1, 2))] = False  # beside the fused artery on its own slice only
         for k in np.flatnonzero(wall.any(axis=(1, 2))):
-            if artery[k].any():
-                wall[k] &= in_plane_distance(~artery[k:k + 1], spacing_ji)[0] <= ILIAC_WALL_REACH_MM
-            else:
-                wall[k] = False
+            wall[k] &= in_plane_distance(~artery[k:k + 1], spacing_ji)[0] <= ILIAC_WALL_REACH_MM
         if wall.any():
             if out is labels:
                 out = labels.copy()
@@ -524,12 +522,11 @@ STEP_REACH_MM: float = 15.0
 
 def _vessel_and_kidney_box(labels: np.ndarray, rules: np.ndarray, spacing) -> tuple[slice, ...] | None:
     """The box around the aorta, iliac arteries and kidneys of both maps, grown by :data:`STEP_REACH_MM`."""
-    from calcdetect.nets.boundary import label_mask
+    from calcdetect.nets.boundary import iliac_segments, kidney_parts, label_mask
 
-    names = ("aorta", *_CNN_ILIAC_CLASSES, *(f"{part}_{side}" for part in ("kidney", "kidney_medulla",
-                                                                          "collecting_system")
-                                            for side in ("left", "right")))
-    ids = [structure(n).label for n in names]
+    ids = [structure("aorta").label]
+    for side in ("left", "right"):
+        ids += [*iliac_segments(side), *kidney_parts(side)]
     mask = label_mask(labels, ids)
     mask |= label_mask(rules, ids)
     box = []
