@@ -34,6 +34,7 @@ Usage::
 
     .venv/bin/python scripts/eval_radiograph.py --source phantom --seeds 120-159
     .venv/bin/python scripts/eval_radiograph.py --seeds 120-159 --calcium-model rules
+    .venv/bin/python scripts/eval_radiograph.py --seeds 120-159 --vertebra-model rules   # levels by the rules only
     .venv/bin/python scripts/eval_radiograph.py --seeds 40-99 --threshold 0.65   # tune on dev seeds only
     .venv/bin/python scripts/eval_radiograph.py --source synthetic --seeds 100-139
 
@@ -361,7 +362,7 @@ def wall_breakdown(rows: list[dict]) -> dict:
     }
 
 
-def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
+def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_model="default") -> dict:
     pairs, level_hits, level_n, corner_err, times, rows = [], 0, 0, [], [], []
     parts: dict[str, list[tuple[float, float | None]]] = {}
     for seed, case in cases:
@@ -369,7 +370,7 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default") -> dict:
                         view="lateral")
         t0 = time.perf_counter()
         try:
-            a = analyse_radiograph(rg, calcium_model=calcium_model)
+            a = analyse_radiograph(rg, calcium_model=calcium_model, vertebra_model=vertebra_model)
             error = None
         except CalcdetectError as exc:
             a, error = None, str(exc)
@@ -434,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="analyse the raw log-attenuation image or the equalised one a DX file stores")
     ap.add_argument("--calcium-model", default="default",
                     help="'default' (the shipped net when present), 'rules' (no net) or a .safetensors path")
+    ap.add_argument("--vertebra-model", default="default",
+                    help="'default' (the shipped vertebra net names the levels when present), 'rules' (the count "
+                         "from the sacrum only) or a .safetensors path")
     ap.add_argument("--threshold", type=float, default=None,
                     help="operate the calcium net at this probability instead of its stored threshold "
                          "(for choosing one on development seeds < 100)")
@@ -475,8 +479,14 @@ def main(argv: list[str] | None = None) -> int:
             model = dataclasses.replace(model, threshold=args.threshold)
         if args.min_length_mm is not None:
             model = dataclasses.replace(model, min_length_mm=args.min_length_mm)
-    result = evaluate(cases, model)
+    vertebra_model = {"rules": None, "default": "default"}.get(args.vertebra_model)
+    if vertebra_model is None and args.vertebra_model != "rules":
+        from calcdetect.radiograph.vertebra_net import load_vertebra_model
+
+        vertebra_model = load_vertebra_model(Path(args.vertebra_model))
+    result = evaluate(cases, model, vertebra_model)
     result["calcium_model"] = args.calcium_model
+    result["vertebra_model"] = args.vertebra_model
     result["threshold"] = args.threshold if args.threshold is not None else (
         model.threshold if model not in (None, "default") else None)
     result["min_length_mm"] = model.min_length_mm if model not in (None, "default") else None

@@ -45,6 +45,7 @@ from calcdetect.radiograph.aac import (
     wall_of_pixels,
     severity_group,
 )
+from calcdetect.radiograph.vertebrae import _SIDE_ASSUMED as SIDE_ASSUMED
 from calcdetect.radiograph.vertebrae import LEVELS_T12_L5, SpineDetection, find_vertebrae
 from calcdetect.types import Finding, Kind, Lesion, Morphology, Radiograph
 
@@ -261,6 +262,46 @@ def _finding(level: str, walls: list[WallExtent], mask: np.ndarray, index: int,
     )
 
 
+SIDE_BY_NET = ("the facing side was decided by the vertebra net (no clear posterior elements or body outline); "
+               "check the anterior side on the overlay")
+
+
+def _with_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spacing: tuple[float, float]
+                       ) -> SpineDetection:
+    """The rules' detection with the vertebra net's bodies and names (the net first, the
+    rules as fallback).
+
+    The net looks at the patient facing the side the rules saw (both sides when they
+    could not tell: the side where it names more, and more certain, bodies). Its L1-L5
+    replace the rules' bodies of those levels and its names the rules' count
+    (:func:`~calcdetect.radiograph.vertebra_net.name_levels`,
+    :func:`~calcdetect.radiograph.vertebra_net.put_net_bodies`). When the rules' chain
+    still lacks L1-L4 (it ran on the posterior elements, or faced the other way) and
+    the net named them, the detection is built from the net's bodies alone.
+    """
+    from calcdetect.radiograph.vertebra_net import (
+        bodies_facing,
+        complete,
+        detection_from_net,
+        name_levels,
+        put_net_bodies,
+    )
+
+    sides = (det.anterior,) if det.side_known else ("left", "right")
+    found = {side: bodies_facing(model, image, spacing, side) for side in sides}
+    side = max(sides, key=lambda sd: sum(b.probability for b in found[sd]))
+    bodies = found[side]
+    if side == det.anterior:
+        named = put_net_bodies(name_levels(det, bodies, spacing), bodies, spacing)
+        if named.anchored and all(lv in named.by_level() for lv in AAC_LEVELS):
+            if named.side_known or not complete(bodies):
+                return named
+            told = tuple(w for w in named.warnings if w != SIDE_ASSUMED) + (SIDE_BY_NET,)
+            return replace(named, side_known=True, warnings=told)
+    from_net = detection_from_net(image, spacing, bodies, side)
+    return from_net if from_net is not None else det
+
+
 def _implausible(det: SpineDetection) -> str | None:
     """Why the detected column is not a lumbar spine (``None`` when it may be one).
 
@@ -379,7 +420,7 @@ def _segment_area(area_rows: np.ndarray, rng: tuple[float, float]) -> float:
 
 def analyse_radiograph(
     radiograph: Radiograph, device: Device | None = None, *, body_part: str | None = None,
-    calcium_model: Any = "default",
+    calcium_model: Any = "default", vertebra_model: Any = "default",
 ) -> RadiographAnalysis:
     """Find T12-L5, the aortic zone, aortic calcification and the AAC-24 score.
 
@@ -396,6 +437,11 @@ def analyse_radiograph(
         ``"default"``: the shipped aortic-calcium net (``models/radiograph_aac_v4``)
         when present, else the rule detector; ``None``: rules only; or a model
         from :func:`calcdetect.radiograph.aac_net.load_calcium_model`.
+    vertebra_model
+        ``"default"``: the shipped vertebra net (``models/radiograph_vertebrae_v0``)
+        names the rules' bodies when present (:func:`calcdetect.radiograph.vertebra_net.name_levels`);
+        ``None``: the rules' count from the sacrum only; or a model from
+        :func:`calcdetect.radiograph.vertebra_net.load_vertebra_model`.
 
     Returns
     -------
@@ -421,11 +467,17 @@ def analyse_radiograph(
         from calcdetect.radiograph.aac_net import load_default_calcium_model
 
         calcium_model = load_default_calcium_model()
+    if isinstance(vertebra_model, str) and vertebra_model == "default":
+        from calcdetect.radiograph.vertebra_net import load_default_vertebra_model
+
+        vertebra_model = load_default_vertebra_model()
     check_lateral_spine(radiograph, body_part=body_part)
     spacing = tuple(float(s) for s in radiograph.pixel_spacing)  # type: ignore[union-attr]
     image = np.asarray(radiograph.array, np.float32)
     warnings = list(radiograph.warnings)
     det = find_vertebrae(image, spacing)  # type: ignore[arg-type]
+    if vertebra_model is not None:
+        det = _with_vertebra_net(det, vertebra_model, image, spacing)  # type: ignore[arg-type]
     warnings += list(det.warnings)
     if len(det.vertebrae) < 3:
         raise UnsupportedSeriesError(
@@ -455,6 +507,10 @@ def analyse_radiograph(
         "levels counted upwards from the lumbosacral junction (L5-S1 disc); transitional "
         "vertebrae are not recognised"
     )
+    if det.bodies_by == "net":
+        level_method = ("bodies L1-L5 outlined and named by a network trained on radiographs reconstructed from CT "
+                        "phantoms (the count from the lumbosacral junction as fallback); transitional vertebrae are "
+                        "not recognised")
     empty = np.zeros(image.shape, bool)
     by = det.by_level()
     missing = [lv for lv in AAC_LEVELS if lv not in by]

@@ -162,6 +162,8 @@ class SpineDetection:
     anterior: str  # "left" | "right" in the original image
     warnings: tuple[str, ...] = field(default_factory=tuple)
     side_known: bool = True  # False: the facing side was assumed, not seen
+    #: who outlined L1-L5: "rules" (this module) or "net" (:mod:`calcdetect.radiograph.vertebra_net`)
+    bodies_by: str = "rules"
 
     def by_level(self) -> dict[str, Vertebra]:
         return {v.level: v for v in self.vertebrae if v.level}
