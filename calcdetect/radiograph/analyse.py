@@ -271,8 +271,10 @@ def _with_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spaci
     """The rules' detection with the vertebra net's bodies and names (the net first, the
     rules as fallback).
 
-    The net looks at the patient facing the side the rules saw (both sides when they
-    could not tell: the side where it names more, and more certain, bodies). Its L1-L5
+    The net looks at the patient facing the side the rules saw, and the other way too
+    when the rules could not tell or it did not name L1-L4 that way (phantom 699: the
+    rules took the posterior elements for the front); the side where it names more,
+    and more certain, bodies wins. Its L1-L5
     replace the rules' bodies of those levels and its names the rules' count
     (:func:`~calcdetect.radiograph.vertebra_net.name_levels`,
     :func:`~calcdetect.radiograph.vertebra_net.put_net_bodies`). When the rules' chain
@@ -287,9 +289,11 @@ def _with_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spaci
         put_net_bodies,
     )
 
-    sides = (det.anterior,) if det.side_known else ("left", "right")
-    found = {side: bodies_facing(model, image, spacing, side) for side in sides}
-    side = max(sides, key=lambda sd: sum(b.probability for b in found[sd]))
+    found = {det.anterior: bodies_facing(model, image, spacing, det.anterior)}
+    if not det.side_known or not complete(found[det.anterior]):
+        other = "left" if det.anterior == "right" else "right"
+        found[other] = bodies_facing(model, image, spacing, other)
+    side = max(found, key=lambda sd: sum(b.probability for b in found[sd]))
     bodies = found[side]
     if side == det.anterior:
         named = put_net_bodies(name_levels(det, bodies, spacing), bodies, spacing)

@@ -217,3 +217,37 @@ def test_the_training_script_writes_a_net_the_analysis_loads(tmp_path):
     assert model.grid_mm == 2.0
     with pytest.raises(SystemExit):  # held-out seeds never train
         main(["--train", "800", "--steps", "1", "--out", str(tmp_path / "w.safetensors")])
+
+
+def test_the_net_overrules_a_side_the_rules_got_wrong(projected_phantom):
+    # phantom 699: the rules took the posterior elements for the front and saw the patient face right
+    from calcdetect.radiograph.analyse import _with_vertebra_net
+
+    image, spacing, truth = projected_phantom
+    wrong = SpineDetection(None, tuple(_vert(lv, 200 + 120 * k) for k, lv in enumerate(["L2", "L3", "L4", "L5"])),
+                           36.0, True, "right", (), True)
+    det = _with_vertebra_net(wrong, load_default_vertebra_model(), image, spacing)
+    assert det.anterior == "left" and det.bodies_by == "net"
+    by = det.by_level()
+    assert all(np.linalg.norm((np.mean(by[lv].corners_rc, axis=0) - t.mean(axis=0)) * spacing) < 6.0
+               for lv, t in truth.items())
+
+
+def test_a_real_chest_ct_projected_laterally_gets_no_lumbar_names():
+    # the net has seen only lumbar phantoms; on a real thorax (T-spine only) it must name nothing
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "ct_thorax_philips"
+    if not folder.is_dir():
+        pytest.skip("../shared/data/real/ct_thorax_philips is not next to the checkout")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from figure_real_radiograph import project
+
+    rg, key = project(folder)
+    model = load_default_vertebra_model()
+    image = np.asarray(rg.array, np.float32)
+    assert bodies_facing(model, image, rg.pixel_spacing, "left") == []
+    analysis = analyse_radiograph(rg)
+    assert analysis.aac24 is None and all(v.level is None for v in analysis.vertebrae)
+    assert key.startswith("s") and "philips" not in key.lower()
