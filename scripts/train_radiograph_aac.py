@@ -41,6 +41,12 @@ choose the threshold for the ensemble on seeds none of them was trained on, then
     .venv/bin/python scripts/train_radiograph_aac.py --ensemble /tmp/m0.safetensors /tmp/m1.safetensors \
         /tmp/m2.safetensors --threshold T --note operating_point_seeds=80-99 --out models/radiograph_aac_v4.safetensors
 
+A deeper net (tried in session 17, not shipped): ``--channels 8,16,32,64,64 --crop 128,96`` (four halvings, a
+receptive field of ~5 cm along the aorta against ~2 cm), 8000 steps on 0-99 and 540-759: AAC-24 ICC 0.81 at its best
+threshold on development seeds 400-469, where v4 reads 0.84; v3's architecture on the same 320 phantoms read 0.86
+there but 0.76 against v4's 0.78 on 470-539. The zones now come from the analysis's own detection (with the shipped
+vertebra net), as at inference.
+
 ``--threads 1`` on a shared 2-core machine: with 2 threads a step took ~2.7 s under
 load, with 1 thread ~0.06 s.
 """
@@ -60,12 +66,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calcdetect.radiograph.aac_net import (  # noqa: E402
     MeanLogitEnsemble,
+    input_divisor,
     build_calcium_net,
     load_calcium_model,
     save_calcium_model,
     zone_input,
 )
-from calcdetect.radiograph.analyse import aortic_zone  # noqa: E402
+from calcdetect.radiograph.analyse import aortic_zone, apply_vertebra_net  # noqa: E402
+from calcdetect.radiograph.vertebra_net import load_default_vertebra_model  # noqa: E402
 from calcdetect.radiograph.vertebrae import find_vertebrae  # noqa: E402
 from eval_radiograph import _seeds, phantom_case  # noqa: E402
 
@@ -96,7 +104,8 @@ CROP = (96, 64)
 NOISE_FACTORS = {1e5: (1.0, 1.8, 3.2), 3e4: (1.0, 1.8), 1e4: (1.0,)}
 
 
-def case_samples(seed: int, cache: Path, noise_aug: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int = 8
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(input (2, H, W), target (H, W)) pairs of one cached phantom (one per noise factor);
     empty when L1-L4 were not found."""
     c = phantom_case(seed, cache)
@@ -104,12 +113,12 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False) -> list[tuple[
     truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
     photons = float((c.get("conditions") or {}).get("photons_per_pixel") or 1e4)
     factors = NOISE_FACTORS.get(photons, (1.0,)) if noise_aug else (1.0,)
-    return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed)
+    return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed, divisor)
 
 
-def case_sample(seed: int, cache: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def case_sample(seed: int, cache: Path, divisor: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
     """The case as acquired (no added noise), or None when L1-L4 were not found."""
-    out = case_samples(seed, cache, noise_aug=False)
+    out = case_samples(seed, cache, noise_aug=False, divisor=divisor)
     return out[0] if out else None
 
 
@@ -131,11 +140,15 @@ def _white_noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
 
 
 def zone_samples(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray,
-                 noise_factors: tuple[float, ...] = (1.0,), seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+                 noise_factors: tuple[float, ...] = (1.0,), seed: int = 0, divisor: int = 8
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The aortic-zone input the net sees and the truth mask resampled onto it, once per
     noise factor (white noise added on the strip so that its noise SD grows by that
     factor); empty when L1-L4 were not all found (no zone to learn from)."""
     det = find_vertebrae(image, spacing)
+    vertebra_model = load_default_vertebra_model()
+    if vertebra_model is not None:  # the zone the analysis will use (the vertebra net's bodies)
+        det = apply_vertebra_net(det, vertebra_model, image, spacing)
     if not det.anchored or any(lv not in det.by_level() for lv in ("L1", "L2", "L3", "L4")):
         return []
     zg = aortic_zone(det)
@@ -146,7 +159,7 @@ def zone_samples(image: np.ndarray, spacing: tuple[float, float], truth: np.ndar
         strip = det.strip.image
         if k > 1.0:
             strip = strip + rng.normal(0.0, sd * np.sqrt(k * k - 1.0), strip.shape).astype(np.float32)
-        x, win = zone_input(strip, zg.t_line, zg.zone, det.strip.step_mm)
+        x, win = zone_input(strip, zg.t_line, zg.zone, det.strip.step_mm, divisor)
         out.append((x, _target_on_strip(det, win, truth, x.shape)))
     return out
 
@@ -204,14 +217,14 @@ def _crop_origin(rng: np.random.Generator, n: int, size: int, centre: int | None
 
 
 def batches(samples, rng: np.random.Generator, size: int, hard: list[np.ndarray] | None = None,
-            hard_fraction: float = 0.0):
+            hard_fraction: float = 0.0, crop: tuple[int, int] = CROP):
     """One training batch of random crops; with ``hard`` (``hard_negative_centres`` per
     sample) a ``hard_fraction`` of the crops is centred near a hard negative instead."""
     xs, ys = [], []
     for _ in range(size):
         i = int(rng.integers(len(samples)))
         x, y = samples[i]
-        h, w = CROP
+        h, w = crop
         centre = None
         if hard is not None and len(hard[i]) and rng.random() < hard_fraction:
             centre = hard[i][int(rng.integers(len(hard[i])))]
@@ -308,7 +321,7 @@ def assemble_ensemble(members: list[Path], out: Path, threshold: float,
 
 
 def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: int, batch: int = 8,
-              seed: int = 0, hard_fraction: float = 0.0, t0: float | None = None):
+              seed: int = 0, hard_fraction: float = 0.0, t0: float | None = None, crop: tuple[int, int] = CROP):
     """Train one calcium net on zone samples: AdamW, one-cycle LR (max 3e-3), BCE (pos_weight 4)
     + soft Dice on random crops, ``hard_fraction`` of them centred on hard negatives."""
     import torch
@@ -322,7 +335,7 @@ def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: i
     rng = np.random.default_rng(seed)
     pos_weight = torch.tensor(4.0)
     for step in range(steps):
-        xb, yb = batches(train, rng, batch, hard, hard_fraction)
+        xb, yb = batches(train, rng, batch, hard, hard_fraction, crop)
         x, y = torch.from_numpy(xb), torch.from_numpy(yb)
         net.train()
         logit = net(x)
@@ -341,14 +354,14 @@ def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: i
 
 
 def train_members(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: int, batch: int, seed: int,
-                  members: int, hard_fraction: float = 0.0, t0: float | None = None):
+                  members: int, hard_fraction: float = 0.0, t0: float | None = None, crop: tuple[int, int] = CROP):
     """One net (``members`` 1) or a ``MeanLogitEnsemble`` of ``members`` nets trained on the same
     cases with init / batch-order seeds ``seed``, ``seed + 1``, ...; in eval mode.
 
     Why an ensemble: one run of the recipe depends on its draw; the nets' AAC-24 errors on unused
     seeds differ by more than a recipe change moves them, and the mean of their logits is steadier
     (models/radiograph_aac_v4.md)."""
-    nets = [train_net(train, config, steps, batch, seed + k, hard_fraction, t0) for k in range(members)]
+    nets = [train_net(train, config, steps, batch, seed + k, hard_fraction, t0, crop) for k in range(members)]
     for net in nets:
         net.eval()
     return nets[0] if members == 1 else MeanLogitEnsemble(nets).eval()
@@ -365,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds of 2-D synthetic drawings mixed into training ('' for none; tests use 0-9)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--channels", default="8,16,32", help="UNet channels per level (comma-separated)")
+    ap.add_argument("--crop", default="96,64", help="training crop, strip rows x columns (0.5 mm pixels)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a crowded machine)")
     ap.add_argument("--seed", type=int, default=0,
                     help="initialisation and batch-sampling seed (ensemble members differ only in this; v2 used 0)")
@@ -419,16 +433,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    train = [s for k in _seeds(args.train) for s in case_samples(k, args.cache, noise_aug=args.noise_aug)]
-    val = [s for s in (case_sample(k, args.cache) for k in _seeds(args.val)) if s is not None]
+    config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")]}
+    divisor = input_divisor(config)
+    crop = tuple(int(c) for c in args.crop.split(","))
+    if len(crop) != 2 or any(c % divisor for c in crop):
+        raise SystemExit(f"--crop {args.crop}: give rows,cols, each a multiple of {divisor} for these channels")
+    train = [s for k in _seeds(args.train) for s in case_samples(k, args.cache, args.noise_aug, divisor)]
+    val = [s for s in (case_sample(k, args.cache, divisor) for k in _seeds(args.val)) if s is not None]
     synth = [s for s in (synthetic_sample(k) for k in _seeds(args.synthetic)) if s is not None]
     train += synth
     print(f"{len(synth)} synthetic drawings added")
     print(f"{len(train)} train / {len(val)} val cases ({time.time() - t0:.0f} s)", flush=True)
-    config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")]}
     if args.members < 1:
         raise SystemExit(f"--members {args.members}: train at least one net")
-    net = train_members(train, config, args.steps, args.batch, args.seed, args.members, args.hard_negatives, t0)
+    net = train_members(train, config, args.steps, args.batch, args.seed, args.members, args.hard_negatives, t0,
+                        crop)
     # threshold: best pixel F1 on the validation cases
     probs, targets = [], []
     with torch.no_grad():
@@ -446,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chosen threshold {best[1]:.2f} (validation pixel F1 {best[0]:.3f}); {time.time() - t0:.0f} s in all")
     meta = {"noise_augmentation": repr(NOISE_FACTORS) if args.noise_aug else "none",
             "train_seeds": args.train, "val_seeds": args.val, "synthetic_seeds": args.synthetic, "steps": str(args.steps),
-            "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives),
+            "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives), "crop": args.crop,
             "val_pixel_f1": f"{best[0]:.3f}", "data": "calcdetect CT phantoms projected laterally (DRR)"}
     if args.members > 1:
         meta["init_seed"] = ",".join(str(args.seed + k) for k in range(args.members))

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_MODEL_PATH",
     "MeanLogitEnsemble",
     "U_SCALE_MM",
+    "input_divisor",
     "zone_input",
     "predict_calcium",
     "calcium_logits",
@@ -123,10 +124,16 @@ def _noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(vals - np.median(vals)))) or 1e-6
 
 
+def input_divisor(config: dict[str, Any]) -> int:
+    """What a net's input sides must be a multiple of: ``DIVISOR``, or more for a net
+    that halves the grid more often (a UNet with ``n`` channel levels halves it ``n - 1`` times)."""
+    return max(DIVISOR, 2 ** (len(config.get("channels", ())) - 1))
+
+
 def zone_input(
-    strip: np.ndarray, t_line: np.ndarray, zone: np.ndarray, step_mm: float
+    strip: np.ndarray, t_line: np.ndarray, zone: np.ndarray, step_mm: float, divisor: int = DIVISOR
 ) -> tuple[np.ndarray, tuple[slice, slice]]:
-    """The net's two-channel input over the zone's bounding box (padded to ``DIVISOR``).
+    """The net's two-channel input over the zone's bounding box (padded to ``divisor``).
 
     Returns the ``(2, H, W)`` float32 array and the strip window it covers.
     """
@@ -135,11 +142,11 @@ def zone_input(
     pad = int(round(4.0 / step_mm))
     r0, r1 = max(0, rows[0] - pad), min(strip.shape[0], rows[-1] + pad + 1)
     c0, c1 = max(0, cols[0] - pad), min(strip.shape[1], cols[-1] + pad + 1)
-    # grow to a multiple of DIVISOR, inside the strip where possible
-    r1 = min(strip.shape[0], r0 + -(-(r1 - r0) // DIVISOR) * DIVISOR)
-    c1 = min(strip.shape[1], c0 + -(-(c1 - c0) // DIVISOR) * DIVISOR)
-    r0 = max(0, r1 - -(-(r1 - r0) // DIVISOR) * DIVISOR)
-    c0 = max(0, c1 - -(-(c1 - c0) // DIVISOR) * DIVISOR)
+    # grow to a multiple of the divisor, inside the strip where possible
+    r1 = min(strip.shape[0], r0 + -(-(r1 - r0) // divisor) * divisor)
+    c1 = min(strip.shape[1], c0 + -(-(c1 - c0) // divisor) * divisor)
+    r0 = max(0, r1 - -(-(r1 - r0) // divisor) * divisor)
+    c0 = max(0, c1 - -(-(c1 - c0) // divisor) * divisor)
     win = (slice(r0, r1), slice(c0, c1))
     sub = strip[win].astype(np.float32)
     lo = ndimage.gaussian_filter(strip.astype(np.float32), BACKGROUND_MM / step_mm)[win]
@@ -147,7 +154,7 @@ def zone_input(
     u = (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM
     x = np.stack([x0, u.astype(np.float32)])
     h, w = x.shape[1:]
-    ph, pw = (-h) % DIVISOR, (-w) % DIVISOR  # the strip itself may be smaller than a multiple
+    ph, pw = (-h) % divisor, (-w) % divisor  # the strip itself may be smaller than a multiple
     if ph or pw:
         x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="edge")
     return x, win
@@ -176,7 +183,7 @@ def predict_calcium(
     out = np.zeros(zone.shape, bool)
     if not zone.any():
         return out
-    x, win = zone_input(strip, t_line, zone, step_mm)
+    x, win = zone_input(strip, t_line, zone, step_mm, input_divisor(model.config))
     logit = calcium_logits(model, x)
     h, w = win[0].stop - win[0].start, win[1].stop - win[1].start
     thr = model.threshold_at(_noise_sd(strip, zone))

@@ -266,7 +266,7 @@ SIDE_BY_NET = ("the facing side was decided by the vertebra net (no clear poster
                "check the anterior side on the overlay")
 
 
-def _with_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spacing: tuple[float, float]
+def apply_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spacing: tuple[float, float]
                        ) -> SpineDetection:
     """The rules' detection with the vertebra net's bodies and names (the net first, the
     rules as fallback).
@@ -481,7 +481,7 @@ def analyse_radiograph(
     warnings = list(radiograph.warnings)
     det = find_vertebrae(image, spacing)  # type: ignore[arg-type]
     if vertebra_model is not None:
-        det = _with_vertebra_net(det, vertebra_model, image, spacing)  # type: ignore[arg-type]
+        det = apply_vertebra_net(det, vertebra_model, image, spacing)  # type: ignore[arg-type]
     warnings += list(det.warnings)
     if len(det.vertebrae) < 3:
         raise UnsupportedSeriesError(

@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from calcdetect.radiograph.aac_net import (  # noqa: E402
     DIVISOR,
     build_calcium_net,
+    input_divisor,
     load_calcium_model,
     predict_calcium,
     save_calcium_model,
@@ -44,6 +45,17 @@ def test_saved_model_loads_and_predicts_only_inside_the_zone(tmp_path):
         assert torch.equal(value, model.net.state_dict()[key])
     strip, t_line, zone = strip_and_zone()
     calc = predict_calcium(model, strip, t_line, zone, 0.5)
+    assert calc.shape == zone.shape and not (calc & ~zone).any()
+
+
+def test_a_deeper_net_gets_inputs_it_can_halve_four_times(tmp_path):
+    deep = {**CONFIG, "channels": [4, 8, 8, 16, 16]}
+    assert input_divisor(CONFIG) == DIVISOR and input_divisor(deep) == 16
+    strip, t_line, zone = strip_and_zone()
+    x, _ = zone_input(strip, t_line, zone, 0.5, 16)
+    assert x.shape[1] % 16 == 0 and x.shape[2] % 16 == 0
+    path = save_calcium_model(build_calcium_net(deep), deep, 0.5, tmp_path / "d.safetensors")
+    calc = predict_calcium(load_calcium_model(path), strip, t_line, zone, 0.5)  # would fail on a size of 8k
     assert calc.shape == zone.shape and not (calc & ~zone).any()
 
 

@@ -221,12 +221,12 @@ def test_the_training_script_writes_a_net_the_analysis_loads(tmp_path):
 
 def test_the_net_overrules_a_side_the_rules_got_wrong(projected_phantom):
     # phantom 699: the rules took the posterior elements for the front and saw the patient face right
-    from calcdetect.radiograph.analyse import _with_vertebra_net
+    from calcdetect.radiograph.analyse import apply_vertebra_net
 
     image, spacing, truth = projected_phantom
     wrong = SpineDetection(None, tuple(_vert(lv, 200 + 120 * k) for k, lv in enumerate(["L2", "L3", "L4", "L5"])),
                            36.0, True, "right", (), True)
-    det = _with_vertebra_net(wrong, load_default_vertebra_model(), image, spacing)
+    det = apply_vertebra_net(wrong, load_default_vertebra_model(), image, spacing)
     assert det.anterior == "left" and det.bodies_by == "net"
     by = det.by_level()
     assert all(np.linalg.norm((np.mean(by[lv].corners_rc, axis=0) - t.mean(axis=0)) * spacing) < 6.0
