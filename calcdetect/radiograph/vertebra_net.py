@@ -1,11 +1,15 @@
-"""A 2-D net that names the lumbar vertebral bodies L1-L5 on a lateral spine image.
+"""A 2-D net that outlines and names the lumbar vertebral bodies L1-L5 on a lateral spine image.
 
 Why a net: the rules (:mod:`calcdetect.radiograph.vertebrae`) find the bodies
 well, but they name them by counting up from the lumbosacral disc, and every
 missed or extra disc on the way shifts every name above it (a tilted L5, a
-sacrum with a disc-like dip, ribs over T12-L1). The net sees the whole column at
-once, at ``NET_MM``, and marks each body with its own level, so one unclear disc
-does not rename the others.
+sacrum with a disc-like dip, ribs over T12-L1); a chain on the posterior
+elements names none. The net sees the whole column at once, at ``NET_MM``, and
+marks each body with its own level, so one unclear disc does not rename the
+others. :func:`calcdetect.radiograph.analyse.apply_vertebra_net` uses it first
+and the rules as fallback: its names for the rules' chain (:func:`name_levels`),
+its L1-L5 in place of the rules' (:func:`put_net_bodies`), or a detection from
+its bodies alone (:func:`detection_from_net`).
 
 Input (two channels on a ``NET_MM`` grid, the patient facing left): the image
 over its robust spread (median, 5th-95th percentile) and the image minus its
@@ -67,6 +71,14 @@ DIVISOR = 16  # BasicUNet halves the grid four times
 #: A lumbar body seen from the side is 25-45 mm high and 28-45 mm deep (~700-2000 mm2);
 #: parts far smaller are a body cut by the image edge or noise, far larger two bodies merged.
 BODY_AREA_MM2 = (250.0, 3000.0)
+#: A rule body and a net body are the same vertebra when their centres lie this close
+#: (half a lumbar body's height: neighbours are 30-40 mm apart).
+MATCH_MM = 12.0
+NAMED_BY_NET = ("vertebral levels named by the vertebra net, not by the count up from the sacrum, which "
+                "differed or was not made; check the level labels on the overlay")
+FOUND_BY_NET = ("vertebral bodies L1-L5 found and named by the vertebra net (the rules' search along the spine "
+                "column did not find them or could not name them); check their outlines on the overlay")
+_NAMES = ("T9", "T10", "T11", "T12", *NET_LEVELS)  # chain names, L1 at index 4
 
 
 @dataclass(frozen=True)
@@ -187,8 +199,8 @@ def predict_bodies(model: VertebraModel, image: np.ndarray, spacing: tuple[float
 
 
 def _ordered_run(found: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> list[int]:
-    """The longest run of consecutive levels whose centres step caudally (more than
-    15 mm apart would be a missing body; any upward step a mislabel)."""
+    """The longest run of consecutive levels whose centres step caudally (a level
+    missing, or a step upwards, ends a run: the labels around it are not to be trusted)."""
     best: list[int] = []
     cur: list[int] = []
     for k in range(1, len(NET_LEVELS) + 1):
@@ -244,16 +256,6 @@ def load_vertebra_model(path: Path) -> VertebraModel:
 def load_default_vertebra_model() -> VertebraModel | None:
     """The shipped vertebra net, or ``None`` when its file is absent (rules only)."""
     return load_vertebra_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
-
-
-#: A rule body and a net body are the same vertebra when their centres lie this close
-#: (half a lumbar body's height: neighbours are 30-40 mm apart).
-MATCH_MM = 12.0
-NAMED_BY_NET = ("vertebral levels named by the vertebra net, not by the count up from the sacrum, which "
-                "differed or was not made; check the level labels on the overlay")
-FOUND_BY_NET = ("vertebral bodies L1-L5 found and named by the vertebra net (the rules' search along the spine "
-                "column did not find them or could not name them); check their outlines on the overlay")
-_NAMES = ("T9", "T10", "T11", "T12", *NET_LEVELS)  # chain names, L1 at index 4
 
 
 def name_levels(det: SpineDetection, bodies: list[NetBody], spacing: tuple[float, float]) -> SpineDetection:
