@@ -296,19 +296,28 @@ def name_levels(det: SpineDetection, bodies: list[NetBody], spacing: tuple[float
     return replace(det, vertebrae=tuple(named), anchored=True, warnings=tuple(kept))
 
 
-def on_strip(body: NetBody, strip: SpineStrip, spacing: tuple[float, float], tol_mm: float = 2.0) -> Vertebra | None:
-    """The net's body as a :class:`Vertebra` on the rules' straightened strip (its
-    endplates' strip rows and its front and back strip columns), or ``None`` when a
-    corner lies more than ``tol_mm`` off the strip."""
+def on_strip(bodies: list[NetBody], strip: SpineStrip, spacing: tuple[float, float], tol_mm: float = 2.0
+             ) -> list[Vertebra | None]:
+    """The net's bodies as :class:`Vertebra` on the rules' straightened strip (their
+    endplates' strip rows and their front and back strip columns); ``None`` for a body
+    with a corner more than ``tol_mm`` off the strip."""
+    if not bodies:
+        return []
     s = np.arange(len(strip.path_rc), dtype=float)
     t = np.arange(strip.image.shape[1], dtype=float)
-    grid = strip.to_image(np.repeat(s, len(t)), np.tile(t, len(s)))
-    dist, idx = cKDTree(grid * np.asarray(spacing, float)).query(np.asarray(body.corners_rc, float) * spacing)
-    if float(np.max(dist)) > tol_mm:
-        return None
-    cs, ct = np.divmod(idx, len(t))
-    return Vertebra(body.level, np.asarray(body.corners_rc, float), body.probability,
-                    float(cs[:2].mean()), float(cs[2:].mean()), float(ct[[0, 3]].mean()), float(ct[[1, 2]].mean()))
+    mm = np.asarray(spacing, float)
+    tree = cKDTree(strip.to_image(np.repeat(s, len(t)), np.tile(t, len(s))) * mm)
+    out: list[Vertebra | None] = []
+    for body in bodies:
+        dist, idx = tree.query(np.asarray(body.corners_rc, float) * mm)
+        if float(np.max(dist)) > tol_mm:
+            out.append(None)
+            continue
+        cs, ct = np.divmod(idx, len(t))
+        out.append(Vertebra(body.level, np.asarray(body.corners_rc, float), body.probability,
+                            float(cs[:2].mean()), float(cs[2:].mean()), float(ct[[0, 3]].mean()),
+                            float(ct[[1, 2]].mean())))
+    return out
 
 
 def put_net_bodies(det: SpineDetection, bodies: list[NetBody], spacing: tuple[float, float]) -> SpineDetection:
@@ -324,7 +333,7 @@ def put_net_bodies(det: SpineDetection, bodies: list[NetBody], spacing: tuple[fl
     if not det.anchored or det.strip is None or len(bodies) < 3:
         return det
     mm = np.asarray(spacing, float)
-    placed = [v for v in (on_strip(b, det.strip, spacing) for b in bodies) if v is not None]
+    placed = [v for v in on_strip(bodies, det.strip, spacing) if v is not None]
     if not placed:
         return det
     names = {v.level for v in placed}
@@ -377,7 +386,7 @@ def detection_from_net(image: np.ndarray, spacing: tuple[float, float], bodies: 
     outside = (rows_c * COARSE_MM < r_mm[0]) | (rows_c * COARSE_MM > r_mm[-1])
     cols_c[outside] = np.polyval(slope, rows_c[outside] * COARSE_MM)
     strip = _build_strip(img, spacing, cols_c, rows_c, flipped)
-    verts = [on_strip(b, strip, spacing) for b in bodies]
+    verts = on_strip(bodies, strip, spacing)
     if any(v is None for v in verts):
         return None
     depth = float(np.median([(v.t_post - v.t_ant) * strip.step_mm for v in verts]))
