@@ -251,3 +251,11 @@ def test_a_real_chest_ct_projected_laterally_gets_no_lumbar_names():
     analysis = analyse_radiograph(rg)
     assert analysis.aac24 is None and all(v.level is None for v in analysis.vertebrae)
     assert key.startswith("s") and "philips" not in key.lower()
+
+
+def test_an_image_without_a_spine_gets_no_bodies():
+    model = load_default_vertebra_model()
+    rng = np.random.default_rng(1)
+    flat = rng.normal(1.0, 0.01, (900, 700)).astype(np.float32)  # soft tissue only, 0.3 mm pixels
+    assert bodies_facing(model, flat, (0.3, 0.3), "left") == []
+    assert bodies_facing(model, flat, (0.3, 0.3), "right") == []
