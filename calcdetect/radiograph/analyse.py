@@ -45,8 +45,7 @@ from calcdetect.radiograph.aac import (
     wall_of_pixels,
     severity_group,
 )
-from calcdetect.radiograph.vertebrae import _SIDE_ASSUMED as SIDE_ASSUMED
-from calcdetect.radiograph.vertebrae import LEVELS_T12_L5, SpineDetection, find_vertebrae
+from calcdetect.radiograph.vertebrae import LEVELS_T12_L5, SIDE_ASSUMED, SpineDetection, find_vertebrae
 from calcdetect.types import Finding, Kind, Lesion, Morphology, Radiograph
 
 __all__ = [
@@ -274,12 +273,12 @@ def apply_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spaci
     The net looks at the patient facing the side the rules saw, and the other way too
     when the rules could not tell or it did not name L1-L4 that way (phantom 699: the
     rules took the posterior elements for the front); the side where it names more,
-    and more certain, bodies wins. Its L1-L5
-    replace the rules' bodies of those levels and its names the rules' count
-    (:func:`~calcdetect.radiograph.vertebra_net.name_levels`,
+    and more certain, bodies wins. Its names replace the rules' count and its L1-L5
+    the rules' bodies of those levels (:func:`~calcdetect.radiograph.vertebra_net.name_levels`,
     :func:`~calcdetect.radiograph.vertebra_net.put_net_bodies`). When the rules' chain
     still lacks L1-L4 (it ran on the posterior elements, or faced the other way) and
-    the net named them, the detection is built from the net's bodies alone.
+    the net named them, the detection is built from the net's bodies alone
+    (:func:`~calcdetect.radiograph.vertebra_net.detection_from_net`).
     """
     from calcdetect.radiograph.vertebra_net import (
         bodies_facing,
@@ -443,8 +442,8 @@ def analyse_radiograph(
         from :func:`calcdetect.radiograph.aac_net.load_calcium_model`.
     vertebra_model
         ``"default"``: the shipped vertebra net (``models/radiograph_vertebrae_v0``)
-        names the rules' bodies when present (:func:`calcdetect.radiograph.vertebra_net.name_levels`);
-        ``None``: the rules' count from the sacrum only; or a model from
+        outlines and names L1-L5 when present (:func:`apply_vertebra_net`);
+        ``None``: the rules' bodies and count from the sacrum only; or a model from
         :func:`calcdetect.radiograph.vertebra_net.load_vertebra_model`.
 
     Returns

@@ -83,7 +83,7 @@ SACRUM_MIN_MM = 20.0
 SACRAL_DISC_FRACTION = 0.7
 MIN_DISC_CONTRAST = 2.5  # typical disc dip, in robust noise SDs of the along-spine profile
 LEVELS_T12_L5: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5")
-_SIDE_ASSUMED = (
+SIDE_ASSUMED = (
     "could not tell which side the patient faces (no clear posterior elements or body "
     "outline); assumed the usual display (anterior on the image's left)"
 )
@@ -1380,7 +1380,7 @@ def find_vertebrae(
         if side is None:
             side = _side_from_posterior_elements(strip, valid, t_ant, t_post)
         if side is None:
-            warnings.append(_SIDE_ASSUMED)
+            warnings.append(SIDE_ASSUMED)
             side = "left"
             side_known = False
     flipped = side == "right"
@@ -1406,7 +1406,7 @@ def find_vertebrae(
         on_bodies[int(verts[0].s_sup) : int(verts[-1].s_inf) + 1] = True
         if _side_from_posterior_elements(strip, on_bodies, t_ant, t_post) == "left":
             side_known = True
-            warnings.remove(_SIDE_ASSUMED)
+            warnings.remove(SIDE_ASSUMED)
 
     # level assignment: count up from the lumbosacral junction
     anchored = False

@@ -259,3 +259,17 @@ def test_an_image_without_a_spine_gets_no_bodies():
     flat = rng.normal(1.0, 0.01, (900, 700)).astype(np.float32)  # soft tissue only, 0.3 mm pixels
     assert bodies_facing(model, flat, (0.3, 0.3), "left") == []
     assert bodies_facing(model, flat, (0.3, 0.3), "right") == []
+
+
+def test_the_net_tells_the_side_the_rules_could_not(projected_phantom):
+    # phantom 455: no clear posterior elements or body outline; the rules assumed "left" and said so
+    from dataclasses import replace
+
+    from calcdetect.radiograph.analyse import SIDE_BY_NET, apply_vertebra_net
+    from calcdetect.radiograph.vertebrae import SIDE_ASSUMED, find_vertebrae
+
+    image, spacing, _ = projected_phantom
+    unsure = replace(find_vertebrae(image, spacing), side_known=False, warnings=(SIDE_ASSUMED,))
+    det = apply_vertebra_net(unsure, load_default_vertebra_model(), image, spacing)
+    assert det.side_known and det.anterior == "left"
+    assert SIDE_BY_NET in det.warnings and SIDE_ASSUMED not in det.warnings
