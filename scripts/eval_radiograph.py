@@ -22,7 +22,10 @@ accuracy), because the calcium net's error depends on the quantum noise. Wall by
 (``walls``): the truth x predicted grade confusion, false walls (truth 0 called calcified)
 and what they were made of (``false_wall_causes``: the region of the phantom lesion under
 the detected pixels), missed walls (calcified truth called 0), overall and per photon count, the grade
-excess / shortfall per level and wall, and the severity-group agreement.
+excess / shortfall per level and wall, and the severity-group agreement. Lesion by lesion
+(``aortic_lesions_found_by_wall``): the aortic truth lesions the detector found (>= 20% of
+their projected pixels), per quadrant of the aortic wall they lie on (anterior and posterior
+walls are seen in profile on a lateral view, the lateral walls en face).
 
 Metrics: AAC-24 ICC(2,1) (two-way random effects, absolute agreement, single
 measurement; Shrout & Fleiss 1979) and mean absolute error against truth;
@@ -74,7 +77,7 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-CACHE_VERSION = 2  # 2: per-segment truth and the projected lesion labels are cached too
+CACHE_VERSION = 3  # 2: per-segment truth and the projected lesion labels; 3: each aortic lesion's wall quadrant
 
 
 def phantom_case(seed: int, cache: Path) -> dict:
@@ -118,7 +121,7 @@ def phantom_case(seed: int, cache: Path) -> dict:
         "aac24_fraction": ph.aac24["calcified_fraction"] if ph.aac24 else None,
         "corners": corners,
         "lesions": [{"id": int(r["id"]), "region": r.get("region"), "kind": r.get("kind"),
-                     "bbox_px": r.get("bbox_px")} for r in ph.lesions],
+                     "bbox_px": r.get("bbox_px"), "aortic_wall": r.get("aortic_wall")} for r in ph.lesions],
         "conditions": {"magnification": ph.magnification, "obesity_fat_mm": settings.obesity_fat_mm,
                        "photons_per_pixel": settings.photons_per_pixel},
     }
@@ -187,6 +190,29 @@ def error_breakdown(case: dict, analysis) -> dict[str, int | None]:
     if all(lv in found for lv in AAC_LEVELS):
         out["truth_on_detected"] = _total(score_image_mask(truth_calc, found, row_mm, zone_margin_mm=ZONE_MARGIN_MM,
                                                            split_gap_mm=gap))
+    return out
+
+
+def aortic_lesions_found(case: dict, analysis, min_fraction: float = 0.2) -> dict[str, list[int]]:
+    """Per aortic wall quadrant (``calcdetect.phantoms.radiograph.aortic_wall_quadrants``),
+    ``[found, n]``: aortic truth lesions with projected pixels, and those with at least
+    ``min_fraction`` of their projected pixels in the detected calcium."""
+    out: dict[str, list[int]] = {}
+    if analysis is None or "lesion_labels" not in case:
+        return out
+    labels = np.asarray(case["lesion_labels"])
+    for les in case.get("lesions", []):
+        wall = les.get("aortic_wall")
+        if les.get("region") != "aorta" or wall is None:
+            continue
+        proj = labels == les["id"]
+        n = int(proj.sum())
+        if not n:
+            continue
+        hit = int((analysis.calcification_mask & proj).sum()) >= min_fraction * n
+        tally = out.setdefault(wall, [0, 0])
+        tally[0] += int(hit)
+        tally[1] += 1
     return out
 
 
@@ -401,7 +427,8 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
                      "error": error, "conditions": case.get("conditions"), "breakdown": breakdown,
                      "segments_pred": a.aac24["segments"] if a is not None and a.aac24 is not None else None,
                      "segments_truth": case.get("aac24_segments"),
-                     "false_wall_causes": false_wall_causes(case, a)})
+                     "false_wall_causes": false_wall_causes(case, a),
+                     "aortic_lesions_found": aortic_lesions_found(case, a)})
         print(f"seed {seed}: AAC-24 truth {case['aac24']} pred {pred}; levels "
               f"{sum(hits.values())}/{len(hits)}; truth calcium on detected corners {breakdown['truth_on_detected']}, "
               f"detected calcium on true corners {breakdown['detected_on_truth']}"
@@ -421,8 +448,20 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
         "breakdown_agreement": breakdown_agreement(rows),
         "by_dose": by_dose(rows),
         "walls": wall_breakdown(rows),
+        "aortic_lesions_found_by_wall": _found_by_wall(rows),
         "cases": rows,
     }
+
+
+def _found_by_wall(rows: list[dict]) -> dict[str, dict[str, float | int]]:
+    """Aortic truth lesions found by the detector, per wall quadrant, over all cases."""
+    total: dict[str, list[int]] = {}
+    for row in rows:
+        for wall, (hit, n) in row.get("aortic_lesions_found", {}).items():
+            t = total.setdefault(wall, [0, 0])
+            t[0] += hit
+            t[1] += n
+    return {wall: {"found": hit, "n": n, "fraction": hit / n if n else None} for wall, (hit, n) in sorted(total.items())}
 
 
 def main(argv: list[str] | None = None) -> int:

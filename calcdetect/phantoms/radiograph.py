@@ -94,6 +94,7 @@ __all__ = [
     "kauppila_grade",
     "union_length",
     "aac24_from_intervals",
+    "aortic_wall_quadrants",
     "aac8_from_intervals",
     "generate_lateral_radiograph",
     "write_radiograph_phantom",
@@ -763,6 +764,37 @@ def _vertebra_truth(
     return out, {lv: z_ranges[lv] for lv in _AAC_LEVELS if lv in z_ranges}
 
 
+def aortic_wall_quadrants(lesion_labels: np.ndarray, anatomy: np.ndarray, spacing: Sequence[float]
+                          ) -> dict[int, str]:
+    """Which quadrant of the aortic wall each lesion inside or on the aorta lies in:
+    ``"anterior"`` / ``"posterior"`` (seen in profile on a lateral view) or ``"lateral"``
+    (left or right wall: seen en face, projected over the lumen), by the direction of the
+    lesion's centroid from the aorta's centre on the lesion's middle slice (quadrants
+    split at 45 degrees). Lesions on slices without aorta are left out.
+
+    Why: a lateral radiograph shows the anterior and posterior walls edge-on, where
+    calcium has a long path through it; plaque on a lateral wall is seen face-on and
+    faint. The evaluation reports detection by quadrant (issue #6 notes, session 17: the
+    calcium net finds 23% of lateral-quadrant lesions, 63-75% of the others).
+    """
+    sk, sj, si = (float(v) for v in spacing)
+    aorta = anatomy == structure("aorta").label
+    out: dict[int, str] = {}
+    for lid, box in enumerate(ndimage.find_objects(lesion_labels), start=1):
+        if box is None:
+            continue
+        kk, jj, ii = np.nonzero(lesion_labels[box] == lid)
+        k = int(np.median(kk)) + box[0].start
+        aj, ai = np.nonzero(aorta[k])
+        if not len(aj):
+            continue
+        dy = (jj.mean() + box[1].start - aj.mean()) * sj
+        dx = (ii.mean() + box[2].start - ai.mean()) * si
+        angle = math.degrees(math.atan2(abs(dx), -dy))  # 0 straight anterior, 180 straight posterior
+        out[lid] = "anterior" if angle < 45.0 else "posterior" if angle > 135.0 else "lateral"
+    return out
+
+
 def _aortic_wall_intervals(
     lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray | None, geom: _Geometry
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -997,6 +1029,12 @@ def generate_lateral_radiograph(
                    for les in lesions]
         if lesions:
             notes.append("no lesion label volume: lesion masks not projected")
+
+    if anatomy is not None and lesion_labels is not None:
+        walls = aortic_wall_quadrants(np.asarray(lesion_labels), np.asarray(anatomy), spacing)
+        records = [dict(rec, aortic_wall=walls[int(rec["id"])])
+                   if rec.get("region") == Region.AORTA.value and int(rec["id"]) in walls else rec
+                   for rec in records]
 
     vertebrae: dict[str, dict[str, Any]] = {}
     aac24 = aac8 = None

@@ -508,3 +508,18 @@ def test_aortic_calcification_is_visible_in_the_projection():
     assert np.median(cnr) > 2.0  # was ~0.6 when the CT-blurred, en-face-heavy plaques were projected
     # Visible but subtle: a few hundredths of log-attenuation, far below bone.
     assert np.median(contrast) < 0.1
+
+
+def test_aortic_lesions_are_given_the_wall_quadrant_they_lie_on():
+    # a lateral view sees the anterior and posterior walls in profile, the left and right walls en face
+    from calcdetect.phantoms.radiograph import aortic_wall_quadrants
+
+    shape = (9, 60, 60)  # k (z), j (y, posterior), i (x, left)
+    anatomy = np.zeros(shape, np.uint8)
+    jj, ii = np.mgrid[0:60, 0:60]
+    anatomy[:, (jj - 30) ** 2 + (ii - 30) ** 2 <= 100] = structure("aorta").label  # r = 10 mm
+    lesions = np.zeros(shape, np.int32)
+    lesions[0:3, 20, 29:32] = 1  # anterior wall
+    lesions[3:6, 29:32, 40] = 2  # left wall
+    lesions[6:9, 40, 29:32] = 3  # posterior wall
+    assert aortic_wall_quadrants(lesions, anatomy, (1.0, 1.0, 1.0)) == {1: "anterior", 2: "lateral", 3: "posterior"}

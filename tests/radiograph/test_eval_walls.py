@@ -75,3 +75,30 @@ def test_false_walls_are_attributed_to_the_lesion_under_the_detected_pixels():
     rows = [{**_row(1e5, {"L1": (0, 3)}, {"L1": (0, 3), "L2": (1, 0), "L4": (0, 2)}),
              "false_wall_causes": false_wall_causes(case, analysis)}]
     assert wall_breakdown(rows)["false_wall_causes"] == {"L2 none": 1, "L4 iliac": 1}
+
+
+def test_aortic_lesions_found_are_counted_per_wall_quadrant():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from eval_radiograph import _found_by_wall, aortic_lesions_found
+
+    labels = np.zeros((20, 20), np.uint16)
+    labels[2:6, 2:4] = 1  # anterior wall, 8 px, found (4 of 8)
+    labels[10:14, 2:4] = 2  # lateral wall, 8 px, 1 px found: under 20%
+    labels[15:18, 10:12] = 3  # posterior wall, not found
+    labels[0, 19] = 4  # an iliac lesion: not counted
+    detected = np.zeros((20, 20), bool)
+    detected[2:4, 2:4] = True
+    detected[10, 2] = True
+    case = {"lesion_labels": labels, "lesions": [
+        {"id": 1, "region": "aorta", "aortic_wall": "anterior"},
+        {"id": 2, "region": "aorta", "aortic_wall": "lateral"},
+        {"id": 3, "region": "aorta", "aortic_wall": "posterior"},
+        {"id": 4, "region": "iliac", "aortic_wall": None},
+    ]}
+    found = aortic_lesions_found(case, SimpleNamespace(calcification_mask=detected))
+    assert found == {"anterior": [1, 1], "lateral": [0, 1], "posterior": [0, 1]}
+    total = _found_by_wall([{"aortic_lesions_found": found}, {"aortic_lesions_found": {"lateral": [1, 1]}}])
+    assert total["lateral"] == {"found": 1, "n": 2, "fraction": 0.5}
