@@ -26,3 +26,25 @@ def test_published_and_unseen_seeds_may_not_train(seed):
 def test_training_on_a_published_seed_stops_before_any_work(tmp_path):
     with pytest.raises(SystemExit, match="seed 130"):
         main(["--train", "0,130", "--val", "1", "--cache", str(tmp_path), "--out", str(tmp_path / "m.safetensors")])
+
+
+def test_profile_targets_leave_out_plaque_on_the_lateral_walls(monkeypatch):
+    import numpy as np
+
+    import train_radiograph_aac as tra
+
+    labels = np.zeros((8, 8), np.uint16)
+    labels[1, 1], labels[2, 2], labels[3, 3], labels[4, 4] = 1, 2, 3, 4
+    case = {"image": np.zeros((8, 8), np.float32), "spacing": (0.3, 0.3), "lesion_labels": labels,
+            "conditions": {"photons_per_pixel": 3e4},
+            "lesions": [{"id": 1, "region": "aorta", "aortic_wall": "anterior"},
+                        {"id": 2, "region": "aorta", "aortic_wall": "lateral"},
+                        {"id": 3, "region": "aorta", "aortic_wall": "posterior"},
+                        {"id": 4, "region": "iliac"}]}
+    seen = {}
+    monkeypatch.setattr(tra, "phantom_case", lambda seed, cache: case)
+    monkeypatch.setattr(tra, "zone_samples", lambda image, spacing, truth, *a: seen.update(t=truth) or [])
+    tra.case_samples(0, None, target_walls="profile")
+    assert [tuple(p) for p in np.argwhere(seen.pop("t"))] == [(1, 1), (3, 3)]
+    tra.case_samples(0, None)
+    assert [tuple(p) for p in np.argwhere(seen.pop("t"))] == [(1, 1), (2, 2), (3, 3)]
