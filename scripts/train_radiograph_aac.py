@@ -81,9 +81,8 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     save_calcium_model,
     zone_input,
 )
-from calcdetect.radiograph.analyse import aortic_zone, apply_vertebra_net  # noqa: E402
+from calcdetect.radiograph.analyse import aortic_zone, detect_spine  # noqa: E402
 from calcdetect.radiograph.vertebra_net import load_default_vertebra_model  # noqa: E402
-from calcdetect.radiograph.vertebrae import find_vertebrae  # noqa: E402
 from eval_radiograph import _seeds, phantom_case  # noqa: E402
 
 #: Radiograph phantom seeds that may be trained and tuned on: 0-99, and 400-759 (the former
@@ -164,10 +163,7 @@ def zone_samples(image: np.ndarray, spacing: tuple[float, float], truth: np.ndar
     """The aortic-zone input the net sees and the truth mask resampled onto it, once per
     noise factor (white noise added on the strip so that its noise SD grows by that
     factor); empty when L1-L4 were not all found (no zone to learn from)."""
-    det = find_vertebrae(image, spacing)
-    vertebra_model = load_default_vertebra_model()
-    if vertebra_model is not None:  # the zone the analysis will use (the vertebra net's bodies)
-        det = apply_vertebra_net(det, vertebra_model, image, spacing)
+    det = detect_spine(image, spacing, load_default_vertebra_model())  # the zone the analysis will use
     if not det.anchored or any(lv not in det.by_level() for lv in ("L1", "L2", "L3", "L4")):
         return []
     zg = aortic_zone(det)

@@ -764,9 +764,18 @@ def _vertebra_truth(
     return out, {lv: z_ranges[lv] for lv in _AAC_LEVELS if lv in z_ranges}
 
 
-def aortic_wall_quadrants(lesion_labels: np.ndarray, anatomy: np.ndarray, spacing: Sequence[float]
-                          ) -> dict[int, str]:
-    """Which quadrant of the aortic wall each lesion inside or on the aorta lies in:
+def _aorta_centres(anatomy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The aorta label's mean ``j`` and ``i`` per slice ``k`` (NaN on slices without it)."""
+    ak, aj, ai = np.nonzero(anatomy == structure("aorta").label)
+    counts = np.bincount(ak, minlength=anatomy.shape[0])
+    safe = np.maximum(counts, 1)
+    mean = lambda w: np.where(counts > 0, np.bincount(ak, weights=w, minlength=anatomy.shape[0]) / safe, np.nan)  # noqa: E731
+    return mean(aj), mean(ai)
+
+
+def aortic_wall_quadrants(lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray,
+                          spacing: Sequence[float]) -> dict[int, str]:
+    """Which quadrant of the aortic wall each of these lesions lies in:
     ``"anterior"`` / ``"posterior"`` (seen in profile on a lateral view) or ``"lateral"``
     (left or right wall: seen en face, projected over the lumen), by the direction of the
     lesion's centroid from the aorta's centre on the lesion's middle slice (quadrants
@@ -778,18 +787,19 @@ def aortic_wall_quadrants(lesion_labels: np.ndarray, anatomy: np.ndarray, spacin
     calcium net finds 23% of lateral-quadrant lesions, 63-75% of the others).
     """
     sk, sj, si = (float(v) for v in spacing)
-    aorta = anatomy == structure("aorta").label
+    centre_j, centre_i = _aorta_centres(anatomy)
+    boxes = ndimage.find_objects(lesion_labels)
     out: dict[int, str] = {}
-    for lid, box in enumerate(ndimage.find_objects(lesion_labels), start=1):
+    for lid in aortic_ids:
+        box = boxes[lid - 1] if 0 < lid <= len(boxes) else None
         if box is None:
             continue
         kk, jj, ii = np.nonzero(lesion_labels[box] == lid)
         k = int(np.median(kk)) + box[0].start
-        aj, ai = np.nonzero(aorta[k])
-        if not len(aj):
+        if not np.isfinite(centre_j[k]):
             continue
-        dy = (jj.mean() + box[1].start - aj.mean()) * sj
-        dx = (ii.mean() + box[2].start - ai.mean()) * si
+        dy = (jj.mean() + box[1].start - centre_j[k]) * sj
+        dx = (ii.mean() + box[2].start - centre_i[k]) * si
         angle = math.degrees(math.atan2(abs(dx), -dy))  # 0 straight anterior, 180 straight posterior
         out[lid] = "anterior" if angle < 45.0 else "posterior" if angle > 135.0 else "lateral"
     return out
@@ -806,12 +816,7 @@ def _aortic_wall_intervals(
     """
     sk, sj, _ = geom.spacing
     z0, y0, _ = geom.origin_kji_mm
-    centre = None
-    if anatomy is not None:
-        ak, aj, _ = np.nonzero(anatomy == structure("aorta").label)
-        counts = np.bincount(ak, minlength=anatomy.shape[0])
-        jsum = np.bincount(ak, weights=aj, minlength=anatomy.shape[0])
-        centre = np.where(counts > 0, jsum / np.maximum(counts, 1), np.nan)
+    centre = _aorta_centres(anatomy)[0] if anatomy is not None else None
     boxes = ndimage.find_objects(lesion_labels)
     anterior: list[tuple[float, float]] = []
     posterior: list[tuple[float, float]] = []
@@ -1031,9 +1036,9 @@ def generate_lateral_radiograph(
             notes.append("no lesion label volume: lesion masks not projected")
 
     if anatomy is not None and lesion_labels is not None:
-        walls = aortic_wall_quadrants(np.asarray(lesion_labels), np.asarray(anatomy), spacing)
-        records = [dict(rec, aortic_wall=walls[int(rec["id"])])
-                   if rec.get("region") == Region.AORTA.value and int(rec["id"]) in walls else rec
+        aortic_ids = [int(rec["id"]) for rec in records if rec.get("region") == Region.AORTA.value]
+        walls = aortic_wall_quadrants(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
+        records = [dict(rec, aortic_wall=walls[int(rec["id"])]) if int(rec["id"]) in walls else rec
                    for rec in records]
 
     vertebrae: dict[str, dict[str, Any]] = {}

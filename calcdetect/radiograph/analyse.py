@@ -305,6 +305,14 @@ def apply_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spaci
     return from_net if from_net is not None else det
 
 
+def detect_spine(image: np.ndarray, spacing: tuple[float, float], vertebra_model: Any) -> SpineDetection:
+    """The vertebral bodies the analysis works on: the rules' detection, with the vertebra
+    net applied when one is given (:func:`apply_vertebra_net`). Training the calcium net
+    uses the same, so its aortic zones are the ones it will see."""
+    det = find_vertebrae(image, spacing)
+    return det if vertebra_model is None else apply_vertebra_net(det, vertebra_model, image, spacing)
+
+
 def _implausible(det: SpineDetection) -> str | None:
     """Why the detected column is not a lumbar spine (``None`` when it may be one).
 
@@ -478,9 +486,7 @@ def analyse_radiograph(
     spacing = tuple(float(s) for s in radiograph.pixel_spacing)  # type: ignore[union-attr]
     image = np.asarray(radiograph.array, np.float32)
     warnings = list(radiograph.warnings)
-    det = find_vertebrae(image, spacing)  # type: ignore[arg-type]
-    if vertebra_model is not None:
-        det = apply_vertebra_net(det, vertebra_model, image, spacing)  # type: ignore[arg-type]
+    det = detect_spine(image, spacing, vertebra_model)  # type: ignore[arg-type]
     warnings += list(det.warnings)
     if len(det.vertebrae) < 3:
         raise UnsupportedSeriesError(

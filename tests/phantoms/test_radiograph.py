@@ -522,4 +522,5 @@ def test_aortic_lesions_are_given_the_wall_quadrant_they_lie_on():
     lesions[0:3, 20, 29:32] = 1  # anterior wall
     lesions[3:6, 29:32, 40] = 2  # left wall
     lesions[6:9, 40, 29:32] = 3  # posterior wall
-    assert aortic_wall_quadrants(lesions, anatomy, (1.0, 1.0, 1.0)) == {1: "anterior", 2: "lateral", 3: "posterior"}
+    assert aortic_wall_quadrants(lesions, [1, 2, 3], anatomy, (1.0, 1.0, 1.0)) == {
+        1: "anterior", 2: "lateral", 3: "posterior"}
