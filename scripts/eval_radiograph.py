@@ -7,7 +7,10 @@ Two sources of cases:
   projected into a lateral radiograph (``calcdetect.phantoms.radiograph``) with
   varied quantum noise, magnification (midplane-to-detector distance), obesity
   (extra fat path) and plaque burden; truth = the projected vertebral corners and
-  the AAC-24 scored in 3-D from the lesion truth.
+  the AAC-24 scored in 3-D from the lesion truth on the aortic walls a lateral view
+  sees in profile (anterior and posterior, as Kauppila grades them). The agreement
+  with the older truth that also graded left- and right-wall plaque, on the wall it
+  leans to, is reported as ``all_walls_truth``.
 * ``synthetic``: the radiograph stage's own 2-D drawing
   (``calcdetect.radiograph.synthetic``), fast, for development.
 
@@ -77,7 +80,9 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-CACHE_VERSION = 3  # 2: per-segment truth and the projected lesion labels; 3: each aortic lesion's wall quadrant
+# 2: per-segment truth and the projected lesion labels; 3: each aortic lesion's wall quadrant;
+# 4: AAC-24 truth grades the walls in profile only, the all-walls truth kept as ``aac24_all_walls``
+CACHE_VERSION = 4
 
 
 def phantom_case(seed: int, cache: Path) -> dict:
@@ -119,6 +124,8 @@ def phantom_case(seed: int, cache: Path) -> dict:
         "aac24": ph.aac24["total"] if ph.aac24 else None,
         "aac24_segments": ph.aac24["segments"] if ph.aac24 else None,
         "aac24_fraction": ph.aac24["calcified_fraction"] if ph.aac24 else None,
+        "aac24_all_walls": ph.aac24_all_walls["total"] if ph.aac24_all_walls else None,
+        "aac24_all_walls_segments": ph.aac24_all_walls["segments"] if ph.aac24_all_walls else None,
         "corners": corners,
         "lesions": [{"id": int(r["id"]), "region": r.get("region"), "kind": r.get("kind"),
                      "bbox_px": r.get("bbox_px"), "aortic_wall": r.get("aortic_wall")} for r in ph.lesions],
@@ -168,12 +175,17 @@ def error_breakdown(case: dict, analysis) -> dict[str, int | None]:
     ``truth_on_truth``: true aortic calcium on the true corners; ``detected_on_truth``:
     the detected calcium mask on the true corners; ``truth_on_detected``: the true
     calcium on the detected L1-L4 corners (``None`` when they were not all found).
+    "True calcium" is the projection of the aortic lesions on the walls in profile
+    (quadrant anterior or posterior), as the truth grades them; lesion by lesion, so a
+    lesion reaching from a lateral into a profile sector is left out here but partly
+    graded by the truth.
     """
     out: dict[str, int | None] = {"truth_on_truth": None, "detected_on_truth": None, "truth_on_detected": None}
     if case.get("aac24") is None or "lesion_labels" not in case or not all(lv in case["corners"] for lv in AAC_LEVELS):
         return out
     row_mm = float(case["spacing"][0])
-    aortic = [les["id"] for les in case.get("lesions", []) if les.get("region") == "aorta"]
+    aortic = [les["id"] for les in case.get("lesions", [])
+              if les.get("region") == "aorta" and les.get("aortic_wall") in ("anterior", "posterior")]
     truth_calc = np.isin(case["lesion_labels"], aortic)
     # the pipeline's wall-split rule (read at call time: --wall-split-gap-mm rebinds it)
     from calcdetect.radiograph import analyse as analyse_module
@@ -424,12 +436,13 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
             for name, value in breakdown.items():
                 parts.setdefault(name, []).append((case["aac24"], value))
         rows.append({"seed": seed, "aac24_truth": case["aac24"], "aac24_pred": pred, "levels_ok": hits,
+                     "aac24_truth_all_walls": case.get("aac24_all_walls"),
                      "error": error, "conditions": case.get("conditions"), "breakdown": breakdown,
                      "segments_pred": a.aac24["segments"] if a is not None and a.aac24 is not None else None,
                      "segments_truth": case.get("aac24_segments"),
                      "false_wall_causes": false_wall_causes(case, a),
                      "aortic_lesions_found": aortic_lesions_found(case, a)})
-        print(f"seed {seed}: AAC-24 truth {case['aac24']} pred {pred}; levels "
+        print(f"seed {seed}: AAC-24 truth {case['aac24']} (all walls {case.get('aac24_all_walls')}) pred {pred}; levels "
               f"{sum(hits.values())}/{len(hits)}; truth calcium on detected corners {breakdown['truth_on_detected']}, "
               f"detected calcium on true corners {breakdown['detected_on_truth']}"
               f"{'; ' + error if error else ''}", flush=True)
@@ -437,10 +450,12 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
     t_arr = np.array([t for t, _ in scored], float)
     p_arr = np.array([p for _, p in scored], float)
     return {
+        "truth": "walls in profile (calcdetect.phantoms.radiograph._aortic_wall_intervals)",
         "n_cases": len(cases),
         "n_scored": len(scored),
         "aac24_icc21": icc_2_1(np.column_stack([t_arr, p_arr])),
         "aac24_mae": float(np.abs(t_arr - p_arr).mean()) if scored else None,
+        "all_walls_truth": _agreement([(r["aac24_truth_all_walls"], r["aac24_pred"]) for r in rows]),
         "level_accuracy": level_hits / level_n if level_n else None,
         "corner_error_mm_median": float(np.median(corner_err)) if corner_err else None,
         "seconds_per_case_median": float(np.median(times)) if times else None,
@@ -451,6 +466,15 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
         "aortic_lesions_found_by_wall": _found_by_wall(rows),
         "cases": rows,
     }
+
+
+def _agreement(pairs: list[tuple[float | None, float | None]]) -> dict[str, float | int | None]:
+    """ICC(2,1) and MAE of the scored cases with a truth (for the all-walls truth)."""
+    ok = [(t, p) for t, p in pairs if t is not None and p is not None]
+    if not ok:
+        return {"n": 0, "icc21": None, "mae": None}
+    arr = np.array(ok, float)
+    return {"n": len(ok), "icc21": icc_2_1(arr), "mae": float(np.abs(arr[:, 0] - arr[:, 1]).mean())}
 
 
 def _found_by_wall(rows: list[dict]) -> dict[str, dict[str, float | int]]:

@@ -60,10 +60,14 @@ per-lesion pixel centroid / box / area), vertebral body outlines and the four
 body corners of T12-L5 in pixel coordinates, and the Kauppila AAC-24 (and AAC-8)
 score computed in 3-D from the lesion truth (see :func:`aac24_from_intervals`):
 for L1-L4, the segment is the body's height at mid-depth (mean z of its two
-superior and two inferior corners); each aortic lesion's slices are put on the
-anterior wall when the lesion lies in front of the aortic centreline on that
-slice (smaller ``y``), else on the posterior wall; the calcified length is the
-union of those slices' z-intervals inside the segment. The vertebral body is
+superior and two inferior corners); a slice of an aortic lesion is on the
+anterior (posterior) wall when one of its voxels lies within 45 degrees of
+straight anterior (posterior) of the aorta's centre on that slice: the walls a
+lateral view sees in profile, which are what Kauppila grades. Plaque on the
+left and right walls, seen en face over the lumen, is not graded
+(``aac24_all_walls`` grades it on the wall it leans to, the definition before
+session 18); the calcified length is the union of the slices' z-intervals inside
+the segment. The vertebral body is
 the part of the vertebra label in front of the spinal canal, slice by slice.
 """
 
@@ -805,37 +809,70 @@ def aortic_wall_quadrants(lesion_labels: np.ndarray, aortic_ids: Sequence[int], 
     return out
 
 
+#: Half-angle (degrees) of the anterior and posterior sectors of the aortic wall that a
+#: lateral view sees in profile. Plaque outside them (the left and right walls) is seen
+#: en face, projected over the lumen, and is not graded by the walls-in-profile truth.
+PROFILE_SECTOR_DEG = 45.0
+
+
 def _aortic_wall_intervals(
-    lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray | None, geom: _Geometry
+    lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray | None, geom: _Geometry,
+    walls: str = "profile",
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """Per lesion and slice, the slice's z-interval on the anterior or posterior wall.
 
-    The wall is decided by the lesion's mean ``y`` on that slice against the aortic
-    centreline ``y`` (mean of the aorta label on the slice; the mean of all aortic
-    lesion voxels where the label is missing). Anterior = smaller ``y``.
+    ``walls="profile"`` (the AAC-24 truth): a voxel is on the anterior wall when its
+    direction from the aorta's centre on its slice is within ``PROFILE_SECTOR_DEG`` of
+    straight anterior, on the posterior wall within that of straight posterior, and on
+    neither otherwise (left / right wall); a lesion's slice counts for every wall that
+    one of its voxels is on. This is what a reader grades on a lateral film: Kauppila
+    scores the anterior and posterior walls, which the beam meets edge-on.
+
+    ``walls="all"`` (the definition before session 18, kept for comparison): each
+    lesion's slice goes to the anterior wall when the lesion's mean ``y`` is in front of
+    the centre, else to the posterior wall, so left- and right-wall plaque is graded on
+    whichever wall the lesion leans to.
+
+    The centre is the mean of the aorta label on the slice; on slices without it (or
+    without ``anatomy``), the mean ``y`` of all aortic lesion voxels splits the lesion
+    by ``walls="all"``'s rule.
     """
-    sk, sj, _ = geom.spacing
-    z0, y0, _ = geom.origin_kji_mm
-    centre = _aorta_centres(anatomy)[0] if anatomy is not None else None
+    if walls not in ("profile", "all"):
+        raise ValueError(f"walls must be 'profile' or 'all', got {walls!r}")
+    sk, sj, si = geom.spacing
+    z0, _, _ = geom.origin_kji_mm
+    centre_j, centre_i = _aorta_centres(anatomy) if anatomy is not None else (None, None)
     boxes = ndimage.find_objects(lesion_labels)
     anterior: list[tuple[float, float]] = []
     posterior: list[tuple[float, float]] = []
-    voxels: list[tuple[np.ndarray, np.ndarray]] = []
+    voxels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for lid in aortic_ids:
         if lid < 1 or lid > len(boxes) or boxes[lid - 1] is None:
             continue
         box = boxes[lid - 1]
-        kk, jj, _ = np.nonzero(lesion_labels[box] == lid)
-        voxels.append((kk + box[0].start, jj + box[1].start))
+        kk, jj, ii = np.nonzero(lesion_labels[box] == lid)
+        voxels.append((kk + box[0].start, jj + box[1].start, ii + box[2].start))
     if not voxels:
         return anterior, posterior
-    fallback = float(np.concatenate([j for _, j in voxels]).mean())
-    for kk, jj in voxels:
+    fallback = float(np.concatenate([j for _, j, _ in voxels]).mean())
+    cos_sector = math.cos(math.radians(PROFILE_SECTOR_DEG))
+    for kk, jj, ii in voxels:
         for k in np.unique(kk):
-            j_mean = jj[kk == k].mean()
-            c = centre[k] if centre is not None and np.isfinite(centre[k]) else fallback
-            z = z0 + k * sk
-            (anterior if j_mean < c else posterior).append((z - sk / 2.0, z + sk / 2.0))
+            on = kk == k
+            z = (z0 + k * sk - sk / 2.0, z0 + k * sk + sk / 2.0)
+            has_centre = centre_j is not None and np.isfinite(centre_j[k])
+            if walls == "all" or not has_centre:
+                c = centre_j[k] if has_centre else fallback
+                (anterior if jj[on].mean() < c else posterior).append(z)
+                continue
+            dy = (jj[on] - centre_j[k]) * sj  # + posterior
+            dx = (ii[on] - centre_i[k]) * si
+            r = np.hypot(dy, dx)
+            cos_post = np.divide(dy, r, out=np.zeros_like(r), where=r > 0)
+            if np.any(cos_post <= -cos_sector):
+                anterior.append(z)
+            if np.any(cos_post >= cos_sector):
+                posterior.append(z)
     return anterior, posterior
 
 
@@ -941,6 +978,9 @@ class RadiographPhantom:
     # Each lesion's whole projected mask (also where others overlap it), cropped
     # to its ``bbox_px`` (row0, col0, row1, col1), keyed by lesion id.
     lesion_masks: dict[int, np.ndarray] = field(default_factory=dict)
+    # AAC-24 with left- and right-wall plaque graded on the wall it leans to (the truth
+    # before session 18), for comparison with ``aac24`` (walls in profile only).
+    aac24_all_walls: dict[str, Any] | None = None
 
     def stored_pixels(self) -> np.ndarray:
         """The 12-bit stored values (uint16) written to the DX file.
@@ -1042,19 +1082,21 @@ def generate_lateral_radiograph(
                    for rec in records]
 
     vertebrae: dict[str, dict[str, Any]] = {}
-    aac24 = aac8 = None
+    aac24 = aac8 = aac24_all_walls = None
     if anatomy is not None:
         vertebrae, segments = _vertebra_truth(np.asarray(anatomy), geom)
         if len(segments) == len(_AAC_LEVELS):
             aortic = [int(les["id"]) for les in lesions if les.get("region") == Region.AORTA.value]
+            ant = post = ant_all = post_all = []
             if lesion_labels is not None:
                 ant, post = _aortic_wall_intervals(np.asarray(lesion_labels), aortic, anatomy, geom)
-            else:
-                ant, post = [], []
-                if aortic:
-                    notes.append("no lesion label volume: AAC-24 scored as 0")
+                ant_all, post_all = _aortic_wall_intervals(np.asarray(lesion_labels), aortic, anatomy, geom,
+                                                           walls="all")
+            elif aortic:
+                notes.append("no lesion label volume: AAC-24 scored as 0")
             aac24 = aac24_from_intervals(segments, ant, post)
             aac8 = aac8_from_intervals(segments, ant, post)
+            aac24_all_walls = aac24_from_intervals(segments, ant_all, post_all)
         else:
             notes.append(f"vertebrae {', '.join(_AAC_LEVELS)} not all labelled: no AAC-24 truth")
     else:
@@ -1084,6 +1126,7 @@ def generate_lateral_radiograph(
         vertebrae=vertebrae,
         aac24=aac24,
         aac8=aac8,
+        aac24_all_walls=aac24_all_walls,
         geometry=geometry,
         study_uid=_uid(source, "study"),
         series_uid=_uid(source, "series"),
@@ -1213,6 +1256,7 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
         "settings": asdict(ph.settings),
         "aac24": ph.aac24,
         "aac8": ph.aac8,
+        "aac24_all_walls": ph.aac24_all_walls,
         "vertebrae": ph.vertebrae,
         "lesions": list(ph.lesions),
         "files": {"labels": "calcification_labels.png", "target_mask": "calcification_mask.png",

@@ -524,3 +524,29 @@ def test_aortic_lesions_are_given_the_wall_quadrant_they_lie_on():
     lesions[6:9, 40, 29:32] = 3  # posterior wall
     assert aortic_wall_quadrants(lesions, [1, 2, 3], anatomy, (1.0, 1.0, 1.0)) == {
         1: "anterior", 2: "lateral", 3: "posterior"}
+
+
+def test_aac24_truth_grades_the_walls_seen_in_profile():
+    # Kauppila grades the anterior and posterior walls, which a lateral beam meets edge-on;
+    # left-wall plaque is seen en face over the lumen: not graded by the truth, but still
+    # graded (on the wall it leans to) by the older all-walls definition kept for comparison.
+    from calcdetect.phantoms.radiograph import _aortic_wall_intervals, _Geometry
+
+    shape = (9, 60, 60)
+    anatomy = np.zeros(shape, np.uint8)
+    jj, ii = np.mgrid[0:60, 0:60]
+    anatomy[:, (jj - 30) ** 2 + (ii - 30) ** 2 <= 100] = structure("aorta").label
+    lesions = np.zeros(shape, np.int32)
+    lesions[0:3, 20, 29:32] = 1  # anterior wall, slices 0-2
+    lesions[3:6, 31:33, 40] = 2  # left wall (leans posterior), slices 3-5
+    lesions[6:9, 40, 29:32] = 3  # posterior wall, slices 6-8
+    lesions[4, 21:24, 35:38] = 4  # 35-40 degrees from anterior: still in profile, slice 4
+    geom = _Geometry(sid=1000.0, x_source=0.0, y_c=0.0, z_c=0.0, pixel=1.0, rows=9, cols=60,
+                     origin_kji_mm=(0.0, 0.0, 0.0), spacing=(1.0, 1.0, 1.0))
+    ant, post = _aortic_wall_intervals(lesions, [1, 2, 3, 4], anatomy, geom)
+    assert sorted(ant) == [(-0.5, 0.5), (0.5, 1.5), (1.5, 2.5), (3.5, 4.5)]
+    assert sorted(post) == [(5.5, 6.5), (6.5, 7.5), (7.5, 8.5)]
+    ant_all, post_all = _aortic_wall_intervals(lesions, [1, 2, 3, 4], anatomy, geom, walls="all")
+    assert sorted(post_all) == [(2.5, 3.5), (3.5, 4.5), (4.5, 5.5), (5.5, 6.5), (6.5, 7.5), (7.5, 8.5)]
+    with pytest.raises(ValueError, match="profile"):
+        _aortic_wall_intervals(lesions, [1], anatomy, geom, walls="left")

@@ -102,3 +102,15 @@ def test_aortic_lesions_found_are_counted_per_wall_quadrant():
     assert found == {"anterior": [1, 1], "lateral": [0, 1], "posterior": [0, 1]}
     total = _found_by_wall([{"aortic_lesions_found": found}, {"aortic_lesions_found": {"lateral": [1, 1]}}])
     assert total["lateral"] == {"found": 1, "n": 2, "fraction": 0.5}
+
+
+def test_agreement_with_the_all_walls_truth_leaves_out_unscored_cases():
+    # The evaluation reports AAC-24 against both truth definitions; a case with no
+    # prediction (or no truth) must not count as agreement or as error.
+    from eval_radiograph import _agreement
+
+    out = _agreement([(4, 4), (0, 2), (6, None), (None, 3), (10, 9)])
+    assert out["n"] == 3
+    assert abs(out["mae"] - 1.0) < 1e-9
+    assert 0.8 < out["icc21"] < 1.0
+    assert _agreement([(3, None)]) == {"n": 0, "icc21": None, "mae": None}
