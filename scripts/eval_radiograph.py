@@ -81,8 +81,9 @@ def _seeds(text: str) -> list[int]:
 
 
 # 2: per-segment truth and the projected lesion labels; 3: each aortic lesion's wall quadrant;
-# 4: AAC-24 truth grades the walls in profile only, the all-walls truth kept as ``aac24_all_walls``
-CACHE_VERSION = 4
+# 4: AAC-24 truth grades the walls in profile only, the all-walls truth kept as ``aac24_all_walls``;
+# 5: the projected aortic calcium on the walls in profile (``aortic_profile_mask``)
+CACHE_VERSION = 5
 
 
 def phantom_case(seed: int, cache: Path) -> dict:
@@ -98,7 +99,7 @@ def phantom_case(seed: int, cache: Path) -> dict:
         if meta.get("cache_version") == CACHE_VERSION:
             z = np.load(npz)
             return {"image": z["image"], "spacing": tuple(z["spacing"]), "lesion_labels": z["lesion_labels"],
-                    **meta}
+                    "aortic_profile_mask": z["aortic_profile_mask"], **meta}
     from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
     from calcdetect.phantoms.radiograph import RadiographSettings, generate_lateral_radiograph
 
@@ -133,9 +134,11 @@ def phantom_case(seed: int, cache: Path) -> dict:
                        "photons_per_pixel": settings.photons_per_pixel},
     }
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(npz, image=ph.image, spacing=np.array(spacing), lesion_labels=ph.lesion_labels)
+    np.savez_compressed(npz, image=ph.image, spacing=np.array(spacing), lesion_labels=ph.lesion_labels,
+                        aortic_profile_mask=ph.aortic_profile_mask)
     js.write_text(json.dumps(truth))
-    return {"image": ph.image, "spacing": spacing, "lesion_labels": ph.lesion_labels, **truth}
+    return {"image": ph.image, "spacing": spacing, "lesion_labels": ph.lesion_labels,
+            "aortic_profile_mask": ph.aortic_profile_mask, **truth}
 
 
 def synthetic_case(seed: int) -> dict:
@@ -175,18 +178,14 @@ def error_breakdown(case: dict, analysis) -> dict[str, int | None]:
     ``truth_on_truth``: true aortic calcium on the true corners; ``detected_on_truth``:
     the detected calcium mask on the true corners; ``truth_on_detected``: the true
     calcium on the detected L1-L4 corners (``None`` when they were not all found).
-    "True calcium" is the projection of the aortic lesions on the walls in profile
-    (quadrant anterior or posterior), as the truth grades them; lesion by lesion, so a
-    lesion reaching from a lateral into a profile sector is left out here but partly
-    graded by the truth.
+    "True calcium" is the projection of the aortic lesion voxels the truth grades (on
+    the walls in profile: ``aortic_profile_mask``).
     """
     out: dict[str, int | None] = {"truth_on_truth": None, "detected_on_truth": None, "truth_on_detected": None}
     if case.get("aac24") is None or "lesion_labels" not in case or not all(lv in case["corners"] for lv in AAC_LEVELS):
         return out
     row_mm = float(case["spacing"][0])
-    aortic = [les["id"] for les in case.get("lesions", [])
-              if les.get("region") == "aorta" and les.get("aortic_wall") in ("anterior", "posterior")]
-    truth_calc = np.isin(case["lesion_labels"], aortic)
+    truth_calc = np.asarray(case["aortic_profile_mask"], bool)
     # the pipeline's wall-split rule (read at call time: --wall-split-gap-mm rebinds it)
     from calcdetect.radiograph import analyse as analyse_module
 

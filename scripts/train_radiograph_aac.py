@@ -112,12 +112,11 @@ CROP = (96, 64)
 NOISE_FACTORS = {1e5: (1.0, 1.8, 3.2), 3e4: (1.0, 1.8), 1e4: (1.0,)}
 
 
-#: ``--target-walls``: which aortic lesions the net is taught to mark, by the wall quadrant the
-#: phantom records (``calcdetect.phantoms.radiograph.aortic_wall_quadrants``). ``all``: every
-#: aortic lesion (v0-v4). ``profile``: the anterior and posterior walls only, the ones a lateral
-#: view shows edge-on (Kauppila grades those walls; left / right-wall plaque lies en face over
-#: the lumen). Session 17 trial, development 440-489: see the module docstring.
-TARGET_WALLS = {"all": None, "profile": ("anterior", "posterior")}
+#: ``--target-walls``: which aortic calcium the net is taught to mark. ``all``: every aortic
+#: lesion (v0-v4). ``profile``: the lesion voxels on the anterior and posterior walls, the ones a
+#: lateral view shows edge-on and the AAC-24 truth grades (the phantom's ``aortic_profile_mask``;
+#: left / right-wall plaque lies en face over the lumen).
+TARGET_WALLS = ("all", "profile")
 
 
 def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int = 8, target_walls: str = "all"
@@ -125,18 +124,20 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int =
     """(input (2, H, W), target (H, W)) pairs of one cached phantom (one per noise factor);
     empty when L1-L4 were not found."""
     c = phantom_case(seed, cache)
-    walls = TARGET_WALLS[target_walls]
-    aortic = [les["id"] for les in c["lesions"]
-              if les["region"] == "aorta" and (walls is None or les.get("aortic_wall") in walls)]
-    truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
+    if target_walls == "profile":
+        truth = np.asarray(c["aortic_profile_mask"], bool)
+    else:
+        aortic = [les["id"] for les in c["lesions"] if les["region"] == "aorta"]
+        truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
     photons = float((c.get("conditions") or {}).get("photons_per_pixel") or 1e4)
     factors = NOISE_FACTORS.get(photons, (1.0,)) if noise_aug else (1.0,)
     return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed, divisor)
 
 
-def case_sample(seed: int, cache: Path, divisor: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
+def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all"
+                ) -> tuple[np.ndarray, np.ndarray] | None:
     """The case as acquired (no added noise), or None when L1-L4 were not found."""
-    out = case_samples(seed, cache, noise_aug=False, divisor=divisor)
+    out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls)
     return out[0] if out else None
 
 
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds of 2-D synthetic drawings mixed into training ('' for none; tests use 0-9)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--channels", default="8,16,32", help="UNet channels per level (comma-separated)")
-    ap.add_argument("--target-walls", choices=sorted(TARGET_WALLS), default="all",
+    ap.add_argument("--target-walls", choices=TARGET_WALLS, default="all",
                     help="aortic lesions to mark: all, or only those on the walls seen in profile (anterior, posterior)")
     ap.add_argument("--crop", default="96,64", help="training crop, strip rows x columns (0.5 mm pixels)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a crowded machine)")
@@ -457,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--crop {args.crop}: give rows,cols, each a multiple of {divisor} for these channels")
     train = [s for k in _seeds(args.train)
              for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls)]
-    val = [s for s in (case_sample(k, args.cache, divisor) for k in _seeds(args.val)) if s is not None]
+    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls) for k in _seeds(args.val))
+           if s is not None]
     synth = [s for s in (synthetic_sample(k) for k in _seeds(args.synthetic)) if s is not None]
     train += synth
     print(f"{len(synth)} synthetic drawings added")

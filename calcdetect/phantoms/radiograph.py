@@ -99,6 +99,7 @@ __all__ = [
     "union_length",
     "aac24_from_intervals",
     "aortic_wall_quadrants",
+    "aortic_profile_volume",
     "aac8_from_intervals",
     "generate_lateral_radiograph",
     "write_radiograph_phantom",
@@ -855,8 +856,8 @@ def _aortic_wall_intervals(
     if not voxels:
         return anterior, posterior
     fallback = float(np.concatenate([j for _, j, _ in voxels]).mean())
-    cos_sector = math.cos(math.radians(PROFILE_SECTOR_DEG))
     for kk, jj, ii in voxels:
+        ant_vox, post_vox = _profile_sectors(kk, jj, ii, centre_j, centre_i, (sj, si))
         for k in np.unique(kk):
             on = kk == k
             z = (z0 + k * sk - sk / 2.0, z0 + k * sk + sk / 2.0)
@@ -865,15 +866,44 @@ def _aortic_wall_intervals(
                 c = centre_j[k] if has_centre else fallback
                 (anterior if jj[on].mean() < c else posterior).append(z)
                 continue
-            dy = (jj[on] - centre_j[k]) * sj  # + posterior
-            dx = (ii[on] - centre_i[k]) * si
-            r = np.hypot(dy, dx)
-            cos_post = np.divide(dy, r, out=np.zeros_like(r), where=r > 0)
-            if np.any(cos_post <= -cos_sector):
+            if ant_vox[on].any():
                 anterior.append(z)
-            if np.any(cos_post >= cos_sector):
+            if post_vox[on].any():
                 posterior.append(z)
     return anterior, posterior
+
+
+def _profile_sectors(kk: np.ndarray, jj: np.ndarray, ii: np.ndarray, centre_j: np.ndarray | None,
+                     centre_i: np.ndarray | None, spacing_ji: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel: in the anterior / the posterior sector (``PROFILE_SECTOR_DEG`` around
+    straight anterior / posterior of the aorta's centre on its slice). Voxels on slices
+    without a centre are in neither."""
+    if centre_j is None or centre_i is None:
+        none = np.zeros(kk.shape, bool)
+        return none, none.copy()
+    cj, ci = centre_j[kk], centre_i[kk]
+    dy = (jj - cj) * spacing_ji[0]  # + posterior
+    dx = (ii - ci) * spacing_ji[1]
+    r = np.hypot(dy, dx)
+    ok = np.isfinite(r) & (r > 0)
+    cos_post = np.divide(dy, r, out=np.zeros(r.shape), where=ok)
+    cos_sector = math.cos(math.radians(PROFILE_SECTOR_DEG))
+    return ok & (cos_post <= -cos_sector), ok & (cos_post >= cos_sector)
+
+
+def aortic_profile_volume(lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray,
+                          spacing: Sequence[float]) -> np.ndarray:
+    """The aortic lesions' voxels on the walls in profile (the anterior and posterior
+    sectors of ``_profile_sectors``), as a lesion-id volume: the calcium the AAC-24 truth
+    grades, for projecting a 2-D target that matches it."""
+    centre_j, centre_i = _aorta_centres(anatomy)
+    mask = np.isin(lesion_labels, np.asarray(list(aortic_ids), dtype=lesion_labels.dtype))
+    kk, jj, ii = np.nonzero(mask)
+    ant, post = _profile_sectors(kk, jj, ii, centre_j, centre_i, (float(spacing[1]), float(spacing[2])))
+    keep = ant | post | ~np.isfinite(centre_j[kk])  # no centre: the truth grades the whole slice too
+    out = np.zeros_like(lesion_labels)
+    out[kk[keep], jj[keep], ii[keep]] = lesion_labels[kk[keep], jj[keep], ii[keep]]
+    return out
 
 
 def _project_lesions(
@@ -981,6 +1011,9 @@ class RadiographPhantom:
     # AAC-24 with left- and right-wall plaque graded on the wall it leans to (the truth
     # before session 18), for comparison with ``aac24`` (walls in profile only).
     aac24_all_walls: dict[str, Any] | None = None
+    # Where the aortic calcium the AAC-24 truth grades projects (the lesions' voxels on the
+    # walls in profile, ``aortic_profile_volume``): a training target that matches ``aac24``.
+    aortic_profile_mask: np.ndarray | None = None
 
     def stored_pixels(self) -> np.ndarray:
         """The 12-bit stored values (uint16) written to the DX file.
@@ -1075,11 +1108,15 @@ def generate_lateral_radiograph(
         if lesions:
             notes.append("no lesion label volume: lesion masks not projected")
 
+    profile_mask = None
     if anatomy is not None and lesion_labels is not None:
         aortic_ids = [int(rec["id"]) for rec in records if rec.get("region") == Region.AORTA.value]
         walls = aortic_wall_quadrants(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
         records = [dict(rec, aortic_wall=walls[int(rec["id"])]) if int(rec["id"]) in walls else rec
                    for rec in records]
+        profile = aortic_profile_volume(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
+        aortic = [les for les in lesions if int(les["id"]) in set(aortic_ids)]
+        profile_mask = _project_lesions(profile, aortic, geom)[0] > 0 if aortic else np.zeros(image.shape, bool)
 
     vertebrae: dict[str, dict[str, Any]] = {}
     aac24 = aac8 = aac24_all_walls = None
@@ -1127,6 +1164,7 @@ def generate_lateral_radiograph(
         aac24=aac24,
         aac8=aac8,
         aac24_all_walls=aac24_all_walls,
+        aortic_profile_mask=profile_mask,
         geometry=geometry,
         study_uid=_uid(source, "study"),
         series_uid=_uid(source, "series"),
@@ -1209,8 +1247,10 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
     ``calcification_labels.png`` (16-bit PNG of the projected lesion ids, targets
     and distractors; where projections overlap the smaller lesion is on top),
     ``lesion_masks.npz`` (each lesion's whole mask cropped to its ``bbox_px``,
-    key = lesion id) and ``calcification_mask.png`` (255 where a target
-    calcification, region not ``"other"``, projects).
+    key = lesion id), ``calcification_mask.png`` (255 where a target
+    calcification, region not ``"other"``, projects) and, with anatomy labels,
+    ``aortic_profile_mask.png`` (255 where the aortic calcium that ``aac24`` grades,
+    on the walls in profile, projects).
 
     Returns
     -------
@@ -1237,6 +1277,13 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
     mask = (np.isin(ph.lesion_labels, targets) * 255).astype(np.uint8)
     atomic_write_with(truth / "calcification_mask.png", lambda p: Image.fromarray(mask).save(p, format="PNG"),
                       suffix=".png")
+    files = {"labels": "calcification_labels.png", "target_mask": "calcification_mask.png",
+             "lesion_masks": "lesion_masks.npz (key = lesion id, mask cropped to bbox_px)"}
+    if ph.aortic_profile_mask is not None:
+        profile = (np.asarray(ph.aortic_profile_mask, bool) * 255).astype(np.uint8)
+        atomic_write_with(truth / "aortic_profile_mask.png",
+                          lambda p: Image.fromarray(profile).save(p, format="PNG"), suffix=".png")
+        files["aortic_profile_mask"] = "aortic_profile_mask.png (the aortic calcium aac24 grades)"
     payload = {
         "schema": "calcdetect-truth/1",
         "kind": "radiograph",
@@ -1259,8 +1306,7 @@ def write_radiograph_phantom(ph: RadiographPhantom, out_dir: Path, *, overwrite:
         "aac24_all_walls": ph.aac24_all_walls,
         "vertebrae": ph.vertebrae,
         "lesions": list(ph.lesions),
-        "files": {"labels": "calcification_labels.png", "target_mask": "calcification_mask.png",
-                  "lesion_masks": "lesion_masks.npz (key = lesion id, mask cropped to bbox_px)"},
+        "files": files,
         "notes": list(ph.notes),
     }
     atomic_write_json(truth / "truth.json", payload)

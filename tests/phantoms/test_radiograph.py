@@ -550,3 +550,33 @@ def test_aac24_truth_grades_the_walls_seen_in_profile():
     assert sorted(post_all) == [(2.5, 3.5), (3.5, 4.5), (4.5, 5.5), (5.5, 6.5), (6.5, 7.5), (7.5, 8.5)]
     with pytest.raises(ValueError, match="profile"):
         _aortic_wall_intervals(lesions, [1], anatomy, geom, walls="left")
+
+
+def test_profile_volume_keeps_only_the_voxels_the_truth_grades():
+    from calcdetect.phantoms.radiograph import aortic_profile_volume
+
+    shape = (6, 60, 60)
+    anatomy = np.zeros(shape, np.uint8)
+    jj, ii = np.mgrid[0:60, 0:60]
+    anatomy[:5, (jj - 30) ** 2 + (ii - 30) ** 2 <= 100] = structure("aorta").label  # no aorta on slice 5
+    lesions = np.zeros(shape, np.int32)
+    lesions[0:2, 20, 29:32] = 1  # anterior wall
+    lesions[2:4, 29:32, 40] = 2  # left wall: seen en face, not graded
+    lesions[4:6, 40, 29:32] = 3  # posterior wall; slice 5 has no aortic centre, kept
+    lesions[0, 5, 5] = 9  # not an aortic lesion
+    out = aortic_profile_volume(lesions, [1, 2, 3], anatomy, (1.0, 1.0, 1.0))
+    assert set(np.unique(out)) == {0, 1, 3}
+    assert (out == 1).sum() == (lesions == 1).sum() and (out == 3).sum() == (lesions == 3).sum()
+    assert lesions.max() == 9  # the input is not modified
+
+
+def test_ct_phantom_profile_mask_is_the_graded_part_of_the_aortic_calcium(ct_radiograph):
+    _, rg = ct_radiograph
+    aortic = [int(r["id"]) for r in rg.lesions if r.get("region") == "aorta"]
+    if not aortic:
+        pytest.skip("no aortic lesion in this phantom")
+    all_aortic = np.isin(rg.lesion_labels, aortic)
+    assert rg.aortic_profile_mask.shape == rg.image.shape
+    assert (rg.aortic_profile_mask & ~all_aortic).sum() <= 0.02 * rg.aortic_profile_mask.sum() + 5
+    if rg.aac24["total"] > 0:
+        assert rg.aortic_profile_mask.any()

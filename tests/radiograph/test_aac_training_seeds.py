@@ -35,8 +35,10 @@ def test_profile_targets_leave_out_plaque_on_the_lateral_walls(monkeypatch):
 
     labels = np.zeros((8, 8), np.uint16)
     labels[1, 1], labels[2, 2], labels[3, 3], labels[4, 4] = 1, 2, 3, 4
+    profile = np.zeros((8, 8), bool)  # the phantom's projection of the graded voxels
+    profile[1, 1] = profile[3, 3] = True
     case = {"image": np.zeros((8, 8), np.float32), "spacing": (0.3, 0.3), "lesion_labels": labels,
-            "conditions": {"photons_per_pixel": 3e4},
+            "aortic_profile_mask": profile, "conditions": {"photons_per_pixel": 3e4},
             "lesions": [{"id": 1, "region": "aorta", "aortic_wall": "anterior"},
                         {"id": 2, "region": "aorta", "aortic_wall": "lateral"},
                         {"id": 3, "region": "aorta", "aortic_wall": "posterior"},
