@@ -14,10 +14,10 @@ front of the anterior vertebral line (``u / 40 mm``), because the walls lie at
 typical distances from the spine. Output: one logit per pixel (calcified
 aortic wall). Architecture: MONAI ``UNet`` built by :func:`calcdetect.nets.builders.build_net`.
 
-Weights: ``models/radiograph_aac_v4.safetensors`` with its model card
-(``.md``): v3's tensors at one threshold for all levels (v3's L4 shift, chosen on 54
-cases, lost on a 137-case selection block); the network configuration, threshold and
-training facts are in the safetensors metadata. Loaded offline with ``safetensors`` (no pickle). A weights
+Weights: ``models/radiograph_aac_v5.safetensors`` with its model card
+(``.md``): taught the aortic calcium of the walls a lateral view sees in profile, which
+the AAC-24 truth grades (``--target-walls profile``), on 240 phantoms; the network
+configuration, threshold and training facts are in the safetensors metadata. Loaded offline with ``safetensors`` (no pickle). A weights
 file may also hold several nets of one architecture (:class:`MeanLogitEnsemble`,
 metadata ``ensemble_members``); the loader rebuilds them and the detector thresholds
 the mean of their logits.
@@ -53,7 +53,7 @@ __all__ = [
     "write_calcium_card",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v4.safetensors"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v5.safetensors"
 U_SCALE_MM = 40.0  # the position channel is the distance in front of the spine over this
 BACKGROUND_MM = 8.0
 DIVISOR = 8  # input sizes are padded to a multiple of this (the UNet downsamples by 2 twice; 8 leaves room)
@@ -305,7 +305,7 @@ def _level_offsets(meta: dict[str, str], path: Path) -> tuple[tuple[str, float],
 
 @lru_cache(maxsize=1)
 def load_default_calcium_model() -> CalciumModel | None:
-    """The shipped model, or ``None`` when ``models/radiograph_aac_v4.safetensors`` is absent."""
+    """The shipped model, or ``None`` when ``models/radiograph_aac_v5.safetensors`` is absent."""
     return load_calcium_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
 
 

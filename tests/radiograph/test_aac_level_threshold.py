@@ -78,19 +78,19 @@ def test_restamp_writes_level_shifts_the_loader_reads(tmp_path):
         parse_level_offsets("L5:1")
 
 
-def test_shipped_v4_is_v3_net_read_at_one_threshold_on_every_level():
-    """The default calcium model marks calcium at one threshold at L1-L4: v3's L4 shift
-    (chosen on 54 cases) lowered the AAC-24 agreement on the 137-case selection block, so v4
-    keeps v3's tensors without it; v3 stays on disk, with its shift, for comparisons."""
+def test_v4_is_v3_net_read_at_one_threshold_on_every_level():
+    """v4 marks calcium at one threshold at L1-L4: v3's L4 shift (chosen on 54 cases) lowered
+    the AAC-24 agreement on the 137-case selection block, so v4 keeps v3's tensors without
+    it; both stay on disk for comparisons."""
     from pathlib import Path
 
-    from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH, load_default_calcium_model
+    from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH
 
+    v4_path = Path(DEFAULT_MODEL_PATH).with_name("radiograph_aac_v4.safetensors")
     v3_path = Path(DEFAULT_MODEL_PATH).with_name("radiograph_aac_v3.safetensors")
-    if not DEFAULT_MODEL_PATH.exists() or not v3_path.exists():
+    if not v4_path.exists() or not v3_path.exists():
         pytest.skip("shipped calcium models absent")
-    v4, v3 = load_default_calcium_model(), load_calcium_model(v3_path)
-    assert DEFAULT_MODEL_PATH.name == "radiograph_aac_v4.safetensors"
+    v4, v3 = load_calcium_model(v4_path), load_calcium_model(v3_path)
     assert v4.level_logit_offsets == () and dict(v3.level_logit_offsets) == {"L4": 1.0}
     assert v4.threshold == pytest.approx(0.8)
     strip, t_line, zone = strip_and_zone()
@@ -98,3 +98,31 @@ def test_shipped_v4_is_v3_net_read_at_one_threshold_on_every_level():
     assert predict_calcium(one, strip, t_line, zone, 0.5, CENTRES)[200:220].any()  # L4 read like L1-L3
     for key, value in v3.net.state_dict().items():
         assert torch.equal(value, v4.net.state_dict()[key])
+
+
+def test_shipped_model_is_taught_the_walls_the_truth_grades():
+    """The default calcium net (v5) was trained on the aortic calcium of the walls in profile
+    (the AAC-24 truth since session 18), on development seeds only, with its operating point
+    chosen on development seeds it was not trained on."""
+    from safetensors import safe_open
+
+    from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH, load_default_calcium_model
+
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip("shipped calcium model absent")
+    assert DEFAULT_MODEL_PATH.name == "radiograph_aac_v5.safetensors"
+    with safe_open(str(DEFAULT_MODEL_PATH), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["target_walls"] == "profile"
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from eval_radiograph import _seeds
+    from train_radiograph_aac import is_development_seed
+
+    trained, tuned = set(_seeds(meta["train_seeds"])), set(_seeds(meta["operating_point_seeds"]))
+    assert all(is_development_seed(s) for s in trained | tuned)
+    assert not trained & tuned
+    model = load_default_calcium_model()
+    assert model.level_logit_offsets == () and 0.0 < model.threshold < 1.0
