@@ -1115,7 +1115,7 @@ def generate_lateral_radiograph(
         records = [dict(rec, aortic_wall=walls[int(rec["id"])]) if int(rec["id"]) in walls else rec
                    for rec in records]
         profile = aortic_profile_volume(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
-        aortic = [les for les in lesions if int(les["id"]) in set(aortic_ids)]
+        aortic = [les for les in lesions if int(les["id"]) in aortic_ids]
         profile_mask = _project_lesions(profile, aortic, geom)[0] > 0 if aortic else np.zeros(image.shape, bool)
 
     vertebrae: dict[str, dict[str, Any]] = {}
@@ -1124,7 +1124,7 @@ def generate_lateral_radiograph(
         vertebrae, segments = _vertebra_truth(np.asarray(anatomy), geom)
         if len(segments) == len(_AAC_LEVELS):
             aortic = [int(les["id"]) for les in lesions if les.get("region") == Region.AORTA.value]
-            ant = post = ant_all = post_all = []
+            ant, post, ant_all, post_all = [], [], [], []
             if lesion_labels is not None:
                 ant, post = _aortic_wall_intervals(np.asarray(lesion_labels), aortic, anatomy, geom)
                 ant_all, post_all = _aortic_wall_intervals(np.asarray(lesion_labels), aortic, anatomy, geom,

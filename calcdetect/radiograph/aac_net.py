@@ -16,7 +16,7 @@ aortic wall). Architecture: MONAI ``UNet`` built by :func:`calcdetect.nets.build
 
 Weights: ``models/radiograph_aac_v5.safetensors`` with its model card
 (``.md``): taught the aortic calcium of the walls a lateral view sees in profile, which
-the AAC-24 truth grades (``--target-walls profile``), on 240 phantoms; the network
+the AAC-24 truth grades (``--target-walls profile``), channels 32-64-128, on 320 phantoms; the network
 configuration, threshold and training facts are in the safetensors metadata. Loaded offline with ``safetensors`` (no pickle). A weights
 file may also hold several nets of one architecture (:class:`MeanLogitEnsemble`,
 metadata ``ensemble_members``); the loader rebuilds them and the detector thresholds
