@@ -783,15 +783,14 @@ def aortic_wall_quadrants(lesion_labels: np.ndarray, aortic_ids: Sequence[int], 
     """Which quadrant of the aortic wall each of these lesions lies in:
     ``"anterior"`` / ``"posterior"`` (seen in profile on a lateral view) or ``"lateral"``
     (left or right wall: seen en face, projected over the lumen), by the direction of the
-    lesion's centroid from the aorta's centre on the lesion's middle slice (quadrants
-    split at 45 degrees). Lesions on slices without aorta are left out.
+    lesion's centroid from the aorta's centre on the lesion's middle slice (the sectors
+    of ``PROFILE_SECTOR_DEG`` that the AAC-24 truth grades). Lesions on slices without aorta are left out.
 
     Why: a lateral radiograph shows the anterior and posterior walls edge-on, where
     calcium has a long path through it; plaque on a lateral wall is seen face-on and
     faint. The evaluation reports detection by quadrant (issue #6 notes, session 17: the
     calcium net finds 23% of lateral-quadrant lesions, 63-75% of the others).
     """
-    sk, sj, si = (float(v) for v in spacing)
     centre_j, centre_i = _aorta_centres(anatomy)
     boxes = ndimage.find_objects(lesion_labels)
     out: dict[int, str] = {}
@@ -803,10 +802,11 @@ def aortic_wall_quadrants(lesion_labels: np.ndarray, aortic_ids: Sequence[int], 
         k = int(np.median(kk)) + box[0].start
         if not np.isfinite(centre_j[k]):
             continue
-        dy = (jj.mean() + box[1].start - centre_j[k]) * sj
-        dx = (ii.mean() + box[2].start - centre_i[k]) * si
-        angle = math.degrees(math.atan2(abs(dx), -dy))  # 0 straight anterior, 180 straight posterior
-        out[lid] = "anterior" if angle < 45.0 else "posterior" if angle > 135.0 else "lateral"
+        # the lesion's centroid on its middle slice, sorted by the truth's own sectors
+        ant, post = _profile_sectors(np.array([k]), np.array([jj.mean() + box[1].start]),
+                                     np.array([ii.mean() + box[2].start]), centre_j, centre_i,
+                                     (float(spacing[1]), float(spacing[2])))
+        out[lid] = "anterior" if ant[0] else "posterior" if post[0] else "lateral"
     return out
 
 
@@ -1108,28 +1108,28 @@ def generate_lateral_radiograph(
         if lesions:
             notes.append("no lesion label volume: lesion masks not projected")
 
+    aortic_ids = [int(les["id"]) for les in lesions if les.get("region") == Region.AORTA.value]
     profile_mask = None
     if anatomy is not None and lesion_labels is not None:
-        aortic_ids = [int(rec["id"]) for rec in records if rec.get("region") == Region.AORTA.value]
         walls = aortic_wall_quadrants(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
         records = [dict(rec, aortic_wall=walls[int(rec["id"])]) if int(rec["id"]) in walls else rec
                    for rec in records]
         profile = aortic_profile_volume(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
-        aortic = [les for les in lesions if int(les["id"]) in aortic_ids]
-        profile_mask = _project_lesions(profile, aortic, geom)[0] > 0 if aortic else np.zeros(image.shape, bool)
+        aortic_lesions = [les for les in lesions if int(les["id"]) in aortic_ids]
+        profile_mask = (_project_lesions(profile, aortic_lesions, geom)[0] > 0 if aortic_lesions
+                        else np.zeros(image.shape, bool))
 
     vertebrae: dict[str, dict[str, Any]] = {}
     aac24 = aac8 = aac24_all_walls = None
     if anatomy is not None:
         vertebrae, segments = _vertebra_truth(np.asarray(anatomy), geom)
         if len(segments) == len(_AAC_LEVELS):
-            aortic = [int(les["id"]) for les in lesions if les.get("region") == Region.AORTA.value]
             ant, post, ant_all, post_all = [], [], [], []
             if lesion_labels is not None:
-                ant, post = _aortic_wall_intervals(np.asarray(lesion_labels), aortic, anatomy, geom)
-                ant_all, post_all = _aortic_wall_intervals(np.asarray(lesion_labels), aortic, anatomy, geom,
+                ant, post = _aortic_wall_intervals(np.asarray(lesion_labels), aortic_ids, anatomy, geom)
+                ant_all, post_all = _aortic_wall_intervals(np.asarray(lesion_labels), aortic_ids, anatomy, geom,
                                                            walls="all")
-            elif aortic:
+            elif aortic_ids:
                 notes.append("no lesion label volume: AAC-24 scored as 0")
             aac24 = aac24_from_intervals(segments, ant, post)
             aac8 = aac8_from_intervals(segments, ant, post)
