@@ -4,8 +4,8 @@
 Cases come from ``scripts/eval_radiograph.py``'s phantom cache (CT phantom ->
 lateral DRR with varied noise, magnification, obesity and plaque burden). The
 target is each of L1-L5 filled between its four true corners. Training
-phantom seeds must lie in the development ranges (0-99, 400-759; 760 and up
-are held out, see ``train_radiograph_aac.DEVELOPMENT_SEED_RANGES``).
+phantom seeds must lie in the development ranges (0-99, 400-919, 5000-5999; 920-4999
+and 6000 and up are held out, see ``train_radiograph_aac.DEVELOPMENT_SEED_RANGES``).
 
 Augmentation, and why:
 
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     train = _seeds(args.train)
     bad = [s for s in train if not is_development_seed(s)]
     if bad:
-        ap.error(f"seeds {bad[:5]} are not development seeds ({DEVELOPMENT_SEEDS_TEXT}); 760 and up are held out")
+        ap.error(f"seeds {bad[:5]} are not development seeds ({DEVELOPMENT_SEEDS_TEXT}); "
+                 "920-4999 and 6000 and up are held out")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

@@ -13,12 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from train_radiograph_aac import is_development_seed, main  # noqa: E402
 
 
-@pytest.mark.parametrize("seed", [0, 99, 400, 439, 500, 539, 540, 639, 640, 759])
+@pytest.mark.parametrize("seed", [0, 99, 400, 439, 500, 539, 540, 639, 640, 759, 760, 919, 5000, 5999])
 def test_development_seeds_may_train(seed):
     assert is_development_seed(seed)
 
 
-@pytest.mark.parametrize("seed", [100, 120, 159, 200, 239, 760, 800])
+@pytest.mark.parametrize("seed", [100, 120, 159, 200, 239, 920, 959, 999, 4999, 6000])
 def test_published_and_unseen_seeds_may_not_train(seed):
     assert not is_development_seed(seed)
 
