@@ -14,9 +14,10 @@ front of the anterior vertebral line (``u / 40 mm``), because the walls lie at
 typical distances from the spine. Output: one logit per pixel (calcified
 aortic wall). Architecture: MONAI ``UNet`` built by :func:`calcdetect.nets.builders.build_net`.
 
-Weights: ``models/radiograph_aac_v5.safetensors`` with its model card
+Weights: ``models/radiograph_aac_v6.safetensors`` with its model card
 (``.md``): taught the aortic calcium of the walls a lateral view sees in profile, which
-the AAC-24 truth grades (``--target-walls profile``), channels 32-64-128, on 320 phantoms; the network
+the AAC-24 truth grades (``--target-walls profile``), channels 32-64-128, on 630 phantoms with
+small deposits weighed up in the loss (``--lesion-weighting``); the network
 configuration, threshold and training facts are in the safetensors metadata. Loaded offline with ``safetensors`` (no pickle). A weights
 file may also hold several nets of one architecture (:class:`MeanLogitEnsemble`,
 metadata ``ensemble_members``); the loader rebuilds them and the detector thresholds
@@ -53,7 +54,7 @@ __all__ = [
     "write_calcium_card",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v5.safetensors"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v6.safetensors"
 U_SCALE_MM = 40.0  # the position channel is the distance in front of the spine over this
 BACKGROUND_MM = 8.0
 DIVISOR = 8  # input sizes are padded to a multiple of this (the UNet downsamples by 2 twice; 8 leaves room)
@@ -305,7 +306,7 @@ def _level_offsets(meta: dict[str, str], path: Path) -> tuple[tuple[str, float],
 
 @lru_cache(maxsize=1)
 def load_default_calcium_model() -> CalciumModel | None:
-    """The shipped model, or ``None`` when ``models/radiograph_aac_v5.safetensors`` is absent."""
+    """The shipped model, or ``None`` when ``models/radiograph_aac_v6.safetensors`` is absent."""
     return load_calcium_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
 
 

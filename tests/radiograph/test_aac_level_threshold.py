@@ -101,19 +101,20 @@ def test_v4_is_v3_net_read_at_one_threshold_on_every_level():
 
 
 def test_shipped_model_is_taught_the_walls_the_truth_grades():
-    """The default calcium net (v5) was trained on the aortic calcium of the walls in profile
-    (the AAC-24 truth since session 18), on development seeds only, with its operating point
-    chosen on development seeds it was not trained on."""
+    """The default calcium net (v6) was trained on the aortic calcium of the walls in profile
+    (the AAC-24 truth since session 18) with small deposits weighed up, on development seeds only,
+    with its operating point chosen on development seeds it was not trained on."""
     from safetensors import safe_open
 
     from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH, load_default_calcium_model
 
     if not DEFAULT_MODEL_PATH.exists():
         pytest.skip("shipped calcium model absent")
-    assert DEFAULT_MODEL_PATH.name == "radiograph_aac_v5.safetensors"
+    assert DEFAULT_MODEL_PATH.name == "radiograph_aac_v6.safetensors"
     with safe_open(str(DEFAULT_MODEL_PATH), framework="pt") as f:
         meta = f.metadata()
     assert meta["target_walls"] == "profile"
+    assert meta["lesion_weighting"] == "true"
     import sys
     from pathlib import Path
 
