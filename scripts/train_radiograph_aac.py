@@ -12,10 +12,10 @@ and 200-239 are the published reporting seeds, 920-4999 and 6000 and up held out
 Usage::
 
     # v6 (models/radiograph_aac_v6.md): v5's net on 630 phantoms, 16000 steps, small deposits weighed up
-    .venv/bin/python scripts/train_radiograph_aac.py --train 0-99,540-919,5000-5149 --val 80-83 --synthetic 1000-1029 \
-        --steps 16000 --threads 1 --target-walls profile --channels 32,64,128 --lesion-weighting --cache CACHE \
+    .venv/bin/python scripts/train_radiograph_aac.py --train 0-99,540-919,5000-5149 --val 80-83 --synthetic 1000-1029 \\
+        --steps 16000 --threads 1 --target-walls profile --channels 32,64,128 --lesion-weighting --cache CACHE \\
         --out /tmp/aac_x2.safetensors
-    .venv/bin/python scripts/train_radiograph_aac.py --restamp /tmp/aac_x2.safetensors --threshold 0.6 \
+    .venv/bin/python scripts/train_radiograph_aac.py --restamp /tmp/aac_x2.safetensors --threshold 0.6 \\
         --note operating_point_seeds=400-539 --out models/radiograph_aac_v6.safetensors
     # v5 (models/radiograph_aac_v5.md): the walls the AAC-24 truth grades, a wider net, 320 phantoms
     .venv/bin/python scripts/train_radiograph_aac.py --train 0-99,540-759 --val 80-83 --synthetic 1000-1029 \\
