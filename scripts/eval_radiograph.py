@@ -446,14 +446,13 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
               f"detected calcium on true corners {breakdown['detected_on_truth']}"
               f"{'; ' + error if error else ''}", flush=True)
     scored = [(t, p) for t, p in pairs if p is not None]
-    t_arr = np.array([t for t, _ in scored], float)
-    p_arr = np.array([p for _, p in scored], float)
+    agreement = _agreement(scored)
     return {
         "truth": "walls in profile (calcdetect.phantoms.radiograph._aortic_wall_intervals)",
         "n_cases": len(cases),
         "n_scored": len(scored),
-        "aac24_icc21": icc_2_1(np.column_stack([t_arr, p_arr])),
-        "aac24_mae": float(np.abs(t_arr - p_arr).mean()) if scored else None,
+        "aac24_icc21": agreement["icc21"],
+        "aac24_mae": agreement["mae"],
         "all_walls_truth": _agreement([(r["aac24_truth_all_walls"], r["aac24_pred"]) for r in rows]),
         "level_accuracy": level_hits / level_n if level_n else None,
         "corner_error_mm_median": float(np.median(corner_err)) if corner_err else None,
@@ -468,7 +467,7 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
 
 
 def _agreement(pairs: list[tuple[float | None, float | None]]) -> dict[str, float | int | None]:
-    """ICC(2,1) and MAE of the scored cases with a truth (for the all-walls truth)."""
+    """ICC(2,1) and MAE of the scored cases with a truth (``None`` on either side: left out)."""
     ok = [(t, p) for t, p in pairs if t is not None and p is not None]
     if not ok:
         return {"n": 0, "icc21": None, "mae": None}

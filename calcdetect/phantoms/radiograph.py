@@ -779,7 +779,8 @@ def _aorta_centres(anatomy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aortic_wall_quadrants(lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray,
-                          spacing: Sequence[float]) -> dict[int, str]:
+                          spacing: Sequence[float], centres: tuple[np.ndarray, np.ndarray] | None = None
+                          ) -> dict[int, str]:
     """Which quadrant of the aortic wall each of these lesions lies in:
     ``"anterior"`` / ``"posterior"`` (seen in profile on a lateral view) or ``"lateral"``
     (left or right wall: seen en face, projected over the lumen), by the direction of the
@@ -790,8 +791,9 @@ def aortic_wall_quadrants(lesion_labels: np.ndarray, aortic_ids: Sequence[int], 
     calcium has a long path through it; plaque on a lateral wall is seen face-on and
     faint. The evaluation reports detection by quadrant (issue #6 notes, session 17: the
     calcium net finds 23% of lateral-quadrant lesions, 63-75% of the others).
+    ``centres``: ``_aorta_centres(anatomy)`` when the caller has it already.
     """
-    centre_j, centre_i = _aorta_centres(anatomy)
+    centre_j, centre_i = centres if centres is not None else _aorta_centres(anatomy)
     boxes = ndimage.find_objects(lesion_labels)
     out: dict[int, str] = {}
     for lid in aortic_ids:
@@ -818,7 +820,7 @@ PROFILE_SECTOR_DEG = 45.0
 
 def _aortic_wall_intervals(
     lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray | None, geom: _Geometry,
-    walls: str = "profile",
+    walls: str = "profile", centres: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """Per lesion and slice, the slice's z-interval on the anterior or posterior wall.
 
@@ -842,7 +844,9 @@ def _aortic_wall_intervals(
         raise ValueError(f"walls must be 'profile' or 'all', got {walls!r}")
     sk, sj, si = geom.spacing
     z0, _, _ = geom.origin_kji_mm
-    centre_j, centre_i = _aorta_centres(anatomy) if anatomy is not None else (None, None)
+    if centres is None and anatomy is not None:
+        centres = _aorta_centres(anatomy)
+    centre_j, centre_i = centres if centres is not None else (None, None)
     boxes = ndimage.find_objects(lesion_labels)
     anterior: list[tuple[float, float]] = []
     posterior: list[tuple[float, float]] = []
@@ -892,11 +896,13 @@ def _profile_sectors(kk: np.ndarray, jj: np.ndarray, ii: np.ndarray, centre_j: n
 
 
 def aortic_profile_volume(lesion_labels: np.ndarray, aortic_ids: Sequence[int], anatomy: np.ndarray,
-                          spacing: Sequence[float]) -> np.ndarray:
+                          spacing: Sequence[float], centres: tuple[np.ndarray, np.ndarray] | None = None
+                          ) -> np.ndarray:
     """The aortic lesions' voxels on the walls in profile (the anterior and posterior
     sectors of ``_profile_sectors``), as a lesion-id volume: the calcium the AAC-24 truth
-    grades, for projecting a 2-D target that matches it."""
-    centre_j, centre_i = _aorta_centres(anatomy)
+    grades, for projecting a 2-D target that matches it. ``centres``: ``_aorta_centres(anatomy)``
+    when the caller has it already."""
+    centre_j, centre_i = centres if centres is not None else _aorta_centres(anatomy)
     mask = np.isin(lesion_labels, np.asarray(list(aortic_ids), dtype=lesion_labels.dtype))
     kk, jj, ii = np.nonzero(mask)
     ant, post = _profile_sectors(kk, jj, ii, centre_j, centre_i, (float(spacing[1]), float(spacing[2])))
@@ -1110,11 +1116,13 @@ def generate_lateral_radiograph(
 
     aortic_ids = [int(les["id"]) for les in lesions if les.get("region") == Region.AORTA.value]
     profile_mask = None
+    centres = _aorta_centres(np.asarray(anatomy)) if anatomy is not None else None  # one scan of the volume
     if anatomy is not None and lesion_labels is not None:
-        walls = aortic_wall_quadrants(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
+        walls = aortic_wall_quadrants(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing, centres)
         records = [dict(rec, aortic_wall=walls[int(rec["id"])]) if int(rec["id"]) in walls else rec
                    for rec in records]
-        profile = aortic_profile_volume(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing)
+        profile = aortic_profile_volume(np.asarray(lesion_labels), aortic_ids, np.asarray(anatomy), spacing,
+                                        centres)
         aortic_lesions = [les for les in lesions if int(les["id"]) in aortic_ids]
         profile_mask = (_project_lesions(profile, aortic_lesions, geom)[0] > 0 if aortic_lesions
                         else np.zeros(image.shape, bool))
@@ -1126,9 +1134,10 @@ def generate_lateral_radiograph(
         if len(segments) == len(_AAC_LEVELS):
             ant, post, ant_all, post_all = [], [], [], []
             if lesion_labels is not None:
-                ant, post = _aortic_wall_intervals(np.asarray(lesion_labels), aortic_ids, anatomy, geom)
+                ant, post = _aortic_wall_intervals(np.asarray(lesion_labels), aortic_ids, anatomy, geom,
+                                                   centres=centres)
                 ant_all, post_all = _aortic_wall_intervals(np.asarray(lesion_labels), aortic_ids, anatomy, geom,
-                                                           walls="all")
+                                                           walls="all", centres=centres)
             elif aortic_ids:
                 notes.append("no lesion label volume: AAC-24 scored as 0")
             aac24 = aac24_from_intervals(segments, ant, post)
