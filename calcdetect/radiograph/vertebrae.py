@@ -602,6 +602,8 @@ def _bodies_in_front_of_canal(prof: np.ndarray, band: tuple[int, int]) -> tuple[
     if hi - lo < 3 or a - int(45 / STEP_MM) < 0:
         return band
     dip_at = lo + int(np.argmin(hp[lo:hi]))
+    if dip_at - int(45 / STEP_MM) < 0:  # the dip may sit up to 10 mm in front of the band: no full plateau window
+        return band
     dip = float(hp[dip_at])
     plateau = float(np.median(hp[dip_at - int(45 / STEP_MM) : dip_at - int(12 / STEP_MM)]))
     inside = float(hp[band[0] : band[1]].max())

@@ -70,3 +70,23 @@ def test_symmetric_outline_names_no_side():
 
     c, cols = _outline(120, front=30, column=90, back=150, width=180)
     assert _anterior_side(c, cols, 38.0)[0] is None
+
+
+def test_posterior_band_check_keeps_the_band_when_the_plateau_window_runs_off_the_strip():
+    """A band whose anterior end is 45-55 mm into the strip can have its canal dip up to
+    10 mm further forward, where the 12-45 mm plateau window in front of the dip starts
+    before the strip: the band stays as it is, with no empty-slice median (this was a
+    silent NaN and a 'Mean of empty slice' warning in training)."""
+    import warnings
+
+    from calcdetect.radiograph.vertebrae import STEP_MM, _bodies_in_front_of_canal
+
+    mm = lambda x: int(round(x / STEP_MM))  # noqa: E731
+    prof = np.zeros(mm(160))
+    a = mm(48)
+    prof[: mm(40)] = 10.0       # bright in front
+    prof[a - mm(8) : a - mm(6)] = -20.0  # the darkest point 6-8 mm in front of the band
+    prof[a : a + mm(30)] = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert _bodies_in_front_of_canal(prof, (a, a + mm(30))) == (a, a + mm(30))
