@@ -60,7 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calcdetect.errors import CalcdetectError  # noqa: E402
-from calcdetect.evaluate import icc_2_1  # noqa: E402
+from calcdetect.evaluate import agreement_ci95, icc_2_1  # noqa: E402
 from calcdetect.radiograph.aac import AAC_LEVELS, score_image_mask  # noqa: E402
 from calcdetect.radiograph.analyse import ZONE_MARGIN_MM, analyse_radiograph  # noqa: E402
 from calcdetect.types import AcquisitionInfo, Radiograph  # noqa: E402
@@ -453,6 +453,7 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
         "n_scored": len(scored),
         "aac24_icc21": agreement["icc21"],
         "aac24_mae": agreement["mae"],
+        "aac24_ci95": agreement["ci95"],
         "all_walls_truth": _agreement([(r["aac24_truth_all_walls"], r["aac24_pred"]) for r in rows]),
         "level_accuracy": level_hits / level_n if level_n else None,
         "corner_error_mm_median": float(np.median(corner_err)) if corner_err else None,
@@ -470,9 +471,10 @@ def _agreement(pairs: list[tuple[float | None, float | None]]) -> dict[str, floa
     """ICC(2,1) and MAE of the scored cases with a truth (``None`` on either side: left out)."""
     ok = [(t, p) for t, p in pairs if t is not None and p is not None]
     if not ok:
-        return {"n": 0, "icc21": None, "mae": None}
+        return {"n": 0, "icc21": None, "mae": None, "ci95": None}
     arr = np.array(ok, float)
-    return {"n": len(ok), "icc21": icc_2_1(arr), "mae": float(np.abs(arr[:, 0] - arr[:, 1]).mean())}
+    return {"n": len(ok), "icc21": icc_2_1(arr), "mae": float(np.abs(arr[:, 0] - arr[:, 1]).mean()),
+            "ci95": agreement_ci95(arr)}
 
 
 def _found_by_wall(rows: list[dict]) -> dict[str, dict[str, float | int]]:

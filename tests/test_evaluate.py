@@ -597,3 +597,25 @@ def test_shared_series_hash_without_named_folders_is_not_guessed(tmp_path):
     rep = evaluate(run, root)
     assert rep.sensitivity_overall == 0.0
     assert any("share its series_uid_hash" in w for w in rep.warnings)
+
+
+def test_agreement_ci95_brackets_the_estimate_and_narrows_with_more_cases():
+    from calcdetect.evaluate import agreement_ci95
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 20, 400).astype(float)
+    est = truth + rng.choice([-2.0, -1.0, 0.0, 1.0, 2.0], 400)
+    small, large = agreement_ci95(np.column_stack([truth[:40], est[:40]])), agreement_ci95(np.column_stack([truth, est]))
+    mae = np.abs(truth - est).mean()
+    assert large["mae"][0] < mae < large["mae"][1]
+    assert large["icc21"][0] < icc_2_1(np.column_stack([truth, est])) < large["icc21"][1]
+    assert np.diff(large["mae"])[0] < np.diff(small["mae"])[0]
+    assert np.diff(large["icc21"])[0] < np.diff(small["icc21"])[0]
+    # the draw is seeded: a rerun reports the same interval
+    assert agreement_ci95(np.column_stack([truth, est])) == large
+
+
+def test_agreement_ci95_is_none_for_too_few_cases():
+    from calcdetect.evaluate import agreement_ci95
+
+    assert agreement_ci95(np.array([[1.0, 1.0], [2.0, 3.0]])) == {"icc21": None, "mae": None}

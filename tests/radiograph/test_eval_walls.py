@@ -113,4 +113,4 @@ def test_agreement_with_the_all_walls_truth_leaves_out_unscored_cases():
     assert out["n"] == 3
     assert abs(out["mae"] - 1.0) < 1e-9
     assert 0.8 < out["icc21"] < 1.0
-    assert _agreement([(3, None)]) == {"n": 0, "icc21": None, "mae": None}
+    assert _agreement([(3, None)]) == {"n": 0, "icc21": None, "mae": None, "ci95": None}
