@@ -31,7 +31,8 @@ their projected pixels), per quadrant of the aortic wall they lie on (anterior a
 walls are seen in profile on a lateral view, the lateral walls en face).
 
 Metrics: AAC-24 ICC(2,1) (two-way random effects, absolute agreement, single
-measurement; Shrout & Fleiss 1979) and mean absolute error against truth;
+measurement; Shrout & Fleiss 1979) and mean absolute error against truth, each with a
+percentile-bootstrap 95% interval over cases (``aac24_ci95``; ``evaluate.agreement_ci95``);
 vertebral level accuracy (each truth body L1-L5 is matched to the detected body
 whose centre is nearest; correct when that body carries the same level and lies
 within 10 mm); the median corner error (mm) of correctly named bodies.
@@ -467,8 +468,9 @@ def evaluate(cases: list[tuple[int, dict]], calcium_model="default", vertebra_mo
     }
 
 
-def _agreement(pairs: list[tuple[float | None, float | None]]) -> dict[str, float | int | None]:
-    """ICC(2,1) and MAE of the scored cases with a truth (``None`` on either side: left out)."""
+def _agreement(pairs: list[tuple[float | None, float | None]]) -> dict[str, object]:
+    """ICC(2,1), MAE and their bootstrap 95% intervals (``ci95``) of the scored cases with a truth
+    (``None`` on either side: left out)."""
     ok = [(t, p) for t, p in pairs if t is not None and p is not None]
     if not ok:
         return {"n": 0, "icc21": None, "mae": None, "ci95": None}
