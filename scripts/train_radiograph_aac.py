@@ -104,6 +104,11 @@ from eval_radiograph import _seeds, phantom_case  # noqa: E402
 #: up are kept for held-out evaluation.
 DEVELOPMENT_SEED_RANGES: tuple[tuple[int, int], ...] = ((0, 99), (400, 919), (5000, 5999))
 DEVELOPMENT_SEEDS_TEXT = ", ".join(f"{a}-{b}" for a, b in DEVELOPMENT_SEED_RANGES)
+#: The held-out seeds, for messages: the gaps above 400 between development ranges, and above the
+#: last one (100-399 hold the published reporting sets and other studies, not a held-out pool).
+HELD_OUT_SEEDS_TEXT = " and ".join(
+    [f"{hi + 1}-{lo - 1}" for (_, hi), (lo, _) in zip(DEVELOPMENT_SEED_RANGES[1:], DEVELOPMENT_SEED_RANGES[2:])]
+    + [f"{DEVELOPMENT_SEED_RANGES[-1][1] + 1} and up"])
 
 
 def is_development_seed(seed: int) -> bool:
@@ -499,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in _seeds(args.train) + _seeds(args.val):
         if not is_development_seed(s):
             raise SystemExit(f"seed {s}: train and validate on development seeds only ({DEVELOPMENT_SEEDS_TEXT}); "
-                             "120-159 and 200-239 are published reporting seeds")
+                             f"120-159 and 200-239 are published reporting seeds, {HELD_OUT_SEEDS_TEXT} held out")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()

@@ -51,7 +51,7 @@ from calcdetect.radiograph.vertebra_net import (  # noqa: E402
     save_vertebra_model,
 )
 from eval_radiograph import _seeds, phantom_case, presented, synthetic_case  # noqa: E402
-from train_radiograph_aac import DEVELOPMENT_SEEDS_TEXT, is_development_seed  # noqa: E402
+from train_radiograph_aac import DEVELOPMENT_SEEDS_TEXT, HELD_OUT_SEEDS_TEXT, is_development_seed  # noqa: E402
 
 CONFIG = {"arch": "basic_unet", "in_channels": 2, "out_channels": 1 + len(NET_LEVELS), "spatial_dims": 2,
           "channels": [8, 16, 32, 64, 64], "dropout": 0.0, "norm": "batch"}
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in train if not is_development_seed(s)]
     if bad:
         ap.error(f"seeds {bad[:5]} are not development seeds ({DEVELOPMENT_SEEDS_TEXT}); "
-                 "920-4999 and 6000 and up are held out")
+                 f"{HELD_OUT_SEEDS_TEXT} are held out")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
