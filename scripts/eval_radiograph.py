@@ -87,6 +87,27 @@ def _seeds(text: str) -> list[int]:
 CACHE_VERSION = 5
 
 
+def phantom_recipe(seed: int):
+    """The CT phantom and the radiograph settings of one evaluation seed (plaque burden,
+    dose, magnification and obesity drawn from the seed)."""
+    from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
+    from calcdetect.phantoms.radiograph import RadiographSettings
+
+    rng = np.random.default_rng([seed, 6])
+    ct = generate_ct_phantom(
+        CTPhantomSettings(seed=seed, matrix=400, pixel_mm=1.0, slice_thickness_mm=1.5, fov=("T11", "FH"),
+                          noise_sigma_hu=0.0, plaque_burden=float(rng.uniform(0, 1)))
+    )
+    settings = RadiographSettings(
+        seed=seed,
+        detector_pixel_mm=0.3,
+        photons_per_pixel=float(rng.choice([1e4, 3e4, 1e5])),
+        midplane_to_detector_mm=float(rng.uniform(100, 250)),
+        obesity_fat_mm=float(rng.choice([0.0, 0.0, 40.0, 100.0])),
+    )
+    return ct, settings
+
+
 def phantom_case(seed: int, cache: Path) -> dict:
     """Image, spacing and truth of one projected CT phantom (cached as .npz + .json).
 
@@ -101,21 +122,9 @@ def phantom_case(seed: int, cache: Path) -> dict:
             z = np.load(npz)
             return {"image": z["image"], "spacing": tuple(z["spacing"]), "lesion_labels": z["lesion_labels"],
                     "aortic_profile_mask": z["aortic_profile_mask"], **meta}
-    from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
-    from calcdetect.phantoms.radiograph import RadiographSettings, generate_lateral_radiograph
+    from calcdetect.phantoms.radiograph import generate_lateral_radiograph
 
-    rng = np.random.default_rng([seed, 6])
-    ct = generate_ct_phantom(
-        CTPhantomSettings(seed=seed, matrix=400, pixel_mm=1.0, slice_thickness_mm=1.5, fov=("T11", "FH"),
-                          noise_sigma_hu=0.0, plaque_burden=float(rng.uniform(0, 1)))
-    )
-    settings = RadiographSettings(
-        seed=seed,
-        detector_pixel_mm=0.3,
-        photons_per_pixel=float(rng.choice([1e4, 3e4, 1e5])),
-        midplane_to_detector_mm=float(rng.uniform(100, 250)),
-        obesity_fat_mm=float(rng.choice([0.0, 0.0, 40.0, 100.0])),
-    )
+    ct, settings = phantom_recipe(seed)
     ph = generate_lateral_radiograph(ct, settings)
     spacing = tuple(float(s) / ph.magnification for s in ph.pixel_spacing_mm)
     corners = {

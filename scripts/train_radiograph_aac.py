@@ -85,6 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calcdetect.radiograph.aac_net import (  # noqa: E402
+    INPUT_SCALES,
     MeanLogitEnsemble,
     input_divisor,
     build_calcium_net,
@@ -136,8 +137,8 @@ NOISE_FACTORS = {1e5: (1.0, 1.8, 3.2), 3e4: (1.0, 1.8), 1e4: (1.0,)}
 TARGET_WALLS = ("all", "profile")
 
 
-def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int = 8, target_walls: str = "all"
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int = 8, target_walls: str = "all",
+                 scale: str = "noise") -> list[tuple[np.ndarray, np.ndarray]]:
     """(input (2, H, W), target (H, W)) pairs of one cached phantom (one per noise factor);
     empty when L1-L4 were not found."""
     c = phantom_case(seed, cache)
@@ -148,21 +149,21 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int =
         truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
     photons = float((c.get("conditions") or {}).get("photons_per_pixel") or 1e4)
     factors = NOISE_FACTORS.get(photons, (1.0,)) if noise_aug else (1.0,)
-    return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed, divisor)
+    return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed, divisor, scale)
 
 
-def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all"
+def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all", scale: str = "noise"
                 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The case as acquired (no added noise), or None when L1-L4 were not found."""
-    out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls)
+    out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls, scale=scale)
     return out[0] if out else None
 
 
-def zone_sample(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray
+def zone_sample(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray, scale: str = "noise"
                 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The aortic-zone input the net sees and the truth mask resampled onto it;
     None when L1-L4 were not all found (no zone to learn from)."""
-    out = zone_samples(image, spacing, truth)
+    out = zone_samples(image, spacing, truth, scale=scale)
     return out[0] if out else None
 
 
@@ -176,8 +177,8 @@ def _white_noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
 
 
 def zone_samples(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray,
-                 noise_factors: tuple[float, ...] = (1.0,), seed: int = 0, divisor: int = 8
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+                 noise_factors: tuple[float, ...] = (1.0,), seed: int = 0, divisor: int = 8,
+                 scale: str = "noise") -> list[tuple[np.ndarray, np.ndarray]]:
     """The aortic-zone input the net sees and the truth mask resampled onto it, once per
     noise factor (white noise added on the strip so that its noise SD grows by that
     factor); empty when L1-L4 were not all found (no zone to learn from)."""
@@ -192,7 +193,7 @@ def zone_samples(image: np.ndarray, spacing: tuple[float, float], truth: np.ndar
         strip = det.strip.image
         if k > 1.0:
             strip = strip + rng.normal(0.0, sd * np.sqrt(k * k - 1.0), strip.shape).astype(np.float32)
-        x, win = zone_input(strip, zg.t_line, zg.zone, det.strip.step_mm, divisor)
+        x, win = zone_input(strip, zg.t_line, zg.zone, det.strip.step_mm, divisor, scale)
         out.append((x, _target_on_strip(det, win, truth, x.shape)))
     return out
 
@@ -208,7 +209,7 @@ def _target_on_strip(det, win: tuple[slice, slice], truth: np.ndarray, x_shape: 
     return np.pad(y, ((0, x_shape[1] - y.shape[0]), (0, x_shape[2] - y.shape[1])))
 
 
-def synthetic_sample(seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+def synthetic_sample(seed: int, scale: str = "noise") -> tuple[np.ndarray, np.ndarray] | None:
     """The same for the radiograph stage's own 2-D drawing (another look: its noise,
     texture and spacing differ from the DRR), so that the net does not learn the
     DRR's peculiarities only; a fifth of them have no plaque at all."""
@@ -220,7 +221,7 @@ def synthetic_sample(seed: int) -> tuple[np.ndarray, np.ndarray] | None:
         obesity=float(rng.uniform(0.9, 1.6)), noise=float(rng.uniform(0.7, 2.0)),
         plaque_burden=0.0 if rng.random() < 0.2 else None,
     )
-    return zone_sample(ph.image, (ph.spacing_mm, ph.spacing_mm), ph.calcification_mask.astype(bool))
+    return zone_sample(ph.image, (ph.spacing_mm, ph.spacing_mm), ph.calcification_mask.astype(bool), scale)
 
 
 #: ``hard_negative_centres``: a bright spot that is not calcium stands this many noise SDs
@@ -463,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                          "bowel-gas rims, iliac calcium, bone edges; see hard_negative_centres); v3 used 0")
     ap.add_argument("--lesion-weighting", action="store_true",
                     help="weigh small calcified deposits up in the loss (lesion_weights; missed grade-1 walls)")
+    ap.add_argument("--input-scale", choices=INPUT_SCALES, default="noise",
+                    help="divide the contrast channel by the zone's noise SD (as up to v6) or by its background spread")
     ap.add_argument("--noise-aug", action="store_true",
                     help="add extra-noise copies of the higher-dose cases (see NOISE_FACTORS; off by default)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
@@ -514,10 +517,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(crop) != 2 or any(c % divisor for c in crop):
         raise SystemExit(f"--crop {args.crop}: give rows,cols, each a multiple of {divisor} for these channels")
     train = [s for k in _seeds(args.train)
-             for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls)]
-    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls) for k in _seeds(args.val))
-           if s is not None]
-    synth = [s for s in (synthetic_sample(k) for k in _seeds(args.synthetic)) if s is not None]
+             for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls, args.input_scale)]
+    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale)
+                       for k in _seeds(args.val)) if s is not None]
+    synth = [s for s in (synthetic_sample(k, args.input_scale) for k in _seeds(args.synthetic)) if s is not None]
     train += synth
     print(f"{len(synth)} synthetic drawings added")
     print(f"{len(train)} train / {len(val)} val cases ({time.time() - t0:.0f} s)", flush=True)
@@ -544,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_seeds": args.train, "val_seeds": args.val, "synthetic_seeds": args.synthetic, "steps": str(args.steps),
             "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives), "crop": args.crop,
             "target_walls": args.target_walls, "lesion_weighting": str(args.lesion_weighting).lower(),
+            "input_scale": args.input_scale,
             "val_pixel_f1": f"{best[0]:.3f}", "data": "calcdetect CT phantoms projected laterally (DRR)"}
     if args.members > 1:
         meta["init_seed"] = ",".join(str(args.seed + k) for k in range(args.members))

@@ -100,6 +100,7 @@ __all__ = [
     "aac24_from_intervals",
     "aortic_wall_quadrants",
     "aortic_profile_volume",
+    "aac24_by_visibility",
     "aac8_from_intervals",
     "generate_lateral_radiograph",
     "write_radiograph_phantom",
@@ -513,12 +514,7 @@ def _calcium_correction(
         own = labels[box] == lid
         if not own.any():
             continue
-        # Tissue around the lesion: a shell 2-4 voxels out, outside every lesion.
-        near = ndimage.binary_dilation(own, iterations=2)
-        shell = ndimage.binary_dilation(near, iterations=2) & ~near & (labels[box] == 0)
-        around = float(np.median(hu[box][shell])) if shell.any() else 40.0
-        d_mu = float(hu_to_mu(np.array([lesion_hu]), settings.effective_kev, ct_kev)[0]
-                     - hu_to_mu(np.array([around]), settings.effective_kev, ct_kev)[0])
+        d_mu = _excess_mu(hu[box], labels[box], own, float(lesion_hu), settings, ct_kev)
         if d_mu <= 0:
             continue
         excess = own.astype(np.float32) * np.float32(d_mu)
@@ -542,6 +538,18 @@ def _calcium_correction(
                 m = float(geom.magnification(geom.x_of_i((i0 + i1 - 1) / 2.0)))
             _place(slab, k0, j0, geom, m, out, -1.0, nearest=False)
     return out
+
+
+def _excess_mu(hu: np.ndarray, labels: np.ndarray, own: np.ndarray, lesion_hu: float,
+               settings: RadiographSettings, ct_kev: float) -> float:
+    """Linear attenuation (1/mm) of a lesion at ``lesion_hu`` above the tissue around it:
+    the median of a shell 2-4 voxels out, outside every lesion (``hu``, ``labels`` and the
+    lesion's mask ``own`` on one box)."""
+    near = ndimage.binary_dilation(own, iterations=2)
+    shell = ndimage.binary_dilation(near, iterations=2) & ~near & (labels == 0)
+    around = float(np.median(hu[shell])) if shell.any() else 40.0
+    mu = hu_to_mu(np.array([lesion_hu, around]), settings.effective_kev, ct_kev)
+    return float(mu[0] - mu[1])
 
 
 def _lowpass(image: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -909,6 +917,68 @@ def aortic_profile_volume(lesion_labels: np.ndarray, aortic_ids: Sequence[int], 
     keep = ant | post | ~np.isfinite(centre_j[kk])  # no centre: the truth grades the whole slice too
     out = np.zeros_like(lesion_labels)
     out[kk[keep], jj[keep], ii[keep]] = lesion_labels[kk[keep], jj[keep], ii[keep]]
+    return out
+
+
+def aac24_by_visibility(ct_phantom: Any, settings: RadiographSettings, min_excess: Sequence[float]
+                        ) -> dict[float, dict[str, Any]]:
+    """The AAC-24 truth counting only calcium that shows: per threshold ``tau`` in
+    ``min_excess``, the Kauppila score of :func:`generate_lateral_radiograph`'s truth with
+    every lesion slice dropped from a wall when the lesion's voxels on that wall (its
+    in-profile sector, as the truth sorts them) add less than ``tau`` to the detector's
+    log-attenuation on their densest ray: the excess attenuation over the tissue around
+    (:func:`_excess_mu`) times the longest run of the slice's voxels along the beam.
+
+    Why: the truth counts every voxel of an aortic lesion in a profile sector, however
+    faint; this says how much of a score rests on calcium a radiograph barely shows, so
+    that a detector's agreement can be read against what an oracle that finds everything
+    above ``tau`` (and nothing else) would reach. ``tau`` 0 gives the truth itself.
+    Quantum noise is not considered: ``tau`` is in log-attenuation units (about 0.01 is one
+    noise SD of a 0.3 mm pixel at 1e4 detected quanta).
+    """
+    hu = _noise_free_hu(ct_phantom)
+    anatomy = getattr(ct_phantom, "anatomy_labels", None)
+    labels = getattr(ct_phantom, "lesion_labels", None)
+    if anatomy is None or labels is None:
+        raise ValueError("aac24_by_visibility needs a CT phantom with anatomy and lesion labels")
+    anatomy, labels = np.asarray(anatomy), np.asarray(labels)
+    spacing = tuple(float(x) for x in ct_phantom.spacing)
+    lesions = [_as_dict(les) for les in (getattr(ct_phantom, "lesions", None) or [])]
+    geom, _ = _make_geometry(hu.shape, spacing, np.asarray(ct_phantom.affine), anatomy, settings)
+    acquisition = getattr(ct_phantom, "acquisition", None) or {}
+    ct_kev = ct_effective_kev(acquisition.get("kvp") if isinstance(acquisition, Mapping) else None)
+    _, segments = _vertebra_truth(anatomy, geom)
+    if len(segments) != len(_AAC_LEVELS):
+        raise ValueError(f"vertebrae {', '.join(_AAC_LEVELS)} not all labelled: no AAC-24 truth")
+    centres = _aorta_centres(anatomy)
+    aortic = [les for les in lesions if les.get("region") == Region.AORTA.value]
+    ids = [int(les["id"]) for les in aortic]
+    boxes = ndimage.find_objects(labels) if labels.max() > 0 else []
+    # (voxel indices, peak excess) of each lesion slice on each wall
+    runs: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float]] = []
+    for les in aortic:
+        lid = int(les["id"])
+        if not 0 < lid <= len(boxes) or boxes[lid - 1] is None:
+            continue
+        box = tuple(slice(max(b.start - 5, 0), min(b.stop + 5, n)) for b, n in zip(boxes[lid - 1], hu.shape))
+        own = labels[box] == lid
+        lesion_hu = (les.get("extra") or {}).get("hu_unblurred")
+        d_mu = _excess_mu(hu[box], labels[box], own, float(lesion_hu if lesion_hu is not None
+                                                              else np.median(hu[box][own])), settings, ct_kev)
+        kk, jj, ii = (a + b.start for a, b in zip(np.nonzero(own), box))
+        for sector in _profile_sectors(kk, jj, ii, *centres, (spacing[1], spacing[2])):
+            for k in np.unique(kk[sector]):
+                on = sector & (kk == k)
+                longest = np.bincount(jj[on] - jj[on].min()).max()  # voxels along the beam (i) per row j
+                runs.append(((kk[on], jj[on], ii[on]), float(longest * spacing[2] * max(d_mu, 0.0))))
+    out: dict[float, dict[str, Any]] = {}
+    for tau in min_excess:
+        kept = labels.copy()
+        for (k, j, i), excess in runs:
+            if excess < tau:
+                kept[k, j, i] = 0
+        ant, post = _aortic_wall_intervals(kept, ids, anatomy, geom, centres=centres)
+        out[float(tau)] = aac24_from_intervals(segments, ant, post)
     return out
 
 

@@ -100,6 +100,8 @@ class CalciumModel:
     #: Metadata ``level_logit_offsets`` (JSON object). v3 shipped L4 +1 (chosen on 54 cases); on the
     #: 137-case selection block 540-679 it cost AAC-24 ICC 0.812 -> 0.793, so v4 has none.
     level_logit_offsets: tuple[tuple[str, float], ...] = ()
+    #: ``INPUT_SCALES``: what the contrast channel is divided by (metadata ``input_scale``).
+    input_scale: str = "noise"
 
     def row_logit_offsets(self, level_centre_rows: dict[str, float], n_rows: int) -> np.ndarray:
         """The logit-threshold shift per strip row for levels centred at these rows."""
@@ -125,6 +127,21 @@ def _noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(vals - np.median(vals)))) or 1e-6
 
 
+#: How ``zone_input`` scales the strip's contrast channel: ``"noise"`` divides by the zone's
+#: quantum-noise SD (every shipped net), ``"background"`` by the robust spread of the zone's
+#: background-subtracted strip (anatomy: bowel gas, bone edges), so that one deposit keeps
+#: about one value across doses. Metadata ``input_scale``. Measured in session 21 on v6's
+#: recipe: AAC-24 MAE -0.09 on development 400-539, -0.06 and -0.09 on held-out 1260-1419
+#: and 1100-1259, but +0.25 on 920-999; -0.03 (SE 0.04) over the 539 paired cases, so not shipped.
+INPUT_SCALES = ("noise", "background")
+
+
+def _background_sd(detail: np.ndarray, zone: np.ndarray) -> float:
+    """Robust SD of the background-subtracted strip (``detail``) in the zone."""
+    vals = detail[zone] if zone.any() else detail.ravel()
+    return 1.4826 * float(np.median(np.abs(vals - np.median(vals)))) or 1e-6
+
+
 def input_divisor(config: dict[str, Any]) -> int:
     """What a net's input sides must be a multiple of: ``DIVISOR``, or more for a net
     that halves the grid more often (a UNet with ``n`` channel levels halves it ``n - 1`` times)."""
@@ -132,7 +149,8 @@ def input_divisor(config: dict[str, Any]) -> int:
 
 
 def zone_input(
-    strip: np.ndarray, t_line: np.ndarray, zone: np.ndarray, step_mm: float, divisor: int = DIVISOR
+    strip: np.ndarray, t_line: np.ndarray, zone: np.ndarray, step_mm: float, divisor: int = DIVISOR,
+    scale: str = "noise",
 ) -> tuple[np.ndarray, tuple[slice, slice]]:
     """The net's two-channel input over the zone's bounding box (padded to ``divisor``).
 
@@ -149,9 +167,12 @@ def zone_input(
     r0 = max(0, r1 - -(-(r1 - r0) // divisor) * divisor)
     c0 = max(0, c1 - -(-(c1 - c0) // divisor) * divisor)
     win = (slice(r0, r1), slice(c0, c1))
-    sub = strip[win].astype(np.float32)
-    lo = ndimage.gaussian_filter(strip.astype(np.float32), BACKGROUND_MM / step_mm)[win]
-    x0 = (sub - lo) / np.float32(_noise_sd(strip, zone))
+    if scale not in INPUT_SCALES:
+        raise ValueError(f"input scale {scale!r}: use one of {INPUT_SCALES}")
+    flt = strip.astype(np.float32)
+    detail = flt - ndimage.gaussian_filter(flt, BACKGROUND_MM / step_mm)
+    sd = _noise_sd(strip, zone) if scale == "noise" else _background_sd(detail, zone)
+    x0 = detail[win] / np.float32(sd)
     u = (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM
     x = np.stack([x0, u.astype(np.float32)])
     h, w = x.shape[1:]
@@ -184,7 +205,7 @@ def predict_calcium(
     out = np.zeros(zone.shape, bool)
     if not zone.any():
         return out
-    x, win = zone_input(strip, t_line, zone, step_mm, input_divisor(model.config))
+    x, win = zone_input(strip, t_line, zone, step_mm, input_divisor(model.config), model.input_scale)
     logit = calcium_logits(model, x)
     h, w = win[0].stop - win[0].start, win[1].stop - win[1].start
     thr = model.threshold_at(_noise_sd(strip, zone))
@@ -280,6 +301,10 @@ def load_calcium_model(path: Path) -> CalciumModel:
         net = MeanLogitEnsemble([build_calcium_net(config) for _ in range(n_members)])
     else:
         net = build_calcium_net(config)
+    input_scale = meta.get("input_scale", "noise")
+    if input_scale not in INPUT_SCALES:
+        raise ValueError(f"{path}: input_scale {input_scale!r} is not one of {INPUT_SCALES}; "
+                         "it was written by a newer calcdetect: update calcdetect or pick another model")
     net.load_state_dict(load_file(str(path)))  # strict: a missing or extra member fails here
     net.eval()
     return CalciumModel(net, config, float(meta.get("threshold", 0.5)),
@@ -288,7 +313,8 @@ def load_calcium_model(path: Path) -> CalciumModel:
                         noise_slope=float(meta.get("noise_slope", 0.0)),
                         noise_ref=float(meta.get("noise_ref", 0.0)),
                         flip_average=meta.get("flip_average", "false").lower() == "true",
-                        level_logit_offsets=_level_offsets(meta, path))
+                        level_logit_offsets=_level_offsets(meta, path),
+                        input_scale=input_scale)
 
 
 def _level_offsets(meta: dict[str, str], path: Path) -> tuple[tuple[str, float], ...]:
@@ -333,8 +359,10 @@ def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -
         f"- MONAI {cfg['arch']} via `calcdetect.nets.builders.build_net`: {cfg['spatial_dims']}-D, channels "
         f"{list(cfg['channels'])}, norm {cfg.get('norm')}, {cfg['in_channels']} input channels, "
         f"{cfg['out_channels']} output logit; {count_parameters(model.net):,} parameters",
-        "- input (`zone_input`): the strip (0.5 mm) minus its 8 mm Gaussian background over the quantum-noise "
-        f"SD; the distance in front of the anterior vertebral line / {U_SCALE_MM:.0f} mm",
+        "- input (`zone_input`): the strip (0.5 mm) minus its 8 mm Gaussian background over "
+        + ("the quantum-noise SD" if model.input_scale == "noise" else
+           "the robust SD of that background-subtracted strip in the zone (`input_scale` background)")
+        + f"; the distance in front of the anterior vertebral line / {U_SCALE_MM:.0f} mm",
         f"- operating point (safetensors metadata): threshold {model.threshold:g} on the sigmoid; deposits "
         f">= {model.min_area_mm2:g} mm2 and >= {model.min_length_mm:g} mm along the spine that do not cross it "
         "obliquely (rib edges)",

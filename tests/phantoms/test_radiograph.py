@@ -580,3 +580,27 @@ def test_ct_phantom_profile_mask_is_the_graded_part_of_the_aortic_calcium(ct_rad
     assert (rg.aortic_profile_mask & ~all_aortic).sum() <= 0.02 * rg.aortic_profile_mask.sum() + 5
     if rg.aac24["total"] > 0:
         assert rg.aortic_profile_mask.any()
+
+
+def test_aac24_by_visibility_drops_only_the_calcium_that_adds_too_little_attenuation(spine_radiograph):
+    # Both plaques run 3 voxels (4.5 mm) along the beam at 600 HU in 42 HU blood: about
+    # 0.07 of log-attenuation. Thinning the posterior one to a single voxel along the beam
+    # (1.5 mm, about 0.02) makes it the first to go as the threshold rises.
+    from calcdetect.phantoms.radiograph import aac24_by_visibility
+
+    settings = RadiographSettings(seed=3, detector_pixel_mm=0.8, photons_per_pixel=2e4)
+    truth = spine_radiograph.aac24
+    ph = _spine_phantom()
+    by_tau = aac24_by_visibility(ph, settings, [0.0, 0.04, 0.5])
+    assert by_tau[0.0] == truth
+    assert by_tau[0.04]["total"] == truth["total"] > 0
+    assert by_tau[0.5]["total"] == 0
+    thin = _spine_phantom()
+    lab = thin.lesion_labels
+    lab[(lab == 2) & (np.arange(lab.shape[2]) != 25)[None, None, :]] = 0
+    before = lab.copy()
+    segs = aac24_by_visibility(thin, settings, [0.0, 0.04])
+    assert segs[0.0]["segments"]["L3"]["posterior"] > 0
+    assert segs[0.04]["segments"]["L3"]["posterior"] == 0
+    assert segs[0.04]["segments"]["L2"]["anterior"] == segs[0.0]["segments"]["L2"]["anterior"] > 0
+    assert np.array_equal(thin.lesion_labels, before)  # the phantom is not modified
