@@ -971,14 +971,17 @@ def aac24_by_visibility(ct_phantom: Any, settings: RadiographSettings, min_exces
                 on = sector & (kk == k)
                 longest = np.bincount(jj[on] - jj[on].min()).max()  # voxels along the beam (i) per row j
                 runs.append(((kk[on], jj[on], ii[on]), float(longest * spacing[2] * max(d_mu, 0.0))))
+    # A higher threshold drops a superset of the slices a lower one drops: one copy, emptied
+    # in order of rising excess, serves every threshold.
+    runs.sort(key=lambda run: run[1])
+    kept, n_dropped = labels.copy(), 0
     out: dict[float, dict[str, Any]] = {}
-    for tau in min_excess:
-        kept = labels.copy()
-        for (k, j, i), excess in runs:
-            if excess < tau:
-                kept[k, j, i] = 0
+    for tau in sorted({float(t) for t in min_excess}):
+        while n_dropped < len(runs) and runs[n_dropped][1] < tau:
+            kept[runs[n_dropped][0]] = 0
+            n_dropped += 1
         ant, post = _aortic_wall_intervals(kept, ids, anatomy, geom, centres=centres)
-        out[float(tau)] = aac24_from_intervals(segments, ant, post)
+        out[tau] = aac24_from_intervals(segments, ant, post)
     return out
 
 
