@@ -121,10 +121,14 @@ class CalciumModel:
         return 1.0 / (1.0 + math.exp(-logit))
 
 
-def _noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
-    fine = strip - ndimage.gaussian_filter(strip, 1.0)
-    vals = fine[zone] if zone.any() else fine.ravel()
+def _robust_sd(field: np.ndarray, zone: np.ndarray) -> float:
+    """Robust SD (1.4826 x MAD) of ``field`` in the zone (everywhere when the zone is empty)."""
+    vals = field[zone] if zone.any() else field.ravel()
     return 1.4826 * float(np.median(np.abs(vals - np.median(vals)))) or 1e-6
+
+
+def _noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
+    return _robust_sd(strip - ndimage.gaussian_filter(strip, 1.0), zone)
 
 
 #: How ``zone_input`` scales the strip's contrast channel: ``"noise"`` divides by the zone's
@@ -134,12 +138,6 @@ def _noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
 #: recipe: AAC-24 MAE -0.09 on development 400-539, -0.06 and -0.09 on held-out 1260-1419
 #: and 1100-1259, but +0.25 on 920-999; -0.03 (SE 0.04) over the 539 paired cases, so not shipped.
 INPUT_SCALES = ("noise", "background")
-
-
-def _background_sd(detail: np.ndarray, zone: np.ndarray) -> float:
-    """Robust SD of the background-subtracted strip (``detail``) in the zone."""
-    vals = detail[zone] if zone.any() else detail.ravel()
-    return 1.4826 * float(np.median(np.abs(vals - np.median(vals)))) or 1e-6
 
 
 def input_divisor(config: dict[str, Any]) -> int:
@@ -171,7 +169,7 @@ def zone_input(
         raise ValueError(f"input scale {scale!r}: use one of {INPUT_SCALES}")
     flt = strip.astype(np.float32)
     detail = flt - ndimage.gaussian_filter(flt, BACKGROUND_MM / step_mm)
-    sd = _noise_sd(strip, zone) if scale == "noise" else _background_sd(detail, zone)
+    sd = _noise_sd(strip, zone) if scale == "noise" else _robust_sd(detail, zone)
     x0 = detail[win] / np.float32(sd)
     u = (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM
     x = np.stack([x0, u.astype(np.float32)])
