@@ -6,6 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: A tiny calcium net (the shipped nets' layout at a fraction of the width) for tests that
+#: build, save and load one.
+TINY_CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
+               "dropout": 0.0, "norm": "batch"}
+
 
 class MaskNet(torch.nn.Module):
     """Logit +10 on the mask, -10 elsewhere (probability ~1 / ~0)."""

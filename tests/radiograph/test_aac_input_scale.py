@@ -17,8 +17,9 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     zone_input,
 )
 
-CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
-          "dropout": 0.0, "norm": "batch"}
+from mask_net import TINY_CONFIG  # noqa: E402
+
+CONFIG = TINY_CONFIG
 
 
 def _strip(noise_sd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,10 +16,9 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     predict_calcium,
     save_calcium_model,
 )
-from mask_net import strip_and_zone  # noqa: E402
+from mask_net import TINY_CONFIG, strip_and_zone  # noqa: E402
 
-CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
-          "dropout": 0.0, "norm": "batch"}
+CONFIG = TINY_CONFIG
 #: strip rows of the level centres in ``strip_and_zone`` (zone rows 40-260)
 CENTRES = {"L1": 60.0, "L2": 110.0, "L3": 160.0, "L4": 210.0}
 

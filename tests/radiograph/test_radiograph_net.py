@@ -16,10 +16,9 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     save_calcium_model,
     zone_input,
 )
-from mask_net import MaskNet, strip_and_zone  # noqa: E402
+from mask_net import TINY_CONFIG, MaskNet, strip_and_zone  # noqa: E402
 
-CONFIG = {"arch": "unet", "in_channels": 2, "out_channels": 1, "spatial_dims": 2, "channels": [4, 8, 16],
-          "dropout": 0.0, "norm": "batch"}
+CONFIG = TINY_CONFIG
 
 
 def test_zone_input_is_noise_scaled_and_carries_the_distance_to_the_spine():
