@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no seed gave an AAC-24 truth")
     result = {"seeds": args.seeds, "tau": taus, "summary": summarise(rows, taus, readings), "cases": rows}
     for key, entry in result["summary"].items():
-        print(key, json.dumps({k: v for k, v in entry.items()}, default=str))
+        print(key, json.dumps(entry, default=str))
     if args.out is not None:
         atomic_write_json(args.out, result)
     return 0

@@ -936,17 +936,10 @@ def aac24_by_visibility(ct_phantom: Any, settings: RadiographSettings, min_exces
     Quantum noise is not considered: ``tau`` is in log-attenuation units (about 0.01 is one
     noise SD of a 0.3 mm pixel at 1e4 detected quanta).
     """
-    hu = _noise_free_hu(ct_phantom)
-    anatomy = getattr(ct_phantom, "anatomy_labels", None)
-    labels = getattr(ct_phantom, "lesion_labels", None)
+    hu, spacing, anatomy, labels, lesions, geom, _, ct_kev = _phantom_frame(ct_phantom, settings)
     if anatomy is None or labels is None:
         raise ValueError("aac24_by_visibility needs a CT phantom with anatomy and lesion labels")
     anatomy, labels = np.asarray(anatomy), np.asarray(labels)
-    spacing = tuple(float(x) for x in ct_phantom.spacing)
-    lesions = [_as_dict(les) for les in (getattr(ct_phantom, "lesions", None) or [])]
-    geom, _ = _make_geometry(hu.shape, spacing, np.asarray(ct_phantom.affine), anatomy, settings)
-    acquisition = getattr(ct_phantom, "acquisition", None) or {}
-    ct_kev = ct_effective_kev(acquisition.get("kvp") if isinstance(acquisition, Mapping) else None)
     _, segments = _vertebra_truth(anatomy, geom)
     if len(segments) != len(_AAC_LEVELS):
         raise ValueError(f"vertebrae {', '.join(_AAC_LEVELS)} not all labelled: no AAC-24 truth")
@@ -1140,6 +1133,24 @@ def _noise_free_hu(ct_phantom: Any) -> np.ndarray:
     return np.asarray(ct_phantom.hu)
 
 
+def _phantom_frame(ct_phantom: Any, settings: RadiographSettings) -> tuple[
+        np.ndarray, tuple[float, ...], Any, Any, list[dict[str, Any]], _Geometry, float, float]:
+    """What projecting a CT phantom starts from: its noise-free HU ``[k, j, i]``, spacing,
+    anatomy and lesion labels (``None`` when absent), lesion records as dicts, the detector
+    geometry with the midplane ``x``, and the effective keV of the CT's beam."""
+    hu = _noise_free_hu(ct_phantom)
+    if hu.ndim != 3:
+        raise ValueError(f"ct_phantom.hu must be 3-D [k, j, i], got shape {hu.shape}")
+    spacing = tuple(float(s) for s in ct_phantom.spacing)
+    anatomy = getattr(ct_phantom, "anatomy_labels", None)
+    lesion_labels = getattr(ct_phantom, "lesion_labels", None)
+    lesions = [_as_dict(les) for les in (getattr(ct_phantom, "lesions", None) or [])]
+    geom, x_mid = _make_geometry(hu.shape, spacing, np.asarray(ct_phantom.affine), anatomy, settings)
+    acquisition = getattr(ct_phantom, "acquisition", None) or {}
+    ct_kev = ct_effective_kev(acquisition.get("kvp") if isinstance(acquisition, Mapping) else None)
+    return hu, spacing, anatomy, lesion_labels, lesions, geom, x_mid, ct_kev
+
+
 def generate_lateral_radiograph(
     ct_phantom: Any, settings: RadiographSettings = RadiographSettings()
 ) -> RadiographPhantom:
@@ -1160,17 +1171,7 @@ def generate_lateral_radiograph(
     -------
     RadiographPhantom
     """
-    hu = _noise_free_hu(ct_phantom)
-    if hu.ndim != 3:
-        raise ValueError(f"ct_phantom.hu must be 3-D [k, j, i], got shape {hu.shape}")
-    spacing = tuple(float(s) for s in ct_phantom.spacing)
-    anatomy = getattr(ct_phantom, "anatomy_labels", None)
-    lesion_labels = getattr(ct_phantom, "lesion_labels", None)
-    lesions = [_as_dict(les) for les in (getattr(ct_phantom, "lesions", None) or [])]
-    geom, x_mid = _make_geometry(hu.shape, spacing, np.asarray(ct_phantom.affine), anatomy, settings)
-
-    acquisition = getattr(ct_phantom, "acquisition", None) or {}
-    ct_kev = ct_effective_kev(acquisition.get("kvp") if isinstance(acquisition, Mapping) else None)
+    hu, spacing, anatomy, lesion_labels, lesions, geom, x_mid, ct_kev = _phantom_frame(ct_phantom, settings)
     line_integral = _project(hu, geom, settings, ct_kev)
     correction = _calcium_correction(ct_phantom, hu, geom, settings, ct_kev)
     if correction is not None:
