@@ -206,7 +206,8 @@ def predict_calcium(
     x, win = zone_input(strip, t_line, zone, step_mm, input_divisor(model.config), model.input_scale)
     logit = calcium_logits(model, x)
     h, w = win[0].stop - win[0].start, win[1].stop - win[1].start
-    thr = model.threshold_at(_noise_sd(strip, zone))
+    # the noise SD only moves a noise-aware threshold; skip its filter pass otherwise
+    thr = model.threshold_at(_noise_sd(strip, zone) if model.noise_ref > 0 else 0.0)
     shift = model.row_logit_offsets(level_centre_rows or {}, strip.shape[0])[win[0]]
     mask = (logit[:h, :w] > np.log(thr / (1 - thr)) + shift[:, None]) & zone[win]
     lab, n = ndimage.label(mask)

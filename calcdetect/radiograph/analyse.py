@@ -276,8 +276,10 @@ def apply_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spaci
     and more certain, bodies wins. Its names replace the rules' count and its L1-L5
     the rules' bodies of those levels (:func:`~calcdetect.radiograph.vertebra_net.name_levels`,
     :func:`~calcdetect.radiograph.vertebra_net.put_net_bodies`). When the rules' chain
-    still lacks L1-L4 (it ran on the posterior elements, or faced the other way) and
-    the net named them, the detection is built from the net's bodies alone
+    still lacks L1-L4 (it ran on the posterior elements, or faced the other way), or its
+    strip cuts the net's bodies short (its path left the column,
+    :func:`~calcdetect.radiograph.vertebra_net.strip_shortens_bodies`), and the net named
+    them, the detection is built from the net's bodies alone
     (:func:`~calcdetect.radiograph.vertebra_net.detection_from_net`).
     """
     from calcdetect.radiograph.vertebra_net import (
@@ -286,6 +288,7 @@ def apply_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spaci
         detection_from_net,
         name_levels,
         put_net_bodies,
+        strip_shortens_bodies,
     )
 
     found = {det.anterior: bodies_facing(model, image, spacing, det.anterior)}
@@ -296,7 +299,9 @@ def apply_vertebra_net(det: SpineDetection, model: Any, image: np.ndarray, spaci
     bodies = found[side]
     if side == det.anterior:
         named = put_net_bodies(name_levels(det, bodies, spacing), bodies, spacing)
-        if named.anchored and all(lv in named.by_level() for lv in AAC_LEVELS):
+        # a strip that left the column cuts the net's bodies short: rebuild it through them
+        follows = not (complete(bodies) and strip_shortens_bodies(named, spacing))
+        if follows and named.anchored and all(lv in named.by_level() for lv in AAC_LEVELS):
             if named.side_known or not complete(bodies):
                 return named
             told = tuple(w for w in named.warnings if w != SIDE_ASSUMED) + (SIDE_BY_NET,)

@@ -21,8 +21,9 @@ from calcdetect.radiograph.vertebra_net import (
     name_levels,
     net_input,
     save_vertebra_model,
+    strip_shortens_bodies,
 )
-from calcdetect.radiograph.vertebrae import SpineDetection, Vertebra
+from calcdetect.radiograph.vertebrae import SpineDetection, SpineStrip, Vertebra
 from calcdetect.types import AcquisitionInfo, Radiograph
 
 SPACING = (0.5, 0.5)
@@ -273,3 +274,51 @@ def test_the_net_tells_the_side_the_rules_could_not(projected_phantom):
     det = apply_vertebra_net(unsure, load_default_vertebra_model(), image, spacing)
     assert det.side_known and det.anterior == "left"
     assert SIDE_BY_NET in det.warnings and SIDE_ASSUMED not in det.warnings
+
+
+def _straight_strip(n_rows: int = 600) -> SpineStrip:
+    """A strip down image column 300 at the image's own 0.5 mm: strip row s is image row s."""
+    path = np.stack([np.arange(n_rows, dtype=float), np.full(n_rows, 300.0)], axis=1)
+    normal = np.tile([0.0, 1.0], (n_rows, 1))
+    return SpineStrip(np.zeros((n_rows, 200), np.float32), path, normal, 100, 0.5, False, 600)
+
+
+def test_a_strip_that_shows_a_body_at_its_image_height_follows_the_bodies():
+    det = SpineDetection(_straight_strip(), tuple(_vert(lv, 100 + 80 * k) for k, lv in enumerate(NET_LEVELS)),
+                         36.0, True, "left")
+    assert not strip_shortens_bodies(det, SPACING)
+
+
+def test_a_strip_that_cuts_a_body_to_half_its_height_has_left_the_column():
+    verts = [_vert(lv, 100 + 80 * k) for k, lv in enumerate(NET_LEVELS)]
+    l4 = verts[3]  # 30 mm high in the image, but 15 mm of strip: the path ran off sideways there
+    verts[3] = Vertebra(l4.level, l4.corners_rc, l4.confidence, l4.s_sup, l4.s_sup + 30, l4.t_ant, l4.t_post)
+    det = SpineDetection(_straight_strip(), tuple(verts), 36.0, True, "left")
+    assert strip_shortens_bodies(det, SPACING)
+    assert strip_shortens_bodies(det, SPACING, min_ratio=0.45) is False
+
+
+def test_phantom_1357_whose_rules_strip_left_the_spine_is_scored_not_refused():
+    # 100 mm of fat at 1e4 quanta: the rules' path ran ~70 mm off the column below L3, the net's
+    # bodies were right, and the analysis refused the case as "bodies 18 mm high" (session 21)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from eval_radiograph import phantom_recipe
+
+    from calcdetect.phantoms.radiograph import generate_lateral_radiograph
+
+    ct, settings = phantom_recipe(1357)
+    ph = generate_lateral_radiograph(ct, settings)
+    spacing = tuple(float(s) / ph.magnification for s in ph.pixel_spacing_mm)
+    a = analyse_radiograph(Radiograph(np.asarray(ph.image, np.float32), spacing, AcquisitionInfo("DX"),
+                                      view="lateral"))
+    assert a.aac24 is not None, a.warnings
+    assert not any("no lumbar spine" in w for w in a.warnings)
+    truth = {lv: np.array([v["corners_px"][k] for k in _CORNER_KEYS]).mean(axis=0) for lv, v in ph.vertebrae.items()
+             if lv in NET_LEVELS}
+    got = {v.level: np.mean(v.corners_rc, axis=0) for v in a.vertebrae if v.level in truth}
+    for lv, centre in truth.items():
+        assert float(np.linalg.norm((got[lv] - centre) * spacing)) < 5.0, lv
+    assert abs(a.aac24["total"] - ph.aac24["total"]) <= 4
