@@ -323,8 +323,8 @@ def on_strip(bodies: list[NetBody], strip: SpineStrip, spacing: tuple[float, flo
 
 
 #: A body the strip shows shorter than this fraction of its height in the image means the
-#: strip's path has left the spine there (it cut across the column, or ran down a
-#: fat fold), so its rows no longer follow the bodies.
+#: strip's path has left the column there, so its rows no longer follow the bodies. On
+#: development phantoms 400-459 the smallest ratio of any body was 0.86; on 1357 it was 0.52.
 MIN_STRIP_HEIGHT_RATIO = 0.7
 
 
