@@ -11,6 +11,12 @@ and 200-239 are the published reporting seeds, 920-4999 and 6000 and up held out
 
 Usage::
 
+    # v7 (models/radiograph_aac_v7.md): v6's recipe with a top-hat input channel
+    .venv/bin/python scripts/train_radiograph_aac.py --train 0-99,540-919,5000-5149 --val 80-83 --synthetic 1000-1029 \\
+        --steps 16000 --threads 1 --target-walls profile --channels 32,64,128 --lesion-weighting \\
+        --inputs contrast,tophat,depth --cache CACHE --out /tmp/aac_tophat.safetensors
+    .venv/bin/python scripts/train_radiograph_aac.py --restamp /tmp/aac_tophat.safetensors --threshold 0.5 \\
+        --note operating_point_seeds=5600-5749 --out models/radiograph_aac_v7.safetensors
     # v6 (models/radiograph_aac_v6.md): v5's net on 630 phantoms, 16000 steps, small deposits weighed up
     .venv/bin/python scripts/train_radiograph_aac.py --train 0-99,540-919,5000-5149 --val 80-83 --synthetic 1000-1029 \\
         --steps 16000 --threads 1 --target-walls profile --channels 32,64,128 --lesion-weighting --cache CACHE \\
@@ -85,6 +91,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calcdetect.radiograph.aac_net import (  # noqa: E402
+    DEFAULT_INPUTS,
+    INPUT_CHANNELS,
     INPUT_SCALES,
     MeanLogitEnsemble,
     input_divisor,
@@ -138,8 +146,8 @@ TARGET_WALLS = ("all", "profile")
 
 
 def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int = 8, target_walls: str = "all",
-                 scale: str = "noise") -> list[tuple[np.ndarray, np.ndarray]]:
-    """(input (2, H, W), target (H, W)) pairs of one cached phantom (one per noise factor);
+                 scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input (channels, H, W), target (H, W)) pairs of one cached phantom (one per noise factor);
     empty when L1-L4 were not found."""
     c = phantom_case(seed, cache)
     if target_walls == "profile":
@@ -149,21 +157,23 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int =
         truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
     photons = float((c.get("conditions") or {}).get("photons_per_pixel") or 1e4)
     factors = NOISE_FACTORS.get(photons, (1.0,)) if noise_aug else (1.0,)
-    return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed, divisor, scale)
+    return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed, divisor, scale,
+                        inputs)
 
 
-def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all", scale: str = "noise"
-                ) -> tuple[np.ndarray, np.ndarray] | None:
+def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all", scale: str = "noise",
+                inputs: tuple[str, ...] = DEFAULT_INPUTS) -> tuple[np.ndarray, np.ndarray] | None:
     """The case as acquired (no added noise), or None when L1-L4 were not found."""
-    out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls, scale=scale)
+    out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls, scale=scale,
+                       inputs=inputs)
     return out[0] if out else None
 
 
-def zone_sample(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray, scale: str = "noise"
-                ) -> tuple[np.ndarray, np.ndarray] | None:
+def zone_sample(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray, scale: str = "noise",
+                inputs: tuple[str, ...] = DEFAULT_INPUTS) -> tuple[np.ndarray, np.ndarray] | None:
     """The aortic-zone input the net sees and the truth mask resampled onto it;
     None when L1-L4 were not all found (no zone to learn from)."""
-    out = zone_samples(image, spacing, truth, scale=scale)
+    out = zone_samples(image, spacing, truth, scale=scale, inputs=inputs)
     return out[0] if out else None
 
 
@@ -178,7 +188,7 @@ def _white_noise_sd(strip: np.ndarray, zone: np.ndarray) -> float:
 
 def zone_samples(image: np.ndarray, spacing: tuple[float, float], truth: np.ndarray,
                  noise_factors: tuple[float, ...] = (1.0,), seed: int = 0, divisor: int = 8,
-                 scale: str = "noise") -> list[tuple[np.ndarray, np.ndarray]]:
+                 scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS) -> list[tuple[np.ndarray, np.ndarray]]:
     """The aortic-zone input the net sees and the truth mask resampled onto it, once per
     noise factor (white noise added on the strip so that its noise SD grows by that
     factor); empty when L1-L4 were not all found (no zone to learn from)."""
@@ -193,7 +203,7 @@ def zone_samples(image: np.ndarray, spacing: tuple[float, float], truth: np.ndar
         strip = det.strip.image
         if k > 1.0:
             strip = strip + rng.normal(0.0, sd * np.sqrt(k * k - 1.0), strip.shape).astype(np.float32)
-        x, win = zone_input(strip, zg.t_line, zg.zone, det.strip.step_mm, divisor, scale)
+        x, win = zone_input(strip, zg.t_line, zg.zone, det.strip.step_mm, divisor, scale, inputs)
         out.append((x, _target_on_strip(det, win, truth, x.shape)))
     return out
 
@@ -209,7 +219,8 @@ def _target_on_strip(det, win: tuple[slice, slice], truth: np.ndarray, x_shape: 
     return np.pad(y, ((0, x_shape[1] - y.shape[0]), (0, x_shape[2] - y.shape[1])))
 
 
-def synthetic_sample(seed: int, scale: str = "noise") -> tuple[np.ndarray, np.ndarray] | None:
+def synthetic_sample(seed: int, scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """The same for the radiograph stage's own 2-D drawing (another look: its noise,
     texture and spacing differ from the DRR), so that the net does not learn the
     DRR's peculiarities only; a fifth of them have no plaque at all."""
@@ -221,7 +232,7 @@ def synthetic_sample(seed: int, scale: str = "noise") -> tuple[np.ndarray, np.nd
         obesity=float(rng.uniform(0.9, 1.6)), noise=float(rng.uniform(0.7, 2.0)),
         plaque_burden=0.0 if rng.random() < 0.2 else None,
     )
-    return zone_sample(ph.image, (ph.spacing_mm, ph.spacing_mm), ph.calcification_mask.astype(bool), scale)
+    return zone_sample(ph.image, (ph.spacing_mm, ph.spacing_mm), ph.calcification_mask.astype(bool), scale, inputs)
 
 
 #: ``hard_negative_centres``: a bright spot that is not calcium stands this many noise SDs
@@ -375,13 +386,17 @@ def assemble_ensemble(members: list[Path], out: Path, threshold: float,
     configs = {json.dumps(m.config, sort_keys=True) for m in models}
     if len(configs) != 1:
         raise SystemExit(f"ensemble members must share one architecture; their configs differ: {sorted(configs)}")
+    if len({(m.input_scale, m.inputs) for m in models}) != 1:
+        raise SystemExit("ensemble members must take the same input (input_scale and input_channels differ): "
+                         f"{sorted({(m.input_scale, m.inputs) for m in models})}")
     facts = []
     for p in members:
         with safe_open(str(p), framework="pt") as f:
             meta = f.metadata() or {}
         facts.append({k: meta[k] for k in MEMBER_FACTS if k in meta})
     meta = {"members": json.dumps(facts), "min_area_mm2": repr(models[0].min_area_mm2),
-            "min_length_mm": repr(models[0].min_length_mm), **(extra or {})}
+            "min_length_mm": repr(models[0].min_length_mm), "input_scale": models[0].input_scale,
+            "input_channels": json.dumps(list(models[0].inputs)), **(extra or {})}
     ensemble = MeanLogitEnsemble([m.net for m in models])
     return save_calcium_model(ensemble, models[0].config, threshold, out, meta)
 
@@ -466,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="weigh small calcified deposits up in the loss (lesion_weights; missed grade-1 walls)")
     ap.add_argument("--input-scale", choices=INPUT_SCALES, default="noise",
                     help="divide the contrast channel by the zone's noise SD (as up to v6) or by its background spread")
+    ap.add_argument("--inputs", default=",".join(DEFAULT_INPUTS),
+                    help=f"the net's input channels in order, from {', '.join(INPUT_CHANNELS)} (v7: "
+                         "contrast,tophat,depth; up to v6: contrast,depth)")
     ap.add_argument("--noise-aug", action="store_true",
                     help="add extra-noise copies of the higher-dose cases (see NOISE_FACTORS; off by default)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
@@ -511,16 +529,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")]}
+    inputs = tuple(k.strip() for k in args.inputs.split(",") if k.strip())
+    if not inputs or any(k not in INPUT_CHANNELS for k in inputs) or len(set(inputs)) != len(inputs):
+        raise SystemExit(f"--inputs {args.inputs}: give distinct channel names from {', '.join(INPUT_CHANNELS)}")
+    config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")], "in_channels": len(inputs)}
     divisor = input_divisor(config)
     crop = tuple(int(c) for c in args.crop.split(","))
     if len(crop) != 2 or any(c % divisor for c in crop):
         raise SystemExit(f"--crop {args.crop}: give rows,cols, each a multiple of {divisor} for these channels")
     train = [s for k in _seeds(args.train)
-             for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls, args.input_scale)]
-    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale)
+             for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls, args.input_scale, inputs)]
+    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale, inputs)
                        for k in _seeds(args.val)) if s is not None]
-    synth = [s for s in (synthetic_sample(k, args.input_scale) for k in _seeds(args.synthetic)) if s is not None]
+    synth = [s for s in (synthetic_sample(k, args.input_scale, inputs) for k in _seeds(args.synthetic))
+             if s is not None]
     train += synth
     print(f"{len(synth)} synthetic drawings added")
     print(f"{len(train)} train / {len(val)} val cases ({time.time() - t0:.0f} s)", flush=True)
@@ -547,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_seeds": args.train, "val_seeds": args.val, "synthetic_seeds": args.synthetic, "steps": str(args.steps),
             "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives), "crop": args.crop,
             "target_walls": args.target_walls, "lesion_weighting": str(args.lesion_weighting).lower(),
-            "input_scale": args.input_scale,
+            "input_scale": args.input_scale, "input_channels": json.dumps(list(inputs)),
             "val_pixel_f1": f"{best[0]:.3f}", "data": "calcdetect CT phantoms projected laterally (DRR)"}
     if args.members > 1:
         meta["init_seed"] = ",".join(str(args.seed + k) for k in range(args.members))

@@ -14,7 +14,7 @@ front of the anterior vertebral line (``u / 40 mm``), because the walls lie at
 typical distances from the spine. Output: one logit per pixel (calcified
 aortic wall). Architecture: MONAI ``UNet`` built by :func:`calcdetect.nets.builders.build_net`.
 
-Weights: ``models/radiograph_aac_v6.safetensors`` with its model card
+Weights: ``models/radiograph_aac_v7.safetensors`` with its model card
 (``.md``): taught the aortic calcium of the walls a lateral view sees in profile, which
 the AAC-24 truth grades (``--target-walls profile``), channels 32-64-128, on 630 phantoms with
 small deposits weighed up in the loss (``--lesion-weighting``); the network
@@ -46,6 +46,9 @@ __all__ = [
     "U_SCALE_MM",
     "input_divisor",
     "zone_input",
+    "INPUT_CHANNELS",
+    "DEFAULT_INPUTS",
+    "TOPHAT_MM",
     "predict_calcium",
     "calcium_logits",
     "load_calcium_model",
@@ -54,7 +57,7 @@ __all__ = [
     "write_calcium_card",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v6.safetensors"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v7.safetensors"
 U_SCALE_MM = 40.0  # the position channel is the distance in front of the spine over this
 BACKGROUND_MM = 8.0
 DIVISOR = 8  # input sizes are padded to a multiple of this (the UNet downsamples by 2 twice; 8 leaves room)
@@ -62,6 +65,18 @@ MIN_AREA_MM2 = 1.0
 #: The noise-aware threshold stays within these logits (probability ~0.12-0.95), so an
 #: image far outside the phantoms' noise range cannot switch the detector off or on.
 _LOGIT_RANGE = (-2.0, 3.0)
+
+#: The input channels a calcium net may take, in its order (metadata ``input_channels``):
+#: ``contrast``, the strip minus its 8 mm Gaussian background over ``input_scale``;
+#: ``tophat``, the strip minus its grey opening with a ``TOPHAT_MM`` line across the wall, over
+#: the noise SD: the thin bright lines that run along the spine, without the bright rims the
+#: Gaussian background leaves around dark bowel gas; ``depth``, the distance in front of the
+#: anterior vertebral line / ``U_SCALE_MM``.
+INPUT_CHANNELS = ("contrast", "tophat", "depth")
+#: What every net up to v6 takes.
+DEFAULT_INPUTS = ("contrast", "depth")
+#: Wider than an aortic wall seen in profile (1-3 mm), narrower than the gas and bone around it.
+TOPHAT_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,8 @@ class CalciumModel:
     level_logit_offsets: tuple[tuple[str, float], ...] = ()
     #: ``INPUT_SCALES``: what the contrast channel is divided by (metadata ``input_scale``).
     input_scale: str = "noise"
+    #: ``INPUT_CHANNELS`` the net takes, in order (metadata ``input_channels``).
+    inputs: tuple[str, ...] = DEFAULT_INPUTS
 
     def row_logit_offsets(self, level_centre_rows: dict[str, float], n_rows: int) -> np.ndarray:
         """The logit-threshold shift per strip row for levels centred at these rows."""
@@ -148,11 +165,12 @@ def input_divisor(config: dict[str, Any]) -> int:
 
 def zone_input(
     strip: np.ndarray, t_line: np.ndarray, zone: np.ndarray, step_mm: float, divisor: int = DIVISOR,
-    scale: str = "noise",
+    scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS,
 ) -> tuple[np.ndarray, tuple[slice, slice]]:
-    """The net's two-channel input over the zone's bounding box (padded to ``divisor``).
+    """The net's input over the zone's bounding box (padded to ``divisor``): the channels
+    ``inputs`` (``INPUT_CHANNELS``) in that order.
 
-    Returns the ``(2, H, W)`` float32 array and the strip window it covers.
+    Returns the ``(len(inputs), H, W)`` float32 array and the strip window it covers.
     """
     rows = np.flatnonzero(zone.any(axis=1))
     cols = np.flatnonzero(zone.any(axis=0))
@@ -167,12 +185,22 @@ def zone_input(
     win = (slice(r0, r1), slice(c0, c1))
     if scale not in INPUT_SCALES:
         raise ValueError(f"input scale {scale!r}: use one of {INPUT_SCALES}")
+    unknown = [k for k in inputs if k not in INPUT_CHANNELS]
+    if unknown:
+        raise ValueError(f"input channels {unknown}: use names from {INPUT_CHANNELS}")
     flt = strip.astype(np.float32)
     detail = flt - ndimage.gaussian_filter(flt, BACKGROUND_MM / step_mm)
-    sd = _noise_sd(strip, zone) if scale == "noise" else _robust_sd(detail, zone)
-    x0 = detail[win] / np.float32(sd)
-    u = (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM
-    x = np.stack([x0, u.astype(np.float32)])
+    noise_sd = _noise_sd(strip, zone)
+    sd = noise_sd if scale == "noise" else _robust_sd(detail, zone)
+    channels = {
+        "contrast": detail[win] / np.float32(sd),
+        "depth": (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM,
+    }
+    if "tophat" in inputs:
+        line = int(round(TOPHAT_MM / step_mm)) | 1  # odd: centred on the pixel
+        tophat = flt - ndimage.grey_opening(flt, size=(1, line))
+        channels["tophat"] = tophat[win] / np.float32(noise_sd)
+    x = np.stack([channels[k].astype(np.float32) for k in inputs])
     h, w = x.shape[1:]
     ph, pw = (-h) % divisor, (-w) % divisor  # the strip itself may be smaller than a multiple
     if ph or pw:
@@ -203,7 +231,7 @@ def predict_calcium(
     out = np.zeros(zone.shape, bool)
     if not zone.any():
         return out
-    x, win = zone_input(strip, t_line, zone, step_mm, input_divisor(model.config), model.input_scale)
+    x, win = zone_input(strip, t_line, zone, step_mm, input_divisor(model.config), model.input_scale, model.inputs)
     logit = calcium_logits(model, x)
     h, w = win[0].stop - win[0].start, win[1].stop - win[1].start
     # the noise SD only moves a noise-aware threshold; skip its filter pass otherwise
@@ -304,6 +332,7 @@ def load_calcium_model(path: Path) -> CalciumModel:
     if input_scale not in INPUT_SCALES:
         raise ValueError(f"{path}: input_scale {input_scale!r} is not one of {INPUT_SCALES}; "
                          "it was written by a newer calcdetect: update calcdetect or pick another model")
+    inputs = _input_channels(meta, config, path)
     net.load_state_dict(load_file(str(path)))  # strict: a missing or extra member fails here
     net.eval()
     return CalciumModel(net, config, float(meta.get("threshold", 0.5)),
@@ -313,7 +342,25 @@ def load_calcium_model(path: Path) -> CalciumModel:
                         noise_ref=float(meta.get("noise_ref", 0.0)),
                         flip_average=meta.get("flip_average", "false").lower() == "true",
                         level_logit_offsets=_level_offsets(meta, path),
-                        input_scale=input_scale)
+                        input_scale=input_scale, inputs=inputs)
+
+
+def _input_channels(meta: dict[str, str], config: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """The ``input_channels`` metadata (JSON list; absent: ``DEFAULT_INPUTS``), checked
+    against ``INPUT_CHANNELS`` and the net's ``in_channels``."""
+    text = meta.get("input_channels")
+    try:
+        inputs = tuple(str(k) for k in json.loads(text)) if text else DEFAULT_INPUTS
+    except (ValueError, TypeError):
+        raise ValueError(f"{path}: 'input_channels' metadata {text!r} is not a JSON list of channel names; "
+                         "restamp the file with scripts/train_radiograph_aac.py") from None
+    if any(k not in INPUT_CHANNELS for k in inputs):
+        raise ValueError(f"{path}: input channels {list(inputs)} are not all in {INPUT_CHANNELS}; it was written "
+                         "by a newer calcdetect: update calcdetect or pick another model")
+    if len(inputs) != int(config.get("in_channels", len(inputs))):
+        raise ValueError(f"{path}: {len(inputs)} input channels {list(inputs)} for a net with "
+                         f"{config.get('in_channels')} input channels; the file is inconsistent: retrain or restamp it")
+    return inputs
 
 
 def _level_offsets(meta: dict[str, str], path: Path) -> tuple[tuple[str, float], ...]:
@@ -331,7 +378,7 @@ def _level_offsets(meta: dict[str, str], path: Path) -> tuple[tuple[str, float],
 
 @lru_cache(maxsize=1)
 def load_default_calcium_model() -> CalciumModel | None:
-    """The shipped model, or ``None`` when ``models/radiograph_aac_v6.safetensors`` is absent."""
+    """The shipped model, or ``None`` when ``models/radiograph_aac_v7.safetensors`` is absent."""
     return load_calcium_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
 
 
@@ -358,9 +405,12 @@ def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -
         f"- MONAI {cfg['arch']} via `calcdetect.nets.builders.build_net`: {cfg['spatial_dims']}-D, channels "
         f"{list(cfg['channels'])}, norm {cfg.get('norm')}, {cfg['in_channels']} input channels, "
         f"{cfg['out_channels']} output logit; {count_parameters(model.net):,} parameters",
-        "- input (`zone_input`): the strip (0.5 mm) minus its 8 mm Gaussian background over "
+        f"- input (`zone_input`), channels {', '.join(model.inputs)}: the strip (0.5 mm) minus its 8 mm Gaussian "
+        "background over "
         + ("the quantum-noise SD" if model.input_scale == "noise" else
            "the robust SD of that background-subtracted strip in the zone (`input_scale` background)")
+        + (f"; the strip minus its grey opening with a {TOPHAT_MM:g} mm line across the wall, over the quantum-noise "
+           "SD (top-hat)" if "tophat" in model.inputs else "")
         + f"; the distance in front of the anterior vertebral line / {U_SCALE_MM:.0f} mm",
         f"- operating point (safetensors metadata): threshold {model.threshold:g} on the sigmoid; deposits "
         f">= {model.min_area_mm2:g} mm2 and >= {model.min_length_mm:g} mm along the spine that do not cross it "

@@ -129,3 +129,15 @@ def test_trainer_members_are_the_single_nets_of_consecutive_seeds():
     assert any(not torch.equal(v, first[k]) for k, v in alone.state_dict().items())  # seeds really differ
     single = train_members([(x, y)], CONFIG, steps=2, batch=2, seed=4, members=1)
     assert not isinstance(single, MeanLogitEnsemble)
+
+
+def test_an_ensemble_keeps_its_members_input_and_refuses_members_that_read_different_inputs(tmp_path):
+    from train_radiograph_aac import assemble_ensemble
+
+    a, b = _members(2)
+    bg = {"input_scale": "background"}
+    paths = [save_calcium_model(n, CONFIG, 0.5, tmp_path / f"b{i}.safetensors", bg) for i, n in enumerate((a, b))]
+    assert load_calcium_model(assemble_ensemble(paths, tmp_path / "e.safetensors", 0.6)).input_scale == "background"
+    noise = save_calcium_model(b, CONFIG, 0.5, tmp_path / "n.safetensors")
+    with pytest.raises(SystemExit, match="same input"):
+        assemble_ensemble([paths[0], noise], tmp_path / "x.safetensors", 0.6)
