@@ -7,17 +7,20 @@ and plates along the aorta; bowel: round lucencies and mottle). The rule detecto
 (:func:`calcdetect.radiograph.aac.detect_calcification`) stays the fallback when no
 weights are shipped.
 
-Input (two channels, on the strip grid of :mod:`calcdetect.radiograph.vertebrae`,
-0.5 mm): the strip minus its 8 mm Gaussian background, divided by the quantum
-noise (robust SD of the fine-scale residual in the zone); and the distance in
-front of the anterior vertebral line (``u / 40 mm``), because the walls lie at
-typical distances from the spine. Output: one logit per pixel (calcified
+Input (on the strip grid of :mod:`calcdetect.radiograph.vertebrae`, 0.5 mm; the
+channels ``INPUT_CHANNELS`` a net's metadata names): the strip minus its 8 mm
+Gaussian background, divided by the quantum noise (robust SD of the fine-scale
+residual in the zone); from v7, the strip's white top-hat across the wall over the
+same noise (thin lines along the spine, without the bright rims the Gaussian leaves
+around gas); and the distance in front of the anterior vertebral line
+(``u / 40 mm``), because the walls lie at typical distances from the spine. Output: one logit per pixel (calcified
 aortic wall). Architecture: MONAI ``UNet`` built by :func:`calcdetect.nets.builders.build_net`.
 
 Weights: ``models/radiograph_aac_v7.safetensors`` with its model card
 (``.md``): taught the aortic calcium of the walls a lateral view sees in profile, which
 the AAC-24 truth grades (``--target-walls profile``), channels 32-64-128, on 630 phantoms with
-small deposits weighed up in the loss (``--lesion-weighting``); the network
+small deposits weighed up in the loss (``--lesion-weighting``) and the top-hat channel
+(``--inputs contrast,tophat,depth``); the network
 configuration, threshold and training facts are in the safetensors metadata. Loaded offline with ``safetensors`` (no pickle). A weights
 file may also hold several nets of one architecture (:class:`MeanLogitEnsemble`,
 metadata ``ensemble_members``); the loader rebuilds them and the detector thresholds
