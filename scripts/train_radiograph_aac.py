@@ -95,6 +95,7 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     INPUT_CHANNELS,
     INPUT_SCALES,
     MeanLogitEnsemble,
+    check_input_channels,
     input_divisor,
     build_calcium_net,
     load_calcium_model,
@@ -386,9 +387,10 @@ def assemble_ensemble(members: list[Path], out: Path, threshold: float,
     configs = {json.dumps(m.config, sort_keys=True) for m in models}
     if len(configs) != 1:
         raise SystemExit(f"ensemble members must share one architecture; their configs differ: {sorted(configs)}")
-    if len({(m.input_scale, m.inputs) for m in models}) != 1:
-        raise SystemExit("ensemble members must take the same input (input_scale and input_channels differ): "
-                         f"{sorted({(m.input_scale, m.inputs) for m in models})}")
+    reads = {(m.input_scale, m.inputs) for m in models}
+    if len(reads) != 1:
+        raise SystemExit(f"ensemble members must take the same input (input_scale and input_channels differ): "
+                         f"{sorted(reads)}")
     facts = []
     for p in members:
         with safe_open(str(p), framework="pt") as f:
@@ -529,9 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    inputs = tuple(k.strip() for k in args.inputs.split(",") if k.strip())
-    if not inputs or any(k not in INPUT_CHANNELS for k in inputs) or len(set(inputs)) != len(inputs):
-        raise SystemExit(f"--inputs {args.inputs}: give distinct channel names from {', '.join(INPUT_CHANNELS)}")
+    try:
+        inputs = check_input_channels(tuple(k.strip() for k in args.inputs.split(",") if k.strip()))
+    except ValueError as exc:
+        raise SystemExit(f"--inputs {args.inputs}: {exc}") from None
     config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")], "in_channels": len(inputs)}
     divisor = input_divisor(config)
     crop = tuple(int(c) for c in args.crop.split(","))

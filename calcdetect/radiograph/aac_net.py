@@ -51,6 +51,7 @@ __all__ = [
     "zone_input",
     "INPUT_CHANNELS",
     "DEFAULT_INPUTS",
+    "check_input_channels",
     "TOPHAT_MM",
     "predict_calcium",
     "calcium_logits",
@@ -166,6 +167,13 @@ def input_divisor(config: dict[str, Any]) -> int:
     return max(DIVISOR, 2 ** (len(config.get("channels", ())) - 1))
 
 
+def check_input_channels(inputs: tuple[str, ...]) -> tuple[str, ...]:
+    """``inputs`` when it names distinct ``INPUT_CHANNELS``, at least one; else ``ValueError``."""
+    if not inputs or len(set(inputs)) != len(inputs) or any(k not in INPUT_CHANNELS for k in inputs):
+        raise ValueError(f"input channels {list(inputs)}: give distinct names from {INPUT_CHANNELS}")
+    return inputs
+
+
 def zone_input(
     strip: np.ndarray, t_line: np.ndarray, zone: np.ndarray, step_mm: float, divisor: int = DIVISOR,
     scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS,
@@ -188,22 +196,23 @@ def zone_input(
     win = (slice(r0, r1), slice(c0, c1))
     if scale not in INPUT_SCALES:
         raise ValueError(f"input scale {scale!r}: use one of {INPUT_SCALES}")
-    unknown = [k for k in inputs if k not in INPUT_CHANNELS]
-    if unknown:
-        raise ValueError(f"input channels {unknown}: use names from {INPUT_CHANNELS}")
+    check_input_channels(inputs)
     flt = strip.astype(np.float32)
-    detail = flt - ndimage.gaussian_filter(flt, BACKGROUND_MM / step_mm)
-    noise_sd = _noise_sd(strip, zone)
-    sd = noise_sd if scale == "noise" else _robust_sd(detail, zone)
-    channels = {
-        "contrast": detail[win] / np.float32(sd),
-        "depth": (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM,
-    }
-    if "tophat" in inputs:
+    noise_sd = _noise_sd(strip, zone) if "tophat" in inputs or scale == "noise" else None
+
+    def contrast() -> np.ndarray:
+        detail = flt - ndimage.gaussian_filter(flt, BACKGROUND_MM / step_mm)
+        return detail[win] / np.float32(noise_sd if scale == "noise" else _robust_sd(detail, zone))
+
+    def tophat() -> np.ndarray:
         line = int(round(TOPHAT_MM / step_mm)) | 1  # odd: centred on the pixel
-        tophat = flt - ndimage.grey_opening(flt, size=(1, line))
-        channels["tophat"] = tophat[win] / np.float32(noise_sd)
-    x = np.stack([channels[k].astype(np.float32) for k in inputs])
+        return (flt - ndimage.grey_opening(flt, size=(1, line)))[win] / np.float32(noise_sd)
+
+    def depth() -> np.ndarray:
+        return (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM
+
+    channel = {"contrast": contrast, "tophat": tophat, "depth": depth}
+    x = np.stack([channel[k]().astype(np.float32) for k in inputs])
     h, w = x.shape[1:]
     ph, pw = (-h) % divisor, (-w) % divisor  # the strip itself may be smaller than a multiple
     if ph or pw:
@@ -357,9 +366,11 @@ def _input_channels(meta: dict[str, str], config: dict[str, Any], path: Path) ->
     except (ValueError, TypeError):
         raise ValueError(f"{path}: 'input_channels' metadata {text!r} is not a JSON list of channel names; "
                          "restamp the file with scripts/train_radiograph_aac.py") from None
-    if any(k not in INPUT_CHANNELS for k in inputs):
-        raise ValueError(f"{path}: input channels {list(inputs)} are not all in {INPUT_CHANNELS}; it was written "
-                         "by a newer calcdetect: update calcdetect or pick another model")
+    try:
+        check_input_channels(inputs)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}; it was written by a newer calcdetect: update calcdetect or pick "
+                         "another model") from None
     if len(inputs) != int(config.get("in_channels", len(inputs))):
         raise ValueError(f"{path}: {len(inputs)} input channels {list(inputs)} for a net with "
                          f"{config.get('in_channels')} input channels; the file is inconsistent: retrain or restamp it")
