@@ -46,6 +46,14 @@ selection block 540-679 (137 scored development radiographs no net in the compar
     .venv/bin/python scripts/train_radiograph_aac.py --restamp models/radiograph_aac_v3.safetensors --threshold 0.8 \
         --level-offsets '' --note operating_point_seeds=540-679 --out models/radiograph_aac_v4.safetensors
 
+An auxiliary head (session 24, not shipped: no change over 880 held-out phantoms, see
+models/radiograph_aac_v7.md): v7's recipe plus ``--aux-all-weight 0.5``, a second output head taught every aortic
+lesion (en face too) beside the walls in profile; the analysis reads head 0::
+
+    .venv/bin/python scripts/train_radiograph_aac.py --train 0-99,540-919,5000-5149 --val 80-83 --synthetic 1000-1029 \
+        --steps 16000 --threads 1 --target-walls profile --channels 32,64,128 --lesion-weighting \
+        --inputs contrast,tophat,depth --aux-all-weight 0.5 --cache CACHE --out /tmp/aac_aux.safetensors
+
 An ensemble in one run (``--members K``: K nets with init seeds ``--seed`` .. ``--seed + K - 1`` on the same
 cases, written as one logit-mean file; tried for v4, not shipped: see its card)::
 
@@ -145,16 +153,46 @@ NOISE_FACTORS = {1e5: (1.0, 1.8, 3.2), 3e4: (1.0, 1.8), 1e4: (1.0,)}
 #: left / right-wall plaque lies en face over the lumen).
 TARGET_WALLS = ("all", "profile")
 
+#: ``--aux-all-weight``: a second output head learns every aortic lesion (the wall-blind target)
+#: beside the walls in profile; the analysis reads head 0 only. Both targets travel in one map so
+#: that crops and flips stay shared: 1 on the walls in profile, ``EN_FACE_CODE`` on aortic calcium
+#: off them (the left and right walls, over the lumen), 0 elsewhere. A plain binary target is the
+#: same map without en-face pixels.
+EN_FACE_CODE = 0.5
+
+
+def coded_target(profile: np.ndarray, aortic: np.ndarray) -> np.ndarray:
+    """The two targets in one map: 1 on the walls in profile, ``EN_FACE_CODE`` on other aortic
+    calcium, 0 elsewhere (float32)."""
+    return np.maximum(np.asarray(profile, bool).astype(np.float32),
+                      np.float32(EN_FACE_CODE) * np.asarray(aortic, bool))
+
+
+def profile_target(y: np.ndarray) -> np.ndarray:
+    """Head 0's target in a (possibly coded) map: the walls in profile."""
+    return y > 0.75
+
+
+def aortic_target(y: np.ndarray) -> np.ndarray:
+    """The auxiliary head's target: every aortic lesion, en face too."""
+    return y > 0.25
+
 
 def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int = 8, target_walls: str = "all",
-                 scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS) -> list[tuple[np.ndarray, np.ndarray]]:
+                 scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(input (channels, H, W), target (H, W)) pairs of one cached phantom (one per noise factor);
-    empty when L1-L4 were not found."""
+    empty when L1-L4 were not found. ``aux_all`` (with ``target_walls="profile"``): the target also
+    codes the en-face aortic calcium (``EN_FACE_CODE``) for the auxiliary head."""
     c = phantom_case(seed, cache)
+    aortic = [les["id"] for les in c["lesions"] if les["region"] == "aorta"]
     if target_walls == "profile":
         truth = np.asarray(c["aortic_profile_mask"], bool)
+        if aux_all:
+            truth = coded_target(truth, np.isin(np.asarray(c["lesion_labels"]), aortic))
+    elif aux_all:
+        raise ValueError("the auxiliary all-walls head needs target_walls='profile' (with 'all' both heads match)")
     else:
-        aortic = [les["id"] for les in c["lesions"] if les["region"] == "aorta"]
         truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
     photons = float((c.get("conditions") or {}).get("photons_per_pixel") or 1e4)
     factors = NOISE_FACTORS.get(photons, (1.0,)) if noise_aug else (1.0,)
@@ -163,10 +201,10 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int =
 
 
 def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all", scale: str = "noise",
-                inputs: tuple[str, ...] = DEFAULT_INPUTS) -> tuple[np.ndarray, np.ndarray] | None:
+                inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """The case as acquired (no added noise), or None when L1-L4 were not found."""
     out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls, scale=scale,
-                       inputs=inputs)
+                       inputs=inputs, aux_all=aux_all)
     return out[0] if out else None
 
 
@@ -403,33 +441,47 @@ def assemble_ensemble(members: list[Path], out: Path, threshold: float,
     return save_calcium_model(ensemble, models[0].config, threshold, out, meta)
 
 
+def _seg_loss(torch, logit, y, weight=None):
+    """BCE (pos_weight 4, optional pixel weights) + soft Dice of one output head."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, weight=weight, pos_weight=torch.tensor(4.0))
+    p = torch.sigmoid(logit)
+    dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+    return bce, dice
+
+
 def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: int, batch: int = 8,
               seed: int = 0, hard_fraction: float = 0.0, t0: float | None = None, crop: tuple[int, int] = CROP,
-              lesion_weighting: bool = False):
+              lesion_weighting: bool = False, aux_weight: float = 0.0):
     """Train one calcium net on zone samples: AdamW, one-cycle LR (max 3e-3), BCE (pos_weight 4)
     + soft Dice on random crops, ``hard_fraction`` of them centred on hard negatives; with
-    ``lesion_weighting`` the BCE weighs small deposits up (``lesion_weights``)."""
+    ``lesion_weighting`` the BCE weighs small deposits up (``lesion_weights``). With ``aux_weight``
+    > 0 (a net with two output heads) head 1 learns every aortic lesion (``aortic_target``, no
+    lesion weights), its loss weighed ``aux_weight``; head 0 learns the walls in profile."""
     import torch
 
     t0 = time.time() if t0 is None else t0
     torch.manual_seed(seed)
     hard = [hard_negative_centres(x, y) for x, y in train] if hard_fraction > 0 else None
-    weights = [lesion_weights(y) for _, y in train] if lesion_weighting else None
+    weights = [lesion_weights(profile_target(y).astype(np.float32)) for _, y in train] if lesion_weighting else None
+    heads = 2 if aux_weight > 0 else 1
+    if int(config.get("out_channels", 1)) != heads:
+        raise ValueError(f"aux_weight {aux_weight} needs a net with {heads} output head(s), "
+                         f"the config has {config.get('out_channels')}")
     net = build_calcium_net(config)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     rng = np.random.default_rng(seed)
-    pos_weight = torch.tensor(4.0)
     for step in range(steps):
         b = batches(train, rng, batch, hard, hard_fraction, crop, weights)
-        x, y = torch.from_numpy(b[0]), torch.from_numpy(b[1])
+        x, y = torch.from_numpy(b[0]), b[1]
         net.train()
         logit = net(x)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(
-            logit, y, weight=torch.from_numpy(b[2]) if weights is not None else None, pos_weight=pos_weight)
-        p = torch.sigmoid(logit)
-        dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+        bce, dice = _seg_loss(torch, logit[:, :1], torch.from_numpy(profile_target(y).astype(np.float32)),
+                              torch.from_numpy(b[2]) if weights is not None else None)
         loss = bce + dice
+        if aux_weight > 0:
+            loss = loss + aux_weight * sum(_seg_loss(torch, logit[:, 1:],
+                                                     torch.from_numpy(aortic_target(y).astype(np.float32))))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -442,14 +494,14 @@ def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: i
 
 def train_members(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: int, batch: int, seed: int,
                   members: int, hard_fraction: float = 0.0, t0: float | None = None, crop: tuple[int, int] = CROP,
-                  lesion_weighting: bool = False):
+                  lesion_weighting: bool = False, aux_weight: float = 0.0):
     """One net (``members`` 1) or a ``MeanLogitEnsemble`` of ``members`` nets trained on the same
     cases with init / batch-order seeds ``seed``, ``seed + 1``, ...; in eval mode.
 
     Why an ensemble: one run of the recipe depends on its draw; the nets' AAC-24 errors on unused
     seeds differ by more than a recipe change moves them, and the mean of their logits is steadier
     (models/radiograph_aac_v4.md)."""
-    nets = [train_net(train, config, steps, batch, seed + k, hard_fraction, t0, crop, lesion_weighting)
+    nets = [train_net(train, config, steps, batch, seed + k, hard_fraction, t0, crop, lesion_weighting, aux_weight)
             for k in range(members)]
     for net in nets:
         net.eval()
@@ -486,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inputs", default=",".join(DEFAULT_INPUTS),
                     help=f"the net's input channels in order, from {', '.join(INPUT_CHANNELS)} (v7: "
                          "contrast,tophat,depth; up to v6: contrast,depth)")
+    ap.add_argument("--aux-all-weight", type=float, default=0.0, metavar="W",
+                    help="with --target-walls profile: a second output head learns every aortic lesion (en face "
+                         "too), its loss weighed W; the analysis reads head 0 only (tried with 0.5 in session 24, not "
+                         "shipped: models/radiograph_aac_v7.md)")
     ap.add_argument("--noise-aug", action="store_true",
                     help="add extra-noise copies of the higher-dose cases (see NOISE_FACTORS; off by default)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
@@ -535,14 +591,20 @@ def main(argv: list[str] | None = None) -> int:
         inputs = check_input_channels(tuple(k.strip() for k in args.inputs.split(",") if k.strip()))
     except ValueError as exc:
         raise SystemExit(f"--inputs {args.inputs}: {exc}") from None
-    config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")], "in_channels": len(inputs)}
+    if args.aux_all_weight < 0 or (args.aux_all_weight > 0 and args.target_walls != "profile"):
+        raise SystemExit(f"--aux-all-weight {args.aux_all_weight}: give a weight >= 0, and use it with "
+                         "--target-walls profile (the auxiliary head learns the walls the main head leaves out)")
+    aux = args.aux_all_weight > 0
+    config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")], "in_channels": len(inputs),
+              "out_channels": 2 if aux else 1}
     divisor = input_divisor(config)
     crop = tuple(int(c) for c in args.crop.split(","))
     if len(crop) != 2 or any(c % divisor for c in crop):
         raise SystemExit(f"--crop {args.crop}: give rows,cols, each a multiple of {divisor} for these channels")
     train = [s for k in _seeds(args.train)
-             for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls, args.input_scale, inputs)]
-    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale, inputs)
+             for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls, args.input_scale, inputs,
+                                   aux)]
+    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale, inputs, aux)
                        for k in _seeds(args.val)) if s is not None]
     synth = [s for s in (synthetic_sample(k, args.input_scale, inputs) for k in _seeds(args.synthetic))
              if s is not None]
@@ -552,13 +614,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.members < 1:
         raise SystemExit(f"--members {args.members}: train at least one net")
     net = train_members(train, config, args.steps, args.batch, args.seed, args.members, args.hard_negatives, t0,
-                        crop, args.lesion_weighting)
+                        crop, args.lesion_weighting, args.aux_all_weight)
     # threshold: best pixel F1 on the validation cases
     probs, targets = [], []
     with torch.no_grad():
         for x, y in val:
             probs.append(torch.sigmoid(net(torch.from_numpy(x)[None]))[0, 0].numpy().ravel())
-            targets.append(y.ravel() > 0.5)
+            targets.append(profile_target(y).ravel())
     pr, tg = np.concatenate(probs), np.concatenate(targets)
     best = (0.0, 0.5)
     for thr in np.arange(0.2, 0.95, 0.05):
@@ -572,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_seeds": args.train, "val_seeds": args.val, "synthetic_seeds": args.synthetic, "steps": str(args.steps),
             "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives), "crop": args.crop,
             "target_walls": args.target_walls, "lesion_weighting": str(args.lesion_weighting).lower(),
+            "aux_all_weight": repr(args.aux_all_weight),
             "input_scale": args.input_scale, "input_channels": json.dumps(list(inputs)),
             "val_pixel_f1": f"{best[0]:.3f}", "data": "calcdetect CT phantoms projected laterally (DRR)"}
     if args.members > 1:
