@@ -184,6 +184,13 @@ def _total(walls) -> int:
     return int(sum(w.grade for w in walls))
 
 
+def aortic_lesion_mask(case: dict) -> np.ndarray:
+    """Where any aortic lesion projects on a phantom case's image, on every wall (the
+    wall-blind truth; ``aortic_profile_mask`` keeps the walls in profile only)."""
+    aortic_ids = [int(les["id"]) for les in case.get("lesions", []) if les.get("region") == "aorta"]
+    return np.isin(np.asarray(case["lesion_labels"]), aortic_ids)
+
+
 def error_breakdown(case: dict, analysis) -> dict[str, int | None]:
     """AAC-24 totals that swap one part of the pipeline for truth (see the module docstring).
 
@@ -209,9 +216,7 @@ def error_breakdown(case: dict, analysis) -> dict[str, int | None]:
     gap = analyse_module.WALL_SPLIT_GAP_MM
     out["truth_on_truth"] = _total(score_image_mask(truth_calc, case["corners"], row_mm, zone_margin_mm=ZONE_MARGIN_MM,
                                                     split_gap_mm=gap))
-    aortic_ids = [int(les["id"]) for les in case.get("lesions", []) if les.get("region") == "aorta"]
-    all_calc = np.isin(np.asarray(case["lesion_labels"]), aortic_ids)
-    out["all_walls_on_truth"] = _total(score_image_mask(all_calc, case["corners"], row_mm,
+    out["all_walls_on_truth"] = _total(score_image_mask(aortic_lesion_mask(case), case["corners"], row_mm,
                                                         zone_margin_mm=ZONE_MARGIN_MM, split_gap_mm=gap))
     if analysis is None:
         return out

@@ -112,7 +112,7 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
 )
 from calcdetect.radiograph.analyse import aortic_zone, detect_spine  # noqa: E402
 from calcdetect.radiograph.vertebra_net import load_default_vertebra_model  # noqa: E402
-from eval_radiograph import _seeds, phantom_case  # noqa: E402
+from eval_radiograph import _seeds, aortic_lesion_mask, phantom_case  # noqa: E402
 
 #: Radiograph phantom seeds that may be trained and tuned on: 0-99, 400-919 (the former
 #: held-out sets 400-439, 500-539, 600-639, 640-679, 680-719, 720-759, 760-799, 800-839,
@@ -185,15 +185,14 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int =
     empty when L1-L4 were not found. ``aux_all`` (with ``target_walls="profile"``): the target also
     codes the en-face aortic calcium (``EN_FACE_CODE``) for the auxiliary head."""
     c = phantom_case(seed, cache)
-    aortic = [les["id"] for les in c["lesions"] if les["region"] == "aorta"]
     if target_walls == "profile":
         truth = np.asarray(c["aortic_profile_mask"], bool)
         if aux_all:
-            truth = coded_target(truth, np.isin(np.asarray(c["lesion_labels"]), aortic))
+            truth = coded_target(truth, aortic_lesion_mask(c))
     elif aux_all:
         raise ValueError("the auxiliary all-walls head needs target_walls='profile' (with 'all' both heads match)")
     else:
-        truth = np.isin(np.asarray(c["lesion_labels"]), aortic)
+        truth = aortic_lesion_mask(c)
     photons = float((c.get("conditions") or {}).get("photons_per_pixel") or 1e4)
     factors = NOISE_FACTORS.get(photons, (1.0,)) if noise_aug else (1.0,)
     return zone_samples(np.asarray(c["image"], np.float32), tuple(c["spacing"]), truth, factors, seed, divisor, scale,
@@ -201,7 +200,8 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int =
 
 
 def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all", scale: str = "noise",
-                inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+                inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False
+                ) -> tuple[np.ndarray, np.ndarray] | None:
     """The case as acquired (no added noise), or None when L1-L4 were not found."""
     out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls, scale=scale,
                        inputs=inputs, aux_all=aux_all)
@@ -441,8 +441,10 @@ def assemble_ensemble(members: list[Path], out: Path, threshold: float,
     return save_calcium_model(ensemble, models[0].config, threshold, out, meta)
 
 
-def _seg_loss(torch, logit, y, weight=None):
-    """BCE (pos_weight 4, optional pixel weights) + soft Dice of one output head."""
+def _seg_loss(logit, y, weight=None):
+    """BCE (pos_weight 4, optional pixel weights) and soft Dice of one output head."""
+    import torch
+
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, weight=weight, pos_weight=torch.tensor(4.0))
     p = torch.sigmoid(logit)
     dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
@@ -476,12 +478,12 @@ def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: i
         x, y = torch.from_numpy(b[0]), b[1]
         net.train()
         logit = net(x)
-        bce, dice = _seg_loss(torch, logit[:, :1], torch.from_numpy(profile_target(y).astype(np.float32)),
+        bce, dice = _seg_loss(logit[:, :1], torch.from_numpy(profile_target(y).astype(np.float32)),
                               torch.from_numpy(b[2]) if weights is not None else None)
         loss = bce + dice
         if aux_weight > 0:
-            loss = loss + aux_weight * sum(_seg_loss(torch, logit[:, 1:],
-                                                     torch.from_numpy(aortic_target(y).astype(np.float32))))
+            aortic = torch.from_numpy(aortic_target(y).astype(np.float32))
+            loss = loss + aux_weight * sum(_seg_loss(logit[:, 1:], aortic))
         opt.zero_grad()
         loss.backward()
         opt.step()
