@@ -127,6 +127,8 @@ __all__ = [
     "EvaluationReport",
     "evaluate",
     "icc_2_1",
+    "agreement_ci95",
+    "paired_error_difference",
     "aac24_group",
     "level_distance",
 ]
@@ -600,6 +602,28 @@ def agreement_ci95(pairs: np.ndarray, n_resamples: int = 2000, seed: int = 0) ->
     iccs = np.array([v for v in (icc_2_1(x[i]) for i in idx) if v is not None])
     return {"icc21": np.percentile(iccs, [2.5, 97.5]).round(3).tolist() if iccs.size else None,
             "mae": np.percentile(maes, [2.5, 97.5]).round(3).tolist()}
+
+
+def paired_error_difference(truth: Sequence[float | None], base: Sequence[float | None],
+                            other: Sequence[float | None]) -> dict[str, float | int | None]:
+    """How much ``other``'s absolute error differs from ``base``'s on the same cases.
+
+    Returns the mean of ``|other - truth| - |base - truth|`` (negative: ``other`` is closer),
+    its standard error, and how many cases each side wins, over the cases all three name
+    (``None``: not scored, left out). Why paired: AAC-24 blocks of seeds differ by more
+    than nets do, so only the per-case difference on shared cases separates two nets.
+    """
+    if not len(truth) == len(base) == len(other):
+        raise ValueError(f"paired readings need one value per case each: got {len(truth)} truths, "
+                         f"{len(base)} and {len(other)} readings")
+    rows = [(t, a, b) for t, a, b in zip(truth, base, other) if None not in (t, a, b)]
+    if not rows:
+        return {"n": 0, "mean": None, "se": None, "better": 0, "worse": 0}
+    x = np.array(rows, dtype=np.float64)
+    d = np.abs(x[:, 2] - x[:, 0]) - np.abs(x[:, 1] - x[:, 0])
+    se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else None
+    return {"n": int(d.size), "mean": float(d.mean()), "se": se,
+            "better": int((d < 0).sum()), "worse": int((d > 0).sum())}
 
 
 def _rate(num: int, den: int) -> float | None:

@@ -289,7 +289,9 @@ def hard_negative_centres(x: np.ndarray, y: np.ndarray, step_mm: float = 0.5) ->
     from scipy import ndimage
 
     bright = ndimage.gaussian_filter(x[0], 1.0) > HARD_NEGATIVE_CNR
-    near_truth = ndimage.binary_dilation(y > 0.5, iterations=max(1, int(round(HARD_NEGATIVE_CLEAR_MM / step_mm))))
+    # any aortic calcium, en face too (a coded map's EN_FACE_CODE): it is calcium, not a look-alike
+    clear_px = max(1, int(round(HARD_NEGATIVE_CLEAR_MM / step_mm)))
+    near_truth = ndimage.binary_dilation(aortic_target(y), iterations=clear_px)
     return np.argwhere(bright & ~near_truth)
 
 

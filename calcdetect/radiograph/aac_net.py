@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_INPUTS",
     "check_input_channels",
     "TOPHAT_MM",
+    "GAS_MM",
     "predict_calcium",
     "calcium_logits",
     "load_calcium_model",
@@ -75,12 +76,16 @@ _LOGIT_RANGE = (-2.0, 3.0)
 #: ``tophat``, the strip minus its grey opening with a ``TOPHAT_MM`` line across the wall, over
 #: the noise SD: the thin bright lines that run along the spine, without the bright rims the
 #: Gaussian background leaves around dark bowel gas; ``depth``, the distance in front of the
-#: anterior vertebral line / ``U_SCALE_MM``.
-INPUT_CHANNELS = ("contrast", "tophat", "depth")
+#: anterior vertebral line / ``U_SCALE_MM``; ``gas``, the strip's black top-hat (grey closing
+#: with a ``GAS_MM`` square, minus the strip) over the noise SD: a map of the dark bowel gas and
+#: the gaps between bones, which leave bright ridges that mimic calcium.
+INPUT_CHANNELS = ("contrast", "tophat", "depth", "gas")
 #: What every net up to v6 takes.
 DEFAULT_INPUTS = ("contrast", "depth")
 #: Wider than an aortic wall seen in profile (1-3 mm), narrower than the gas and bone around it.
 TOPHAT_MM = 5.0
+#: Wider than most bowel-gas lucencies on the phantoms (2-6 mm).
+GAS_MM = 8.0
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ def zone_input(
         raise ValueError(f"input scale {scale!r}: use one of {INPUT_SCALES}")
     check_input_channels(inputs)
     flt = strip.astype(np.float32)
-    noise_sd = _noise_sd(strip, zone) if "tophat" in inputs or scale == "noise" else None
+    noise_sd = _noise_sd(strip, zone) if {"tophat", "gas"} & set(inputs) or scale == "noise" else None
 
     def contrast() -> np.ndarray:
         detail = flt - ndimage.gaussian_filter(flt, BACKGROUND_MM / step_mm)
@@ -211,7 +216,11 @@ def zone_input(
     def depth() -> np.ndarray:
         return (t_line[r0:r1, None] - np.arange(c0, c1)[None, :]) * step_mm / U_SCALE_MM
 
-    channel = {"contrast": contrast, "tophat": tophat, "depth": depth}
+    def gas() -> np.ndarray:
+        side = int(round(GAS_MM / step_mm)) | 1
+        return (ndimage.grey_closing(flt, size=(side, side)) - flt)[win] / np.float32(noise_sd)
+
+    channel = {"contrast": contrast, "tophat": tophat, "depth": depth, "gas": gas}
     x = np.stack([channel[k]().astype(np.float32) for k in inputs])
     h, w = x.shape[1:]
     ph, pw = (-h) % divisor, (-w) % divisor  # the strip itself may be smaller than a multiple
@@ -295,7 +304,8 @@ class MeanLogitEnsemble(torch.nn.Module):
         self.members = torch.nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.members]).mean(dim=0)
+        # head 0 only: a member may carry an auxiliary head (``--aux-all-weight``) the analysis never reads
+        return torch.stack([m(x)[:, :1] for m in self.members]).mean(dim=0)
 
 
 def _member_count(meta: dict[str, str], path: Path) -> int:

@@ -53,3 +53,13 @@ def test_training_with_hard_negatives_runs_and_returns_a_net():
     with torch.no_grad():
         out = net(torch.from_numpy(x)[None])
     assert out.shape == (1, 1) + x.shape[1:]
+
+
+def test_en_face_calcium_of_a_coded_target_is_no_hard_negative():
+    """With --aux-all-weight the target map codes en-face aortic calcium as EN_FACE_CODE: it is
+    calcium the auxiliary head learns, so crops must not be centred on it as a look-alike."""
+    from train_radiograph_aac import EN_FACE_CODE
+
+    x, y = _zone()
+    y[200:204, 120:140] = EN_FACE_CODE  # the bright band is now en-face plaque, not a gas rim
+    assert len(hard_negative_centres(x, y)) == 0

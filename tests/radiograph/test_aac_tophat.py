@@ -82,3 +82,17 @@ def test_the_channel_list_travels_in_the_weights_and_must_fit_the_net(tmp_path):
     with pytest.raises(ValueError, match="newer calcdetect"):
         load_calcium_model(save_calcium_model(net, config, 0.5, tmp_path / "odd.safetensors",
                                               {"input_channels": '["contrast", "edges", "depth"]'}))
+
+
+def test_the_gas_channel_marks_small_lucencies_and_not_the_wall_line():
+    """``gas`` (the black top-hat, session 25's experiment): high inside a 5 mm gas lucency,
+    near zero on a bright wall line, never negative."""
+    strip, t_line, zone = _strip_with_gas_and_a_wall_line()
+    rr, cc = np.mgrid[:300, :200]
+    strip[(rr - 100) ** 2 + (cc - 90) ** 2 <= 5**2] -= 0.05  # 5 mm lucency between wall and spine
+    x, win = zone_input(strip, t_line, zone, 0.5, inputs=("contrast", "gas"))
+    gas = x[1]
+    r0, c0 = win[0].start, win[1].start
+    assert (gas >= 0).all()
+    assert np.median(gas[100 - r0 - 2:100 - r0 + 3, 90 - c0 - 2:90 - c0 + 3]) > 10  # ~0.05 over noise 0.003
+    assert np.median(gas[60 - r0:140 - r0, 120 - c0:122 - c0]) < 2
