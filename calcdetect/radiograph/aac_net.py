@@ -406,6 +406,20 @@ def load_default_calcium_model() -> CalciumModel | None:
     return load_calcium_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
 
 
+def _channel_note(channel: str, scale: str) -> str:
+    """What one input channel is, in the words of a model card."""
+    return {
+        "contrast": f"the strip (0.5 mm) minus its {BACKGROUND_MM:g} mm Gaussian background over "
+        + ("the quantum-noise SD" if scale == "noise" else
+           "the robust SD of that background-subtracted strip in the zone (`input_scale` background)"),
+        "tophat": f"the strip minus its grey opening with a {TOPHAT_MM:g} mm line across the wall, over the "
+        "quantum-noise SD (top-hat)",
+        "gas": f"the strip's grey closing with a {GAS_MM:g} mm square minus the strip, over the quantum-noise SD "
+        "(black top-hat: bowel gas and the gaps between bones)",
+        "depth": f"the distance in front of the anterior vertebral line / {U_SCALE_MM:.0f} mm",
+    }[channel]
+
+
 def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -> Path:
     """Write the model card ``<name>.md`` next to a calcium net's weights.
 
@@ -429,13 +443,8 @@ def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -
         f"- MONAI {cfg['arch']} via `calcdetect.nets.builders.build_net`: {cfg['spatial_dims']}-D, channels "
         f"{list(cfg['channels'])}, norm {cfg.get('norm')}, {cfg['in_channels']} input channels, "
         f"{cfg['out_channels']} output logit; {count_parameters(model.net):,} parameters",
-        f"- input (`zone_input`), channels {', '.join(model.inputs)}: the strip (0.5 mm) minus its 8 mm Gaussian "
-        "background over "
-        + ("the quantum-noise SD" if model.input_scale == "noise" else
-           "the robust SD of that background-subtracted strip in the zone (`input_scale` background)")
-        + (f"; the strip minus its grey opening with a {TOPHAT_MM:g} mm line across the wall, over the quantum-noise "
-           "SD (top-hat)" if "tophat" in model.inputs else "")
-        + f"; the distance in front of the anterior vertebral line / {U_SCALE_MM:.0f} mm",
+        f"- input (`zone_input`), channels {', '.join(model.inputs)}: "
+        + "; ".join(_channel_note(k, model.input_scale) for k in model.inputs),
         f"- operating point (safetensors metadata): threshold {model.threshold:g} on the sigmoid; deposits "
         f">= {model.min_area_mm2:g} mm2 and >= {model.min_length_mm:g} mm along the spine that do not cross it "
         "obliquely (rib edges)",

@@ -96,3 +96,15 @@ def test_the_gas_channel_marks_small_lucencies_and_not_the_wall_line():
     assert (gas >= 0).all()
     assert np.median(gas[100 - r0 - 2:100 - r0 + 3, 90 - c0 - 2:90 - c0 + 3]) > 10  # ~0.05 over noise 0.003
     assert np.median(gas[60 - r0:140 - r0, 120 - c0:122 - c0]) < 2
+
+
+def test_the_model_card_names_each_input_channel_in_order(tmp_path):
+    from calcdetect.radiograph.aac_net import write_calcium_card
+
+    config = {**TINY_CONFIG, "in_channels": 3}
+    meta = {"input_channels": '["contrast", "gas", "depth"]'}
+    path = save_calcium_model(build_calcium_net(config), config, 0.5, tmp_path / "g.safetensors", meta)
+    card = write_calcium_card(path, title="t", sections={}).read_text()
+    line = next(ln for ln in card.splitlines() if ln.startswith("- input"))
+    assert line.index("Gaussian background") < line.index("black top-hat") < line.index("anterior vertebral line")
+    assert "grey opening" not in line  # no top-hat channel in this net
