@@ -34,6 +34,7 @@ __all__ = [
     "load_model",
     "read_spec",
     "file_sha256",
+    "weights_source",
     "card_path",
     "write_model_card",
     "card_sha256",
@@ -102,6 +103,13 @@ class ModelSpec:
             patch_size=tuple(int(v) for v in d.get("patch_size", ())),
             extra={k: str(v) for k, v in d.get("extra", {}).items()},
         )
+
+
+def weights_source(path: Path) -> dict[str, str]:
+    """A weights file's name and SHA-256, for the provenance of a reading (no directory: a
+    path may name a person or a site)."""
+    path = Path(path)
+    return {"file": path.name, "sha256": file_sha256(path)}
 
 
 def file_sha256(path: Path) -> str:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,9 @@ class CalciumModel:
     input_scale: str = "noise"
     #: ``INPUT_CHANNELS`` the net takes, in order (metadata ``input_channels``).
     inputs: tuple[str, ...] = DEFAULT_INPUTS
+    #: Where the weights came from (file name and SHA-256), so that a reading in findings.json
+    #: says which net made it; empty for a net built in memory.
+    source: dict[str, str] = field(default_factory=dict)
 
     def row_logit_offsets(self, level_centre_rows: dict[str, float], n_rows: int) -> np.ndarray:
         """The logit-threshold shift per strip row for levels centred at these rows."""
@@ -355,6 +358,8 @@ def load_calcium_model(path: Path) -> CalciumModel:
         raise ValueError(f"{path}: input_scale {input_scale!r} is not one of {INPUT_SCALES}; "
                          "it was written by a newer calcdetect: update calcdetect or pick another model")
     inputs = _input_channels(meta, config, path)
+    from calcdetect.nets.weights import weights_source
+
     net.load_state_dict(load_file(str(path)))  # strict: a missing or extra member fails here
     net.eval()
     return CalciumModel(net, config, float(meta.get("threshold", 0.5)),
@@ -364,7 +369,7 @@ def load_calcium_model(path: Path) -> CalciumModel:
                         noise_ref=float(meta.get("noise_ref", 0.0)),
                         flip_average=meta.get("flip_average", "false").lower() == "true",
                         level_logit_offsets=_level_offsets(meta, path),
-                        input_scale=input_scale, inputs=inputs)
+                        input_scale=input_scale, inputs=inputs, source=weights_source(path))
 
 
 def _input_channels(meta: dict[str, str], config: dict[str, Any], path: Path) -> tuple[str, ...]:

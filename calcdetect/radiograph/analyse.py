@@ -117,6 +117,9 @@ class RadiographAnalysis:
     level_method: str
     spacing_mm: tuple[float, float]
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: What made the reading: ``{"vertebrae": ..., "calcium": ...}``, each a weights file's
+    #: name and SHA-256 or ``"rules"`` (``model_provenance``).
+    models: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable summary (for findings.json ``extra``)."""
@@ -141,6 +144,7 @@ class RadiographAnalysis:
                 float(self.calcification_mask.sum()) * self.spacing_mm[0] * self.spacing_mm[1], 1
             ),
             "warnings": list(self.warnings),
+            "models": self.models,
         }
 
 
@@ -488,6 +492,7 @@ def analyse_radiograph(
 
         vertebra_model = load_default_vertebra_model()
     check_lateral_spine(radiograph, body_part=body_part)
+    models = model_provenance(vertebra_model, calcium_model)
     spacing = tuple(float(s) for s in radiograph.pixel_spacing)  # type: ignore[union-attr]
     image = np.asarray(radiograph.array, np.float32)
     warnings = list(radiograph.warnings)
@@ -532,7 +537,7 @@ def analyse_radiograph(
         if det.anchored:
             warnings.append(f"vertebrae {', '.join(missing)} not found: AAC-24 not scored")
         return RadiographAnalysis(verts, np.zeros((0, 2)), empty, None, None, None, SEVERITY_GROUPING, (),
-                                  (), det.anterior, level_method, spacing, tuple(warnings))
+                                  (), det.anterior, level_method, spacing, tuple(warnings), models)
 
     strip = det.strip
     S = strip.image
@@ -595,7 +600,19 @@ def analyse_radiograph(
         level_method=level_method,
         spacing_mm=spacing,  # type: ignore[arg-type]
         warnings=tuple(dict.fromkeys(warnings)),
+        models=models,
     )
+
+
+def model_provenance(vertebra_model: Any, calcium_model: Any) -> dict[str, Any]:
+    """Which nets (file name and SHA-256) or rules found the vertebrae and the calcium: an
+    AAC-24 reading means little without the net that made it, and nets change between releases."""
+    def one(model: Any) -> Any:
+        if model is None:
+            return "rules"
+        return dict(getattr(model, "source", None) or {"file": "built in memory"})
+
+    return {"vertebrae": one(vertebra_model), "calcium": one(calcium_model)}
 
 
 def _level_span(levels: list[str]) -> str:

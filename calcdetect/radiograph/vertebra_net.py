@@ -31,7 +31,7 @@ network configuration and grid are in the safetensors metadata.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,8 @@ class VertebraModel:
     net: Any
     config: dict[str, Any]
     grid_mm: float = NET_MM
+    #: File name and SHA-256 of the weights (``nets.weights.weights_source``); empty when built in memory.
+    source: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,9 @@ def load_vertebra_model(path: Path) -> VertebraModel:
     net = build_vertebra_net(config)
     net.load_state_dict(load_file(str(path)))
     net.eval()
-    return VertebraModel(net, config, float(meta.get("grid_mm", NET_MM)))
+    from calcdetect.nets.weights import weights_source
+
+    return VertebraModel(net, config, float(meta.get("grid_mm", NET_MM)), source=weights_source(path))
 
 
 @lru_cache(maxsize=1)

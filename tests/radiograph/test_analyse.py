@@ -103,3 +103,22 @@ def test_no_plaque_with_the_shipped_net_stays_low(to_radiograph):
     ph = make_synthetic_lateral(3, spacing_mm=0.5, plaque_burden=0.0)
     a = analyse_radiograph(to_radiograph(ph))
     assert a.aac24["total"] <= 1 and a.severity == "low"
+
+
+def test_the_summary_names_the_nets_that_made_the_reading(lateral_left, to_radiograph):
+    """findings.json says which weights (file and SHA-256) found the vertebrae and the calcium,
+    or that the rules did: a researcher pooling readings across releases must tell them apart."""
+    import json
+
+    from calcdetect.nets.weights import file_sha256
+    from calcdetect.radiograph import aac_net, vertebra_net
+
+    rg = to_radiograph(lateral_left)
+    models = analyse_radiograph(rg).summary()["models"]
+    assert models["calcium"] == {"file": aac_net.DEFAULT_MODEL_PATH.name,
+                                 "sha256": file_sha256(aac_net.DEFAULT_MODEL_PATH)}
+    assert models["vertebrae"]["file"] == vertebra_net.DEFAULT_MODEL_PATH.name
+    assert models["vertebrae"]["sha256"] == file_sha256(vertebra_net.DEFAULT_MODEL_PATH)
+    json.dumps(models)  # goes into findings.json as it is
+    rules = analyse_radiograph(rg, calcium_model=None, vertebra_model=None).summary()["models"]
+    assert rules == {"vertebrae": "rules", "calcium": "rules"}
