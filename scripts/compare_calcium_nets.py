@@ -5,7 +5,8 @@ sessions 19-24), so a new net is only judged by its per-case difference from the
 one on shared cases, pooled over hundreds of them. This scores every named setting on
 each case of ``scripts/eval_radiograph.py``'s phantom cache, through the full pipeline
 (``analyse_radiograph``: vertebrae, zone, net, Kauppila rules), and reports per setting
-AAC-24 ICC(2,1), MAE and bias with bootstrap 95% intervals, and the paired MAE
+AAC-24 ICC(2,1), MAE and bias with bootstrap 95% intervals, the share of cases in the truth's
+severity group (low / moderate / high), and the paired MAE
 difference from the first setting with its SE and the cases won and lost.
 
 Settings::
@@ -39,6 +40,7 @@ from eval_radiograph import _agreement, _seeds, phantom_case  # noqa: E402
 from calcdetect.errors import CalcdetectError  # noqa: E402
 from calcdetect.evaluate import paired_error_difference  # noqa: E402
 from calcdetect.export.atomic import atomic_write_json  # noqa: E402
+from calcdetect.radiograph.aac import severity_group  # noqa: E402
 from calcdetect.radiograph.aac_net import (  # noqa: E402
     CalciumModel,
     MeanLogitEnsemble,
@@ -133,7 +135,10 @@ def summarise(result: dict) -> dict:
         readings = result["readings"][name]
         agreement = _agreement(list(zip(truth, readings)))
         scored = [(t, p) for t, p in zip(truth, readings) if p is not None]
-        entry = {**agreement, "bias": float(np.mean([p - t for t, p in scored])) if scored else None}
+        entry = {**agreement, "bias": float(np.mean([p - t for t, p in scored])) if scored else None,
+                 # what a reader acts on: the published group (low / moderate / high), not the total
+                 "severity_agreement": (float(np.mean([severity_group(t) == severity_group(p) for t, p in scored]))
+                                        if scored else None)}
         if name != names[0]:
             entry["paired_vs_baseline"] = paired_error_difference(truth, result["readings"][names[0]], readings)
         summary["settings"][name] = entry
@@ -163,7 +168,8 @@ def _print_summary(summary: dict) -> None:
         icc_ci = ci.get("icc21") or [float("nan")] * 2
         mae_ci = ci.get("mae") or [float("nan")] * 2
         line = (f"{name}: n {s['n']} ICC {s['icc21']:.3f} ({icc_ci[0]:.3f}-{icc_ci[1]:.3f}) "
-                f"MAE {s['mae']:.3f} ({mae_ci[0]:.2f}-{mae_ci[1]:.2f}) bias {s['bias']:+.2f}")
+                f"MAE {s['mae']:.3f} ({mae_ci[0]:.2f}-{mae_ci[1]:.2f}) bias {s['bias']:+.2f} "
+                f"group {100 * s['severity_agreement']:.1f}%")
         paired = s.get("paired_vs_baseline")
         if paired and paired["n"]:
             se = f"{paired['se']:.3f}" if paired["se"] is not None else "-"

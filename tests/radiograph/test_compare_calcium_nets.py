@@ -72,6 +72,10 @@ def test_a_stricter_threshold_never_reads_more_and_the_summary_pairs_it(syntheti
     expected = sum(abs(s - t) - abs(v - t) for s, v, t in zip(strict, v7, truth)) / len(truth)
     assert summary["baseline"] == "v7" and paired["mean"] == pytest.approx(expected)
     assert "paired_vs_baseline" not in summary["settings"]["v7"]
+    from calcdetect.radiograph.aac import severity_group
+
+    groups = [severity_group(t) == severity_group(v) for t, v in zip(truth, v7)]
+    assert summary["settings"]["v7"]["severity_agreement"] == pytest.approx(sum(groups) / len(groups))
 
 
 def test_pooling_disjoint_blocks_equals_scoring_them_together(tmp_path, synthetic_scores):
