@@ -11,7 +11,9 @@ difference from the first setting with its SE and the cases won and lost.
 
 Settings::
 
-    --net NAME=PATH[@THRESHOLD]     a calcium net file (PATH ``default``: the shipped net)
+    --net NAME=PATH[@THRESHOLD]     a calcium net file (PATH ``default``: the shipped net); without
+                                    @THRESHOLD the file's own (the trainer stamps the one its
+                                    validation cases chose, which is not the development block's)
     --ensemble NAME=A+B[+...]@THR   the mean of the logits of nets named by --net, at THR
 
 Usage::
@@ -94,7 +96,9 @@ def load_settings(nets: list[str], ensembles: list[str]) -> dict[str, CalciumMod
             raise SystemExit(f"--ensemble {text!r}: its nets take different input channels or scales; "
                              "a logit mean needs one input")
         net = MeanLogitEnsemble([m.net for m in members]).eval()
-        out[name] = dataclasses.replace(first, net=net, threshold=thr, flip_average=False)
+        files = "+".join(m.source.get("file", "built in memory") for m in members)
+        out[name] = dataclasses.replace(first, net=net, threshold=thr, flip_average=False,
+                                        source={"file": f"logit mean of {files}"})
     if not out:
         raise SystemExit("name at least one --net")
     if len(set(out)) != len(nets) + len(ensembles):

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from calcdetect.nets.weights import weights_source
 from calcdetect.radiograph.aac import across_spine
 
 __all__ = [
@@ -358,8 +359,6 @@ def load_calcium_model(path: Path) -> CalciumModel:
         raise ValueError(f"{path}: input_scale {input_scale!r} is not one of {INPUT_SCALES}; "
                          "it was written by a newer calcdetect: update calcdetect or pick another model")
     inputs = _input_channels(meta, config, path)
-    from calcdetect.nets.weights import weights_source
-
     net.load_state_dict(load_file(str(path)))  # strict: a missing or extra member fails here
     net.eval()
     return CalciumModel(net, config, float(meta.get("threshold", 0.5)),

@@ -41,6 +41,7 @@ import torch
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from calcdetect.nets.weights import weights_source
 from calcdetect.radiograph.vertebrae import SpineDetection, SpineStrip, Vertebra
 
 __all__ = [
@@ -253,8 +254,6 @@ def load_vertebra_model(path: Path) -> VertebraModel:
     net = build_vertebra_net(config)
     net.load_state_dict(load_file(str(path)))
     net.eval()
-    from calcdetect.nets.weights import weights_source
-
     return VertebraModel(net, config, float(meta.get("grid_mm", NET_MM)), source=weights_source(path))
 
 

@@ -62,6 +62,13 @@ def test_a_mean_of_a_net_with_itself_reads_as_the_net(synthetic_scores):
     assert synthetic_scores["readings"]["self"] == synthetic_scores["readings"]["v7"]
 
 
+def test_an_ensemble_names_its_members_not_its_first_file():
+    settings = cmp.load_settings(["v7=default"], ["self=v7+v7@0.5"])
+    name = DEFAULT_MODEL_PATH.name
+    assert settings["self"].source == {"file": f"logit mean of {name}+{name}"}
+    assert settings["v7"].source["file"] == name
+
+
 def test_a_stricter_threshold_never_reads_more_and_the_summary_pairs_it(synthetic_scores):
     v7, strict = synthetic_scores["readings"]["v7"], synthetic_scores["readings"]["strict"]
     assert all(s <= v for s, v in zip(strict, v7))
