@@ -65,7 +65,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from calcdetect.errors import CalcdetectError  # noqa: E402
 from calcdetect.evaluate import agreement_ci95, icc_2_1  # noqa: E402
 from calcdetect.radiograph.aac import AAC_LEVELS, score_image_mask  # noqa: E402
-from calcdetect.radiograph.analyse import ZONE_MARGIN_MM, analyse_radiograph  # noqa: E402
+from calcdetect.radiograph.aac_net import load_default_calcium_model  # noqa: E402
+from calcdetect.radiograph.analyse import ZONE_MARGIN_MM, analyse_radiograph, model_provenance  # noqa: E402
+from calcdetect.radiograph.vertebra_net import load_default_vertebra_model  # noqa: E402
 from calcdetect.types import AcquisitionInfo, Radiograph  # noqa: E402
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
@@ -565,8 +567,6 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--threshold / --min-length-mm apply to the calcium net; they have no meaning with "
                      "--calcium-model rules")
         if model == "default":
-            from calcdetect.radiograph.aac_net import load_default_calcium_model
-
             model = load_default_calcium_model()
         import dataclasses
 
@@ -582,6 +582,10 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(cases, model, vertebra_model)
     result["calcium_model"] = args.calcium_model
     result["vertebra_model"] = args.vertebra_model
+    # the files and hashes behind "default", so that a table row can be traced to its weights
+    result["models"] = model_provenance(
+        load_default_vertebra_model() if vertebra_model == "default" else vertebra_model,
+        load_default_calcium_model() if model == "default" else model)
     result["threshold"] = args.threshold if args.threshold is not None else (
         model.threshold if model not in (None, "default") else None)
     result["min_length_mm"] = model.min_length_mm if model not in (None, "default") else None

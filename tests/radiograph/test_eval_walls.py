@@ -114,3 +114,20 @@ def test_agreement_with_the_all_walls_truth_leaves_out_unscored_cases():
     assert abs(out["mae"] - 1.0) < 1e-9
     assert 0.8 < out["icc21"] < 1.0
     assert _agreement([(3, None)]) == {"n": 0, "icc21": None, "mae": None, "ci95": None}
+
+
+def test_the_evaluation_output_names_the_weights_behind_default(tmp_path):
+    """A table row must be traceable to the nets that made it: 'default' is resolved to a
+    file name and SHA-256, 'rules' stays rules."""
+    import json
+
+    import eval_radiograph
+
+    from calcdetect.nets.weights import file_sha256
+    from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH
+
+    out = tmp_path / "ev.json"
+    eval_radiograph.main(["--source", "synthetic", "--seeds", "1000", "--vertebra-model", "rules", "--out", str(out)])
+    models = json.loads(out.read_text())["models"]
+    assert models == {"vertebrae": "rules",
+                      "calcium": {"file": DEFAULT_MODEL_PATH.name, "sha256": file_sha256(DEFAULT_MODEL_PATH)}}
