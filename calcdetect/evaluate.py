@@ -129,6 +129,7 @@ __all__ = [
     "icc_2_1",
     "agreement_ci95",
     "paired_error_difference",
+    "severity_agreement",
     "aac24_group",
     "level_distance",
 ]
@@ -624,6 +625,15 @@ def paired_error_difference(truth: Sequence[float | None], base: Sequence[float 
     se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else None
     return {"n": int(d.size), "mean": float(d.mean()), "se": se,
             "better": int((d < 0).sum()), "worse": int((d > 0).sum())}
+
+
+def severity_agreement(pairs: Sequence[tuple[float | None, float | None]]) -> float | None:
+    """The share of ``(truth, reading)`` AAC-24 pairs whose reading falls in the truth's
+    severity group (``aac24_group``: low / moderate / high), over the pairs with both values."""
+    scored = [(t, p) for t, p in pairs if t is not None and p is not None]
+    if not scored:
+        return None
+    return sum(aac24_group(t) == aac24_group(p) for t, p in scored) / len(scored)
 
 
 def _rate(num: int, den: int) -> float | None:

@@ -40,9 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eval_radiograph import _agreement, _seeds, phantom_case  # noqa: E402
 
 from calcdetect.errors import CalcdetectError  # noqa: E402
-from calcdetect.evaluate import paired_error_difference  # noqa: E402
+from calcdetect.evaluate import paired_error_difference, severity_agreement  # noqa: E402
 from calcdetect.export.atomic import atomic_write_json  # noqa: E402
-from calcdetect.radiograph.aac import severity_group  # noqa: E402
 from calcdetect.radiograph.aac_net import (  # noqa: E402
     CalciumModel,
     MeanLogitEnsemble,
@@ -141,8 +140,7 @@ def summarise(result: dict) -> dict:
         scored = [(t, p) for t, p in zip(truth, readings) if p is not None]
         entry = {**agreement, "bias": float(np.mean([p - t for t, p in scored])) if scored else None,
                  # what a reader acts on: the published group (low / moderate / high), not the total
-                 "severity_agreement": (float(np.mean([severity_group(t) == severity_group(p) for t, p in scored]))
-                                        if scored else None)}
+                 "severity_agreement": severity_agreement(scored)}
         if name != names[0]:
             entry["paired_vs_baseline"] = paired_error_difference(truth, result["readings"][names[0]], readings)
         summary["settings"][name] = entry

@@ -63,7 +63,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calcdetect.errors import CalcdetectError  # noqa: E402
-from calcdetect.evaluate import agreement_ci95, icc_2_1  # noqa: E402
+from calcdetect.evaluate import agreement_ci95, icc_2_1, severity_agreement  # noqa: E402
 from calcdetect.radiograph.aac import AAC_LEVELS, score_image_mask  # noqa: E402
 from calcdetect.radiograph.aac_net import load_default_calcium_model  # noqa: E402
 from calcdetect.radiograph.analyse import ZONE_MARGIN_MM, analyse_radiograph, model_provenance  # noqa: E402
@@ -372,10 +372,8 @@ def by_dose(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def _group(total: float) -> str:
-    from calcdetect.radiograph.aac import severity_group
-
-    return severity_group(total)
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def wall_breakdown(rows: list[dict]) -> dict:
@@ -394,7 +392,7 @@ def wall_breakdown(rows: list[dict]) -> dict:
     over: dict[str, int] = {}
     under: dict[str, int] = {}
     dose: dict[str, dict[str, int]] = {}
-    agree, n_cases = 0, 0
+    n_cases = 0
     for r in rows:
         pred, truth = r.get("segments_pred"), r.get("segments_truth")
         if pred is None or truth is None:
@@ -402,7 +400,6 @@ def wall_breakdown(rows: list[dict]) -> dict:
         n_cases += 1
         for cause in r.get("false_wall_causes") or ():
             causes[cause] = causes.get(cause, 0) + 1
-        agree += _group(r["aac24_pred"]) == _group(r["aac24_truth"])
         photons = (r.get("conditions") or {}).get("photons_per_pixel")
         band = dose.setdefault(f"{photons:.0e}" if photons else "unknown",
                                {"n_cases": 0, "false_walls": 0, "missed_walls": 0, "walls": 0})
@@ -428,7 +425,9 @@ def wall_breakdown(rows: list[dict]) -> dict:
         "over": over,
         "under": under,
         "by_dose": dict(sorted(dose.items())),
-        "severity_agreement": round(agree / n_cases, 3) if n_cases else None,
+        "severity_agreement": _rounded(severity_agreement(
+            [(r["aac24_truth"], r["aac24_pred"]) for r in rows
+             if r.get("segments_pred") is not None and r.get("segments_truth") is not None])),
     }
 
 

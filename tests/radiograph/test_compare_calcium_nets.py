@@ -18,7 +18,7 @@ import eval_radiograph  # noqa: E402
 
 from mask_net import TINY_CONFIG  # noqa: E402
 
-from calcdetect.evaluate import paired_error_difference  # noqa: E402
+from calcdetect.evaluate import paired_error_difference, severity_agreement  # noqa: E402
 from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH, build_calcium_net, save_calcium_model  # noqa: E402
 
 SEEDS = [1000, 1001, 1002]
@@ -35,6 +35,12 @@ def test_paired_difference_counts_only_cases_all_sides_scored():
     assert d["se"] == pytest.approx(1.0)  # SD of (-2, 1, -2) is sqrt(3), over sqrt(3)
     with pytest.raises(ValueError, match="one value per case"):
         paired_error_difference(truth, base, other[:2])
+
+
+def test_severity_agreement_compares_groups_not_totals():
+    # 1 and 0 are both low, 5 / 6 straddle moderate / high, 12 and 20 are both high; None is left out
+    assert severity_agreement([(1, 0), (5, 6), (12, 20), (None, 3), (4, None)]) == pytest.approx(2 / 3)
+    assert severity_agreement([(None, 1)]) is None
 
 
 @pytest.fixture(scope="module")
