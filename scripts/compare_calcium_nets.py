@@ -48,7 +48,8 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
     load_calcium_model,
     load_default_calcium_model,
 )
-from calcdetect.radiograph.analyse import analyse_radiograph  # noqa: E402
+from calcdetect.radiograph.analyse import analyse_radiograph, detect_spine  # noqa: E402
+from calcdetect.radiograph.vertebra_net import load_default_vertebra_model  # noqa: E402
 from calcdetect.types import AcquisitionInfo, Radiograph  # noqa: E402
 
 
@@ -108,6 +109,7 @@ def load_settings(nets: list[str], ensembles: list[str]) -> dict[str, CalciumMod
 def score_cases(seeds: list[int], cache: Path, settings: dict[str, CalciumModel]) -> dict:
     """AAC-24 readings of every setting on every phantom case with a truth (``None``: refused)."""
     result: dict = {"seeds": [], "truth": [], "readings": {name: [] for name in settings}}
+    vertebra_model = load_default_vertebra_model()
     for seed in seeds:
         case = phantom_case(seed, cache)
         if case.get("aac24") is None:
@@ -116,10 +118,15 @@ def score_cases(seeds: list[int], cache: Path, settings: dict[str, CalciumModel]
                         view="lateral")
         result["seeds"].append(seed)
         result["truth"].append(case["aac24"])
+        # one vertebra detection serves every calcium net (the nets see the same strip)
+        try:
+            spine = detect_spine(rg.array, tuple(rg.pixel_spacing), vertebra_model)
+        except CalcdetectError:
+            spine = None
         line = []
         for name, model in settings.items():
             try:
-                a = analyse_radiograph(rg, calcium_model=model)
+                a = analyse_radiograph(rg, calcium_model=model, vertebra_model=vertebra_model, spine=spine)
                 value = a.aac24["total"] if a.aac24 is not None else None
             except CalcdetectError:
                 value = None

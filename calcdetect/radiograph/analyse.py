@@ -440,7 +440,7 @@ def _segment_area(area_rows: np.ndarray, rng: tuple[float, float]) -> float:
 
 def analyse_radiograph(
     radiograph: Radiograph, device: Device | None = None, *, body_part: str | None = None,
-    calcium_model: Any = "default", vertebra_model: Any = "default",
+    calcium_model: Any = "default", vertebra_model: Any = "default", spine: SpineDetection | None = None,
 ) -> RadiographAnalysis:
     """Find T12-L5, the aortic zone, aortic calcification and the AAC-24 score.
 
@@ -462,6 +462,10 @@ def analyse_radiograph(
         outlines and names L1-L5 when present (:func:`apply_vertebra_net`);
         ``None``: the rules' bodies and count from the sacrum only; or a model from
         :func:`calcdetect.radiograph.vertebra_net.load_vertebra_model`.
+    spine
+        The :func:`detect_spine` result of this same image with this ``vertebra_model``
+        when the caller has it: skips the detection, so that several calcium models
+        can be compared on one set of vertebrae.
 
     Returns
     -------
@@ -496,7 +500,7 @@ def analyse_radiograph(
     spacing = tuple(float(s) for s in radiograph.pixel_spacing)  # type: ignore[union-attr]
     image = np.asarray(radiograph.array, np.float32)
     warnings = list(radiograph.warnings)
-    det = detect_spine(image, spacing, vertebra_model)  # type: ignore[arg-type]
+    det = spine if spine is not None else detect_spine(image, spacing, vertebra_model)  # type: ignore[arg-type]
     warnings += list(det.warnings)
     if len(det.vertebrae) < 3:
         raise UnsupportedSeriesError(

@@ -122,3 +122,23 @@ def test_the_summary_names_the_nets_that_made_the_reading(lateral_left, to_radio
     json.dumps(models)  # goes into findings.json as it is
     rules = analyse_radiograph(rg, calcium_model=None, vertebra_model=None).summary()["models"]
     assert rules == {"vertebrae": "rules", "calcium": "rules"}
+
+
+def test_a_ready_spine_detection_gives_the_same_reading(lateral_left, to_radiograph):
+    """Comparing calcium nets on one image reuses one vertebra detection (spine=): the reading
+    must be the one analyse_radiograph makes on its own, and the given detection must be used."""
+    from dataclasses import replace
+
+    from calcdetect.radiograph.analyse import detect_spine
+    from calcdetect.radiograph.vertebra_net import load_default_vertebra_model
+
+    rg = to_radiograph(lateral_left)
+    vmodel = load_default_vertebra_model()
+    spine = detect_spine(np.asarray(rg.array, np.float32), tuple(rg.pixel_spacing), vmodel)
+    alone = analyse_radiograph(rg)
+    reused = analyse_radiograph(rg, vertebra_model=vmodel, spine=spine)
+    assert reused.aac24 == alone.aac24
+    assert [v.corners_rc for v in reused.vertebrae] == [v.corners_rc for v in alone.vertebrae]
+    # a detection without L1-L4 named is not re-detected behind the caller's back: no score
+    unnamed = replace(spine, vertebrae=tuple(replace(v, level=None) for v in spine.vertebrae))
+    assert analyse_radiograph(rg, vertebra_model=vmodel, spine=unnamed).aac24 is None
