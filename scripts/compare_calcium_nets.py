@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval_radiograph import _agreement, _seeds, phantom_case  # noqa: E402
+from eval_radiograph import CT_RECIPES, _agreement, _seeds, phantom_case  # noqa: E402
 
 from calcdetect.errors import CalcdetectError  # noqa: E402
 from calcdetect.evaluate import paired_error_difference, severity_agreement  # noqa: E402
@@ -106,12 +106,13 @@ def load_settings(nets: list[str], ensembles: list[str]) -> dict[str, CalciumMod
     return out
 
 
-def score_cases(seeds: list[int], cache: Path, settings: dict[str, CalciumModel]) -> dict:
-    """AAC-24 readings of every setting on every phantom case with a truth (``None``: refused)."""
-    result: dict = {"seeds": [], "truth": [], "readings": {name: [] for name in settings}}
+def score_cases(seeds: list[int], cache: Path, settings: dict[str, CalciumModel], ct: str = "standard") -> dict:
+    """AAC-24 readings of every setting on every phantom case with a truth (``None``: refused);
+    ``ct``: the phantoms' CT recipe (``eval_radiograph.CT_RECIPES``)."""
+    result: dict = {"seeds": [], "truth": [], "readings": {name: [] for name in settings}, "ct": ct}
     vertebra_model = load_default_vertebra_model()
     for seed in seeds:
-        case = phantom_case(seed, cache)
+        case = phantom_case(seed, cache, ct)
         if case.get("aac24") is None:
             continue
         rg = Radiograph(np.asarray(case["image"], np.float32), tuple(case["spacing"]), AcquisitionInfo("DX"),
@@ -163,7 +164,10 @@ def pool(paths: list[Path]) -> dict:
     seeds = [s for p in parts for s in p["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise SystemExit("the files share seeds; pool disjoint blocks only")
-    return {"seeds": seeds, "truth": [t for p in parts for t in p["truth"]],
+    cts = sorted({p.get("ct", "standard") for p in parts})
+    if len(cts) > 1:
+        raise SystemExit(f"the files were scored on different CT recipes ({', '.join(cts)}); pool one recipe at a time")
+    return {"seeds": seeds, "ct": cts[0], "truth": [t for p in parts for t in p["truth"]],
             "readings": {n: [v for p in parts for v in p["readings"][n]] for n in names}}
 
 
@@ -191,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", help="phantom seeds, e.g. 1500-1819 or 920-999,1100-1259")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
+    ap.add_argument("--ct", choices=tuple(CT_RECIPES), default="standard",
+                    help="the phantoms' CT recipe (eval_radiograph.CT_RECIPES; 'sharp': the realism check)")
     ap.add_argument("--net", action="append", default=[], help="NAME=PATH[@THRESHOLD]; the first is the baseline")
     ap.add_argument("--ensemble", action="append", default=[], help="NAME=A+B@THRESHOLD (nets named by --net)")
     ap.add_argument("--pool", type=Path, nargs="+", help="pool earlier --out files instead of scoring")
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        result = score_cases(_seeds(args.seeds), args.cache, load_settings(args.net, args.ensemble))
+        result = score_cases(_seeds(args.seeds), args.cache, load_settings(args.net, args.ensemble), args.ct)
         result["settings"] = {"nets": args.net, "ensembles": args.ensemble}
     result["summary"] = summarise(result)
     _print_summary(result["summary"])

@@ -50,7 +50,7 @@ def synthetic_scores(tmp_path_factory):
     settings = cmp.load_settings(
         ["v7=default", f"strict={DEFAULT_MODEL_PATH}@0.97"], ["self=v7+v7@0.5"])
     original = cmp.phantom_case
-    cmp.phantom_case = lambda seed, cache: eval_radiograph.synthetic_case(seed)
+    cmp.phantom_case = lambda seed, cache, ct: eval_radiograph.synthetic_case(seed)
     try:
         return cmp.score_cases(SEEDS, tmp_path_factory.mktemp("cache"), settings)
     finally:
@@ -103,6 +103,11 @@ def test_pooling_disjoint_blocks_equals_scoring_them_together(tmp_path, syntheti
     assert pooled["readings"] == whole["readings"] and pooled["seeds"] == whole["seeds"]
     with pytest.raises(SystemExit, match="share seeds"):
         cmp.pool([parts[0], parts[0]])
+    # a realism-check block (sharper CT clutter) is not pooled with the standard phantoms
+    sharp = json.loads(parts[1].read_text()) | {"ct": "sharp"}
+    parts[1].write_text(json.dumps(sharp))
+    with pytest.raises(SystemExit, match="different CT recipes"):
+        cmp.pool(parts)
 
 
 def test_an_ensemble_of_nets_with_different_inputs_is_refused(tmp_path):

@@ -1,0 +1,58 @@
+"""The evaluator's CT recipes (scripts/eval_radiograph.py CT_RECIPES): the realism check
+projects the same seeds from a CT with less blur, and its cases never mix with the
+standard ones that every README number comes from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+import eval_radiograph as er  # noqa: E402
+
+from calcdetect.phantoms.physics import kernel_fwhm_mm  # noqa: E402
+
+
+def test_the_sharp_recipe_blurs_less_in_every_direction():
+    std, sharp = er.CT_RECIPES["standard"], er.CT_RECIPES["sharp"]
+    assert sharp["pixel_mm"] < std["pixel_mm"] and sharp["slice_thickness_mm"] < std["slice_thickness_mm"]
+    assert kernel_fwhm_mm(str(sharp["kernel"])) < kernel_fwhm_mm(str(std["kernel"]))
+    # the same field of view, so the same anatomy is projected
+    assert sharp["matrix"] * sharp["pixel_mm"] == pytest.approx(std["matrix"] * std["pixel_mm"], rel=0.01)
+
+
+def test_an_unknown_recipe_is_refused_by_name():
+    with pytest.raises(ValueError, match="standard, sharp"):
+        er.phantom_recipe(1, "soft")
+
+
+def test_recipes_are_cached_apart(tmp_path, monkeypatch):
+    made = []
+
+    class _Projection:
+        def __init__(self, ct):
+            self.image = np.full((4, 4), float(len(made)), np.float32)
+            self.pixel_spacing_mm, self.magnification = (0.3, 0.3), 1.0
+            self.lesion_labels = np.zeros((4, 4), np.uint16)
+            self.aortic_profile_mask = np.zeros((4, 4), bool)
+            self.aac24 = self.aac24_all_walls = None
+            self.vertebrae, self.lesions = {}, []
+
+    def fake_recipe(seed, ct="standard"):
+        made.append(ct)
+        return ct, type("S", (), {"obesity_fat_mm": 0.0, "photons_per_pixel": 1e4})()
+
+    import calcdetect.phantoms.radiograph as rad
+
+    monkeypatch.setattr(er, "phantom_recipe", fake_recipe)
+    monkeypatch.setattr(rad, "generate_lateral_radiograph", lambda ct, settings: _Projection(ct))
+    a = er.phantom_case(7, tmp_path, "standard")
+    b = er.phantom_case(7, tmp_path, "sharp")
+    assert made == ["standard", "sharp"] and a["image"][0, 0] != b["image"][0, 0]
+    assert er.phantom_case(7, tmp_path, "sharp")["conditions"]["ct"] == "sharp" and len(made) == 2  # cached
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "phantom_7.json", "phantom_7.npz", "phantom_sharp_7.json", "phantom_sharp_7.npz"]
