@@ -112,7 +112,8 @@ from calcdetect.radiograph.aac_net import (  # noqa: E402
 )
 from calcdetect.radiograph.analyse import aortic_zone, detect_spine  # noqa: E402
 from calcdetect.radiograph.vertebra_net import load_default_vertebra_model  # noqa: E402
-from eval_radiograph import _seeds, aortic_lesion_mask, phantom_case  # noqa: E402
+from calcdetect.nets.weights import file_sha256  # noqa: E402
+from eval_radiograph import CT_RECIPES, _seeds, aortic_lesion_mask, phantom_case  # noqa: E402
 
 #: Radiograph phantom seeds that may be trained and tuned on: 0-99, 400-919 (the former
 #: held-out sets 400-439, 500-539, 600-639, 640-679, 680-719, 720-759, 760-799, 800-839,
@@ -179,12 +180,13 @@ def aortic_target(y: np.ndarray) -> np.ndarray:
 
 
 def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int = 8, target_walls: str = "all",
-                 scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+                 scale: str = "noise", inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False,
+                 ct: str = "standard") -> list[tuple[np.ndarray, np.ndarray]]:
     """(input (channels, H, W), target (H, W)) pairs of one cached phantom (one per noise factor);
     empty when L1-L4 were not found. ``aux_all`` (with ``target_walls="profile"``): the target also
-    codes the en-face aortic calcium (``EN_FACE_CODE``) for the auxiliary head."""
-    c = phantom_case(seed, cache)
+    codes the en-face aortic calcium (``EN_FACE_CODE``) for the auxiliary head. ``ct``: the
+    phantom's CT recipe (``eval_radiograph.CT_RECIPES``)."""
+    c = phantom_case(seed, cache, ct)
     if target_walls == "profile":
         truth = np.asarray(c["aortic_profile_mask"], bool)
         if aux_all:
@@ -200,11 +202,11 @@ def case_samples(seed: int, cache: Path, noise_aug: bool = False, divisor: int =
 
 
 def case_sample(seed: int, cache: Path, divisor: int = 8, target_walls: str = "all", scale: str = "noise",
-                inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False
+                inputs: tuple[str, ...] = DEFAULT_INPUTS, aux_all: bool = False, ct: str = "standard"
                 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The case as acquired (no added noise), or None when L1-L4 were not found."""
     out = case_samples(seed, cache, noise_aug=False, divisor=divisor, target_walls=target_walls, scale=scale,
-                       inputs=inputs, aux_all=aux_all)
+                       inputs=inputs, aux_all=aux_all, ct=ct)
     return out[0] if out else None
 
 
@@ -455,12 +457,14 @@ def _seg_loss(logit, y, weight=None):
 
 def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: int, batch: int = 8,
               seed: int = 0, hard_fraction: float = 0.0, t0: float | None = None, crop: tuple[int, int] = CROP,
-              lesion_weighting: bool = False, aux_weight: float = 0.0):
-    """Train one calcium net on zone samples: AdamW, one-cycle LR (max 3e-3), BCE (pos_weight 4)
+              lesion_weighting: bool = False, aux_weight: float = 0.0, init: dict | None = None,
+              max_lr: float = 3e-3):
+    """Train one calcium net on zone samples: AdamW, one-cycle LR (max ``max_lr``), BCE (pos_weight 4)
     + soft Dice on random crops, ``hard_fraction`` of them centred on hard negatives; with
     ``lesion_weighting`` the BCE weighs small deposits up (``lesion_weights``). With ``aux_weight``
     > 0 (a net with two output heads) head 1 learns every aortic lesion (``aortic_target``, no
-    lesion weights), its loss weighed ``aux_weight``; head 0 learns the walls in profile."""
+    lesion weights), its loss weighed ``aux_weight``; head 0 learns the walls in profile. ``init``: a
+    state dict of a net of this config to start from (fine-tuning) instead of a random draw."""
     import torch
 
     t0 = time.time() if t0 is None else t0
@@ -472,8 +476,10 @@ def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: i
         raise ValueError(f"aux_weight {aux_weight} needs a net with {heads} output head(s), "
                          f"the config has {config.get('out_channels')}")
     net = build_calcium_net(config)
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    if init is not None:
+        net.load_state_dict(init)
+    opt = torch.optim.AdamW(net.parameters(), lr=max_lr * 2 / 3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps)
     rng = np.random.default_rng(seed)
     for step in range(steps):
         b = batches(train, rng, batch, hard, hard_fraction, crop, weights)
@@ -498,14 +504,16 @@ def train_net(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: i
 
 def train_members(train: list[tuple[np.ndarray, np.ndarray]], config: dict, steps: int, batch: int, seed: int,
                   members: int, hard_fraction: float = 0.0, t0: float | None = None, crop: tuple[int, int] = CROP,
-                  lesion_weighting: bool = False, aux_weight: float = 0.0):
+                  lesion_weighting: bool = False, aux_weight: float = 0.0, init: dict | None = None,
+                  max_lr: float = 3e-3):
     """One net (``members`` 1) or a ``MeanLogitEnsemble`` of ``members`` nets trained on the same
     cases with init / batch-order seeds ``seed``, ``seed + 1``, ...; in eval mode.
 
     Why an ensemble: one run of the recipe depends on its draw; the nets' AAC-24 errors on unused
     seeds differ by more than a recipe change moves them, and the mean of their logits is steadier
     (models/radiograph_aac_v4.md)."""
-    nets = [train_net(train, config, steps, batch, seed + k, hard_fraction, t0, crop, lesion_weighting, aux_weight)
+    nets = [train_net(train, config, steps, batch, seed + k, hard_fraction, t0, crop, lesion_weighting, aux_weight,
+                      init, max_lr)
             for k in range(members)]
     for net in nets:
         net.eval()
@@ -549,6 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-aug", action="store_true",
                     help="add extra-noise copies of the higher-dose cases (see NOISE_FACTORS; off by default)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
+    ap.add_argument("--ct", choices=tuple(CT_RECIPES), default="standard",
+                    help="the CT recipe of the training and validation phantoms (eval_radiograph.CT_RECIPES)")
+    ap.add_argument("--init", type=Path, default=None, metavar="NET",
+                    help="start from this calcium net's weights (fine-tuning; its channels, inputs and heads must match)")
+    ap.add_argument("--max-lr", type=float, default=3e-3, help="peak of the one-cycle learning rate")
     ap.add_argument("--out", type=Path, default=Path("models/radiograph_aac_v0.safetensors"))
     ap.add_argument("--restamp", type=Path, default=None,
                     help="do not train: copy this model to --out with --threshold / --min-length-mm in its metadata")
@@ -602,13 +615,20 @@ def main(argv: list[str] | None = None) -> int:
     config = {**CONFIG, "channels": [int(c) for c in args.channels.split(",")], "in_channels": len(inputs),
               "out_channels": 2 if aux else 1}
     divisor = input_divisor(config)
+    init = None
+    if args.init is not None:
+        start = load_calcium_model(args.init)
+        if start.config != config or tuple(start.inputs) != inputs:
+            raise SystemExit(f"--init {args.init}: its net ({start.config}, inputs {list(start.inputs)}) differs from "
+                             f"the one asked for ({config}, inputs {list(inputs)}); give matching --channels / --inputs")
+        init = start.net.state_dict()
     crop = tuple(int(c) for c in args.crop.split(","))
     if len(crop) != 2 or any(c % divisor for c in crop):
         raise SystemExit(f"--crop {args.crop}: give rows,cols, each a multiple of {divisor} for these channels")
     train = [s for k in _seeds(args.train)
              for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls, args.input_scale, inputs,
-                                   aux)]
-    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale, inputs, aux)
+                                   aux, args.ct)]
+    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale, inputs, aux, args.ct)
                        for k in _seeds(args.val)) if s is not None]
     synth = [s for s in (synthetic_sample(k, args.input_scale, inputs) for k in _seeds(args.synthetic))
              if s is not None]
@@ -618,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.members < 1:
         raise SystemExit(f"--members {args.members}: train at least one net")
     net = train_members(train, config, args.steps, args.batch, args.seed, args.members, args.hard_negatives, t0,
-                        crop, args.lesion_weighting, args.aux_all_weight)
+                        crop, args.lesion_weighting, args.aux_all_weight, init, args.max_lr)
     # threshold: best pixel F1 on the validation cases
     probs, targets = [], []
     with torch.no_grad():
@@ -638,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
             "train_seeds": args.train, "val_seeds": args.val, "synthetic_seeds": args.synthetic, "steps": str(args.steps),
             "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives), "crop": args.crop,
             "target_walls": args.target_walls, "lesion_weighting": str(args.lesion_weighting).lower(),
-            "aux_all_weight": repr(args.aux_all_weight),
+            "aux_all_weight": repr(args.aux_all_weight), "ct_recipe": args.ct, "max_lr": repr(args.max_lr),
+            "init": f"{args.init.name} (sha256 {file_sha256(args.init)})" if args.init is not None else "random",
             "input_scale": args.input_scale, "input_channels": json.dumps(list(inputs)),
             "val_pixel_f1": f"{best[0]:.3f}", "data": "calcdetect CT phantoms projected laterally (DRR)"}
     if args.members > 1:

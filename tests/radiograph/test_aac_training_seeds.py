@@ -44,9 +44,21 @@ def test_profile_targets_leave_out_plaque_on_the_lateral_walls(monkeypatch):
                         {"id": 3, "region": "aorta", "aortic_wall": "posterior"},
                         {"id": 4, "region": "iliac"}]}
     seen = {}
-    monkeypatch.setattr(tra, "phantom_case", lambda seed, cache: case)
+    monkeypatch.setattr(tra, "phantom_case", lambda seed, cache, ct: seen.update(ct=ct) or case)
     monkeypatch.setattr(tra, "zone_samples", lambda image, spacing, truth, *a: seen.update(t=truth) or [])
     tra.case_samples(0, None, target_walls="profile")
     assert [tuple(p) for p in np.argwhere(seen.pop("t"))] == [(1, 1), (3, 3)]
+    assert seen.pop("ct") == "standard"
     tra.case_samples(0, None)
     assert [tuple(p) for p in np.argwhere(seen.pop("t"))] == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_the_ct_recipe_reaches_the_phantom_cache(monkeypatch):
+    """--ct sharp trains on the sharper-clutter phantoms, not on the standard ones of the same seed."""
+    import train_radiograph_aac as tra
+
+    asked = []
+    monkeypatch.setattr(tra, "phantom_case", lambda seed, cache, ct: asked.append(ct) or {})
+    with pytest.raises(KeyError):  # the empty case has no image: the recipe was asked for first
+        tra.case_sample(5000, None, ct="sharp")
+    assert asked == ["sharp"]
