@@ -557,8 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-aug", action="store_true",
                     help="add extra-noise copies of the higher-dose cases (see NOISE_FACTORS; off by default)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
-    ap.add_argument("--ct", choices=tuple(CT_RECIPES), default="standard",
-                    help="the CT recipe of the training and validation phantoms (eval_radiograph.CT_RECIPES)")
+    ap.add_argument("--ct", default="standard",
+                    help="the CT recipe(s) of the training and validation phantoms (eval_radiograph.CT_RECIPES); "
+                         "'standard,sharp': every seed in both (same anatomy, two amounts of blur)")
     ap.add_argument("--init", type=Path, default=None, metavar="NET",
                     help="start from this calcium net's weights (fine-tuning; its channels, inputs and heads must match)")
     ap.add_argument("--max-lr", type=float, default=3e-3, help="peak of the one-cycle learning rate")
@@ -601,6 +602,9 @@ def main(argv: list[str] | None = None) -> int:
         if not is_development_seed(s):
             raise SystemExit(f"seed {s}: train and validate on development seeds only ({DEVELOPMENT_SEEDS_TEXT}); "
                              f"120-159 and 200-239 are published reporting seeds, {HELD_OUT_SEEDS_TEXT} held out")
+    recipes = tuple(dict.fromkeys(r.strip() for r in args.ct.split(",") if r.strip()))
+    if not recipes or any(r not in CT_RECIPES for r in recipes):
+        raise SystemExit(f"--ct {args.ct}: name one or more of {', '.join(CT_RECIPES)}, comma-separated")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -625,11 +629,11 @@ def main(argv: list[str] | None = None) -> int:
     crop = tuple(int(c) for c in args.crop.split(","))
     if len(crop) != 2 or any(c % divisor for c in crop):
         raise SystemExit(f"--crop {args.crop}: give rows,cols, each a multiple of {divisor} for these channels")
-    train = [s for k in _seeds(args.train)
+    train = [s for k in _seeds(args.train) for ct in recipes
              for s in case_samples(k, args.cache, args.noise_aug, divisor, args.target_walls, args.input_scale, inputs,
-                                   aux, args.ct)]
-    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale, inputs, aux, args.ct)
-                       for k in _seeds(args.val)) if s is not None]
+                                   aux, ct)]
+    val = [s for s in (case_sample(k, args.cache, divisor, args.target_walls, args.input_scale, inputs, aux, ct)
+                       for k in _seeds(args.val) for ct in recipes) if s is not None]
     synth = [s for s in (synthetic_sample(k, args.input_scale, inputs) for k in _seeds(args.synthetic))
              if s is not None]
     train += synth
@@ -658,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_seeds": args.train, "val_seeds": args.val, "synthetic_seeds": args.synthetic, "steps": str(args.steps),
             "init_seed": str(args.seed), "hard_negative_fraction": repr(args.hard_negatives), "crop": args.crop,
             "target_walls": args.target_walls, "lesion_weighting": str(args.lesion_weighting).lower(),
-            "aux_all_weight": repr(args.aux_all_weight), "ct_recipe": args.ct, "max_lr": repr(args.max_lr),
+            "aux_all_weight": repr(args.aux_all_weight), "ct_recipe": ",".join(recipes), "max_lr": repr(args.max_lr),
             "init": f"{args.init.name} (sha256 {file_sha256(args.init)})" if args.init is not None else "random",
             "input_scale": args.input_scale, "input_channels": json.dumps(list(inputs)),
             "val_pixel_f1": f"{best[0]:.3f}", "data": "calcdetect CT phantoms projected laterally (DRR)"}

@@ -54,3 +54,33 @@ def test_a_start_net_of_another_shape_is_refused_before_loading_phantoms(tmp_pat
         tra.main(["--train", "0", "--val", "1", "--channels", "32,64,128", "--init", str(small),
                   "--cache", str(tmp_path / "empty"), "--out", str(tmp_path / "out.safetensors")])
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_an_unknown_ct_recipe_stops_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match="standard, sharp"):
+        tra.main(["--train", "0", "--val", "1", "--ct", "standard,soft", "--cache", str(tmp_path / "empty"),
+                  "--out", str(tmp_path / "out.safetensors")])
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_two_recipes_train_every_seed_in_both(tmp_path, monkeypatch):
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def record(seed, cache, *args, **kwargs):
+        asked.append((seed, kwargs["ct"] if "ct" in kwargs else args[-1]))
+        return []
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(tra, "case_samples", record)
+    monkeypatch.setattr(tra, "synthetic_sample", lambda *a: None)
+    monkeypatch.setattr(tra, "train_members", stop)
+    with pytest.raises(Stop):
+        tra.main(["--train", "0,1", "--val", "2", "--ct", "standard,sharp", "--cache", str(tmp_path),
+                  "--out", str(tmp_path / "out.safetensors")])
+    assert asked[:4] == [(0, "standard"), (0, "sharp"), (1, "standard"), (1, "sharp")]
+    assert sorted(asked[4:]) == [(2, "sharp"), (2, "standard")]  # validation in both too
