@@ -567,7 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         analyse_module.WALL_SPLIT_GAP_MM = args.wall_split_gap_mm
     cases = []
     for seed in _seeds(args.seeds):
-        cases.append((seed, phantom_case(seed, args.cache, args.ct) if args.source == "phantom" else synthetic_case(seed)))
+        case = phantom_case(seed, args.cache, args.ct) if args.source == "phantom" else synthetic_case(seed)
+        cases.append((seed, case))
     if args.presentation == "equalised":
         cases = [(seed, {**case, "image": presented(case)}) for seed, case in cases]
     model = args.calcium_model

@@ -561,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the CT recipe(s) of the training and validation phantoms (eval_radiograph.CT_RECIPES); "
                          "'standard,sharp': every seed in both (same anatomy, two amounts of blur)")
     ap.add_argument("--init", type=Path, default=None, metavar="NET",
-                    help="start from this calcium net's weights (fine-tuning; its channels, inputs and heads must match)")
+                    help="start from this calcium net's weights (fine-tuning; its channels, inputs and heads "
+                         "must match)")
     ap.add_argument("--max-lr", type=float, default=3e-3, help="peak of the one-cycle learning rate")
     ap.add_argument("--out", type=Path, default=Path("models/radiograph_aac_v0.safetensors"))
     ap.add_argument("--restamp", type=Path, default=None,
@@ -623,8 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.init is not None:
         start = load_calcium_model(args.init)
         if start.config != config or tuple(start.inputs) != inputs:
-            raise SystemExit(f"--init {args.init}: its net ({start.config}, inputs {list(start.inputs)}) differs from "
-                             f"the one asked for ({config}, inputs {list(inputs)}); give matching --channels / --inputs")
+            raise SystemExit(f"--init {args.init}: its net ({start.config}, inputs {list(start.inputs)}) differs "
+                             f"from the one asked for ({config}, inputs {list(inputs)}); give matching --channels / "
+                             "--inputs")
         init = start.net.state_dict()
     crop = tuple(int(c) for c in args.crop.split(","))
     if len(crop) != 2 or any(c % divisor for c in crop):
