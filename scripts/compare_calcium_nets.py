@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", help="phantom seeds, e.g. 1500-1819 or 920-999,1100-1259")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
     ap.add_argument("--ct", choices=tuple(CT_RECIPES), default="standard",
-                    help="the phantoms' CT recipe (eval_radiograph.CT_RECIPES; 'sharp': the realism check)")
+                    help="the phantoms' CT recipe (eval_radiograph.CT_RECIPES; 'sharp', 'film': the realism checks)")
     ap.add_argument("--net", action="append", default=[], help="NAME=PATH[@THRESHOLD]; the first is the baseline")
     ap.add_argument("--ensemble", action="append", default=[], help="NAME=A+B@THRESHOLD (nets named by --net)")
     ap.add_argument("--pool", type=Path, nargs="+", help="pool earlier --out files instead of scoring")

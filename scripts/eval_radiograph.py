@@ -96,25 +96,36 @@ CACHE_VERSION = 5
 #: re-sharpens only the calcium (``calcdetect.phantoms.radiograph._calcium_correction``), so in
 #: ``standard`` the bowel gas, faeces and bone edges around it carry the CT's blur (1 mm voxels,
 #: B30f ~1.0 mm, 1.5 mm slices) that a real radiograph does not have. Same seeds, same anatomy
-#: and lesions; ~3x the generation time.
+#: and lesions; ~3x the generation time. ``film``: ``sharp`` with the anatomy painted at 0.25 mm
+#: in z and 128 divergent slabs, so tilted endplates neither step slice by slice nor show one
+#: contour per slab (both artefacts are in ``standard`` and ``sharp``); ~8x the generation time.
 CT_RECIPES: dict[str, dict[str, object]] = {
     "standard": {"matrix": 400, "pixel_mm": 1.0, "slice_thickness_mm": 1.5, "kernel": "B30f"},
     "sharp": {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel": "B70f"},
+    # 'sharp' without the projection's two artefacts: endplates stepping slice by slice
+    # (anatomy painted at 0.25 mm in z) and one contour per divergent slab (128 slabs).
+    "film": {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel": "B70f",
+             "anatomy_dz_mm": 0.25, "divergent_groups": 128},
 }
+# Recipe keys that set the projection, not the CT phantom.
+_RADIOGRAPH_KEYS = ("divergent_groups",)
 
 
 def phantom_recipe(seed: int, ct: str = "standard"):
     """The CT phantom and the radiograph settings of one evaluation seed (plaque burden,
-    dose, magnification and obesity drawn from the seed; the CT grid from ``CT_RECIPES[ct]``)."""
+    dose, magnification and obesity drawn from the seed; the CT grid, and for 'film'
+    the divergent slabs, from ``CT_RECIPES[ct]``)."""
     from calcdetect.phantoms.ct import CTPhantomSettings, generate_ct_phantom
     from calcdetect.phantoms.radiograph import RadiographSettings
 
     if ct not in CT_RECIPES:
         raise ValueError(f"unknown CT recipe {ct!r}; use one of {', '.join(CT_RECIPES)}")
+    recipe = dict(CT_RECIPES[ct])
+    projection = {k: recipe.pop(k) for k in _RADIOGRAPH_KEYS if k in recipe}
     rng = np.random.default_rng([seed, 6])
     ct_phantom = generate_ct_phantom(
         CTPhantomSettings(seed=seed, fov=("T11", "FH"), noise_sigma_hu=0.0, plaque_burden=float(rng.uniform(0, 1)),
-                          **CT_RECIPES[ct])  # type: ignore[arg-type]
+                          **recipe)  # type: ignore[arg-type]
     )
     settings = RadiographSettings(
         seed=seed,
@@ -122,6 +133,7 @@ def phantom_recipe(seed: int, ct: str = "standard"):
         photons_per_pixel=float(rng.choice([1e4, 3e4, 1e5])),
         midplane_to_detector_mm=float(rng.uniform(100, 250)),
         obesity_fat_mm=float(rng.choice([0.0, 0.0, 40.0, 100.0])),
+        **projection,  # type: ignore[arg-type]
     )
     return ct_phantom, settings
 
@@ -543,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="100-119", help="e.g. 100-119 or 1,5,9 (held out from development)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
     ap.add_argument("--ct", choices=tuple(CT_RECIPES), default="standard",
-                    help="the CT phantoms projected ('sharp': a realism check with less CT blur on the clutter)")
+                    help="the CT phantoms projected ('sharp': a realism check with less CT blur on the clutter; "
+                         "'film': sharp, without stepped endplates)")
     ap.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
     ap.add_argument("--presentation", choices=("log", "equalised"), default="log",
                     help="analyse the raw log-attenuation image or the equalised one a DX file stores")

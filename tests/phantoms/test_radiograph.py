@@ -84,6 +84,30 @@ def test_detector_sees_cube_line_integral_and_magnification(groups):
     assert rg.magnification == pytest.approx(1150.0 / 1000.0)
 
 
+def _plate_band(groups: int) -> np.ndarray:
+    """Detector column through a thin plate 300 mm wide along the beam, 60 mm above the central ray."""
+    spacing = (0.5, 1.0, 1.0)
+    hu = np.full((400, 40, 300), -1000.0, np.float32)
+    hu[320, 10:30, :] = 1000.0  # one 0.5 mm slice: an endplate seen edge-on
+    ph = SimpleNamespace(hu=hu, affine=_affine(spacing, origin=(-150.0, -20.0, -100.0)), spacing=spacing,
+                         anatomy_labels=None, lesion_labels=None, lesions=[])
+    s = RadiographSettings(photons_per_pixel=None, blur_fwhm_mm=0.0, divergent_groups=groups,
+                           detector_pixel_mm=0.2, scatter_per_attenuation=0.0)
+    img = generate_lateral_radiograph(ph, s).image
+    return img[:, img.shape[1] // 2]
+
+
+def test_many_divergent_slabs_draw_a_wide_plate_as_one_band_not_one_line_per_slab():
+    # The near side of the plate is magnified more than the far side, so a divergent beam
+    # spreads it over a band of rows. Eight slabs draw that band as eight separate lines
+    # (the doubled endplates of the 'standard' and 'sharp' evaluation phantoms); 128 fill it.
+    for groups, gaps in ((8, True), (128, False)):
+        col = _plate_band(groups)
+        lit = np.nonzero(col > 0.02 * col.max())[0]
+        assert lit.size and lit[-1] - lit[0] > 10  # a band, not a line: rows from both ends of the plate
+        assert bool(np.any(col[lit[0]:lit[-1] + 1] < 0.02 * col.max())) == gaps
+
+
 def test_noise_and_blur_change_the_image_but_keep_the_mean():
     ph = _cube_phantom()
     clean = generate_lateral_radiograph(ph, RadiographSettings(photons_per_pixel=None, detector_pixel_mm=0.5))

@@ -56,3 +56,20 @@ def test_recipes_are_cached_apart(tmp_path, monkeypatch):
     assert er.phantom_case(7, tmp_path, "sharp")["conditions"]["ct"] == "sharp" and len(made) == 2  # cached
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "phantom_7.json", "phantom_7.npz", "phantom_sharp_7.json", "phantom_sharp_7.npz"]
+
+
+def test_the_film_recipe_paints_finer_and_projects_with_many_slabs(monkeypatch):
+    import calcdetect.phantoms.ct as ctm
+
+    seen = {}
+    monkeypatch.setattr(ctm, "generate_ct_phantom", lambda s: seen.setdefault("ct", s))
+    _, film = er.phantom_recipe(3, "film")
+    _, sharp = er.phantom_recipe(3, "sharp")
+    ct = seen["ct"]
+    # the sharp CT grid, with the anatomy painted at 0.25 mm in z ...
+    assert (ct.matrix, ct.pixel_mm, ct.slice_thickness_mm, ct.kernel) == (572, 0.7, 1.0, "B70f")
+    assert ct.anatomy_dz_mm == 0.25
+    # ... projected with 128 divergent slabs; dose and geometry are the seed's, as in every recipe
+    assert film.divergent_groups == 128 and sharp.divergent_groups < film.divergent_groups
+    assert (film.photons_per_pixel, film.midplane_to_detector_mm) == (sharp.photons_per_pixel,
+                                                                     sharp.midplane_to_detector_mm)
