@@ -98,7 +98,7 @@ CACHE_VERSION = 5
 #: B30f ~1.0 mm, 1.5 mm slices) that a real radiograph does not have. Same seeds, same anatomy
 #: and lesions; ~3x the generation time. ``film``: ``sharp`` with the anatomy painted at 0.25 mm
 #: in z and 128 divergent slabs, so tilted endplates neither step slice by slice nor show one
-#: contour per slab (both artefacts are in ``standard`` and ``sharp``); ~8x the generation time.
+#: contour per slab (both artefacts are in ``standard`` and ``sharp``); ~4x the generation time.
 CT_RECIPES: dict[str, dict[str, object]] = {
     "standard": {"matrix": 400, "pixel_mm": 1.0, "slice_thickness_mm": 1.5, "kernel": "B30f"},
     "sharp": {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel": "B70f"},
