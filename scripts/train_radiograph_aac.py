@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
     ap.add_argument("--ct", default="standard",
                     help="the CT recipe(s) of the training and validation phantoms (eval_radiograph.CT_RECIPES); "
-                         "'standard,sharp': every seed in both (same anatomy, two amounts of blur)")
+                         "'standard,sharp,film': every seed in each (same anatomy, rendered three ways)")
     ap.add_argument("--init", type=Path, default=None, metavar="NET",
                     help="start from this calcium net's weights (fine-tuning; its channels, inputs and heads "
                          "must match)")
