@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/calcdetect_eval_radiograph"))
     ap.add_argument("--ct", choices=tuple(CT_RECIPES), default="standard",
                     help="the CT phantoms projected ('sharp': a realism check with less CT blur on the clutter; "
-                         "'film': sharp, without stepped endplates)")
+                         "'film': sharp, without stepped or doubled endplates)")
     ap.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
     ap.add_argument("--presentation", choices=("log", "equalised"), default="log",
                     help="analyse the raw log-attenuation image or the equalised one a DX file stores")
