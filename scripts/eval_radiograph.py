@@ -56,6 +56,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,16 @@ def _seeds(text: str) -> list[int]:
 CACHE_VERSION = 5
 
 
-#: The CT phantoms the radiographs are projected from. ``standard``: every number in the README.
+@dataclass(frozen=True)
+class PhantomRecipe:
+    """How an evaluation seed's phantom is rendered: ``CTPhantomSettings`` fields (``ct``) and
+    ``RadiographSettings`` fields (``radiograph``) on top of the seed's own dose and geometry."""
+
+    ct: Mapping[str, object]
+    radiograph: Mapping[str, object] = field(default_factory=dict)
+
+
+#: How the evaluation radiographs are rendered. ``standard``: every number in the README.
 #: ``sharp``: finer voxels, thinner slices and a bone kernel, for a realism check: the DRR
 #: re-sharpens only the calcium (``calcdetect.phantoms.radiograph._calcium_correction``), so in
 #: ``standard`` the bowel gas, faeces and bone edges around it carry the CT's blur (1 mm voxels,
@@ -99,16 +110,12 @@ CACHE_VERSION = 5
 #: and lesions; ~3x the generation time. ``film``: ``sharp`` with the anatomy painted at 0.25 mm
 #: in z and 128 divergent slabs, so tilted endplates neither step slice by slice nor show one
 #: contour per slab (both artefacts are in ``standard`` and ``sharp``); ~4x the generation time.
-CT_RECIPES: dict[str, dict[str, object]] = {
-    "standard": {"matrix": 400, "pixel_mm": 1.0, "slice_thickness_mm": 1.5, "kernel": "B30f"},
-    "sharp": {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel": "B70f"},
-    # 'sharp' without the projection's two artefacts: endplates stepping slice by slice
-    # (anatomy painted at 0.25 mm in z) and one contour per divergent slab (128 slabs).
-    "film": {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel": "B70f",
-             "anatomy_dz_mm": 0.25, "divergent_groups": 128},
+_SHARP_CT = {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel": "B70f"}
+CT_RECIPES: dict[str, PhantomRecipe] = {
+    "standard": PhantomRecipe({"matrix": 400, "pixel_mm": 1.0, "slice_thickness_mm": 1.5, "kernel": "B30f"}),
+    "sharp": PhantomRecipe(_SHARP_CT),
+    "film": PhantomRecipe({**_SHARP_CT, "anatomy_dz_mm": 0.25}, {"divergent_groups": 128}),
 }
-# Recipe keys that set the projection, not the CT phantom.
-_RADIOGRAPH_KEYS = ("divergent_groups",)
 
 
 def phantom_recipe(seed: int, ct: str = "standard"):
@@ -120,12 +127,11 @@ def phantom_recipe(seed: int, ct: str = "standard"):
 
     if ct not in CT_RECIPES:
         raise ValueError(f"unknown CT recipe {ct!r}; use one of {', '.join(CT_RECIPES)}")
-    recipe = dict(CT_RECIPES[ct])
-    projection = {k: recipe.pop(k) for k in _RADIOGRAPH_KEYS if k in recipe}
+    recipe = CT_RECIPES[ct]
     rng = np.random.default_rng([seed, 6])
     ct_phantom = generate_ct_phantom(
         CTPhantomSettings(seed=seed, fov=("T11", "FH"), noise_sigma_hu=0.0, plaque_burden=float(rng.uniform(0, 1)),
-                          **recipe)  # type: ignore[arg-type]
+                          **recipe.ct)  # type: ignore[arg-type]
     )
     settings = RadiographSettings(
         seed=seed,
@@ -133,7 +139,7 @@ def phantom_recipe(seed: int, ct: str = "standard"):
         photons_per_pixel=float(rng.choice([1e4, 3e4, 1e5])),
         midplane_to_detector_mm=float(rng.uniform(100, 250)),
         obesity_fat_mm=float(rng.choice([0.0, 0.0, 40.0, 100.0])),
-        **projection,  # type: ignore[arg-type]
+        **recipe.radiograph,  # type: ignore[arg-type]
     )
     return ct_phantom, settings
 

@@ -18,7 +18,7 @@ from calcdetect.phantoms.physics import kernel_fwhm_mm  # noqa: E402
 
 
 def test_the_sharp_recipe_blurs_less_in_every_direction():
-    std, sharp = er.CT_RECIPES["standard"], er.CT_RECIPES["sharp"]
+    std, sharp = er.CT_RECIPES["standard"].ct, er.CT_RECIPES["sharp"].ct
     assert sharp["pixel_mm"] < std["pixel_mm"] and sharp["slice_thickness_mm"] < std["slice_thickness_mm"]
     assert kernel_fwhm_mm(str(sharp["kernel"])) < kernel_fwhm_mm(str(std["kernel"]))
     # the same field of view, so the same anatomy is projected
