@@ -19,7 +19,7 @@ Settings::
 Usage::
 
     .venv/bin/python scripts/compare_calcium_nets.py --seeds 1500-1819 --cache CACHE \\
-        --net v7=default --net gas=/tmp/aac_gas.safetensors --out /tmp/cmp_1500.json
+        --net v8=default --net gas=/tmp/aac_gas.safetensors --out /tmp/cmp_1500.json
     # blocks run apart (one per core) are pooled afterwards; settings are matched by name:
     .venv/bin/python scripts/compare_calcium_nets.py --pool /tmp/cmp_1500.json /tmp/cmp_920.json
 """
@@ -69,7 +69,7 @@ def _split_threshold(text: str, what: str) -> tuple[str, float | None]:
 def _name_value(text: str, what: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name or not value:
-        raise SystemExit(f"{what} {text!r}: write NAME=VALUE, e.g. v7=default")
+        raise SystemExit(f"{what} {text!r}: write NAME=VALUE, e.g. v8=default")
     return name, value
 
 

@@ -11,7 +11,7 @@ Public surface::
 
 Vertebrae and levels are found by rules (:mod:`calcdetect.radiograph.vertebrae`);
 aortic calcium by a small 2-D net trained on projected phantoms
-(:mod:`calcdetect.radiograph.aac_net`, ``models/radiograph_aac_v7``) with the rule
+(:mod:`calcdetect.radiograph.aac_net`, ``models/radiograph_aac_v8``) with the rule
 detector (:mod:`calcdetect.radiograph.aac`) as the fallback. It runs on the CPU in
 about a second.
 """

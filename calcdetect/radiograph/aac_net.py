@@ -16,11 +16,12 @@ around gas); and the distance in front of the anterior vertebral line
 (``u / 40 mm``), because the walls lie at typical distances from the spine. Output: one logit per pixel (calcified
 aortic wall). Architecture: MONAI ``UNet`` built by :func:`calcdetect.nets.builders.build_net`.
 
-Weights: ``models/radiograph_aac_v7.safetensors`` with its model card
+Weights: ``models/radiograph_aac_v8.safetensors`` with its model card
 (``.md``): taught the aortic calcium of the walls a lateral view sees in profile, which
-the AAC-24 truth grades (``--target-walls profile``), channels 32-64-128, on 630 phantoms with
+the AAC-24 truth grades (``--target-walls profile``), channels 32-64-128, with
 small deposits weighed up in the loss (``--lesion-weighting``) and the top-hat channel
-(``--inputs contrast,tophat,depth``); the network
+(``--inputs contrast,tophat,depth``); v7 (630 phantoms) fine-tuned on 300 phantoms each rendered three
+ways (``--ct standard,sharp,film``), so that it does not lean on how the phantoms draw the clutter; the network
 configuration, threshold and training facts are in the safetensors metadata. Loaded offline with ``safetensors`` (no pickle). A weights
 file may also hold several nets of one architecture (:class:`MeanLogitEnsemble`,
 metadata ``ensemble_members``); the loader rebuilds them and the detector thresholds
@@ -63,7 +64,7 @@ __all__ = [
     "write_calcium_card",
 ]
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v7.safetensors"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "radiograph_aac_v8.safetensors"
 U_SCALE_MM = 40.0  # the position channel is the distance in front of the spine over this
 BACKGROUND_MM = 8.0
 DIVISOR = 8  # input sizes are padded to a multiple of this (the UNet downsamples by 2 twice; 8 leaves room)
@@ -406,7 +407,7 @@ def _level_offsets(meta: dict[str, str], path: Path) -> tuple[tuple[str, float],
 
 @lru_cache(maxsize=1)
 def load_default_calcium_model() -> CalciumModel | None:
-    """The shipped model, or ``None`` when ``models/radiograph_aac_v7.safetensors`` is absent."""
+    """The shipped model, or ``None`` when ``models/radiograph_aac_v8.safetensors`` is absent."""
     return load_calcium_model(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.exists() else None
 
 

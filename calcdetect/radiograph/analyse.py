@@ -454,7 +454,7 @@ def analyse_radiograph(
     body_part
         DICOM BodyPartExamined when the caller has it (see :func:`check_lateral_spine`).
     calcium_model
-        ``"default"``: the shipped aortic-calcium net (``models/radiograph_aac_v7``)
+        ``"default"``: the shipped aortic-calcium net (``models/radiograph_aac_v8``)
         when present, else the rule detector; ``None``: rules only; or a model
         from :func:`calcdetect.radiograph.aac_net.load_calcium_model`.
     vertebra_model

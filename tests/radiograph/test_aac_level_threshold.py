@@ -100,17 +100,17 @@ def test_v4_is_v3_net_read_at_one_threshold_on_every_level():
 
 
 def test_shipped_model_is_taught_the_walls_the_truth_grades():
-    """The default calcium net (v7) was trained on the aortic calcium of the walls in profile
-    (the AAC-24 truth since session 18) with small deposits weighed up, on development seeds only,
-    with its operating point chosen on development seeds it was not trained on; it takes the
-    top-hat channel its input metadata names."""
+    """The default calcium net (v8, v7 fine-tuned) was trained on the aortic calcium of the walls in
+    profile (the AAC-24 truth since session 18) with small deposits weighed up, on development seeds
+    only, with its operating point (v7's) chosen on development seeds it was not trained on; it takes
+    the top-hat channel its input metadata names."""
     from safetensors import safe_open
 
     from calcdetect.radiograph.aac_net import DEFAULT_MODEL_PATH, load_default_calcium_model
 
     if not DEFAULT_MODEL_PATH.exists():
         pytest.skip("shipped calcium model absent")
-    assert DEFAULT_MODEL_PATH.name == "radiograph_aac_v7.safetensors"
+    assert DEFAULT_MODEL_PATH.name == "radiograph_aac_v8.safetensors"
     with safe_open(str(DEFAULT_MODEL_PATH), framework="pt") as f:
         meta = f.metadata()
     assert meta["target_walls"] == "profile"

@@ -48,7 +48,7 @@ def synthetic_scores(tmp_path_factory):
     """The shipped net, the same file at a stricter threshold, and the net's logit mean with
     itself, on synthetic drawings (the evaluator's --source synthetic cases)."""
     settings = cmp.load_settings(
-        ["v7=default", f"strict={DEFAULT_MODEL_PATH}@0.97"], ["self=v7+v7@0.5"])
+        ["v8=default", f"strict={DEFAULT_MODEL_PATH}@0.97"], ["self=v8+v8@0.5"])
     original = cmp.phantom_case
     cmp.phantom_case = lambda seed, cache, ct: eval_radiograph.synthetic_case(seed)
     try:
@@ -60,35 +60,35 @@ def synthetic_scores(tmp_path_factory):
 def test_readings_are_the_evaluators(synthetic_scores):
     cases = [(s, eval_radiograph.synthetic_case(s)) for s in SEEDS]
     official = eval_radiograph.evaluate(cases)
-    assert synthetic_scores["readings"]["v7"] == [r["aac24_pred"] for r in official["cases"]]
+    assert synthetic_scores["readings"]["v8"] == [r["aac24_pred"] for r in official["cases"]]
     assert synthetic_scores["truth"] == [r["aac24_truth"] for r in official["cases"]]
 
 
 def test_a_mean_of_a_net_with_itself_reads_as_the_net(synthetic_scores):
-    assert synthetic_scores["readings"]["self"] == synthetic_scores["readings"]["v7"]
+    assert synthetic_scores["readings"]["self"] == synthetic_scores["readings"]["v8"]
 
 
 def test_an_ensemble_names_its_members_not_its_first_file():
-    settings = cmp.load_settings(["v7=default"], ["self=v7+v7@0.5"])
+    settings = cmp.load_settings(["v8=default"], ["self=v8+v8@0.5"])
     name = DEFAULT_MODEL_PATH.name
     assert settings["self"].source == {"file": f"logit mean of {name}+{name}"}
-    assert settings["v7"].source["file"] == name
+    assert settings["v8"].source["file"] == name
 
 
 def test_a_stricter_threshold_never_reads_more_and_the_summary_pairs_it(synthetic_scores):
-    v7, strict = synthetic_scores["readings"]["v7"], synthetic_scores["readings"]["strict"]
-    assert all(s <= v for s, v in zip(strict, v7))
-    assert strict != v7  # 0.97 drops some wall the shipped 0.5 keeps
+    v8, strict = synthetic_scores["readings"]["v8"], synthetic_scores["readings"]["strict"]
+    assert all(s <= v for s, v in zip(strict, v8))
+    assert strict != v8  # 0.97 drops some wall the shipped 0.5 keeps
     summary = cmp.summarise(synthetic_scores)
     paired = summary["settings"]["strict"]["paired_vs_baseline"]
     truth = synthetic_scores["truth"]
-    expected = sum(abs(s - t) - abs(v - t) for s, v, t in zip(strict, v7, truth)) / len(truth)
-    assert summary["baseline"] == "v7" and paired["mean"] == pytest.approx(expected)
-    assert "paired_vs_baseline" not in summary["settings"]["v7"]
+    expected = sum(abs(s - t) - abs(v - t) for s, v, t in zip(strict, v8, truth)) / len(truth)
+    assert summary["baseline"] == "v8" and paired["mean"] == pytest.approx(expected)
+    assert "paired_vs_baseline" not in summary["settings"]["v8"]
     from calcdetect.radiograph.aac import severity_group
 
-    groups = [severity_group(t) == severity_group(v) for t, v in zip(truth, v7)]
-    assert summary["settings"]["v7"]["severity_agreement"] == pytest.approx(sum(groups) / len(groups))
+    groups = [severity_group(t) == severity_group(v) for t, v in zip(truth, v8)]
+    assert summary["settings"]["v8"]["severity_agreement"] == pytest.approx(sum(groups) / len(groups))
 
 
 def test_pooling_disjoint_blocks_equals_scoring_them_together(tmp_path, synthetic_scores):
@@ -111,11 +111,11 @@ def test_pooling_disjoint_blocks_equals_scoring_them_together(tmp_path, syntheti
 
 
 def test_an_ensemble_of_nets_with_different_inputs_is_refused(tmp_path):
-    config = TINY_CONFIG  # contrast and depth, where v7 takes contrast, top-hat and depth
+    config = TINY_CONFIG  # contrast and depth, where the shipped net takes contrast, top-hat and depth
     small = save_calcium_model(build_calcium_net(config), config, 0.5, tmp_path / "two.safetensors")
     with pytest.raises(SystemExit, match="different input channels"):
-        cmp.load_settings(["v7=default", f"two={small}"], ["mix=v7+two@0.5"])
+        cmp.load_settings(["v8=default", f"two={small}"], ["mix=v8+two@0.5"])
     with pytest.raises(SystemExit, match="threshold of the mean logit"):
-        cmp.load_settings(["v7=default"], ["mix=v7+v7"])
+        cmp.load_settings(["v8=default"], ["mix=v8+v8"])
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         cmp.load_settings(["default"], [])
