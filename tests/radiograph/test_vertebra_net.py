@@ -252,6 +252,11 @@ def test_a_real_chest_ct_projected_laterally_gets_no_lumbar_names():
     analysis = analyse_radiograph(rg)
     assert analysis.aac24 is None and all(v.level is None for v in analysis.vertebrae)
     assert key.startswith("s") and "philips" not in key.lower()
+    # the rules' outlines are bodies, not crossed quadrilaterals: each endplate pair stays apart at the
+    # front and at the back (the L5 fallback once drew one whose endplates crossed, session 28)
+    for v in analysis.vertebrae:
+        (sup_ant, sup_post, inf_post, inf_ant) = v.corners_rc
+        assert inf_ant[0] > sup_ant[0] and inf_post[0] > sup_post[0]
 
 
 def test_an_image_without_a_spine_gets_no_bodies():
