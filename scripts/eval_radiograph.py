@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calcdetect.errors import CalcdetectError  # noqa: E402
 from calcdetect.evaluate import agreement_ci95, icc_2_1, severity_agreement  # noqa: E402
+from calcdetect.phantoms.radiograph import FILM_DIVERGENT_GROUPS  # noqa: E402
 from calcdetect.radiograph.aac import AAC_LEVELS, score_image_mask  # noqa: E402
 from calcdetect.radiograph.aac_net import load_default_calcium_model  # noqa: E402
 from calcdetect.radiograph.analyse import ZONE_MARGIN_MM, analyse_radiograph, model_provenance  # noqa: E402
@@ -102,7 +103,7 @@ class PhantomRecipe:
     radiograph: Mapping[str, object] = field(default_factory=dict)
 
 
-#: How the evaluation radiographs are rendered. ``standard``: every number in the README.
+#: How the evaluation radiographs are rendered. ``standard``: the README's numbers up to session 27.
 #: ``sharp``: finer voxels, thinner slices and a bone kernel, for a realism check: the DRR
 #: re-sharpens only the calcium (``calcdetect.phantoms.radiograph._calcium_correction``), so in
 #: ``standard`` the bowel gas, faeces and bone edges around it carry the CT's blur (1 mm voxels,
@@ -114,7 +115,7 @@ _SHARP_CT = {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel"
 CT_RECIPES: dict[str, PhantomRecipe] = {
     "standard": PhantomRecipe({"matrix": 400, "pixel_mm": 1.0, "slice_thickness_mm": 1.5, "kernel": "B30f"}),
     "sharp": PhantomRecipe(_SHARP_CT),
-    "film": PhantomRecipe({**_SHARP_CT, "anatomy_dz_mm": 0.25}, {"divergent_groups": 128}),
+    "film": PhantomRecipe({**_SHARP_CT, "anatomy_dz_mm": 0.25}, {"divergent_groups": FILM_DIVERGENT_GROUPS}),
 }
 
 

@@ -28,15 +28,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calcdetect import io  # noqa: E402
-from calcdetect.phantoms.radiograph import RadiographSettings, generate_lateral_radiograph  # noqa: E402
+from calcdetect.phantoms.radiograph import (  # noqa: E402
+    FILM_DIVERGENT_GROUPS,
+    RadiographSettings,
+    generate_lateral_radiograph,
+)
 from calcdetect.radiograph import analyse_radiograph, write_radiograph_overlay  # noqa: E402
 from calcdetect.types import AcquisitionInfo, Radiograph  # noqa: E402
 
 
-def project(folder: Path, seed: int = 0, divergent_groups: int = 128) -> tuple[Radiograph, str]:
+def project(folder: Path, seed: int = 0, divergent_groups: int = FILM_DIVERGENT_GROUPS) -> tuple[Radiograph, str]:
     """The lateral DRR of the folder's first CT series, and that series' hashed key.
 
-    128 divergent slabs by default: with the projector's 8, endplates far from the central ray
+    ``FILM_DIVERGENT_GROUPS`` slabs by default: with the projector's 8, endplates far from the central ray
     are drawn as one contour per slab, which a film does not show (README, "Two projection
     artefacts")."""
     group = next(g for g in io.discover(folder).loadable() if g.kind != "radiograph")
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="a real CT DICOM folder")
     ap.add_argument("--out", type=Path, required=True, help="overlay PNG to write")
-    ap.add_argument("--divergent-groups", type=int, default=128,
+    ap.add_argument("--divergent-groups", type=int, default=FILM_DIVERGENT_GROUPS,
                     help="slabs of the divergent beam (8: the standard phantoms' projection, with doubled endplates)")
     args = ap.parse_args(argv)
     rg, key = project(args.folder, divergent_groups=args.divergent_groups)

@@ -34,7 +34,9 @@ Physics (first order, stated so nobody mistakes it for more)
   parallel beam magnified by the midplane factor. An edge that is wide along the
   beam (an endplate, a rib) is spread over a band of rows by the divergence; with
   few slabs that band is drawn as one line per slab (8 slabs of a 400 mm field:
-  lines ~5 mm apart 100 mm from the central ray). 128 slabs fill it.
+  lines ~5 mm apart 100 mm from the central ray). ``FILM_DIVERGENT_GROUPS`` (128)
+  slabs fill it; the default 8 is kept because the evaluation phantoms and the
+  shipped nets' training data were drawn with it.
 * Detector: Gaussian blur (``blur_fwhm_mm``) of the transmitted fluence, then
   Poisson quantum noise, the exposure set by automatic exposure control so that
   the median body pixel detects ``photons_per_pixel`` quanta (``None``:
@@ -92,6 +94,7 @@ from calcdetect.ids import hash_uid
 from calcdetect.radiograph.aac import kauppila_grade, union_length  # one AAC definition for truth and prediction
 
 __all__ = [
+    "FILM_DIVERGENT_GROUPS",
     "RadiographSettings",
     "RadiographPhantom",
     "hu_to_mu",
@@ -133,6 +136,11 @@ _TOL = 1e-9  # boundary tolerance for score fractions (1/3 and 2/3 are not exact
 
 
 # --------------------------------------------------------------------------- settings
+
+
+#: Divergent slabs that draw a wide edge as the band a film shows, not one line per slab
+#: (module docstring, "Divergent beam").
+FILM_DIVERGENT_GROUPS = 128
 
 
 @dataclass(frozen=True)
