@@ -112,9 +112,13 @@ class PhantomRecipe:
 #: in z and 128 divergent slabs, so tilted endplates neither step slice by slice nor show one
 #: contour per slab (both artefacts are in ``standard`` and ``sharp``); ~4x the generation time.
 _SHARP_CT = {"matrix": 572, "pixel_mm": 0.7, "slice_thickness_mm": 1.0, "kernel": "B70f"}
+#: The projector's slab count until session 29, pinned here because the caches are keyed by
+#: recipe name only: a 'standard' or 'sharp' phantom drawn today must match the cached ones.
+_EIGHT_SLABS = {"divergent_groups": 8}
 CT_RECIPES: dict[str, PhantomRecipe] = {
-    "standard": PhantomRecipe({"matrix": 400, "pixel_mm": 1.0, "slice_thickness_mm": 1.5, "kernel": "B30f"}),
-    "sharp": PhantomRecipe(_SHARP_CT),
+    "standard": PhantomRecipe({"matrix": 400, "pixel_mm": 1.0, "slice_thickness_mm": 1.5, "kernel": "B30f"},
+                              _EIGHT_SLABS),
+    "sharp": PhantomRecipe(_SHARP_CT, _EIGHT_SLABS),
     "film": PhantomRecipe({**_SHARP_CT, "anatomy_dz_mm": 0.25}, {"divergent_groups": FILM_DIVERGENT_GROUPS}),
 }
 

@@ -34,9 +34,11 @@ Physics (first order, stated so nobody mistakes it for more)
   parallel beam magnified by the midplane factor. An edge that is wide along the
   beam (an endplate, a rib) is spread over a band of rows by the divergence; with
   few slabs that band is drawn as one line per slab (8 slabs of a 400 mm field:
-  lines ~5 mm apart 100 mm from the central ray). ``FILM_DIVERGENT_GROUPS`` (128)
-  slabs fill it; the default 8 is kept because the evaluation phantoms and the
-  shipped nets' training data were drawn with it.
+  lines ~5 mm apart 100 mm from the central ray). ``FILM_DIVERGENT_GROUPS`` (128,
+  the default since session 29) slabs fill it, as on a film. The evaluation
+  recipes ``standard`` and ``sharp`` (``scripts/eval_radiograph.py``) keep 8,
+  because their cached phantoms and the shipped nets' training data were drawn
+  with it.
 * Detector: Gaussian blur (``blur_fwhm_mm``) of the transmitted fluence, then
   Poisson quantum noise, the exposure set by automatic exposure control so that
   the median body pixel detects ``photons_per_pixel`` quanta (``None``:
@@ -205,7 +207,7 @@ class RadiographSettings:
     scatter_sigma_mm: float = 40.0
     image_shape: tuple[int, int] | None = None
     detector_size_mm: tuple[float, float] | None = (430.0, 350.0)
-    divergent_groups: int = 8
+    divergent_groups: int = FILM_DIVERGENT_GROUPS
     log_full_scale: float = 10.0
     presentation: str = "equalised"
     equalise_sigma_mm: float = 25.0

@@ -73,3 +73,17 @@ def test_the_film_recipe_paints_finer_and_projects_with_many_slabs(monkeypatch):
     assert film.divergent_groups == 128 and sharp.divergent_groups < film.divergent_groups
     assert (film.photons_per_pixel, film.midplane_to_detector_mm) == (sharp.photons_per_pixel,
                                                                      sharp.midplane_to_detector_mm)
+
+
+def test_cached_recipes_keep_the_slab_count_they_were_drawn_with(monkeypatch):
+    # The caches are keyed by recipe name only: when the projector's default moved to the film's
+    # slabs (session 29), a 'standard' or 'sharp' phantom drawn afresh must still match the
+    # thousands already cached and the shipped nets' training data, all drawn with 8 slabs.
+    import calcdetect.phantoms.ct as ctm
+    from calcdetect.phantoms.radiograph import FILM_DIVERGENT_GROUPS, RadiographSettings
+
+    monkeypatch.setattr(ctm, "generate_ct_phantom", lambda s: s)
+    assert RadiographSettings().divergent_groups == FILM_DIVERGENT_GROUPS
+    for recipe in ("standard", "sharp"):
+        _, settings = er.phantom_recipe(5, recipe)
+        assert settings.divergent_groups == 8, recipe
