@@ -45,7 +45,13 @@ from calcdetect.radiograph.aac import (
     wall_of_pixels,
     severity_group,
 )
-from calcdetect.radiograph.vertebrae import LEVELS_T12_L5, SIDE_ASSUMED, SpineDetection, find_vertebrae
+from calcdetect.radiograph.vertebrae import (
+    LEVELS_T12_L5,
+    SIDE_ASSUMED,
+    SpineDetection,
+    find_vertebrae,
+    outline_defect,
+)
 from calcdetect.types import Finding, Kind, Lesion, Morphology, Radiograph
 
 __all__ = [
@@ -366,6 +372,21 @@ class AorticZone:
     s_bot: float
 
 
+def outline_defects(det: SpineDetection, spacing: tuple[float, float]) -> dict[str, str]:
+    """Named bodies (T12-L5) whose outline is no vertebral body, with why
+    (:func:`~calcdetect.radiograph.vertebrae.outline_defect`; the typical height is the median
+    over every body found of its mean anterior and posterior edge)."""
+    step = np.asarray(spacing, float)
+    heights = [0.5 * (np.linalg.norm((v.corners_rc[3] - v.corners_rc[0]) * step)
+                      + np.linalg.norm((v.corners_rc[2] - v.corners_rc[1]) * step)) for v in det.vertebrae]
+    if not heights:
+        return {}
+    typical = float(np.median(heights))
+    found = {v.level: outline_defect(v.corners_rc, spacing, typical)
+             for v in det.vertebrae if v.level in LEVELS_T12_L5}
+    return {lv: why for lv, why in found.items() if why is not None}
+
+
 def aortic_zone(det: SpineDetection) -> AorticZone:
     """The aortic zone of an anchored detection with L1-L4 (see :class:`AorticZone`)."""
     by = det.by_level()
@@ -481,10 +502,13 @@ def analyse_radiograph(
     --------
     >>> from calcdetect.radiograph.synthetic import make_synthetic_lateral
     >>> from calcdetect.types import AcquisitionInfo, Radiograph
-    >>> ph = make_synthetic_lateral(3, spacing_mm=0.5, plaque_burden=0.0)
+    >>> ph = make_synthetic_lateral(3, spacing_mm=0.5)
     >>> rg = Radiograph(ph.image, (0.5, 0.5), AcquisitionInfo("DX"), view="lateral")
-    >>> analyse_radiograph(rg).aac24["total"]
-    0
+    >>> result = analyse_radiograph(rg)
+    >>> [v.level for v in result.vertebrae]
+    ['T12', 'L1', 'L2', 'L3', 'L4', 'L5']
+    >>> sorted(result.aac24), result.severity
+    (['calcified_fraction', 'segments', 'total'], 'high')
     """
     del device  # CPU only: rules plus, when shipped, a small 2-D net (see docstring)
     if isinstance(calcium_model, str) and calcium_model == "default":
@@ -537,8 +561,13 @@ def analyse_radiograph(
     empty = np.zeros(image.shape, bool)
     by = det.by_level()
     missing = [lv for lv in AAC_LEVELS if lv not in by]
-    if not det.anchored or missing:
-        if det.anchored:
+    defects = outline_defects(det, spacing) if det.anchored else {}
+    for lv, why in defects.items():
+        scored = lv in AAC_LEVELS
+        warnings.append(f"the outline found for {lv} is no vertebral body ({why})"
+                        + (": AAC-24 not scored" if scored else "") + "; check the vertebrae on the overlay")
+    if not det.anchored or missing or any(lv in AAC_LEVELS for lv in defects):
+        if det.anchored and missing:
             warnings.append(f"vertebrae {', '.join(missing)} not found: AAC-24 not scored")
         return RadiographAnalysis(verts, np.zeros((0, 2)), empty, None, None, None, SEVERITY_GROUPING, (),
                                   (), det.anterior, level_method, spacing, tuple(warnings), models)

@@ -142,3 +142,30 @@ def test_a_ready_spine_detection_gives_the_same_reading(lateral_left, to_radiogr
     # a detection without L1-L4 named is not re-detected behind the caller's back: no score
     unnamed = replace(spine, vertebrae=tuple(replace(v, level=None) for v in spine.vertebrae))
     assert analyse_radiograph(rg, vertebra_model=vmodel, spine=unnamed).aac24 is None
+
+
+def test_a_crossed_body_outline_is_not_scored_and_says_which(lateral_left, to_radiograph):
+    """A body outline whose endplates cross (a rule fallback or the net gone wrong) puts the Kauppila
+    segment boundaries anywhere: no AAC-24, and the warning names the level and what to check."""
+    from dataclasses import replace
+
+    from calcdetect.radiograph.analyse import detect_spine
+    from calcdetect.radiograph.vertebra_net import load_default_vertebra_model
+
+    rg = to_radiograph(lateral_left)
+    vmodel = load_default_vertebra_model()
+    spine = detect_spine(np.asarray(rg.array, np.float32), tuple(rg.pixel_spacing), vmodel)
+    assert analyse_radiograph(rg, vertebra_model=vmodel, spine=spine).aac24 is not None
+
+    def crossing(level):
+        return replace(spine, vertebrae=tuple(
+            replace(v, corners_rc=v.corners_rc[[0, 2, 1, 3]]) if v.level == level else v
+            for v in spine.vertebrae))
+
+    bad = analyse_radiograph(rg, vertebra_model=vmodel, spine=crossing("L3"))
+    assert bad.aac24 is None and bad.findings == ()
+    assert any("L3 is no vertebral body" in w and "AAC-24 not scored" in w for w in bad.warnings), bad.warnings
+    # L5 bounds no Kauppila segment: the score stands, the warning still says to check it
+    l5 = analyse_radiograph(rg, vertebra_model=vmodel, spine=crossing("L5"))
+    assert l5.aac24 is not None
+    assert any("L5 is no vertebral body" in w and "not scored" not in w for w in l5.warnings), l5.warnings

@@ -90,3 +90,39 @@ def test_posterior_band_check_keeps_the_band_when_the_plateau_window_runs_off_th
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         assert _bodies_in_front_of_canal(prof, (a, a + mm(30))) == (a, a + mm(30))
+
+
+# --- outline_defect: a crossed or collapsed quadrilateral is no body outline
+
+
+def _box(height: float = 25.0, front: float | None = None) -> np.ndarray:
+    """A 30 mm deep body (1 mm pixels), corners SA, SP, IP, IA, facing left (anterior at col 0)."""
+    front = height if front is None else front
+    return np.array([[0.0, 0.0], [0.0, 30.0], [height, 30.0], [front, 0.0]])
+
+
+def test_a_body_and_a_wedged_body_are_outlines():
+    from calcdetect.radiograph.vertebrae import outline_defect
+
+    assert outline_defect(_box(), (1.0, 1.0), 25.0) is None
+    # a grade-3 wedge fracture: the front lost half its height
+    assert outline_defect(_box(front=12.0), (1.0, 1.0), 25.0) is None
+    # facing right (mirrored) and on 0.3 mm pixels: the same body
+    mirrored = _box() * [1, -1] / 0.3
+    assert outline_defect(mirrored, (0.3, 0.3), 25.0) is None
+
+
+def test_crossed_and_collapsed_outlines_are_named():
+    from calcdetect.radiograph.vertebrae import outline_defect
+
+    crossed = _box()[[0, 2, 1, 3]]  # the posterior corners swapped: the endplates cross
+    assert "crosses" in outline_defect(crossed, (1.0, 1.0), 25.0)
+    # the L5 fallback's crossed body of session 28: front -12 pixels, back 114
+    folded = np.array([[0.0, 0.0], [0.0, 30.0], [38.0, 30.0], [-4.0, 0.0]])
+    assert outline_defect(folded, (1.0, 1.0), 25.0) is not None
+    # endplates that nearly meet at the front: 3 mm against bodies of 25 mm
+    why = outline_defect(_box(front=3.0), (1.0, 1.0), 25.0)
+    assert why is not None and "anterior edge is 3 mm" in why
+    # the mm, not the pixels, count: 10 pixels of 0.25 mm is a 2.5 mm edge
+    assert outline_defect(_box(height=100.0, front=10.0), (0.25, 0.25), 25.0) is not None
+    assert "four finite corners" in outline_defect(np.full((4, 2), np.nan), (1.0, 1.0), 25.0)
