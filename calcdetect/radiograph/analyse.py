@@ -63,6 +63,7 @@ __all__ = [
     "MIN_FIELD_MM",
     "AorticZone",
     "aortic_zone",
+    "outline_defects",
 ]
 
 #: The smallest field of view (mm, along the spine) that can show L1-L4 and the sacrum.
