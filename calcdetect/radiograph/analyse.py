@@ -105,6 +105,8 @@ class VertebraResult:
     level: str | None
     corners_rc: tuple[tuple[float, float], ...]
     confidence: float
+    #: why these corners are no body outline (:func:`outline_defects`); ``None`` when they may be one
+    outline_defect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ class RadiographAnalysis:
             "anterior_side": self.anterior,
             "vertebrae": [
                 {"level": v.level, "corners_rc": [list(map(float, c)) for c in v.corners_rc],
-                 "confidence": round(v.confidence, 3)}
+                 "confidence": round(v.confidence, 3), "outline_defect": v.outline_defect}
                 for v in self.vertebrae
             ],
             "walls": [
@@ -546,8 +548,10 @@ def analyse_radiograph(
         warnings.append(f"no lumbar spine recognised ({reason}): levels not named, AAC-24 not scored")
         det = replace(det, anchored=False,
                       vertebrae=tuple(replace(v, level=None) for v in det.vertebrae))
+    defects = outline_defects(det, spacing) if det.anchored else {}
     verts = tuple(
-        VertebraResult(v.level, tuple((float(r), float(c)) for r, c in v.corners_rc), v.confidence)
+        VertebraResult(v.level, tuple((float(r), float(c)) for r, c in v.corners_rc), v.confidence,
+                       defects.get(v.level) if v.level else None)
         for v in det.vertebrae
         if v.level is None or v.level in LEVELS_T12_L5
     )
@@ -562,7 +566,6 @@ def analyse_radiograph(
     empty = np.zeros(image.shape, bool)
     by = det.by_level()
     missing = [lv for lv in AAC_LEVELS if lv not in by]
-    defects = outline_defects(det, spacing) if det.anchored else {}
     for lv, why in defects.items():
         scored = lv in AAC_LEVELS
         warnings.append(f"the outline found for {lv} is no vertebral body ({why})"

@@ -26,6 +26,7 @@ _GRADE_COLOURS = {0: (90, 200, 90), 1: (255, 220, 0), 2: (255, 140, 0), 3: (255,
 _VERTEBRA = (0, 200, 255)
 _ZONE = (255, 255, 120)
 _CALCIUM = (255, 0, 0)
+_OUTLINE_DEFECT = (255, 140, 0)  # an outline that is no body (crossed): drawn for the reader to check
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -76,12 +77,13 @@ def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Imag
 
     for v in analysis.vertebrae:
         pts = xy(np.asarray(v.corners_rc))
-        draw.polygon(pts, outline=_VERTEBRA, width=lw)
-        label = v.level or "?"
+        colour = _VERTEBRA if v.outline_defect is None else _OUTLINE_DEFECT
+        draw.polygon(pts, outline=colour, width=lw)
+        label = (v.level or "?") + ("" if v.outline_defect is None else " check")
         # label on the posterior side of the body, away from the aorta
         x = max(p[0] for p in pts) + 4 if analysis.anterior == "left" else min(p[0] for p in pts) - 30
         y = sum(p[1] for p in pts) / 4 - 8
-        draw.text((x, y), label, fill=_VERTEBRA, font=font)
+        draw.text((x, y), label, fill=colour, font=font)
     if len(analysis.aortic_zone):
         draw.polygon(xy(analysis.aortic_zone), outline=_ZONE, width=lw)
     # score table, top corner on the posterior side (the aorta is anterior)

@@ -17,7 +17,7 @@ from calcdetect.types import AcquisitionInfo, Radiograph, Volume
 
 _ALLOWED = re.compile(
     r"^(calcdetect DRAFT - not a diagnosis|AAC-24: \d+ \((low|moderate|high)\)|AAC-24: not scored|level  ant  post|"
-    r"L[1-4] +\d +\d|AAC-8: \d|groups: low 0-1, mod 2-5, high >=6|T12|L[1-5]|\?)$"
+    r"L[1-4] +\d +\d|AAC-8: \d|groups: low 0-1, mod 2-5, high >=6|(T12|L[1-5]|\?)( check)?)$"
 )
 
 
@@ -50,6 +50,42 @@ def test_overlay_written_without_identifiers(lateral_left, tmp_path, monkeypatch
         px = np.asarray(im)
     # calcium drawn in red somewhere in the picture
     assert ((px[..., 0] == 255) & (px[..., 1] == 0) & (px[..., 2] == 0)).any()
+
+
+def test_a_crossed_outline_is_drawn_for_checking(lateral_left, tmp_path, monkeypatch):
+    """The warning says "check the vertebrae on the overlay": the outline that is no body is drawn
+    in its own colour and labelled to be checked, and findings.json says why."""
+    from dataclasses import replace
+
+    from calcdetect.radiograph.analyse import detect_spine
+    from calcdetect.radiograph.vertebra_net import load_default_vertebra_model
+
+    rg = Radiograph(lateral_left.image, (0.5, 0.5), AcquisitionInfo("DX"), view="lateral")
+    vmodel = load_default_vertebra_model()
+    spine = detect_spine(np.asarray(rg.array, np.float32), (0.5, 0.5), vmodel)
+    crossed = replace(spine, vertebrae=tuple(
+        replace(v, corners_rc=v.corners_rc[[0, 2, 1, 3]]) if v.level == "L3" else v for v in spine.vertebrae))
+    a = analyse_radiograph(rg, vertebra_model=vmodel, spine=crossed)
+    flagged = {v["level"]: v["outline_defect"] for v in a.summary()["vertebrae"]}
+    assert "crosses" in flagged["L3"] and all(why is None for lv, why in flagged.items() if lv != "L3")
+    drawn: list[str] = []
+    real_text = ImageDraw.ImageDraw.text
+
+    def spy_text(self, xy, text, *args, **kw):
+        drawn.append(text)
+        return real_text(self, xy, text, *args, **kw)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy_text)
+    path = overlay_mod.write_radiograph_overlay(rg, a, tmp_path / "overlay.png")
+    assert "L3 check" in drawn and "L2" in drawn and "L2 check" not in drawn
+    with Image.open(path) as im:
+        px = np.asarray(im)
+    assert (px == overlay_mod._OUTLINE_DEFECT).all(axis=-1).any()
+    # an image with no crossed outline has none of that colour
+    clean = overlay_mod.write_radiograph_overlay(rg, analyse_radiograph(rg, vertebra_model=vmodel, spine=spine),
+                                                 tmp_path / "clean.png")
+    with Image.open(clean) as im:
+        assert not (np.asarray(im) == overlay_mod._OUTLINE_DEFECT).all(axis=-1).any()
 
 
 def test_png_input_with_spacing(lateral_left, tmp_path):
