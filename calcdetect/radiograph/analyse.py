@@ -548,10 +548,10 @@ def analyse_radiograph(
         warnings.append(f"no lumbar spine recognised ({reason}): levels not named, AAC-24 not scored")
         det = replace(det, anchored=False,
                       vertebrae=tuple(replace(v, level=None) for v in det.vertebrae))
-    defects = outline_defects(det, spacing) if det.anchored else {}
+    defects = outline_defects(det, spacing)  # named bodies only: none when the count is not anchored
     verts = tuple(
         VertebraResult(v.level, tuple((float(r), float(c)) for r, c in v.corners_rc), v.confidence,
-                       defects.get(v.level) if v.level else None)
+                       defects.get(v.level))
         for v in det.vertebrae
         if v.level is None or v.level in LEVELS_T12_L5
     )

@@ -26,7 +26,7 @@ _GRADE_COLOURS = {0: (90, 200, 90), 1: (255, 220, 0), 2: (255, 140, 0), 3: (255,
 _VERTEBRA = (0, 200, 255)
 _ZONE = (255, 255, 120)
 _CALCIUM = (255, 0, 0)
-_OUTLINE_DEFECT = (255, 140, 0)  # an outline that is no body (crossed): drawn for the reader to check
+_OUTLINE_DEFECT = (255, 0, 255)  # an outline that is no body (crossed), for the reader to check; no grade's colour
 
 
 def _font(size: int) -> ImageFont.ImageFont:

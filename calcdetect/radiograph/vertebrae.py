@@ -1036,6 +1036,51 @@ def _extrapolate_l1(verts: list[Vertebra]) -> Vertebra | None:
     return Vertebra("L1", corners, 0.3 * l2.confidence, s_sup, s_inf, l2.t_ant, l2.t_post)
 
 
+#: :func:`outline_defect`: a body's anterior and its posterior edge are each at least this fraction
+#: of the typical body height. Lower, the two endplates (nearly) cross inside the body: no rule or
+#: net drew a body there. A grade-3 wedge fracture (height loss > 40 %) keeps its front above this;
+#: a vertebra plana would not, and is then left for the reader (the warning says to check).
+MIN_EDGE_HEIGHT_FRACTION = 0.2
+
+
+def outline_defect(corners_rc: np.ndarray, spacing: tuple[float, float], typical_height_mm: float,
+                   min_edge_fraction: float = MIN_EDGE_HEIGHT_FRACTION) -> str | None:
+    """Why four corners are no vertebral body's outline; ``None`` when they may be one.
+
+    ``corners_rc``: superior-anterior, superior-posterior, inferior-posterior, inferior-anterior
+    ``(row, col)`` in image pixels (:class:`Vertebra`; strip ``(s, t)`` work as well); ``spacing``:
+    ``(row, col)`` mm. The outline must be a convex quadrilateral (one that folds in or crosses
+    itself has endplates or walls that cross) whose anterior and posterior edges are each at least
+    ``min_edge_fraction`` of ``typical_height_mm`` (the chain's median body height). Every named
+    body is checked after detection (``analyse.outline_defects``: rule fallbacks and the net's
+    corners alike; a crossed outline puts the Kauppila segment boundaries anywhere), and
+    :func:`_missed_l5` checks the body it would add, more strictly (``L5_MIN_EDGE_HEIGHT_FRACTION``).
+
+    Examples
+    --------
+    >>> box = np.array([[0, 0], [0, 30], [25, 30], [25, 0]], float)
+    >>> outline_defect(box, (1.0, 1.0), 25.0) is None
+    True
+    >>> outline_defect(box[[0, 2, 1, 3]], (1.0, 1.0), 25.0)
+    'its outline crosses itself or folds in'
+    """
+    p = np.asarray(corners_rc, float) * np.asarray(spacing, float)
+    if p.shape != (4, 2) or not np.all(np.isfinite(p)):
+        return "it does not have four finite corners"
+    edge = np.roll(p, -1, axis=0) - p
+    nxt = np.roll(edge, -1, axis=0)
+    turn = edge[:, 0] * nxt[:, 1] - edge[:, 1] * nxt[:, 0]
+    if not (np.all(turn > 0) or np.all(turn < 0)):
+        return "its outline crosses itself or folds in"
+    front, back = float(np.linalg.norm(p[3] - p[0])), float(np.linalg.norm(p[2] - p[1]))
+    floor = min_edge_fraction * typical_height_mm
+    if min(front, back) < floor:
+        wall, h = ("anterior", front) if front <= back else ("posterior", back)
+        return (f"its {wall} edge is {h:.0f} mm high against a typical body height of "
+                f"{typical_height_mm:.0f} mm (its endplates nearly cross)")
+    return None
+
+
 #: :func:`_missed_l5`: the bone just below the chain's lowest disc is a lumbar body (L5),
 #: not the sacrum, when its superior endplate is at least this sharp relative to the
 #: chain's median superior endplate (and tilted like it, ``L5_ENDPLATE_TILT_DEG``).
@@ -1162,7 +1207,7 @@ def _missed_l5(strip: SpineStrip, verts: list[Vertebra], discs: list[int], perio
     st = np.array(corners_st, float)  # superior-anterior, superior-posterior, inferior-posterior, inferior-anterior
     if not 0.6 * height <= float(st[2:, 0].mean() - st[:2, 0].mean()) <= 1.4 * height:
         return None
-    if min(st[3, 0] - st[0, 0], st[2, 0] - st[1, 0]) < L5_MIN_EDGE_HEIGHT_FRACTION * height:
+    if outline_defect(st, (STEP_MM, STEP_MM), height * STEP_MM, L5_MIN_EDGE_HEIGHT_FRACTION) is not None:
         return None  # the endplates cross, or nearly, inside the body
     rc = strip.to_image(st[:, 0], st[:, 1])
     conf = 0.5 * float(np.median([v.confidence for v in verts]))
@@ -1174,49 +1219,6 @@ def _missed_l5(strip: SpineStrip, verts: list[Vertebra], discs: list[int], perio
 #: rhythm of a strip that runs behind the bodies (development phantoms: whole bodies
 #: 22-35 mm; chains off the bodies 8-17 mm).
 WHOLE_BODY_MIN_MM = 18.0
-
-
-#: :func:`outline_defect`: a body's anterior and its posterior edge are each at least this fraction
-#: of the typical body height. Lower, the two endplates (nearly) cross inside the body: no rule or
-#: net drew a body there. A grade-3 wedge fracture (height loss > 40 %) keeps its front above this;
-#: a vertebra plana would not, and is then left for the reader (the warning says to check).
-MIN_EDGE_HEIGHT_FRACTION = 0.2
-
-
-def outline_defect(corners_rc: np.ndarray, spacing: tuple[float, float], typical_height_mm: float) -> str | None:
-    """Why four corners are no vertebral body's outline; ``None`` when they may be one.
-
-    ``corners_rc``: superior-anterior, superior-posterior, inferior-posterior, inferior-anterior
-    ``(row, col)`` in image pixels (:class:`Vertebra`); ``spacing``: ``(row, col)`` mm. The outline
-    must be a convex quadrilateral (one that folds in or crosses itself has endplates or walls
-    that cross) whose anterior and posterior edges are each at least ``MIN_EDGE_HEIGHT_FRACTION``
-    of ``typical_height_mm`` (the chain's median body height). Rule-drawn fallbacks (L1 above L2,
-    L5 below the chain) and the net's corners are both checked: a crossed outline puts the
-    Kauppila segment boundaries anywhere.
-
-    Examples
-    --------
-    >>> box = np.array([[0, 0], [0, 30], [25, 30], [25, 0]], float)
-    >>> outline_defect(box, (1.0, 1.0), 25.0) is None
-    True
-    >>> outline_defect(box[[0, 2, 1, 3]], (1.0, 1.0), 25.0)
-    'its outline crosses itself or folds in'
-    """
-    p = np.asarray(corners_rc, float) * np.asarray(spacing, float)
-    if p.shape != (4, 2) or not np.all(np.isfinite(p)):
-        return "it does not have four finite corners"
-    edge = np.roll(p, -1, axis=0) - p
-    nxt = np.roll(edge, -1, axis=0)
-    turn = edge[:, 0] * nxt[:, 1] - edge[:, 1] * nxt[:, 0]
-    if not (np.all(turn > 0) or np.all(turn < 0)):
-        return "its outline crosses itself or folds in"
-    front, back = float(np.linalg.norm(p[3] - p[0])), float(np.linalg.norm(p[2] - p[1]))
-    floor = MIN_EDGE_HEIGHT_FRACTION * typical_height_mm
-    if min(front, back) < floor:
-        wall, h = ("anterior", front) if front <= back else ("posterior", back)
-        return (f"its {wall} edge is {h:.0f} mm high against a typical body height of "
-                f"{typical_height_mm:.0f} mm (its endplates nearly cross)")
-    return None
 
 
 def _whole_bodies(verts: list[Vertebra]) -> int:
