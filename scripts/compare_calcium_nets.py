@@ -137,6 +137,18 @@ def score_cases(seeds: list[int], cache: Path, settings: dict[str, CalciumModel]
     return result
 
 
+def within_points(scored: list[tuple[int, int]], most: int = 4) -> dict[str, float]:
+    """Share of (truth, reading) pairs whose reading lies within k points of the truth, k = 0..most.
+
+    >>> within_points([(3, 3), (5, 7), (0, 4)], most=2)
+    {'0': 0.333, '1': 0.333, '2': 0.667}
+    """
+    if not scored:
+        return {}
+    err = np.abs([p - t for t, p in scored])
+    return {str(k): round(float(np.mean(err <= k)), 3) for k in range(most + 1)}
+
+
 def summarise(result: dict) -> dict:
     """Per setting agreement with the truth and the paired difference from the first setting."""
     truth = result["truth"]
@@ -148,7 +160,9 @@ def summarise(result: dict) -> dict:
         scored = [(t, p) for t, p in zip(truth, readings) if p is not None]
         entry = {**agreement, "bias": float(np.mean([p - t for t, p in scored])) if scored else None,
                  # what a reader acts on: the published group (low / moderate / high), not the total
-                 "severity_agreement": severity_agreement(scored)}
+                 "severity_agreement": severity_agreement(scored),
+                 # the shares behind a net's AAC-24 range (train_radiograph_aac.py --error-bound)
+                 "within_points": within_points(scored)}
         if name != names[0]:
             entry["paired_vs_baseline"] = paired_error_difference(truth, result["readings"][names[0]], readings)
         summary["settings"][name] = entry
@@ -182,7 +196,8 @@ def _print_summary(summary: dict) -> None:
         mae_ci = ci.get("mae") or [float("nan")] * 2
         line = (f"{name}: n {s['n']} ICC {s['icc21']:.3f} ({icc_ci[0]:.3f}-{icc_ci[1]:.3f}) "
                 f"MAE {s['mae']:.3f} ({mae_ci[0]:.2f}-{mae_ci[1]:.2f}) bias {s['bias']:+.2f} "
-                f"group {100 * s['severity_agreement']:.1f}%")
+                f"group {100 * s['severity_agreement']:.1f}%; within 1 / 2 / 3 points "
+                + " / ".join(f"{100 * s['within_points'][k]:.0f}%" for k in ("1", "2", "3")))
         paired = s.get("paired_vs_baseline")
         if paired and paired["n"]:
             se = f"{paired['se']:.3f}" if paired["se"] is not None else "-"

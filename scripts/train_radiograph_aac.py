@@ -408,6 +408,22 @@ def parse_level_offsets(text: str | None) -> dict[str, float] | None:
     return out
 
 
+def parse_error_bound(text: str) -> str:
+    """``"0.8:2:film 1100-1299"`` -> the ``aac24_error_bound`` metadata (JSON), checked."""
+    from calcdetect.radiograph.aac import Aac24ErrorBound
+
+    coverage, _, rest = text.partition(":")
+    points, _, measured_on = rest.partition(":")
+    try:
+        bound = Aac24ErrorBound(float(coverage), int(points), measured_on.strip())
+    except ValueError as exc:
+        raise SystemExit(f"--error-bound {text!r}: write COVERAGE:POINTS:MEASURED_ON, e.g. "
+                         f"'0.8:2:film phantoms 1100-1299' ({exc})") from None
+    if not bound.measured_on:
+        raise SystemExit(f"--error-bound {text!r}: say where the bound was measured after the second ':'")
+    return json.dumps({"coverage": bound.coverage, "points": bound.points, "measured_on": bound.measured_on})
+
+
 #: Member metadata kept in an ensemble file (what each member was trained on and how).
 MEMBER_FACTS = ("train_seeds", "val_seeds", "synthetic_seeds", "steps", "init_seed", "noise_augmentation")
 
@@ -583,6 +599,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level-offsets", default=None, metavar="L1:-0.5,L4:1",
                     help="with --restamp: per-level logit-threshold shifts (CalciumModel.level_logit_offsets); "
                          "'' removes them")
+    ap.add_argument("--error-bound", default=None, metavar="COVERAGE:POINTS:MEASURED_ON",
+                    help="with --restamp: this share of the net's AAC-24 readings on held-out phantoms lay within "
+                         "POINTS of the truth (CalciumModel.aac24_error_bound; scripts/compare_calcium_nets.py "
+                         "reports the shares), e.g. '0.8:2:film phantoms 1100-1299'")
     ap.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
                     help="with --restamp: extra metadata (e.g. operating_point_seeds=40-99)")
     args = ap.parse_args(argv)
@@ -594,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.restamp is not None:
         extra = dict(n.split("=", 1) for n in args.note)
+        if args.error_bound is not None:
+            extra["aac24_error_bound"] = parse_error_bound(args.error_bound)
         flip = None if args.flip_average is None else args.flip_average == "true"
         out = restamp(args.restamp, args.out, args.threshold, args.min_length_mm, args.noise_slope,
                       args.noise_ref, extra, flip, parse_level_offsets(args.level_offsets))

@@ -42,7 +42,7 @@ import torch
 from scipy import ndimage
 
 from calcdetect.nets.weights import weights_source
-from calcdetect.radiograph.aac import across_spine
+from calcdetect.radiograph.aac import Aac24ErrorBound, across_spine
 
 __all__ = [
     "CalciumModel",
@@ -133,6 +133,9 @@ class CalciumModel:
     #: Where the weights came from (file name and SHA-256), so that a reading in findings.json
     #: says which net made it; empty for a net built in memory.
     source: dict[str, str] = field(default_factory=dict)
+    #: How far this net's AAC-24 readings lay from the truth on held-out phantoms (metadata
+    #: ``aac24_error_bound``); ``None``: not measured, no range is reported.
+    aac24_error_bound: Aac24ErrorBound | None = None
 
     def row_logit_offsets(self, level_centre_rows: dict[str, float], n_rows: int) -> np.ndarray:
         """The logit-threshold shift per strip row for levels centred at these rows."""
@@ -369,7 +372,8 @@ def load_calcium_model(path: Path) -> CalciumModel:
                         noise_ref=float(meta.get("noise_ref", 0.0)),
                         flip_average=meta.get("flip_average", "false").lower() == "true",
                         level_logit_offsets=_level_offsets(meta, path),
-                        input_scale=input_scale, inputs=inputs, source=weights_source(path))
+                        input_scale=input_scale, inputs=inputs, source=weights_source(path),
+                        aac24_error_bound=_error_bound(meta, path))
 
 
 def _input_channels(meta: dict[str, str], config: dict[str, Any], path: Path) -> tuple[str, ...]:
@@ -390,6 +394,20 @@ def _input_channels(meta: dict[str, str], config: dict[str, Any], path: Path) ->
         raise ValueError(f"{path}: {len(inputs)} input channels {list(inputs)} for a net with "
                          f"{config.get('in_channels')} input channels; the file is inconsistent: retrain or restamp it")
     return inputs
+
+
+def _error_bound(meta: dict[str, str], path: Path) -> Aac24ErrorBound | None:
+    """The ``aac24_error_bound`` metadata (JSON ``{"coverage", "points", "measured_on"}``)."""
+    text = meta.get("aac24_error_bound")
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        return Aac24ErrorBound(float(raw["coverage"]), int(raw["points"]), str(raw["measured_on"]))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{path}: 'aac24_error_bound' metadata {text!r} is not a JSON object with coverage "
+                         f"(0-1), points and measured_on ({exc}); restamp the file with "
+                         "scripts/train_radiograph_aac.py --error-bound") from None
 
 
 def _level_offsets(meta: dict[str, str], path: Path) -> tuple[tuple[str, float], ...]:
@@ -469,6 +487,11 @@ def write_calcium_card(weights: Path, *, title: str, sections: dict[str, str]) -
     if model.flip_average:
         lines.append("- mirror averaging (`CalciumModel.flip_average`): the logits of the strip and of its head-foot "
                      "mirror image are averaged before the threshold")
+    if model.aac24_error_bound is not None:
+        b = model.aac24_error_bound
+        lines.append(f"- AAC-24 range reported with each reading (`CalciumModel.aac24_error_bound`): the total "
+                     f"+/- {b.points}, since {b.coverage:.0%} of its readings lay that near the truth on "
+                     f"{b.measured_on}")
     lines.append("")
     return write_card_sections(weights, lines, sections,
                                "As calcdetect; trained only on synthetic phantoms (no patient data).")

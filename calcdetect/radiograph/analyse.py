@@ -511,7 +511,9 @@ def analyse_radiograph(
     >>> [v.level for v in result.vertebrae]
     ['T12', 'L1', 'L2', 'L3', 'L4', 'L5']
     >>> sorted(result.aac24), result.severity
-    (['calcified_fraction', 'segments', 'total'], 'high')
+    (['calcified_fraction', 'interval', 'segments', 'total'], 'high')
+    >>> result.aac24["interval"]["coverage"]  # of held-out phantom readings within its points
+    0.8
     """
     del device  # CPU only: rules plus, when shipped, a small 2-D net (see docstring)
     if isinstance(calcium_model, str) and calcium_model == "default":
@@ -598,6 +600,9 @@ def analyse_radiograph(
     fractions = {lv: {w.wall: round(w.fraction, 4) for w in walls if w.level == lv} for lv in AAC_LEVELS}
     total = int(sum(w.grade for w in walls))
     aac24 = {"total": total, "segments": aac_segments, "calcified_fraction": fractions}
+    bound = getattr(calcium_model, "aac24_error_bound", None)
+    if bound is not None:
+        aac24["interval"] = bound.as_json(total)
     aac8_walls = {
         wall: aac8_grade(sum(w.fraction for w in walls if w.wall == wall)) for wall in ("anterior", "posterior")
     }
@@ -679,9 +684,11 @@ def radiograph_report_lines(analysis: RadiographAnalysis) -> tuple[list[str], li
         for lv in AAC_LEVELS
     )
     group = f"{analysis.severity}; {analysis.severity_grouping}"
+    interval = analysis.aac24.get("interval")
+    range_note = f"; estimated range {interval['low']}-{interval['high']}" if interval else ""
     if total == 0:
         findings.append("No calcification of the abdominal aorta anterior to L1-L4 (AAC-24 score 0).")
-        impression.append(f"No abdominal aortic calcification (AAC-24 score 0, {analysis.severity}).")
+        impression.append(f"No abdominal aortic calcification (AAC-24 score 0, {analysis.severity}{range_note}).")
     else:
         span = _level_span(levels)
         where = f"anterior to {span}" if len(levels) > 1 else f"anterior to {levels[0]}"
@@ -690,7 +697,14 @@ def radiograph_report_lines(analysis: RadiographAnalysis) -> tuple[list[str], li
         if analysis.aac8 is not None:
             findings.append(f"AAC-8 score {analysis.aac8['total']}.")
         impression.append(
-            f"Abdominal aortic calcification {where}, AAC-24 score {total} ({analysis.severity})."
+            f"Abdominal aortic calcification {where}, AAC-24 score {total} ({analysis.severity}{range_note})."
+        )
+    if interval:
+        findings.append(
+            f"Estimated AAC-24 range {interval['low']}-{interval['high']} (severity {interval['severity']}): "
+            f"{round(100 * interval['coverage'])}% of this network's readings of held-out phantom radiographs "
+            f"lay within {interval['points']} points of the true score; its accuracy on patient radiographs "
+            "has not been measured."
         )
     findings.append(f"Vertebral {analysis.level_method}.")
     return findings, impression

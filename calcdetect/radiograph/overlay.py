@@ -90,6 +90,9 @@ def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Imag
     lines = ["calcdetect DRAFT - not a diagnosis"]
     if analysis.aac24 is not None:
         lines.append(f"AAC-24: {analysis.aac24['total']} ({analysis.severity})")
+        interval = analysis.aac24.get("interval")
+        if interval:
+            lines.append(f"{round(100 * interval['coverage'])}% range: {interval['low']}-{interval['high']}")
         lines.append("level  ant  post")
         for lv in AAC_LEVELS:
             seg = analysis.aac24["segments"][lv]
@@ -110,7 +113,7 @@ def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Imag
         line_h = (box[3] - box[1]) / len(lines)
         for i, lv in enumerate(AAC_LEVELS):
             seg = analysis.aac24["segments"][lv]
-            yy = 10 + (3 + i) * line_h + line_h / 2
+            yy = 10 + (lines.index("level  ant  post") + 1 + i) * line_h + line_h / 2
             for j, wall in enumerate(("anterior", "posterior")):
                 xx = x0 + w - 22 + j * 9
                 draw.rectangle((xx, yy - 3, xx + 6, yy + 3), fill=_GRADE_COLOURS[int(seg[wall])])

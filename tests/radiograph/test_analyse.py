@@ -91,7 +91,7 @@ def test_report_lines_name_levels_and_score(lateral_left, to_radiograph):
     total = a.aac24["total"]
     assert total > 0
     assert f"AAC-24 score {total}" in findings[0] and "anterior to L" in findings[0]
-    assert impression and f"AAC-24 score {total} ({a.severity})" in impression[0]
+    assert impression and f"AAC-24 score {total} ({a.severity}" in impression[0]
     assert any("lumbosacral" in line for line in findings)
     summary = a.summary()
     assert summary["aac24"]["total"] == total and summary["severity_grouping"] == a.severity_grouping
@@ -169,3 +169,37 @@ def test_a_crossed_body_outline_is_not_scored_and_says_which(lateral_left, to_ra
     l5 = analyse_radiograph(rg, vertebra_model=vmodel, spine=crossing("L5"))
     assert l5.aac24 is not None
     assert any("L5 is no vertebral body" in w and "not scored" not in w for w in l5.warnings), l5.warnings
+
+
+def test_the_reading_carries_the_nets_measured_range(lateral_left, to_radiograph):
+    """A reader sees how far a total may lie from the truth: the shipped net's bound (its held-out
+    phantom error) gives the range in findings.json, the findings and the impression."""
+    from calcdetect.radiograph.aac_net import load_default_calcium_model
+
+    model = load_default_calcium_model()
+    bound = model.aac24_error_bound
+    assert bound is not None and bound.coverage >= 0.8 and "held-out" in bound.measured_on
+    a = analyse_radiograph(to_radiograph(lateral_left))
+    total, interval = a.aac24["total"], a.aac24["interval"]
+    assert (interval["low"], interval["high"]) == (max(0, total - bound.points), min(24, total + bound.points))
+    assert interval["low"] <= total <= interval["high"]
+    findings, impression = radiograph_report_lines(a)
+    ranged = [ln for ln in findings if ln.startswith("Estimated AAC-24 range")]
+    assert len(ranged) == 1 and f"{interval['low']}-{interval['high']}" in ranged[0]
+    assert "patient radiographs has not been measured" in ranged[0]
+    assert f"estimated range {interval['low']}-{interval['high']}" in impression[0]
+
+
+def test_no_range_without_a_measured_bound(lateral_left, to_radiograph):
+    """A net with no measured bound (the rules, or a user's own net) reports no range rather than
+    borrowing the shipped net's."""
+    from dataclasses import replace
+
+    from calcdetect.radiograph.aac_net import load_default_calcium_model
+
+    rg = to_radiograph(lateral_left)
+    for model in (None, replace(load_default_calcium_model(), aac24_error_bound=None)):
+        a = analyse_radiograph(rg, calcium_model=model)
+        assert "interval" not in a.aac24
+        findings, impression = radiograph_report_lines(a)
+        assert not any("range" in ln for ln in findings + impression)
