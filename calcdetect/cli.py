@@ -49,6 +49,16 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _aac24_note(aac24: dict | None) -> str:
+    """A radiograph's reading for the console table: 'AAC-24 7 (high; range 5-9)'."""
+    if aac24 is None:
+        return ""
+    if not aac24["scored"]:
+        return "AAC-24 not scored (see warnings)"
+    span = f"; range {aac24['range'][0]}-{aac24['range'][1]}" if aac24.get("range") else ""
+    return f"AAC-24 {aac24['total']} ({aac24['severity']}{span})"
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
@@ -104,7 +114,7 @@ def run(
         table.add_column(column)
     for s in summary.series:
         table.add_row(s.key, s.kind, str(s.n_images), s.status,
-                      "" if s.n_findings is None else str(s.n_findings), s.reason or "")
+                      "" if s.n_findings is None else str(s.n_findings), s.reason or _aac24_note(s.aac24))
     out.print(table)
     if summary.skipped_files:
         out.print("skipped files: " + ", ".join(f"{n} {why}" for why, n in summary.skipped_files.items()))

@@ -82,6 +82,9 @@ class SeriesOutcome:
     n_findings: int | None = None
     outputs: tuple[str, ...] = ()
     input_summary: dict[str, Any] | None = None
+    #: A radiograph's reading at a glance (total, severity, range; ``None``: not scored), so that a
+    #: run over an archive can be tabulated from run.json without opening every findings.json.
+    aac24: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -399,8 +402,18 @@ def _process_radiograph(radiograph: Radiograph, key: str, out_dir: Path, setting
         key=key, kind="radiograph", modality=radiograph.info.modality, n_images=1, status=PROCESSED,
         warnings=warnings, n_findings=len(analysis.findings),
         outputs=tuple(str(p.relative_to(out_dir)) for p in written),
-        input_summary=radiograph_summary(radiograph),
+        input_summary=radiograph_summary(radiograph), aac24=_aac24_glance(analysis),
     )
+
+
+def _aac24_glance(analysis: Any) -> dict[str, Any]:
+    """The run.json entry of one radiograph: ``scored``, and when scored the total, its severity
+    group and the calcium net's measured range (``None`` without a measured bound)."""
+    if analysis.aac24 is None:
+        return {"scored": False}
+    interval = analysis.aac24.get("interval")
+    return {"scored": True, "total": analysis.aac24["total"], "severity": analysis.severity,
+            "range": [interval["low"], interval["high"]] if interval else None}
 
 
 # ------------------------------------------------------------------------ input
@@ -519,6 +532,7 @@ def run_document(summary: RunSummary) -> dict[str, Any]:
                 "n_findings": s.n_findings,
                 "outputs": list(s.outputs),
                 **({"input": s.input_summary} if s.input_summary else {}),
+                **({"aac24": s.aac24} if s.aac24 is not None else {}),
             }
             for s in summary.series
         ],

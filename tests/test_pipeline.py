@@ -158,3 +158,53 @@ def test_missing_model_file_is_a_bad_argument(mixed_folder, tmp_path):
     result = runner.invoke(app, ["run", str(mixed_folder), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "x.safetensors")])
     assert result.exit_code == EXIT_BAD_ARGUMENTS
     assert "does not exist" in " ".join(result.output.split())  # rich folds long paths over lines
+
+
+SAMPLE_RADIOGRAPH = Path(__file__).resolve().parents[1] / "data_samples" / "radiograph_phantom" / "dicom"
+
+
+@pytest.fixture(scope="module")
+def ct_and_radiograph_run(mixed_folder, tmp_path_factory):
+    """The CT series of ``mixed_folder`` beside the sample lateral radiograph (DX), both carrying
+    a patient's name, ID, birth date and accession number."""
+    import shutil
+
+    import pydicom
+
+    root = tmp_path_factory.mktemp("ct_and_dx")
+    shutil.copytree(mixed_folder / "a", root / "a")
+    for n, src in enumerate(sorted(SAMPLE_RADIOGRAPH.iterdir())):
+        ds = pydicom.dcmread(src)
+        for key, value in PATIENT.items():
+            setattr(ds, key, value)
+        (root / "dx").mkdir(exist_ok=True)
+        ds.save_as(root / "dx" / f"IM{n:04d}", enforce_file_format=True)
+    before = _tree_digest(root)
+    out = tmp_path_factory.mktemp("out") / "run"
+    result = runner.invoke(app, ["run", str(root), "-o", str(out), "--device", "cpu"])
+    return result, out, root, before
+
+
+def test_a_folder_of_ct_and_a_lateral_radiograph_runs_each_by_its_modality(ct_and_radiograph_run):
+    """Issue #6: `calcdetect run` picks the radiograph path by modality in a mixed folder, and a
+    researcher reads each radiograph's AAC-24, severity and range from run.json and the console."""
+    result, out, root, before = ct_and_radiograph_run
+    assert result.exit_code == EXIT_OK, result.output
+    run = json.loads((out / "run.json").read_text())
+    by_kind = {s["kind"]: s for s in run["series"]}
+    assert by_kind["ct_volume"]["status"] == "processed" and "aac24" not in by_kind["ct_volume"]
+    dx = by_kind["radiograph"]
+    assert dx["status"] == "processed" and dx["modality"] == "DX"
+    doc = json.loads((out / dx["key"] / "findings.json").read_text())
+    glance, aac24 = dx["aac24"], doc["aac24"]
+    assert glance == {"scored": True, "total": aac24["total"], "severity": doc["radiograph"]["severity"],
+                      "range": [aac24["interval"]["low"], aac24["interval"]["high"]]}
+    assert "AAC-24" in result.output  # the console table's note (rich wraps it to the terminal's width)
+    report = (out / dx["key"] / "report.txt").read_text()
+    assert report.startswith("COMPUTER-GENERATED DRAFT") and f"AAC-24 score {aac24['total']}" in report
+    assert (out / dx["key"] / "overlays" / "radiograph.png").exists()
+    assert glance["range"][0] <= glance["total"] <= glance["range"][1]
+    for path in [p for p in out.rglob("*") if p.is_file() and p.suffix != ".gz"]:
+        assert not any(ident in path.read_bytes() for ident in IDENTIFIERS), path.name
+    assert not any(ident.decode() in result.output for ident in IDENTIFIERS)
+    assert _tree_digest(root) == before  # the input is never modified
