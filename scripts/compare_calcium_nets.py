@@ -97,8 +97,9 @@ def load_settings(nets: list[str], ensembles: list[str]) -> dict[str, CalciumMod
                              "a logit mean needs one input")
         net = MeanLogitEnsemble([m.net for m in members]).eval()
         files = "+".join(m.source.get("file", "built in memory") for m in members)
+        # the first member's measured AAC-24 bound is not the mean's
         out[name] = dataclasses.replace(first, net=net, threshold=thr, flip_average=False,
-                                        source={"file": f"logit mean of {files}"})
+                                        source={"file": f"logit mean of {files}"}, aac24_error_bound=None)
     if not out:
         raise SystemExit("name at least one --net")
     if len(set(out)) != len(nets) + len(ensembles):
