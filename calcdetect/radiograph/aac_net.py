@@ -57,6 +57,9 @@ __all__ = [
     "TOPHAT_MM",
     "GAS_MM",
     "predict_calcium",
+    "calcium_zone_logits",
+    "calcium_mask",
+    "ZoneLogits",
     "calcium_logits",
     "load_calcium_model",
     "load_default_calcium_model",
@@ -257,16 +260,45 @@ def predict_calcium(
     ``level_centre_rows``: strip row of each vertebral level's centre, for the model's
     per-level threshold shifts (``CalciumModel.level_logit_offsets``); ``None``: no shift.
     """
-    out = np.zeros(zone.shape, bool)
+    zl = calcium_zone_logits(model, strip, t_line, zone, step_mm, level_centre_rows)
+    return np.zeros(zone.shape, bool) if zl is None else calcium_mask(model, zl)
+
+
+@dataclass(frozen=True)
+class ZoneLogits:
+    """The net's logits over the zone's window of the strip, and the logit threshold that
+    applies on each of its rows (the operating point, with its noise and level shifts)."""
+
+    logit: np.ndarray  # window rows x columns
+    window: tuple[slice, slice]
+    zone: np.ndarray  # the whole strip's zone (bool)
+    row_threshold: np.ndarray  # per window row
+    step_mm: float
+
+
+def calcium_zone_logits(
+    model: CalciumModel, strip: np.ndarray, t_line: np.ndarray, zone: np.ndarray, step_mm: float,
+    level_centre_rows: dict[str, float] | None = None,
+) -> ZoneLogits | None:
+    """One pass of the net over the zone (``None``: empty zone); :func:`calcium_mask` thresholds it."""
     if not zone.any():
-        return out
+        return None
     x, win = zone_input(strip, t_line, zone, step_mm, input_divisor(model.config), model.input_scale, model.inputs)
     logit = calcium_logits(model, x)
     h, w = win[0].stop - win[0].start, win[1].stop - win[1].start
     # the noise SD only moves a noise-aware threshold; skip its filter pass otherwise
     thr = model.threshold_at(_noise_sd(strip, zone) if model.noise_ref > 0 else 0.0)
     shift = model.row_logit_offsets(level_centre_rows or {}, strip.shape[0])[win[0]]
-    mask = (logit[:h, :w] > np.log(thr / (1 - thr)) + shift[:, None]) & zone[win]
+    return ZoneLogits(logit[:h, :w], win, zone, np.log(thr / (1 - thr)) + shift, step_mm)
+
+
+def calcium_mask(model: CalciumModel, zl: ZoneLogits, logit_offset: float = 0.0) -> np.ndarray:
+    """Calcified strip pixels from the zone logits at the operating point moved by ``logit_offset``
+    (positive: stricter), keeping deposits of the model's least area and length that do not
+    cross the spine obliquely."""
+    step_mm = zl.step_mm
+    out = np.zeros(zl.zone.shape, bool)
+    mask = (zl.logit > zl.row_threshold[:, None] + logit_offset) & zl.zone[zl.window]
     lab, n = ndimage.label(mask)
     if n:
         area = np.bincount(lab.ravel(), minlength=n + 1) * step_mm**2
@@ -280,7 +312,7 @@ def predict_calcium(
             elif across_spine(*np.nonzero(lab[sl] == i)):
                 keep[i] = False  # a rib edge crossing the zone, not a wall seen edge-on
         mask = keep[lab]
-    out[win] = mask
+    out[zl.window] = mask
     return out
 
 

@@ -94,12 +94,16 @@ def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Imag
         if interval:
             lines.append(f"{round(100 * interval['coverage'])}% range: {interval['low']}-{interval['high']}")
         lines.append("level  ant  post")
+        check = set(analysis.aac24.get("grades_to_check", ()))
         for lv in AAC_LEVELS:
             seg = analysis.aac24["segments"][lv]
-            lines.append(f"{lv:<5}  {seg['anterior']:>3}  {seg['posterior']:>4}")
+            mark = {w: "?" if f"{lv} {w}" in check else " " for w in ("anterior", "posterior")}
+            lines.append(f"{lv:<5}  {seg['anterior']:>3}{mark['anterior']} {seg['posterior']:>4}{mark['posterior']}")
         if analysis.aac8 is not None:
             lines.append(f"AAC-8: {analysis.aac8['total']}")
         lines.append("groups: low 0-1, mod 2-5, high >=6")
+        if check:
+            lines.append("? grade to check first")
     else:
         lines.append("AAC-24: not scored")
     text = "\n".join(lines)

@@ -203,3 +203,42 @@ def test_no_range_without_a_measured_bound(lateral_left, to_radiograph):
         assert "interval" not in a.aac24
         findings, impression = radiograph_report_lines(a)
         assert not any("range" in ln for ln in findings + impression)
+
+
+def test_grades_to_check_are_named_in_the_report_and_marked_on_the_overlay(lateral_left, to_radiograph, monkeypatch):
+    """The reviewer is told which wall grades to look at first (near a grade boundary, or moved by
+    the detection threshold): named in the findings and marked '?' in the overlay's table."""
+    from dataclasses import replace
+
+    from PIL import ImageDraw
+
+    from calcdetect.radiograph.analyse import GRADE_CHECK_FRACTION
+    from calcdetect.radiograph.overlay import render_overlay
+
+    rg = to_radiograph(lateral_left)
+    a = analyse_radiograph(rg)
+    names = {f"{lv} {w}" for lv in AAC_LEVELS for w in ("anterior", "posterior")}
+    assert set(a.aac24["grades_to_check"]) <= names
+    # the rules have no threshold to move: only fractions near 1/3 or 2/3 are flagged
+    rules = analyse_radiograph(rg, calcium_model=None)
+    for name in rules.aac24["grades_to_check"]:
+        lv, wall = name.split()
+        f = rules.aac24["calcified_fraction"][lv][wall]
+        assert min(abs(f - 1 / 3), abs(f - 2 / 3)) < GRADE_CHECK_FRACTION
+    flagged = replace(a, aac24={**a.aac24, "grades_to_check": ["L2 posterior"]})
+    findings, _ = radiograph_report_lines(flagged)
+    assert any(ln.startswith("Wall grades to check first") and "L2 posterior" in ln for ln in findings)
+    drawn: list[str] = []
+    real = ImageDraw.ImageDraw.multiline_text
+
+    def spy(self, xy, text, *args, **kw):
+        drawn.extend(text.split("\n"))
+        return real(self, xy, text, *args, **kw)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "multiline_text", spy)
+    render_overlay(rg, flagged)
+    l2 = next(ln for ln in drawn if ln.startswith("L2"))
+    assert l2.rstrip().endswith("?") and "?" not in next(ln for ln in drawn if ln.startswith("L3"))
+    assert "? grade to check first" in drawn
+    clean = replace(a, aac24={**a.aac24, "grades_to_check": []})
+    assert not any(ln.startswith("Wall grades to check") for ln in radiograph_report_lines(clean)[0])

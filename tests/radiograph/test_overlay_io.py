@@ -17,7 +17,7 @@ from calcdetect.types import AcquisitionInfo, Radiograph, Volume
 
 _ALLOWED = re.compile(
     r"^(calcdetect DRAFT - not a diagnosis|AAC-24: \d+ \((low|moderate|high)\)|AAC-24: not scored|\d+% range: \d+-\d+|level  ant  post|"
-    r"L[1-4] +\d +\d|AAC-8: \d|groups: low 0-1, mod 2-5, high >=6|(T12|L[1-5]|\?)( check)?)$"
+    r"L[1-4] +\d[? ] +\d\??|AAC-8: \d|groups: low 0-1, mod 2-5, high >=6|\? grade to check first|(T12|L[1-5]|\?)( check)?)$"
 )
 
 
