@@ -44,6 +44,7 @@ __all__ = [
     "AORTA_MIDLINE_FRACTION",
     "WALL_SPLIT_GAP_MM",
     "kauppila_grade",
+    "KAUPPILA_BOUNDARIES",
     "union_length",
     "aac8_grade",
     "severity_group",
@@ -97,6 +98,10 @@ def union_length(intervals: Sequence[tuple[float, float]], lo: float, hi: float)
     return float(total)
 
 
+#: The calcified fractions of a segment at which the Kauppila grade steps from 1 to 2 and from 2 to 3.
+KAUPPILA_BOUNDARIES: tuple[float, float] = (1 / 3, 2 / 3)
+
+
 def kauppila_grade(fraction: float) -> int:
     """Kauppila wall grade (0-3) of a calcified length fraction of one segment.
 
@@ -109,9 +114,9 @@ def kauppila_grade(fraction: float) -> int:
     """
     if not np.isfinite(fraction) or fraction <= _TOL:
         return 0
-    if fraction <= 1 / 3 + _TOL:
+    if fraction <= KAUPPILA_BOUNDARIES[0] + _TOL:
         return 1
-    if fraction <= 2 / 3 + _TOL:
+    if fraction <= KAUPPILA_BOUNDARIES[1] + _TOL:
         return 2
     return 3
 

@@ -35,6 +35,7 @@ from calcdetect.device import Device
 from calcdetect.errors import UnsupportedSeriesError
 from calcdetect.radiograph.aac import (
     AAC_LEVELS,
+    KAUPPILA_BOUNDARIES,
     SEVERITY_GROUPING,
     WALL_SPLIT_GAP_MM as _AAC_WALL_SPLIT_GAP_MM,
     WallExtent,
@@ -419,7 +420,7 @@ def aortic_zone(det: SpineDetection) -> AorticZone:
 #: Half-width, in logits, of the threshold band a grade is re-read at: probabilities 0.3 and 0.7
 #: around an operating point of 0.5.
 GRADE_CHECK_LOGIT = math.log(0.7 / 0.3)
-#: A calcified fraction this near 1/3 or 2/3 of the segment makes its grade one to check.
+#: A calcified fraction this near a grade boundary (``KAUPPILA_BOUNDARIES``) makes its grade one to check.
 GRADE_CHECK_FRACTION = 0.05
 
 
@@ -469,7 +470,7 @@ def grades_to_check(walls: list[WallExtent], rereads: list[list[WallExtent]]) ->
     """
     out = []
     for i, w in enumerate(walls):
-        near = w.fraction > 0 and min(abs(w.fraction - 1 / 3), abs(w.fraction - 2 / 3)) < GRADE_CHECK_FRACTION
+        near = w.fraction > 0 and min(abs(w.fraction - b) for b in KAUPPILA_BOUNDARIES) < GRADE_CHECK_FRACTION
         if near or any(r[i].grade != w.grade for r in rereads):
             out.append(f"{w.level} {w.wall}")
     return out

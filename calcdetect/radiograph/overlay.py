@@ -93,6 +93,7 @@ def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Imag
         interval = analysis.aac24.get("interval")
         if interval:
             lines.append(f"{round(100 * interval['coverage'])}% range: {interval['low']}-{interval['high']}")
+        table_row = len(lines) + 1  # the first level's line, for the grade bars below
         lines.append("level  ant  post")
         check = set(analysis.aac24.get("grades_to_check", ()))
         for lv in AAC_LEVELS:
@@ -117,7 +118,7 @@ def render_overlay(radiograph: Radiograph, analysis: RadiographAnalysis) -> Imag
         line_h = (box[3] - box[1]) / len(lines)
         for i, lv in enumerate(AAC_LEVELS):
             seg = analysis.aac24["segments"][lv]
-            yy = 10 + (lines.index("level  ant  post") + 1 + i) * line_h + line_h / 2
+            yy = 10 + (table_row + i) * line_h + line_h / 2
             for j, wall in enumerate(("anterior", "posterior")):
                 xx = x0 + w - 22 + j * 9
                 draw.rectangle((xx, yy - 3, xx + 6, yy + 3), fill=_GRADE_COLOURS[int(seg[wall])])
